@@ -1,0 +1,127 @@
+"""`Animation`: frames × named channels at a frame rate; the one type that crosses every boundary."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import TalkfaceError
+from .rig import ARKIT_NAMES, INDEX
+
+
+@dataclass(frozen=True)
+class Animation:
+    """Per-frame channel values (float32, shape [frames, channels]) sampled at `fps`.
+
+    Channels named as ARKit blendshapes are weights in [0, 1]; other channels (head and eye
+    angles in radians) are free. Frame ``i`` is at time ``i / fps`` seconds.
+    """
+
+    weights: np.ndarray
+    fps: float
+    names: tuple[str, ...] = ARKIT_NAMES
+
+    def __post_init__(self) -> None:
+        w = np.asarray(self.weights, dtype=np.float32)
+        if w.ndim != 2 or w.shape[1] != len(self.names):
+            raise TalkfaceError(
+                f"animation needs shape [frames, {len(self.names)}], got {list(np.shape(self.weights))}"
+            )
+        if not (self.fps > 0 and np.isfinite(self.fps)):
+            raise TalkfaceError(f"fps must be a positive number, got {self.fps}")
+        if len(set(self.names)) != len(self.names):
+            raise TalkfaceError("animation channel names must be unique")
+        object.__setattr__(self, "weights", w)
+        object.__setattr__(self, "names", tuple(self.names))
+        object.__setattr__(self, "fps", float(self.fps))
+
+    @classmethod
+    def zeros(cls, frames: int, fps: float, names: Sequence[str] = ARKIT_NAMES) -> Animation:
+        """A neutral (all-zero) animation."""
+        return cls(np.zeros((frames, len(names)), np.float32), fps, tuple(names))
+
+    @property
+    def num_frames(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def duration(self) -> float:
+        """Seconds covered: frames / fps."""
+        return self.num_frames / self.fps
+
+    @property
+    def times(self) -> np.ndarray:
+        """Time of each frame in seconds."""
+        return np.arange(self.num_frames) / self.fps
+
+    def index(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise TalkfaceError(f"unknown channel {name!r}") from None
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        """The curve of one channel."""
+        return self.weights[:, self.index(name)]
+
+    def at(self, t: float) -> np.ndarray:
+        """Channel values at time `t`, linearly interpolated between frames."""
+        return self.resample_to(np.array([t]))[0]
+
+    def resample_to(self, times: np.ndarray) -> np.ndarray:
+        """Channel values at arbitrary times (linear interpolation, clamped at the ends)."""
+        if self.num_frames == 0:
+            raise TalkfaceError("cannot sample an empty animation")
+        pos = np.clip(np.asarray(times, dtype=np.float64) * self.fps, 0, self.num_frames - 1)
+        lo = np.floor(pos).astype(int)
+        hi = np.minimum(lo + 1, self.num_frames - 1)
+        frac = (pos - lo)[:, None].astype(np.float32)
+        return self.weights[lo] * (1 - frac) + self.weights[hi] * frac
+
+    def resample(self, fps: float) -> Animation:
+        """The same motion at another frame rate, covering the same duration."""
+        if not (fps > 0 and np.isfinite(fps)):
+            raise TalkfaceError(f"fps must be a positive number, got {fps}")
+        if fps == self.fps:
+            return self
+        frames = max(1, round(self.duration * fps)) if self.num_frames else 0
+        if frames == 0:
+            return Animation.zeros(0, fps, self.names)
+        return Animation(self.resample_to(np.arange(frames) / fps), fps, self.names)
+
+    def slice(self, start: float, end: float | None = None) -> Animation:
+        """Frames from `start` up to (not including) `end`, in seconds."""
+        a = max(0, round(start * self.fps))
+        b = self.num_frames if end is None else max(a, round(end * self.fps))
+        return Animation(self.weights[a:b], self.fps, self.names)
+
+    @staticmethod
+    def join(parts: Sequence[Animation]) -> Animation:
+        """Concatenate animations of the same fps and channels in time."""
+        if not parts:
+            raise TalkfaceError("nothing to join")
+        first = parts[0]
+        for p in parts[1:]:
+            if p.fps != first.fps or p.names != first.names:
+                raise TalkfaceError("can only join animations with the same fps and channels")
+        return Animation(np.concatenate([p.weights for p in parts]), first.fps, first.names)
+
+    def with_channels(self, names: Sequence[str]) -> Animation:
+        """The animation with exactly `names` as channels: missing ones are zero, extra ones dropped."""
+        out = np.zeros((self.num_frames, len(names)), np.float32)
+        for j, n in enumerate(names):
+            if n in self.names:
+                out[:, j] = self[n]
+        return Animation(out, self.fps, tuple(names))
+
+    def validate(self) -> Animation:
+        """Raise `TalkfaceError` unless all values are finite and blendshape weights lie in [0, 1]."""
+        if not np.isfinite(self.weights).all():
+            raise TalkfaceError("animation has non-finite values")
+        cols = [i for i, n in enumerate(self.names) if n in INDEX]
+        w = self.weights[:, cols]
+        if w.size and (w.min() < 0 or w.max() > 1):
+            raise TalkfaceError("blendshape weights must lie in [0, 1]")
+        return self

@@ -1,0 +1,68 @@
+"""Audio in: decode, check, downmix and resample, so every path sees clean mono float32."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from .errors import TalkfaceError
+
+SAMPLE_RATE = 16000
+#: Longest input accepted in one call (seconds); longer audio should be streamed in parts.
+MAX_SECONDS = 4 * 3600
+_SILENCE_PEAK = 1e-4
+
+AudioSource = str | os.PathLike | np.ndarray
+
+
+def load_audio(
+    source: AudioSource, sample_rate: int | None = None, target_rate: int = SAMPLE_RATE
+) -> np.ndarray:
+    """Mono float32 audio at `target_rate` from a file path or an array.
+
+    An array needs its `sample_rate`; a multi-channel array is [samples, channels]. Raises
+    `TalkfaceError` for unreadable, empty, silent, non-finite or overlong audio.
+    """
+    if isinstance(source, np.ndarray):
+        if sample_rate is None:
+            raise TalkfaceError("an audio array needs its sample_rate")
+        audio, rate, name = source, sample_rate, "audio"
+    else:
+        path = Path(source)
+        name = str(path)
+        if not path.is_file():
+            raise TalkfaceError(f"{name}: no such audio file")
+        try:
+            audio, rate = sf.read(path, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+            raise TalkfaceError(f"{name}: not a readable audio file ({e})") from None
+    return _checked(np.asarray(audio), int(rate), target_rate, name)
+
+
+def _checked(audio: np.ndarray, rate: int, target_rate: int, name: str) -> np.ndarray:
+    if audio.dtype.kind not in "fiu":
+        raise TalkfaceError(f"{name}: audio must be numeric, got {audio.dtype}")
+    if audio.dtype.kind in "iu":
+        audio = audio.astype(np.float32) / np.float32(np.iinfo(audio.dtype).max)
+    if audio.ndim == 2:
+        audio = audio.mean(axis=1)
+    elif audio.ndim != 1:
+        raise TalkfaceError(f"{name}: audio must be 1-D or [samples, channels]")
+    audio = audio.astype(np.float32, copy=False)
+    if rate <= 0:
+        raise TalkfaceError(f"{name}: invalid sample rate {rate}")
+    if audio.size == 0:
+        raise TalkfaceError(f"{name}: audio is empty")
+    if not np.isfinite(audio).all():
+        raise TalkfaceError(f"{name}: audio contains NaN or infinite samples")
+    if audio.size / rate > MAX_SECONDS:
+        raise TalkfaceError(f"{name}: audio is longer than {MAX_SECONDS // 3600} hours")
+    if float(np.abs(audio).max()) < _SILENCE_PEAK:
+        raise TalkfaceError(f"{name}: audio is silent")
+    if rate != target_rate:
+        audio = soxr.resample(audio, rate, target_rate, quality="HQ").astype(np.float32)
+    return audio
