@@ -1,0 +1,64 @@
+"""`Animator`: the one entry point, speech or text in, ARKit animation out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from .animation import Animation
+from .audio import SAMPLE_RATE, AudioSource, load_audio
+from .coarticulation import animate_phones
+from .phonemes import TimedPhone
+
+if TYPE_CHECKING:
+    from .tts import Speech
+
+
+class Animator:
+    """Turns speech (with or without a transcript) or text into ARKit blendshape animation.
+
+    >>> anim = Animator().animate("speech.wav", text="Hello there")
+    >>> speech, anim = Animator().say("Hello there")
+    """
+
+    def __init__(self, fps: float = 30.0) -> None:
+        self.fps = fps
+
+    def phones(
+        self, audio: AudioSource, text: str | None = None, sample_rate: int | None = None
+    ) -> list[TimedPhone]:
+        """Timed phones of speech: forced-aligned to `text`, or recognised when there is none."""
+        from . import align  # pocketsphinx loads only when audio is analysed
+
+        pcm = load_audio(audio, sample_rate)
+        return align.align(pcm, text) if text is not None else align.recognize(pcm)
+
+    def animate_phones(
+        self, phones: Sequence[TimedPhone], duration: float | None = None, fps: float | None = None
+    ) -> Animation:
+        """Animation from timed phones (e.g. a TTS engine's or a hand-made table)."""
+        return animate_phones(phones, fps or self.fps, duration)
+
+    def animate(
+        self,
+        audio: AudioSource,
+        text: str | None = None,
+        fps: float | None = None,
+        sample_rate: int | None = None,
+    ) -> Animation:
+        """Animation for speech given as a file path or an array (an array needs `sample_rate`).
+
+        With `text` the transcript is aligned to the audio, which gives the most exact lip sync.
+        """
+        pcm = load_audio(audio, sample_rate)
+        return self.animate_phones(self.phones(pcm, text, SAMPLE_RATE), len(pcm) / SAMPLE_RATE, fps)
+
+    def say(
+        self, text: str, voice: str | None = None, lang: str | None = None, fps: float | None = None
+    ) -> tuple[Speech, Animation]:
+        """Speak `text` with a TTS voice and animate it from the voice's own phoneme timings."""
+        from .tts import load_voice  # a TTS engine loads only when speech is synthesised
+
+        speech = load_voice(voice, lang).synthesize(text)
+        duration = len(speech.audio) / speech.sample_rate
+        return speech, self.animate_phones(speech.phones, duration, fps)

@@ -1,0 +1,162 @@
+"""The `talkface` command: say, animate, voices, demo.
+
+Bad input ends with one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib.resources import files
+from pathlib import Path
+
+import click
+import soundfile as sf
+
+from .animation import Animation
+from .animator import Animator
+from .audio import SAMPLE_RATE, load_audio
+from .errors import TalkfaceError
+from .files import atomic_path, write_text
+from .phonemes import TimedPhone, phones_tsv
+
+_FPS = click.option(
+    "--fps", type=click.FloatRange(min=1, max=1000), default=30.0, show_default=True, help="Frame rate."
+)
+DEMO_TEXT = "Bob bought a pepper and a map."
+#: The bundled sample (CMU ARCTIC slt a0009) and its transcript.
+SAMPLE_TRANSCRIPT = "He turned sharply, and faced Gregson across the table."
+
+
+def _export_choices() -> list[str]:
+    from .export import FORMATS
+
+    return list(FORMATS)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="talkface")
+def cli() -> None:
+    """Speech to ARKit facial animation, offline."""
+
+
+@cli.command()
+@click.argument("text")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--voice", help="Voice name from `talkface voices` (default: espeak-ng en-us).")
+@click.option("--lang", help="Language code, e.g. en-gb, de, fr (espeak-ng).")
+@_FPS
+def say(text: str, out_dir: str, voice: str | None, lang: str | None, fps: float) -> None:
+    """Speak TEXT and write speech.wav, animation.csv and phonemes.tsv to a folder."""
+    for path in _say(text, Path(out_dir), voice, lang, fps):
+        click.echo(path)
+
+
+def _say(text: str, out: Path, voice: str | None, lang: str | None, fps: float) -> list[Path]:
+    from . import export
+
+    speech, anim = Animator(fps).say(text, voice=voice, lang=lang)
+    wav, csv, tsv = out / "speech.wav", out / "animation.csv", out / "phonemes.tsv"
+    with atomic_path(wav) as tmp:
+        sf.write(tmp, speech.audio, speech.sample_rate, subtype="PCM_16", format="WAV")
+    export.write(anim, csv)
+    write_text(tsv, phones_tsv(speech.phones))
+    return [wav, csv, tsv]
+
+
+@cli.command()
+@click.argument("audio", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Output file.")
+@click.option("--text", help="Transcript: aligns it to the audio for exact lip sync.")
+@click.option("--text-file", type=click.Path(dir_okay=False, exists=True), help="Transcript from a file.")
+@click.option("--format", "fmt", type=click.Choice(_export_choices()), help="Output format (default: by extension).")
+@click.option("--phonemes-out", type=click.Path(dir_okay=False), help="Also write the timed phones (TSV).")
+@_FPS
+def animate(
+    audio: str,
+    out: str,
+    text: str | None,
+    text_file: str | None,
+    fmt: str | None,
+    phonemes_out: str | None,
+    fps: float,
+) -> None:
+    """Animate speech in AUDIO (wav, flac, ogg …) and write the animation to OUT."""
+    from . import export
+
+    if text is not None and text_file is not None:
+        raise TalkfaceError("give either --text or --text-file, not both")
+    if text_file is not None:
+        text = Path(text_file).read_text(encoding="utf-8")
+    fmt = export.format_for(out, fmt)  # reject a bad output name before the slow part
+    anim, phones = _animate_file(audio, text, fps)
+    export.write(anim, out, fmt, sound_file=audio)
+    if phonemes_out:
+        write_text(phonemes_out, phones_tsv(phones))
+    click.echo(out)
+
+
+def _animate_file(audio: str, text: str | None, fps: float) -> tuple[Animation, list[TimedPhone]]:
+    """Animation and timed phones of an audio file (aligned to `text` when given)."""
+    pcm = load_audio(audio)
+    animator = Animator(fps)
+    phones = animator.phones(pcm, text, SAMPLE_RATE)
+    return animator.animate_phones(phones, len(pcm) / SAMPLE_RATE), phones
+
+
+@cli.command()
+def voices() -> None:
+    """List the installed voices."""
+    from .tts import list_voices
+
+    for v in list_voices():
+        click.echo(f"{v.name}\t{v.language}\t{v.description}")
+
+
+@cli.command()
+@click.option("-o", "--out", "out_dir", default="demo-out", show_default=True, type=click.Path(file_okay=False))
+def demo(out_dir: str) -> None:
+    """Animate the bundled speech sample and a TTS sentence; print where the outputs went."""
+    from . import export
+
+    out = Path(out_dir)
+    sample = str(files("talkface") / "samples" / "arctic_a0009.wav")
+    anim, phones = _animate_file(sample, SAMPLE_TRANSCRIPT, 30.0)
+    written = [out / "sample.csv", out / "sample.json", out / "sample_phonemes.tsv"]
+    export.write(anim, written[0])
+    export.write(anim, written[1])
+    write_text(written[2], phones_tsv(phones))
+    written += _say(DEMO_TEXT, out / "say", None, None, 30.0)
+    click.echo(f"bundled sample: {SAMPLE_TRANSCRIPT!r} ({anim.duration:.1f} s)")
+    click.echo(f"TTS: {DEMO_TEXT!r}")
+    click.echo("outputs:")
+    for path in written:
+        click.echo(f"  {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user errors become one line on stderr and exit status 1 (usage errors 2)."""
+    try:
+        cli.main(args=argv, prog_name="talkface", standalone_mode=False)
+    except TalkfaceError as e:
+        click.echo(f"talkface: error: {e}", err=True)
+        return 1
+    except click.exceptions.Abort:
+        click.echo("talkface: aborted", err=True)
+        return 130
+    except click.ClickException as e:
+        click.echo(f"talkface: error: {e.format_message()}", err=True)
+        return e.exit_code
+    except OSError as e:
+        click.echo(f"talkface: error: {e.filename or ''}: {e.strerror or e}", err=True)
+        return 1
+    except Exception as e:  # a bug, not bad input: still one line unless debugging
+        if os.environ.get("TALKFACE_DEBUG"):
+            raise
+        click.echo(f"talkface: internal error: {type(e).__name__}: {e} (set TALKFACE_DEBUG=1 for details)", err=True)
+        return 70
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
