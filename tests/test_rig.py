@@ -23,7 +23,7 @@ def test_left_right_pairs_mirror():
 
 def test_live_link_order_and_spelling():
     header = rig.LIVE_LINK_HEADER
-    assert header[:2] == ("Timecode", "BlendshapeCount") and len(header) == 63
+    assert header[:2] == ("Timecode", "BlendShapeCount") and len(header) == 63
     assert header.index("JawRight") < header.index("JawLeft")
     assert header.index("MouthRight") < header.index("MouthLeft")
     assert header[-9:] == (

@@ -11,7 +11,8 @@ import logging
 import re
 import threading
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from difflib import SequenceMatcher
 from os import PathLike
 
 import numpy as np
@@ -37,10 +38,10 @@ _SPELLINGS = {
     "r": "R", "s": "S", "t": "T", "u": "AH", "v": "V", "w": "W", "x": "K S", "y": "Y", "z": "Z",
 }  # fmt: skip
 _ONES = (
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-    "sixteen seventeen eighteen nineteen"
-).split()
-_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+    "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
+)  # fmt: skip
+_TENS = ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
 _SCALES = ((10**9, "billion"), (10**6, "million"), (1000, "thousand"), (100, "hundred"))
 
 
@@ -48,7 +49,8 @@ def align(audio: np.ndarray, text: str, sample_rate: int = SAMPLE_RATE) -> list[
     """Phones of `text` timed against the speech in `audio` (forced alignment).
 
     The result is contiguous from 0 to the audio's duration, with pauses as silence. Words missing
-    from the dictionary get a rough spelled-out pronunciation (logged as a warning). Raises
+    from the dictionary get a rough spelled-out pronunciation (a warning is logged the first time
+    each is seen, then the decoder keeps it). Raises
     `TalkfaceError` for an empty transcript or when the text cannot be aligned to the audio.
     """
     audio = load_audio(audio, sample_rate)
@@ -113,6 +115,17 @@ def read_htk_labels(path: str | PathLike) -> list[TimedPhone]:
         except (IndexError, ValueError, KeyError):
             raise TalkfaceError(f"{path}:{number}: not a 'start end phone' label line") from None
     return merge_silences(phones)
+
+
+def boundary_errors(phones: Sequence[TimedPhone], reference: Sequence[TimedPhone]) -> np.ndarray:
+    """Signed start-time errors (s) of `phones` against `reference`, for evaluating timings.
+
+    Phones are paired by name in sequence (longest matching runs, as difflib finds them), so
+    inserted, missing or misrecognised phones are left out; the trivial start at 0 is skipped.
+    """
+    matcher = SequenceMatcher(None, [p.phone for p in reference], [p.phone for p in phones], autojunk=False)
+    pairs = [(a + k, b + k) for a, b, size in matcher.get_matching_blocks() for k in range(size)]
+    return np.array([phones[b].start - reference[a].start for a, b in pairs if reference[a].start > 0])
 
 
 @functools.cache

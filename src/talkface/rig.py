@@ -78,6 +78,6 @@ def live_link_column(name: str) -> str:
 #: Header of a Live Link Face CSV file.
 LIVE_LINK_HEADER: tuple[str, ...] = (
     "Timecode",
-    "BlendshapeCount",
+    "BlendShapeCount",
     *(live_link_column(n) for n in LIVE_LINK_ORDER),
 )

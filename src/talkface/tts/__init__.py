@@ -1,0 +1,107 @@
+"""Text to speech with phoneme timings: espeak-ng (always) and Piper (optional, the "joe" voice).
+
+Both engines report which phoneme they spoke when, so the animation follows the synthesised
+audio exactly, with no recogniser in between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import TalkfaceError
+from ..phonemes import SILENCE, TimedPhone, ipa_to_arpabet, merge_silences
+
+DEFAULT_VOICE = "espeak:en-us"
+NOTHING_TO_SAY = "text is empty or has nothing to pronounce"
+
+
+@dataclass(frozen=True)
+class Speech:
+    """Synthesised audio and the ARPAbet phones spoken in it, covering the whole audio."""
+
+    audio: np.ndarray  # float32 mono, peak <= 1
+    sample_rate: int
+    phones: list[TimedPhone]  # sorted and contiguous from 0 to len(audio) / sample_rate
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """An installed voice: `name` is what `load_voice` takes, e.g. "espeak:de" or "piper:joe"."""
+
+    name: str
+    engine: str  # "espeak" | "piper"
+    language: str  # e.g. "en-us"
+    description: str
+
+
+class Voice(Protocol):
+    """A loaded voice."""
+
+    info: VoiceInfo
+
+    def synthesize(self, text: str) -> Speech: ...
+
+
+def list_voices() -> list[VoiceInfo]:
+    """The voices installed now: every espeak-ng language, and Piper's joe if it is installed."""
+    from . import espeak, piper  # engines load only when asked for
+
+    return espeak.list_voices() + piper.list_voices()
+
+
+def load_voice(name: str | None = None, lang: str | None = None) -> Voice:
+    """A voice by name ("espeak:en-us+f3", "en-gb", "piper:joe", "joe") or, without a name, by
+    espeak-ng language ("de"); with neither, espeak-ng "en-us". `name` wins over `lang`."""
+    from . import espeak, piper
+
+    if name is None and lang is None:
+        name = DEFAULT_VOICE
+    if name is None:
+        return espeak.load_language(str(lang))
+    key = name.strip().lower()
+    if key in piper.NAMES or key.startswith("piper:"):
+        return piper.load(key)
+    return espeak.load(key.removeprefix("espeak:"))
+
+
+def unknown_voice(what: str) -> TalkfaceError:
+    """The error for a voice or language that is not installed."""
+    return TalkfaceError(f"unknown {what}: run `talkface voices` to list the installed voices")
+
+
+def check_text(text: str) -> str:
+    """`text` stripped; raises `TalkfaceError` if nothing is left to say."""
+    if not isinstance(text, str) or not text.strip():
+        raise TalkfaceError(NOTHING_TO_SAY)
+    return text.strip()
+
+
+def build_speech(audio: np.ndarray, sample_rate: int, segments: Sequence[tuple[int, str]]) -> Speech:
+    """`Speech` from audio and IPA segments given as (start sample, IPA symbol), in order.
+
+    Each segment lasts until the next one starts, the last one until the end of the audio; time
+    before the first is silence. An IPA symbol that gives several ARPAbet phones has its interval
+    split evenly; a blank one is silence, and one with no ARPAbet equivalent (a stress or length
+    mark on its own) is joined to the phone before it. Raises `TalkfaceError` if no phone is spoken.
+    """
+    n = len(audio)
+    bounds: list[tuple[int, list[str]]] = [(0, [SILENCE])]
+    for start, symbol in segments:
+        start = min(max(int(start), bounds[-1][0]), n)
+        phones = ipa_to_arpabet(symbol) if symbol.strip() else [SILENCE]
+        if phones:
+            bounds.append((start, phones))
+    timed: list[TimedPhone] = []
+    ends = [b[0] for b in bounds[1:]] + [n]
+    for (start, phones), end in zip(bounds, ends, strict=True):
+        cuts = np.linspace(start, end, len(phones) + 1)
+        for k, phone in enumerate(phones):
+            timed.append(TimedPhone(float(cuts[k]) / sample_rate, float(cuts[k + 1]) / sample_rate, phone))
+    phones = merge_silences(timed)
+    if all(p.phone == SILENCE for p in phones):
+        raise TalkfaceError(NOTHING_TO_SAY)
+    return Speech(np.clip(audio, -1.0, 1.0).astype(np.float32), sample_rate, phones)

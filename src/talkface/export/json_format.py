@@ -1,0 +1,52 @@
+"""talkface JSON: ``{"fps": F, "names": [...], "frames": [[...], ...]}`` for web players and scripts.
+
+One frame per line, values rounded to 6 decimals (the CSV's precision), names as the animation has
+them (ARKit camelCase, plus any head / eye channels).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from ..animation import Animation
+from ..errors import TalkfaceError
+from ..files import write_text
+
+
+def json_text(anim: Animation) -> str:
+    """The JSON text of `anim`."""
+    frames = (np.round(anim.weights.astype(np.float64), 6) + 0.0).tolist()
+    head = f'{{"fps": {json.dumps(anim.fps)}, "names": {json.dumps(list(anim.names))}, "frames": ['
+    body = ",\n".join(json.dumps(row) for row in frames)
+    return f"{head}\n{body}\n]}}\n" if frames else f"{head}]}}\n"
+
+
+def write(anim: Animation, path: str | os.PathLike) -> None:
+    """Write `anim` as talkface JSON, atomically."""
+    write_text(path, json_text(anim))
+
+
+def read(path: str | os.PathLike) -> Animation:
+    """Load a talkface JSON animation; TalkfaceError if it is not one."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise TalkfaceError(f"{path}: not a readable JSON file ({e})") from None
+    if not isinstance(data, dict) or not {"fps", "names", "frames"} <= data.keys():
+        raise TalkfaceError(f'{path}: not a talkface animation (needs "fps", "names" and "frames")')
+    names, frames, fps = data["names"], data["frames"], data["fps"]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise TalkfaceError(f'{path}: "names" must be a list of strings')
+    if not isinstance(fps, int | float) or isinstance(fps, bool):
+        raise TalkfaceError(f'{path}: "fps" must be a number')
+    try:
+        weights = np.asarray(frames, dtype=np.float32).reshape(-1, len(names))
+    except (TypeError, ValueError):
+        raise TalkfaceError(f'{path}: "frames" must be rows of {len(names)} numbers each') from None
+    if weights.size and np.shape(frames) != weights.shape:
+        raise TalkfaceError(f'{path}: "frames" must be rows of {len(names)} numbers each')
+    return Animation(weights, fps, tuple(names))

@@ -1,0 +1,249 @@
+"""espeak-ng through libespeak-ng (ctypes): audio and IPA phoneme events in one synchronous call.
+
+libespeak-ng keeps global state and is not thread-safe, so every call into it holds `_lock`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import TalkfaceError
+from ..phonemes import ipa_to_arpabet
+from . import Speech, VoiceInfo, build_speech, check_text, unknown_voice
+
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_INITIALIZE_PHONEME_EVENTS = 0x0001
+_INITIALIZE_PHONEME_IPA = 0x0002
+_INITIALIZE_DONT_EXIT = 0x8000
+_POS_CHARACTER = 1
+_CHARS_UTF8 = 1
+_EVENT_LIST_TERMINATED = 0
+_EVENT_PHONEME = 7
+_STOPS = frozenset({"p", "b", "t", "d", "k", "g", "ch", "jh"})
+_CLOSURE_LEVEL = 1e-3  # espeak-ng writes its stop closures as digital silence
+
+
+class _EventId(ctypes.Union):
+    _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
+
+
+class _Event(ctypes.Structure):
+    """espeak_EVENT (speak_lib.h); `sample` is the event's position in samples."""
+
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", _EventId),
+    ]
+
+
+class _VoiceSpec(ctypes.Structure):
+    """espeak_VOICE; `languages` is a run of (priority byte, NUL-terminated tag), ended by a 0 byte."""
+
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("languages", ctypes.c_void_p),
+        ("identifier", ctypes.c_char_p),
+        ("gender", ctypes.c_ubyte),
+        ("age", ctypes.c_ubyte),
+        ("variant", ctypes.c_ubyte),
+        ("xx1", ctypes.c_ubyte),
+        ("score", ctypes.c_int),
+        ("spare", ctypes.c_void_p),
+    ]
+
+
+_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
+
+
+class _Engine:
+    """The process's one libespeak-ng, set up for synchronous synthesis with IPA phoneme events.
+
+    Use it only while holding `_lock`.
+    """
+
+    def __init__(self) -> None:
+        try:
+            lib = ctypes.CDLL("libespeak-ng.so.1")
+        except OSError:
+            raise TalkfaceError("espeak-ng is not installed: apt-get install espeak-ng") from None
+        options = _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_PHONEME_IPA | _INITIALIZE_DONT_EXIT
+        self.sample_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, None, options)
+        if self.sample_rate <= 0:
+            raise TalkfaceError("espeak-ng could not start: is espeak-ng-data installed?")
+        lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_VoiceSpec))
+        lib.espeak_Info.restype = ctypes.c_char_p
+        data_dir = ctypes.c_char_p()
+        lib.espeak_Info(ctypes.byref(data_dir))
+        self.data_dir = Path((data_dir.value or b"").decode())
+        self.lib = lib
+        self.voice = ""
+        self._chunks: list[bytes] = []
+        self._events: list[tuple[int, str]] = []
+        self._callback = _SynthCallback(self._collect)  # referenced here so it outlives every call
+        lib.espeak_SetSynthCallback(self._callback)
+
+    def _collect(self, wav: ctypes.Array, numsamples: int, events: ctypes.Array) -> int:
+        if wav and numsamples > 0:
+            self._chunks.append(ctypes.string_at(wav, numsamples * 2))
+        i = 0
+        while events[i].type != _EVENT_LIST_TERMINATED:
+            if events[i].type == _EVENT_PHONEME:
+                name = events[i].id.string.decode("utf-8", "ignore")  # 8 bytes: a long name is cut
+                self._events.append((events[i].sample, name))
+            i += 1
+        return 0  # go on
+
+    def synthesize(self, voice: str, text: bytes) -> tuple[np.ndarray, list[tuple[int, str]]]:
+        """Audio (float32) and its phoneme events as (sample, IPA name); KeyError if `voice` fails."""
+        if self.voice != voice:
+            if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+                raise KeyError(voice)
+            self.voice = voice
+        self._chunks.clear()
+        self._events.clear()
+        status = self.lib.espeak_Synth(text, len(text) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+        if status != 0:
+            raise TalkfaceError(f"espeak-ng failed to speak the text (error {status})")
+        audio = np.frombuffer(b"".join(self._chunks), np.int16).astype(np.float32) / 32768.0
+        return audio, list(self._events)
+
+
+_lock = threading.RLock()
+_engines: list[_Engine] = []
+
+
+def _engine() -> _Engine:
+    """The engine, started on first use; call it while holding `_lock`."""
+    if not _engines:
+        _engines.append(_Engine())
+    return _engines[0]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    info: VoiceInfo
+    identifier: str  # what espeak_SetVoiceByName takes, e.g. "gmw/en-US"
+    languages: tuple[tuple[int, str], ...]  # (priority, tag); a lower priority fits the tag better
+
+
+@cache
+def _entries() -> dict[str, _Entry]:
+    """espeak-ng's voices keyed by their main language tag (identifier on a clash)."""
+    with _lock:
+        voices = _engine().lib.espeak_ListVoices(None)
+        entries: dict[str, _Entry] = {}
+        i = 0
+        while voices[i]:
+            v = voices[i].contents
+            identifier = v.identifier.decode()
+            languages = _languages(v.languages)
+            key = languages[0][1] if languages else identifier.rsplit("/", 1)[-1].lower()
+            if key in entries:
+                key = identifier.rsplit("/", 1)[-1].lower()
+            info = VoiceInfo(f"espeak:{key}", "espeak", key, f"espeak-ng {v.name.decode()}")
+            entries[key] = _Entry(info, identifier, languages)
+            i += 1
+    return entries
+
+
+def _languages(address: int) -> tuple[tuple[int, str], ...]:
+    out = []
+    while (priority := ctypes.string_at(address, 1)[0]) != 0:
+        tag = ctypes.string_at(address + 1)
+        out.append((priority, tag.decode().lower()))
+        address += len(tag) + 2
+    return tuple(out)
+
+
+def list_voices() -> list[VoiceInfo]:
+    """One voice per espeak-ng language."""
+    return [e.info for e in _entries().values()]
+
+
+def load(name: str) -> EspeakVoice:
+    """An espeak-ng voice by language tag with an optional variant: "en-us", "en-gb+f3", "de+m3"."""
+    tag, plus, variant = name.strip().partition("+")
+    entry = _find(tag.lower())
+    variant_file = _variant_file(variant) if plus else ""
+    if entry is None or variant_file is None:
+        raise unknown_voice(f"voice '{name}'")
+    return EspeakVoice(entry, variant_file)
+
+
+def load_language(lang: str) -> EspeakVoice:
+    """The espeak-ng voice that fits language `lang` best ("de", "en-GB", "pt_BR")."""
+    entry = _find(lang.strip().lower().replace("_", "-"))
+    if entry is None:
+        raise unknown_voice(f"language '{lang}'")
+    return EspeakVoice(entry, "")
+
+
+def _find(tag: str) -> _Entry | None:
+    entries = _entries()
+    if tag in entries:
+        return entries[tag]
+    fits = [(p, i, e) for i, e in enumerate(entries.values()) for p, t in e.languages if t == tag]
+    return min(fits, key=lambda f: f[:2])[2] if fits else None
+
+
+def _variant_file(variant: str) -> str | None:
+    """The file name of a voice variant (voices/!v/f3 …) matched regardless of case, or None."""
+    with _lock:
+        folder = _engine().data_dir / "voices" / "!v"
+    names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+    return next((n for n in names if n.lower() == variant.strip().lower()), None)
+
+
+class EspeakVoice:
+    """An espeak-ng voice, optionally with a variant ("f3", "m3", "whisper" …)."""
+
+    def __init__(self, entry: _Entry, variant: str) -> None:
+        suffix = f"+{variant}" if variant else ""
+        self.info = VoiceInfo(entry.info.name + suffix, "espeak", entry.info.language, entry.info.description)
+        self._espeak_name = entry.identifier + suffix
+
+    def synthesize(self, text: str) -> Speech:
+        """Speak `text`; phones come from espeak-ng's own phoneme events."""
+        data = check_text(text).encode("utf-8")
+        with _lock:
+            engine = _engine()
+            try:
+                audio, events = engine.synthesize(self._espeak_name, data)
+            except KeyError:
+                raise unknown_voice(f"voice '{self.info.name}'") from None
+        return build_speech(audio, engine.sample_rate, _with_closures(audio, events))
+
+
+def _with_closures(audio: np.ndarray, events: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """Phoneme events with each stop moved back to the start of its closure.
+
+    espeak-ng writes a stop's closure (a pause) before it emits the stop's phoneme event, so the
+    event marks the release burst and the closure, 20-40 ms of silence at normal speed, would
+    count towards the phone before it. That is where the lips are already shut for p/b, so the
+    silent run before the event becomes part of the stop. Silence after a pause stays silence.
+    """
+    out = list(events)
+    for i in range(1, len(out)):
+        start, name = out[i]
+        phones = ipa_to_arpabet(name)
+        prev_start, prev_name = out[i - 1]
+        if not phones or phones[0] not in _STOPS or not prev_name.strip():
+            continue
+        lead = audio[prev_start:start]
+        loud = np.flatnonzero(np.abs(lead) > _CLOSURE_LEVEL)
+        closure_start = prev_start + (loud[-1] + 1 if loud.size else 0)
+        # the phone before keeps at least its first half
+        out[i] = (max(closure_start, (prev_start + start) // 2), name)
+    return out

@@ -1,0 +1,133 @@
+"""The `talkface` command as a user runs it: outputs, lip-sync quality on them, and bad input."""
+
+import csv
+import subprocess
+import sys
+from difflib import SequenceMatcher
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import ARCTIC_TRANSCRIPT, DATA
+
+from talkface import export
+from talkface.align import read_htk_labels
+from talkface.metrics import mouth_scores
+from talkface.phonemes import read_phones_tsv
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "talkface.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr and fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def said(tmp_path_factory):
+    out = tmp_path_factory.mktemp("say")
+    result = run("say", "Bob bought a pepper and a map", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_say_writes_wav_phonemes_and_live_link_csv(said):
+    audio, rate = sf.read(said / "speech.wav")
+    assert rate == 22050 and len(audio) > rate  # over a second of speech
+    with open(said / "animation.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert len(rows[0]) == 63 and rows[0][0] == "Timecode" and rows[0][-1] == "RightEyeRoll"
+    assert abs((len(rows) - 1) - len(audio) / rate * 30) <= 1  # 30 fps over the whole clip
+    phones = read_phones_tsv(said / "phonemes.tsv")
+    assert [p.phone for p in phones if p.phone in "bpm"] == ["b", "b", "b", "p", "p", "m", "p"]
+
+
+def test_say_lips_close_on_bilabials_and_open_on_open_vowels(said):
+    anim = export.read(said / "animation.csv")
+    scores = mouth_scores(anim, read_phones_tsv(said / "phonemes.tsv"))
+    assert scores.closed_on_bilabials == 1.0 and scores.counts["bilabials"] == 7
+    assert scores.open_on_open_vowels == 1.0 and scores.counts["open_vowels"] >= 4
+
+
+def test_animate_with_transcript_on_real_speech(tmp_path, arctic_wav):
+    out, tsv = tmp_path / "face.json", tmp_path / "phones.tsv"
+    result = run("animate", str(arctic_wav), "--text", ARCTIC_TRANSCRIPT, "-o", str(out), "--phonemes-out", str(tsv))
+    assert result.returncode == 0, result.stderr
+    anim = export.read(out)
+    assert anim.fps == 30 and abs(anim.duration - 3.1) < 0.1
+    aligned, hand = read_phones_tsv(tsv), read_htk_labels(DATA / "arctic_a0009_phone.lab")
+    # boundaries: each hand-labelled phone start against the aligned start of the same phone
+    matcher = SequenceMatcher(a=[p.phone for p in aligned], b=[p.phone for p in hand], autojunk=False)
+    pairs = [(aligned[m.a + k], hand[m.b + k]) for m in matcher.get_matching_blocks() for k in range(m.size)]
+    assert len(pairs) >= 0.9 * len(hand)
+    assert np.median([abs(a.start - h.start) for a, h in pairs if h.start > 0]) <= 0.020
+    # lips close on the real bilabials (/p/ of "sharply", /b/ of "table"), timed by the hand labels
+    assert mouth_scores(anim, hand).closed_on_bilabials == 1.0
+
+
+@pytest.mark.parametrize("fps", ["24", "60"])
+def test_fps_sets_the_frame_rate(tmp_path, arctic_wav, fps):
+    out = tmp_path / "a.npz"
+    assert run("animate", str(arctic_wav), "--text", ARCTIC_TRANSCRIPT, "-o", str(out), "--fps", fps).returncode == 0
+    anim = export.read(out)
+    assert anim.fps == float(fps) and abs(anim.num_frames - 3.1 * float(fps)) <= 2
+
+
+def test_rhubarb_cues(tmp_path, arctic_wav):
+    out = tmp_path / "cues.tsv"
+    result = run("animate", str(arctic_wav), "--text", ARCTIC_TRANSCRIPT, "-o", str(out), "--format", "rhubarb-tsv")
+    assert result.returncode == 0, result.stderr
+    shapes = [line.split("\t")[1] for line in out.read_text().splitlines()]
+    assert shapes[0] == "X" and shapes[-1] == "X" and "A" in shapes and "D" in shapes
+
+
+def test_voices_lists_espeak(tmp_path):
+    result = run("voices")
+    assert result.returncode == 0 and "espeak:en-us" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["say", "", "-o", "{tmp}/o"], "text"),
+        (["say", "...", "-o", "{tmp}/o"], "text"),
+        (["say", "hello", "--voice", "klingon", "-o", "{tmp}/o"], "talkface voices"),
+        (["animate", "{tmp}/missing.wav", "-o", "{tmp}/o.csv"], "no such audio file"),
+        (["animate", "{tmp}/corrupt.wav", "-o", "{tmp}/o.csv"], "not a readable audio file"),
+        (["animate", "{tmp}/silent.wav", "-o", "{tmp}/o.csv"], "silent"),
+        (["animate", "{tmp}/silent.wav", "-o", "{tmp}/o.xyz"], "format"),
+        (["animate", "{wav}", "--text", "", "-o", "{tmp}/o.csv"], "transcript"),
+        (["animate", "{wav}", "-o", "{tmp}/file.txt/o.csv"], "cannot write"),
+        (["animate", "{wav}", "-o", "{tmp}/o.csv", "--fps", "0"], "fps"),
+        (["animate"], "Missing argument"),
+    ],
+)
+def test_bad_input_gives_one_line_and_nonzero_exit(tmp_path, arctic_wav, args, fragment):
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF1234WAVEfmt nonsense")
+    sf.write(tmp_path / "silent.wav", np.zeros(16000, np.float32), 16000)
+    (tmp_path / "file.txt").write_text("a file, not a folder")
+    argv = [a.format(tmp=tmp_path, wav=arctic_wav) for a in args]
+    assert_one_line_error(run(*argv), fragment)
+    assert not (tmp_path / "o.csv").exists() and not list(tmp_path.glob(".*part*"))
+
+
+def test_failed_run_keeps_the_existing_output(tmp_path):
+    good = tmp_path / "o.csv"
+    good.write_text("previous good output")
+    sf.write(tmp_path / "silent.wav", np.zeros(16000, np.float32), 16000)
+    assert run("animate", str(tmp_path / "silent.wav"), "-o", str(good)).returncode != 0
+    assert good.read_text() == "previous good output"
+
+
+def test_demo_runs_and_prints_its_outputs(tmp_path):
+    result = run("demo", "-o", str(tmp_path / "demo"))
+    assert result.returncode == 0, result.stderr
+    listed = [line.strip() for line in result.stdout.splitlines() if line.startswith("  ")]
+    assert len(listed) == 6 and all(Path(p).stat().st_size > 0 for p in listed)

@@ -1,0 +1,407 @@
+"""Export formats: Live Link Face CSV, JSON, NPZ round trips, atomic writes and Rhubarb mouth cues."""
+
+import csv
+import json
+import xml.etree.ElementTree as ET
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from talkface import export
+from talkface.animation import Animation
+from talkface.errors import TalkfaceError
+from talkface.export import livelink_csv, rhubarb
+from talkface.phonemes import TARGETS
+from talkface.rig import ARKIT_NAMES, LIVE_LINK_HEADER, POSE_NAMES
+
+
+def random_anim(frames: int = 45, fps: float = 30.0, names=ARKIT_NAMES) -> Animation:
+    rng = np.random.default_rng(0)
+    return Animation(rng.random((frames, len(names)), dtype=np.float32), fps, names)
+
+
+def no_temp_files(folder: Path) -> bool:
+    return not [p for p in folder.rglob("*") if ".part" in p.name]
+
+
+# --- Live Link Face CSV ---
+
+
+def test_csv_round_trip_recovers_weights_and_fps(tmp_path):
+    anim = random_anim()
+    assert export.write(anim, tmp_path / "a.csv") == "csv"
+    back = export.read(tmp_path / "a.csv")
+    assert back.fps == 30.0 and back.names == (*ARKIT_NAMES, *POSE_NAMES)
+    np.testing.assert_allclose(back.with_channels(ARKIT_NAMES).weights, anim.weights, atol=1e-5)
+    np.testing.assert_array_equal(back.with_channels(POSE_NAMES).weights, 0)
+
+
+def test_csv_header_is_live_link_face(tmp_path):
+    export.write(random_anim(3), tmp_path / "a.csv")
+    with open(tmp_path / "a.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    header = rows[0]
+    assert tuple(header) == LIVE_LINK_HEADER and len(header) == 63
+    assert header[:4] == ["Timecode", "BlendShapeCount", "EyeBlinkLeft", "EyeLookDownLeft"]
+    assert header[-9:] == [
+        "HeadYaw", "HeadPitch", "HeadRoll",
+        "LeftEyeYaw", "LeftEyePitch", "LeftEyeRoll",
+        "RightEyeYaw", "RightEyePitch", "RightEyeRoll",
+    ]  # fmt: skip
+    assert header.index("JawRight") < header.index("JawLeft")
+    assert header.index("MouthRight") < header.index("MouthLeft")
+    assert header[header.index("TongueOut") + 1] == "HeadYaw"
+    assert all(len(r) == 63 and r[1] == "61" for r in rows[1:])
+    assert all(len(v.split(".")[1]) == 6 for v in rows[1][2:])  # 6 decimals
+
+
+def test_csv_values_are_in_live_link_order(tmp_path):
+    anim = Animation.zeros(1, 30)
+    anim.weights[0, anim.index("jawLeft")] = 0.25
+    anim.weights[0, anim.index("jawOpen")] = 0.5
+    export.write(anim, tmp_path / "a.csv")
+    with open(tmp_path / "a.csv", newline="") as f:
+        header, row = list(csv.reader(f))
+    assert row[header.index("JawLeft")] == "0.250000" and row[header.index("JawOpen")] == "0.500000"
+    assert row[header.index("JawRight")] == "0.000000"
+
+
+def test_csv_timecodes():
+    assert livelink_csv.timecode(0, 30) == "00:00:00:00.000"
+    assert livelink_csv.timecode(29, 30) == "00:00:00:29.000"
+    assert livelink_csv.timecode(31, 30) == "00:00:01:01.000"  # second 1, frame 1
+    assert livelink_csv.timecode(65, 60) == "00:00:01:05.000"
+    assert livelink_csv.timecode(30 * 3661 + 7, 30) == "01:01:01:07.000"
+    # a fractional rate counts frames at the whole rate above it, with a sub-frame fraction
+    assert livelink_csv.timecode(30, 29.97) == "00:00:01:00.030"
+
+
+def test_csv_timecode_of_frame_31_in_the_file(tmp_path):
+    export.write(random_anim(40), tmp_path / "a.csv")
+    with open(tmp_path / "a.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[1 + 31][0] == "00:00:01:01.000"
+
+
+def test_csv_keeps_head_and_eye_angles(tmp_path):
+    names = (*ARKIT_NAMES, *POSE_NAMES)
+    anim = random_anim(90, 60.0, names)
+    anim.weights[:, names.index("headYaw")] = np.linspace(-0.5, 0.5, 90)
+    export.write(anim, tmp_path / "a.csv")
+    back = export.read(tmp_path / "a.csv")
+    assert back.fps == 60.0 and back.names == names
+    np.testing.assert_allclose(back.weights, anim.weights, atol=1e-5)
+    with open(tmp_path / "a.csv", newline="") as f:
+        header, first, *_ = list(csv.reader(f))
+    assert first[header.index("HeadYaw")] == "-0.500000"
+
+
+def test_csv_fractional_fps_round_trip(tmp_path):
+    anim = random_anim(100, 29.97)
+    export.write(anim, tmp_path / "a.csv")
+    back = export.read(tmp_path / "a.csv")
+    assert back.num_frames == 100 and back.fps == pytest.approx(29.97, rel=1e-5)
+
+
+def test_csv_under_a_second_needs_fps(tmp_path):
+    anim = random_anim(10)
+    export.write(anim, tmp_path / "a.csv")
+    with pytest.raises(TalkfaceError, match="pass fps"):
+        export.read(tmp_path / "a.csv")
+    back = export.read(tmp_path / "a.csv", fps=30)
+    np.testing.assert_allclose(back.with_channels(ARKIT_NAMES).weights, anim.weights, atol=1e-5)
+
+
+def test_csv_from_the_app_with_dropped_frames_is_resampled(tmp_path):
+    """A capture at 60 fps stamped with 30 fps timecode (sub-frame .500), one frame missing."""
+    header = ",".join(LIVE_LINK_HEADER)
+    rows, jaw = [], []
+    for k in range(130):
+        if k == 50:
+            continue  # dropped
+        s, half = divmod(k, 60)
+        code = f"14:03:{52 + s:02d}:{half // 2:02d}.{500 if half % 2 else 0:03d}"
+        values = ["0"] * 61
+        values[LIVE_LINK_HEADER.index("JawOpen") - 2] = str(k / 130)
+        jaw.append(k / 130)
+        rows.append(f"{code},61," + ",".join(values))
+    (tmp_path / "take.csv").write_text(header + "\n" + "\n".join(rows) + "\n")
+    back = export.read(tmp_path / "take.csv")
+    assert back.fps == 60.0 and back.num_frames == 130
+    np.testing.assert_allclose(back["jawOpen"], np.arange(130) / 130, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("", "empty"),
+        ("a,b\n1,2\n", "Timecode"),
+        ("Timecode,BlendShapeCount\n00:00:00:00.000,61\n", "no ARKit"),
+        ("Timecode,BlendShapeCount,JawOpen\n00:00:00:00.000,61\n", "columns"),
+        ("Timecode,BlendShapeCount,JawOpen\n00:00:00:00.000,61,wide\n", "not a number"),
+        ("Timecode,BlendShapeCount,JawOpen\nnoon,61,0.1\n00:00:01:00.000,61,0.2\n", "bad timecode"),
+        ("Timecode,BlendShapeCount,JawOpen\n00:00:01:00.000,61,0.1\n00:00:00:00.000,61,0.2\n", "increase"),
+    ],
+)
+def test_csv_malformed(tmp_path, text, fragment):
+    (tmp_path / "bad.csv").write_text(text)
+    with pytest.raises(TalkfaceError, match=fragment):
+        export.read(tmp_path / "bad.csv")
+
+
+# --- JSON and NPZ ---
+
+
+def test_json_round_trip(tmp_path):
+    anim = random_anim(names=(*ARKIT_NAMES, "headYaw"))
+    assert export.write(anim, tmp_path / "a.json") == "json"
+    data = json.loads((tmp_path / "a.json").read_text())
+    assert data["fps"] == 30.0 and data["names"] == list(anim.names) and len(data["frames"]) == 45
+    back = export.read(tmp_path / "a.json")
+    assert back.fps == anim.fps and back.names == anim.names
+    np.testing.assert_allclose(back.weights, anim.weights, atol=1e-6)
+
+
+def test_npz_round_trip_is_exact(tmp_path):
+    anim = random_anim(fps=24.0)
+    assert export.write(anim, tmp_path / "a.npz") == "npz"
+    with np.load(tmp_path / "a.npz") as data:
+        assert data["weights"].dtype == np.float32 and float(data["fps"]) == 24.0
+        assert list(data["names"]) == list(ARKIT_NAMES)
+    back = export.read(tmp_path / "a.npz")
+    assert back.fps == 24.0 and back.names == anim.names
+    np.testing.assert_array_equal(back.weights, anim.weights)
+
+
+def test_npz_under_another_extension_keeps_its_name(tmp_path):
+    export.write(random_anim(), tmp_path / "a.bin", "npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
+
+
+@pytest.mark.parametrize("ext", ["json", "npz"])
+def test_empty_animation_round_trip(tmp_path, ext):
+    export.write(Animation.zeros(0, 30), tmp_path / f"a.{ext}")
+    back = export.read(tmp_path / f"a.{ext}")
+    assert back.num_frames == 0 and back.names == ARKIT_NAMES
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("a.json", "{not json"),
+        ("a.json", '{"fps": 30, "names": ["jawOpen"]}'),
+        ("a.json", '{"fps": 30, "names": ["jawOpen"], "frames": [[0.1], [0.2, 0.3]]}'),
+        ("a.json", '{"fps": "fast", "names": ["jawOpen"], "frames": [[0.1]]}'),
+        ("a.json", '{"fps": 0, "names": ["jawOpen"], "frames": [[0.1]]}'),
+        ("a.npz", "not a zip file"),
+    ],
+)
+def test_json_and_npz_malformed(tmp_path, name, content):
+    (tmp_path / name).write_text(content)
+    with pytest.raises(TalkfaceError):
+        export.read(tmp_path / name)
+
+
+def test_read_refuses_missing_and_unreadable_formats(tmp_path):
+    with pytest.raises(TalkfaceError, match="no such file"):
+        export.read(tmp_path / "missing.csv")
+    (tmp_path / "cues.tsv").write_text("0.00\tX\n")
+    with pytest.raises(TalkfaceError, match="can only read"):
+        export.read(tmp_path / "cues.tsv")
+
+
+# --- choosing the format ---
+
+
+def test_format_for():
+    assert export.format_for("out/a.csv") == "csv"
+    assert export.format_for("A.JSON") == "json"
+    assert export.format_for("a.npz") == "npz"
+    assert export.format_for("a.tsv") == "rhubarb-tsv"
+    assert export.format_for("a.json", "rhubarb-json") == "rhubarb-json"
+    assert export.format_for("a.anything", "npz") == "npz"
+    assert set(export.FORMATS) == {
+        "csv", "json", "npz", "rhubarb-tsv", "rhubarb-json", "rhubarb-xml", "rhubarb-dat",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "fmt"), [("a.txt", None), ("noext", None), ("a.csv", "fbx")])
+def test_format_for_unknown_lists_the_choices(path, fmt):
+    with pytest.raises(TalkfaceError, match="rhubarb-dat"):
+        export.format_for(path, fmt)
+
+
+def test_write_refuses_non_finite_values(tmp_path):
+    anim = random_anim()
+    anim.weights[3, 5] = np.nan
+    with pytest.raises(TalkfaceError, match="non-finite"):
+        export.write(anim, tmp_path / "a.csv")
+    assert not list(tmp_path.iterdir())
+
+
+# --- atomic writes ---
+
+
+@pytest.mark.parametrize("fmt", export.FORMATS)
+def test_unwritable_path_raises_and_leaves_nothing(tmp_path, fmt):
+    (tmp_path / "file.txt").write_text("a file, not a folder")
+    with pytest.raises(TalkfaceError, match="cannot write"):
+        export.write(random_anim(), tmp_path / "file.txt" / "out", fmt)
+    assert no_temp_files(tmp_path) and (tmp_path / "file.txt").read_text() == "a file, not a folder"
+
+
+def test_failed_text_write_keeps_the_old_file(tmp_path, monkeypatch):
+    good = tmp_path / "a.csv"
+    good.write_text("previous good output")
+
+    def disk_full(self, text, *args, **kwargs):
+        with open(self, "w") as f:
+            f.write(text[:100])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(TalkfaceError, match="No space left"):
+        export.write(random_anim(), good)
+    monkeypatch.undo()
+    assert good.read_text() == "previous good output" and no_temp_files(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv"]
+
+
+def test_failed_npz_write_keeps_the_old_file(tmp_path, monkeypatch):
+    good = tmp_path / "a.npz"
+    export.write(random_anim(fps=24.0), good)
+    before = good.read_bytes()
+
+    def crash(file, **arrays):
+        file.write(b"PK half an archive")
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(np, "savez_compressed", crash)
+    with pytest.raises(TalkfaceError, match="Input/output error"):
+        export.write(random_anim(fps=60.0), good)
+    monkeypatch.undo()
+    assert good.read_bytes() == before and export.read(good).fps == 24.0 and no_temp_files(tmp_path)
+
+
+# --- Rhubarb mouth cues ---
+
+EXPECTED_SHAPE = {
+    **dict.fromkeys(["p", "b", "m"], "A"),
+    **dict.fromkeys(["f", "v"], "G"),
+    **dict.fromkeys(["uw", "ow", "w"], "F"),
+    "aa": "D",
+    **dict.fromkeys(["ae", "eh"], "C"),
+    **dict.fromkeys(["iy", "t", "d", "s", "k"], "B"),
+    **dict.fromkeys(["ao", "er"], "E"),
+    "sil": "X",
+}
+
+
+def pose_anim(*sections: tuple[str, int], fps: float = 25.0) -> Animation:
+    """Hold each phone's target pose for a number of frames."""
+    return Animation(np.concatenate([np.tile(TARGETS[p], (n, 1)) for p, n in sections]), fps)
+
+
+@pytest.mark.parametrize("phone", sorted(TARGETS))
+def test_every_phone_target_classifies_as_rhubarb_would(phone):
+    shape = rhubarb.mouth_shapes(pose_anim((phone, 1)))[0]
+    assert shape in rhubarb.SHAPES
+    if phone in EXPECTED_SHAPE:
+        assert shape == EXPECTED_SHAPE[phone]
+    elif phone == "l":
+        assert shape in "HB"
+
+
+def test_shapes_ignore_extra_and_missing_channels():
+    anim = pose_anim(("aa", 1), ("p", 1))
+    with_head = anim.with_channels((*ARKIT_NAMES, "headYaw"))
+    assert rhubarb.mouth_shapes(with_head) == ["D", "A"]
+    mouth_only = anim.with_channels(("jawOpen", "mouthLowerDownLeft", "mouthLowerDownRight"))
+    assert rhubarb.mouth_shapes(mouth_only) == ["D", "X"]
+
+
+def test_tongue_out_with_an_open_mouth_is_h():
+    anim = pose_anim(("eh", 1))
+    anim.weights[0, anim.index("tongueOut")] = 0.6
+    assert rhubarb.mouth_shapes(anim) == ["H"]
+
+
+def test_closed_open_rounded_rest_gives_a_d_f_x_cues():
+    anim = pose_anim(("p", 10), ("aa", 10), ("uw", 10), ("sil", 10))  # 0.4 s each at 25 fps
+    cues = rhubarb.mouth_cues(anim)
+    assert [shape for _, _, shape in cues] == ["A", "D", "F", "X"]
+    assert [t for start, end, _ in cues for t in (start, end)] == pytest.approx(
+        [0.0, 0.4, 0.4, 0.8, 0.8, 1.2, 1.2, 1.6]
+    )
+
+
+def test_cues_shorter_than_the_grid_merge_into_neighbours():
+    anim = pose_anim(("aa", 12), ("m", 1), ("aa", 12), ("uw", 5), ("sil", 10), fps=100.0)
+    assert [c[2] for c in rhubarb.mouth_cues(anim)] == ["D", "A", "D", "F", "X"]  # centiseconds
+    on_24 = rhubarb.mouth_cues(anim, 24)
+    assert [c[2] for c in on_24] == ["D", "F", "X"]  # the 10 ms closure is shorter than 1/24 s
+    starts = [round(s * 24, 9) for s, _, _ in on_24]
+    assert all(s == int(s) for s in starts) and on_24[-1][1] == pytest.approx(anim.duration, abs=1 / 48)
+    assert all(a[1] == b[0] for a, b in pairwise(on_24))
+
+
+def rhubarb_outputs(tmp_path: Path, anim: Animation) -> dict[str, str]:
+    out = {}
+    for fmt in rhubarb.FORMATS:
+        path = tmp_path / f"cues.{fmt}"
+        assert export.write(anim, path, fmt, sound_file=r"C:\voice & <take>.wav") == fmt
+        out[fmt] = path.read_text()
+    return out
+
+
+def test_rhubarb_formats_parse_and_cover_the_duration(tmp_path):
+    anim = pose_anim(("sil", 5), ("p", 10), ("aa", 10), ("uw", 10), ("f", 6), ("sil", 9), fps=30.0)
+    duration = round(anim.duration, 2)  # 50 frames: 1.67 s
+    expected = ["X", "A", "D", "F", "G", "X"]
+    out = rhubarb_outputs(tmp_path, anim)
+
+    tsv = [line.split("\t") for line in out["rhubarb-tsv"].splitlines()]
+    assert tsv[0] == ["0.00", "X"] and tsv[-1] == [f"{duration:.2f}", "X"]
+    assert [shape for _, shape in tsv[:-1]] == expected
+    times = [float(t) for t, _ in tsv]
+    assert times == sorted(times) and all(len(t.split(".")[1]) == 2 for t, _ in tsv)
+
+    data = json.loads(out["rhubarb-json"])
+    assert data["metadata"] == {"soundFile": r"C:\voice & <take>.wav", "duration": duration}
+    cues = data["mouthCues"]
+    assert [c["value"] for c in cues] == expected
+    assert cues[0]["start"] == 0 and cues[-1]["end"] == duration
+    assert all(a["end"] == b["start"] for a, b in pairwise(cues))
+    assert cues[1] == {"start": 0.17, "end": 0.5, "value": "A"}
+
+    root = ET.fromstring(out["rhubarb-xml"].encode())
+    assert root.tag == "rhubarbResult"
+    assert root.findtext("metadata/soundFile") == r"C:\voice & <take>.wav"
+    assert float(root.findtext("metadata/duration")) == duration
+    xml_cues = [(float(c.get("start")), float(c.get("end")), c.text) for c in root.iter("mouthCue")]
+    assert xml_cues == [(c["start"], c["end"], c["value"]) for c in cues]
+
+    dat = out["rhubarb-dat"].splitlines()
+    assert dat[0] == "MohoSwitch1"
+    frames = [(int(f), s) for f, s in (line.split(" ") for line in dat[1:])]
+    assert frames[0] == (1, "X") and [s for _, s in frames[:-1]] == expected
+    assert frames[-1] == (round(anim.duration * 24) + 1, "X")  # 24 fps timeline, counted from 1
+    assert [f for f, _ in frames] == sorted({f for f, _ in frames})
+
+
+def test_rhubarb_dat_frame_rate(tmp_path):
+    anim = pose_anim(("p", 10), ("aa", 10), fps=25.0)
+    export.write(anim, tmp_path / "a.dat", dat_fps=100)
+    assert (tmp_path / "a.dat").read_text() == "MohoSwitch1\n1 A\n41 D\n81 X\n"
+    with pytest.raises(TalkfaceError, match="dat frame rate"):
+        export.write(anim, tmp_path / "b.dat", dat_fps=0)
+
+
+def test_rhubarb_of_an_empty_animation(tmp_path):
+    out = rhubarb_outputs(tmp_path, Animation.zeros(0, 30))
+    assert out["rhubarb-tsv"] == "0.00\tX\n"
+    assert json.loads(out["rhubarb-json"])["mouthCues"] == []
+    assert ET.fromstring(out["rhubarb-xml"].encode()).find("mouthCues") is not None
+    assert out["rhubarb-dat"] == "MohoSwitch1\n1 X\n"
