@@ -42,7 +42,7 @@ ARTICULATORS: dict[str, np.ndarray] = {
 _MOUTH_CLOSE, _JAW_OPEN = INDEX["mouthClose"], INDEX["jawOpen"]
 _REST_DOMINANCE = 1e-3  # a faint pull to rest everywhere, so frames far from any phone are neutral
 _HOLD = 0.35  # fraction of a phone, each side of its middle, over which it dominates fully
-_RELEASE = 0.04  # seconds over which an enforced articulation is released
+_RELEASE = 0.03  # seconds over which an enforced articulation is released
 
 
 @dataclass(frozen=True)

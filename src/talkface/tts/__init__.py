@@ -47,10 +47,14 @@ class Voice(Protocol):
 
 
 def list_voices() -> list[VoiceInfo]:
-    """The voices installed now: every espeak-ng language, and Piper's joe if it is installed."""
+    """The voices installed now: one per espeak-ng language, and Piper's joe, each if installed."""
     from . import espeak, piper  # engines load only when asked for
 
-    return espeak.list_voices() + piper.list_voices()
+    try:
+        voices = espeak.list_voices()
+    except TalkfaceError:  # espeak-ng is missing
+        voices = []
+    return voices + piper.list_voices()
 
 
 def load_voice(name: str | None = None, lang: str | None = None) -> Voice:
@@ -75,7 +79,7 @@ def unknown_voice(what: str) -> TalkfaceError:
 
 def check_text(text: str) -> str:
     """`text` stripped; raises `TalkfaceError` if nothing is left to say."""
-    if not isinstance(text, str) or not text.strip():
+    if not text or not text.strip():
         raise TalkfaceError(NOTHING_TO_SAY)
     return text.strip()
 

@@ -10,11 +10,12 @@ import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import TalkfaceError
-from ..phonemes import ipa_to_arpabet
+from ..phonemes import VOWELS, ipa_to_arpabet
 from . import Speech, VoiceInfo, build_speech, check_text, unknown_voice
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -26,7 +27,10 @@ _CHARS_UTF8 = 1
 _EVENT_LIST_TERMINATED = 0
 _EVENT_PHONEME = 7
 _STOPS = frozenset({"p", "b", "t", "d", "k", "g", "ch", "jh"})
+_NASALS_LIQUIDS = frozenset({"m", "n", "ng", "l", "r", "w", "y"})
 _CLOSURE_LEVEL = 1e-3  # espeak-ng writes its stop closures as digital silence
+_ONSET_SEARCH_MS = 40
+_ONSET_DB = 3.0
 
 
 class _EventId(ctypes.Union):
@@ -78,12 +82,11 @@ class _Engine:
             lib = ctypes.CDLL("libespeak-ng.so.1")
         except OSError:
             raise TalkfaceError("espeak-ng is not installed: apt-get install espeak-ng") from None
+        _declare(lib)
         options = _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_PHONEME_IPA | _INITIALIZE_DONT_EXIT
         self.sample_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, None, options)
         if self.sample_rate <= 0:
             raise TalkfaceError("espeak-ng could not start: is espeak-ng-data installed?")
-        lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_VoiceSpec))
-        lib.espeak_Info.restype = ctypes.c_char_p
         data_dir = ctypes.c_char_p()
         lib.espeak_Info(ctypes.byref(data_dir))
         self.data_dir = Path((data_dir.value or b"").decode())
@@ -94,7 +97,7 @@ class _Engine:
         self._callback = _SynthCallback(self._collect)  # referenced here so it outlives every call
         lib.espeak_SetSynthCallback(self._callback)
 
-    def _collect(self, wav: ctypes.Array, numsamples: int, events: ctypes.Array) -> int:
+    def _collect(self, wav: Any, numsamples: int, events: Any) -> int:
         if wav and numsamples > 0:
             self._chunks.append(ctypes.string_at(wav, numsamples * 2))
         i = 0
@@ -118,6 +121,19 @@ class _Engine:
             raise TalkfaceError(f"espeak-ng failed to speak the text (error {status})")
         audio = np.frombuffer(b"".join(self._chunks), np.int16).astype(np.float32) / 32768.0
         return audio, list(self._events)
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    """C signatures of the speak_lib.h functions used here."""
+    c = ctypes
+    lib.espeak_Initialize.argtypes = [c.c_int, c.c_int, c.c_char_p, c.c_int]
+    lib.espeak_SetSynthCallback.argtypes = [_SynthCallback]
+    lib.espeak_SetVoiceByName.argtypes = [c.c_char_p]
+    lib.espeak_Synth.argtypes = [c.c_char_p, c.c_size_t, c.c_uint, c.c_int, c.c_uint, c.c_uint, c.c_void_p, c.c_void_p]
+    lib.espeak_ListVoices.argtypes = [c.c_void_p]
+    lib.espeak_ListVoices.restype = c.POINTER(c.POINTER(_VoiceSpec))
+    lib.espeak_Info.argtypes = [c.POINTER(c.c_char_p)]
+    lib.espeak_Info.restype = c.c_char_p
 
 
 _lock = threading.RLock()
@@ -158,8 +174,10 @@ def _entries() -> dict[str, _Entry]:
     return entries
 
 
-def _languages(address: int) -> tuple[tuple[int, str], ...]:
-    out = []
+def _languages(address: int | None) -> tuple[tuple[int, str], ...]:
+    out: list[tuple[int, str]] = []
+    if not address:
+        return ()
     while (priority := ctypes.string_at(address, 1)[0]) != 0:
         tag = ctypes.string_at(address + 1)
         out.append((priority, tag.decode().lower()))
@@ -223,27 +241,45 @@ class EspeakVoice:
                 audio, events = engine.synthesize(self._espeak_name, data)
             except KeyError:
                 raise unknown_voice(f"voice '{self.info.name}'") from None
-        return build_speech(audio, engine.sample_rate, _with_closures(audio, events))
+        return build_speech(audio, engine.sample_rate, _corrected(audio, engine.sample_rate, events))
 
 
-def _with_closures(audio: np.ndarray, events: list[tuple[int, str]]) -> list[tuple[int, str]]:
-    """Phoneme events with each stop moved back to the start of its closure.
+def _corrected(audio: np.ndarray, rate: int, events: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """Phoneme events moved to where the audio shows the phone starting.
 
-    espeak-ng writes a stop's closure (a pause) before it emits the stop's phoneme event, so the
-    event marks the release burst and the closure, 20-40 ms of silence at normal speed, would
-    count towards the phone before it. That is where the lips are already shut for p/b, so the
-    silent run before the event becomes part of the stop. Silence after a pause stays silence.
+    Two of espeak-ng's event positions (synthesize.c, Generate) are systematically late:
+
+    - A stop's closure (its "prepause") is written before the stop's event, so the event marks
+      the release burst and 20-40 ms of closure would count towards the phone before, though
+      the lips are already shut there for p/b. The closure is digital silence: the silent run
+      before the event joins the stop (not after a pause, which is silence anyway).
+    - After a nasal or liquid, a vowel's event comes after the vowel's onset transition, 10-30
+      ms late, which would hold the lips shut into the vowel after m. The vowel starts where
+      the level first comes within 3 dB of its level at the event.
+
+    A corrected phone never takes more than the second half of the phone before it.
     """
     out = list(events)
     for i in range(1, len(out)):
         start, name = out[i]
-        phones = ipa_to_arpabet(name)
         prev_start, prev_name = out[i - 1]
-        if not phones or phones[0] not in _STOPS or not prev_name.strip():
-            continue
-        lead = audio[prev_start:start]
-        loud = np.flatnonzero(np.abs(lead) > _CLOSURE_LEVEL)
-        closure_start = prev_start + (loud[-1] + 1 if loud.size else 0)
-        # the phone before keeps at least its first half
-        out[i] = (max(closure_start, (prev_start + start) // 2), name)
+        phone, prev = (ipa_to_arpabet(name) or [""])[0], (ipa_to_arpabet(prev_name) or [""])[-1]
+        earliest = (prev_start + start) // 2
+        if phone in _STOPS and prev_name.strip():
+            loud = np.flatnonzero(np.abs(audio[earliest:start]) > _CLOSURE_LEVEL)
+            out[i] = (earliest + (loud[-1] + 1 if loud.size else 0), name)
+        elif phone in VOWELS and prev in _NASALS_LIQUIDS:
+            out[i] = (_onset(audio, max(earliest, start - rate * _ONSET_SEARCH_MS // 1000), start, rate), name)
     return out
+
+
+def _onset(audio: np.ndarray, lo: int, event: int, rate: int) -> int:
+    """First 5 ms step in [lo, event] where a 10 ms window is within 3 dB of the one at `event`."""
+    step, width = rate // 200, rate // 100
+    if event + width > len(audio):
+        return event
+    target = np.mean(audio[event : event + width] ** 2) * 10 ** (-_ONSET_DB / 10)
+    for s in range(lo, event, step):
+        if np.mean(audio[s : s + width] ** 2) >= target:
+            return s
+    return event
