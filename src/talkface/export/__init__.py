@@ -14,10 +14,10 @@ import numpy as np
 
 from ..animation import Animation
 from ..errors import TalkfaceError
-from . import json_format, livelink_csv, npz, rhubarb
+from . import gltf, json_format, livelink_csv, npz, rhubarb, usd
 
 #: Every format `write` accepts.
-FORMATS: tuple[str, ...] = ("csv", "json", "npz", *rhubarb.FORMATS)
+FORMATS: tuple[str, ...] = ("csv", "json", "npz", *rhubarb.FORMATS, *gltf.FORMATS, "usd")
 
 #: Format of each recognised extension; ``.json`` means talkface JSON, Rhubarb JSON needs ``--format``.
 EXTENSIONS: dict[str, str] = {
@@ -27,6 +27,10 @@ EXTENSIONS: dict[str, str] = {
     ".tsv": "rhubarb-tsv",
     ".xml": "rhubarb-xml",
     ".dat": "rhubarb-dat",
+    ".glb": "glb",
+    ".usd": "usd",
+    ".usda": "usd",
+    ".usdc": "usd",
 }
 
 
@@ -68,6 +72,10 @@ def write(
         json_format.write(anim, path)
     elif fmt == "npz":
         npz.write(anim, path)
+    elif fmt in gltf.FORMATS:
+        gltf.write(anim, path, fmt)
+    elif fmt == "usd":
+        usd.write(anim, path)
     else:
         rhubarb.write(anim, path, fmt, sound_file=sound_file, dat_fps=dat_fps)
     return fmt
