@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from .animation import Animation
 from .audio import SAMPLE_RATE, AudioSource, load_audio
 from .coarticulation import animate_phones
 from .phonemes import TimedPhone
+from .post import Style
 
 if TYPE_CHECKING:
     from .tts import Speech
@@ -21,8 +24,10 @@ class Animator:
     >>> speech, anim = Animator().say("Hello there")
     """
 
-    def __init__(self, fps: float = 30.0) -> None:
+    def __init__(self, fps: float = 30.0, *, style: Style | None = None) -> None:
+        """`style` sets emotion, liveliness and face parameters (default: neutral, alive)."""
         self.fps = fps
+        self.style = style or Style()
 
     def phones(
         self, audio: AudioSource, text: str | None = None, sample_rate: int | None = None
@@ -34,10 +39,17 @@ class Animator:
         return align.align(pcm, text) if text is not None else align.recognize(pcm)
 
     def animate_phones(
-        self, phones: Sequence[TimedPhone], duration: float | None = None, fps: float | None = None
+        self,
+        phones: Sequence[TimedPhone],
+        duration: float | None = None,
+        fps: float | None = None,
+        *,
+        audio: np.ndarray | None = None,
+        text: str | None = None,
     ) -> Animation:
-        """Animation from timed phones (e.g. a TTS engine's or a hand-made table)."""
-        return animate_phones(phones, fps or self.fps, duration)
+        """Animation from timed phones (e.g. a TTS engine's or a hand-made table); the 16 kHz
+        `audio` and the `text` they came from, when given, steer head motion and automatic emotion."""
+        return self.style.apply(animate_phones(phones, fps or self.fps, duration), phones, audio, text)
 
     def animate(
         self,
@@ -51,7 +63,8 @@ class Animator:
         With `text` the transcript is aligned to the audio, which gives the most exact lip sync.
         """
         pcm = load_audio(audio, sample_rate)
-        return self.animate_phones(self.phones(pcm, text, SAMPLE_RATE), len(pcm) / SAMPLE_RATE, fps)
+        phones = self.phones(pcm, text, SAMPLE_RATE)
+        return self.animate_phones(phones, len(pcm) / SAMPLE_RATE, fps, audio=pcm, text=text)
 
     def say(
         self, text: str, voice: str | None = None, lang: str | None = None, fps: float | None = None
@@ -61,4 +74,5 @@ class Animator:
 
         speech = load_voice(voice, lang).synthesize(text)
         duration = len(speech.audio) / speech.sample_rate
-        return speech, self.animate_phones(speech.phones, duration, fps)
+        pcm = load_audio(speech.audio, speech.sample_rate)
+        return speech, self.animate_phones(speech.phones, duration, fps, audio=pcm, text=text)

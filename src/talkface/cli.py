@@ -9,6 +9,7 @@ import os
 import sys
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import click
 import soundfile as sf
@@ -16,9 +17,11 @@ import soundfile as sf
 from .animation import Animation
 from .animator import Animator
 from .audio import SAMPLE_RATE, load_audio
+from .cli_style import style_from, style_options
 from .errors import TalkfaceError
 from .files import atomic_path, write_text
 from .phonemes import TimedPhone, phones_tsv
+from .post import Style
 
 _FPS = click.option(
     "--fps", type=click.FloatRange(min=1, max=1000), default=30.0, show_default=True, help="Frame rate."
@@ -46,16 +49,19 @@ def cli() -> None:
 @click.option("--voice", help="Voice name from `talkface voices` (default: espeak-ng en-us).")
 @click.option("--lang", help="Language code, e.g. en-gb, de, fr (espeak-ng).")
 @_FPS
-def say(text: str, out_dir: str, voice: str | None, lang: str | None, fps: float) -> None:
+@style_options
+def say(text: str, out_dir: str, voice: str | None, lang: str | None, fps: float, **style: Any) -> None:
     """Speak TEXT and write speech.wav, animation.csv and phonemes.tsv to a folder."""
-    for path in _say(text, Path(out_dir), voice, lang, fps):
+    for path in _say(text, Path(out_dir), voice, lang, fps, style_from(**style)):
         click.echo(path)
 
 
-def _say(text: str, out: Path, voice: str | None, lang: str | None, fps: float) -> list[Path]:
+def _say(
+    text: str, out: Path, voice: str | None, lang: str | None, fps: float, style: Style | None = None
+) -> list[Path]:
     from . import export
 
-    speech, anim = Animator(fps).say(text, voice=voice, lang=lang)
+    speech, anim = Animator(fps, style=style).say(text, voice=voice, lang=lang)
     wav, csv, tsv = out / "speech.wav", out / "animation.csv", out / "phonemes.tsv"
     with atomic_path(wav) as tmp:
         sf.write(tmp, speech.audio, speech.sample_rate, subtype="PCM_16", format="WAV")
@@ -72,6 +78,7 @@ def _say(text: str, out: Path, voice: str | None, lang: str | None, fps: float) 
 @click.option("--format", "fmt", type=click.Choice(_export_choices()), help="Output format (default: by extension).")
 @click.option("--phonemes-out", type=click.Path(dir_okay=False), help="Also write the timed phones (TSV).")
 @_FPS
+@style_options
 def animate(
     audio: str,
     out: str,
@@ -80,6 +87,7 @@ def animate(
     fmt: str | None,
     phonemes_out: str | None,
     fps: float,
+    **style: Any,
 ) -> None:
     """Animate speech in AUDIO (wav, flac, ogg …) and write the animation to OUT."""
     from . import export
@@ -89,19 +97,21 @@ def animate(
     if text_file is not None:
         text = Path(text_file).read_text(encoding="utf-8")
     fmt = export.format_for(out, fmt)  # reject a bad output name before the slow part
-    anim, phones = _animate_file(audio, text, fps)
+    anim, phones = _animate_file(audio, text, fps, style_from(**style))
     export.write(anim, out, fmt, sound_file=audio)
     if phonemes_out:
         write_text(phonemes_out, phones_tsv(phones))
     click.echo(out)
 
 
-def _animate_file(audio: str, text: str | None, fps: float) -> tuple[Animation, list[TimedPhone]]:
+def _animate_file(
+    audio: str, text: str | None, fps: float, style: Style | None = None
+) -> tuple[Animation, list[TimedPhone]]:
     """Animation and timed phones of an audio file (aligned to `text` when given)."""
     pcm = load_audio(audio)
-    animator = Animator(fps)
+    animator = Animator(fps, style=style)
     phones = animator.phones(pcm, text, SAMPLE_RATE)
-    return animator.animate_phones(phones, len(pcm) / SAMPLE_RATE), phones
+    return animator.animate_phones(phones, len(pcm) / SAMPLE_RATE, audio=pcm, text=text), phones
 
 
 @cli.command()

@@ -1,0 +1,130 @@
+"""Command-line options for emotion, liveliness and face parameters, shared by `say` and `animate`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from .emotion import EmotionSettings, EmotionTrack, load_track, parse_emotions
+from .errors import TalkfaceError
+from .life import LifeConfig
+from .post import PARAMETERS, FaceParams, Style, parse_assignments
+
+_OPTIONS = [
+    click.option(
+        "--emotion",
+        default="auto",
+        show_default=True,
+        help="'auto' (from the text, scaled by the voice's arousal), 'neutral', or weights such as "
+        "'joy=0.7,sadness=0.2' for the whole clip.",
+    ),
+    click.option(
+        "--emotion-track",
+        type=click.Path(dir_okay=False),
+        help='Emotion keyframes over time: a JSON list of {"time": s, "emotions": {"joy": 0.8}}.',
+    ),
+    click.option("--emotion-strength", type=float, default=1.0, show_default=True, help="Scales the emotion, 0–1."),
+    click.option(
+        "--emotion-contrast", type=float, default=1.0, show_default=True, help="Spreads emotion weights, 0.3–3."
+    ),
+    click.option("--max-emotions", type=int, default=3, show_default=True, help="Most emotions on at once, 1–10."),
+    click.option("--preferred-emotion", help="A base emotion mixed in, e.g. 'joy=1'."),
+    click.option(
+        "--preferred-strength", type=float, default=0.5, show_default=True, help="Share of the preferred emotion, 0–1."
+    ),
+    click.option(
+        "--emotion-transition",
+        type=float,
+        default=0.3,
+        show_default=True,
+        help="Seconds over which emotion changes settle, 0–10.",
+    ),
+    click.option(
+        "--face",
+        "face_specs",
+        multiple=True,
+        metavar="NAME=VALUE,...",
+        help="Face parameters: " + ", ".join(PARAMETERS) + ".",
+    ),
+    click.option("--multiply", multiple=True, metavar="CHANNEL=K,...", help="Scale channels, e.g. jawOpen=1.2."),
+    click.option("--offset", multiple=True, metavar="CHANNEL=X,...", help="Shift channels, e.g. browInnerUp=0.1."),
+    click.option("--no-blink", is_flag=True, help="No blinks."),
+    click.option("--no-gaze", is_flag=True, help="No eye movement."),
+    click.option("--no-head", is_flag=True, help="No head motion."),
+    click.option("--no-breathing", is_flag=True, help="No breaths in pauses."),
+    click.option(
+        "--blink-rate",
+        type=float,
+        default=10.0,
+        show_default=True,
+        help="Blinks per minute before those at phrase ends and gaze shifts, 2–60.",
+    ),
+    click.option("--head-strength", type=float, default=1.0, show_default=True, help="Scales head motion, 0–3."),
+    click.option("--seed", type=int, default=0, show_default=True, help="Random seed of blinks, gaze and head."),
+]
+
+
+def style_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the style options to a click command; they arrive as keyword arguments for `style_from`."""
+    for option in reversed(_OPTIONS):
+        command = option(command)
+    return command
+
+
+def style_from(
+    emotion: str,
+    emotion_track: str | None,
+    emotion_strength: float,
+    emotion_contrast: float,
+    max_emotions: int,
+    preferred_emotion: str | None,
+    preferred_strength: float,
+    emotion_transition: float,
+    face_specs: tuple[str, ...],
+    multiply: tuple[str, ...],
+    offset: tuple[str, ...],
+    no_blink: bool,
+    no_gaze: bool,
+    no_head: bool,
+    no_breathing: bool,
+    blink_rate: float,
+    head_strength: float,
+    seed: int,
+) -> Style:
+    """The `Style` the options ask for; TalkfaceError (one clear line) for any bad value."""
+    chosen: str | EmotionTrack = emotion.strip().lower()
+    if emotion_track is not None:
+        if chosen != "auto":
+            raise TalkfaceError("give either --emotion or --emotion-track, not both")
+        chosen = load_track(emotion_track)
+    elif chosen != "auto":
+        parse_emotions(str(chosen))  # reject a bad spec before any slow work
+    settings = EmotionSettings(
+        contrast=emotion_contrast,
+        max_emotions=max_emotions,
+        preferred=parse_emotions(preferred_emotion) if preferred_emotion else None,
+        preferred_strength=preferred_strength,
+        strength=emotion_strength,
+        transition=emotion_transition,
+    )
+    face_values: dict[str, float] = {}
+    for spec in face_specs:
+        face_values.update(parse_assignments(spec, "--face"))
+    multipliers: dict[str, float] = {}
+    for spec in multiply:
+        multipliers.update(parse_assignments(spec, "--multiply"))
+    offsets: dict[str, float] = {}
+    for spec in offset:
+        offsets.update(parse_assignments(spec, "--offset"))
+    face = FaceParams.from_mapping(face_values, multipliers, offsets)
+    life = LifeConfig(
+        blink=not no_blink,
+        gaze=not no_gaze,
+        head=not no_head,
+        breathing=not no_breathing,
+        blink_rate=blink_rate,
+        head_strength=head_strength,
+    )
+    return Style(emotion=chosen, emotion_settings=settings, face=face, life=life, seed=seed)

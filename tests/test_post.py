@@ -1,0 +1,182 @@
+"""Face parameters: each one's visible effect, closures kept, bad values rejected; the pipeline on any input."""
+
+import numpy as np
+import pytest
+from synthetic import phrases, sequence
+
+from talkface import Animation, TalkfaceError
+from talkface.coarticulation import animate_phones
+from talkface.life import LifeConfig
+from talkface.metrics import lip_aperture, mouth_scores
+from talkface.post import PARAMETERS, FaceParams, Style, parse_assignments, process
+from talkface.rig import ARKIT_NAMES, POSE_NAMES
+
+FPS = 30
+WORDS = sequence(
+    ("m", 0.07), ("aa", 0.15), ("th", 0.08), ("ah", 0.1), ("b", 0.06), ("ae", 0.15), ("p", 0.06), ("iy", 0.1),
+    lead=1.0, tail=1.0,
+)  # fmt: skip
+SPEECH = animate_phones(WORDS, FPS)
+STILL = LifeConfig.off()
+ALIVE = LifeConfig()
+
+
+def run(life=STILL, emotion=None, **params) -> Animation:
+    """The words through the pipeline with these face parameters (Audio2Face names)."""
+    return Style(emotion=emotion, face=FaceParams.from_mapping(params), life=life, seed=2).apply(SPEECH, WORDS)
+
+
+def peak(anim, name, phone):
+    p = next(p for p in WORDS if p.phone == phone)
+    return float(anim[name][round(p.mid * FPS)])
+
+
+def test_defaults_leave_the_speech_untouched():
+    assert np.array_equal(run().weights, SPEECH.weights)
+
+
+@pytest.mark.parametrize("strength", [0.5, 1.5])
+def test_lower_face_strength_scales_the_mouth_and_keeps_closures(strength):
+    anim = run(lowerFaceStrength=strength)
+    assert peak(anim, "jawOpen", "aa") == pytest.approx(strength * peak(SPEECH, "jawOpen", "aa"), rel=1e-5)
+    assert mouth_scores(anim, WORDS).closed_on_bilabials == 1.0
+    assert anim["browInnerUp"].max() == 0  # the upper face is not the lower face
+
+
+def test_upper_face_strength_scales_brows_not_mouth():
+    sad = run(emotion={"sadness": 0.6})
+    weak = run(emotion={"sadness": 0.6}, upperFaceStrength=0.5)
+    assert weak["browInnerUp"].max() == pytest.approx(0.5 * sad["browInnerUp"].max(), rel=1e-5)
+    assert np.array_equal(weak["jawOpen"], sad["jawOpen"])
+
+
+def test_jaw_strength_scales_the_jaw_and_keeps_closures():
+    anim = run(jawStrength=0.5)
+    assert peak(anim, "jawOpen", "aa") == pytest.approx(0.5 * peak(SPEECH, "jawOpen", "aa"), rel=1e-5)
+    assert peak(anim, "mouthLowerDownLeft", "aa") == pytest.approx(peak(SPEECH, "mouthLowerDownLeft", "aa"))
+    assert mouth_scores(run(jawStrength=2.0), WORDS).closed_on_bilabials == 1.0
+
+
+def test_tongue_strength_scales_the_tongue():
+    assert peak(run(tongueStrength=0.5), "tongueOut", "th") == pytest.approx(0.5 * peak(SPEECH, "tongueOut", "th"))
+    assert run(tongueStrength=0.0)["tongueOut"].max() == 0
+
+
+def test_skin_strength_scales_all_skin_but_not_gaze_or_blinks():
+    anim = run(life=LifeConfig(head=False, breathing=False), emotion={"joy": 0.8}, skinStrength=0.0)
+    assert anim["jawOpen"].max() == 0 and anim["mouthSmileLeft"].max() == 0 and anim["cheekSquintLeft"].max() == 0
+    assert anim["eyeBlinkLeft"].max() > 0.8 and anim["leftEyeYaw"].any()
+
+
+def test_smoothing_softens_motion_per_region():
+    def roughness(anim, names):
+        return float(np.abs(np.diff(anim.with_channels(names).weights, axis=0)).max())
+
+    # jittery brows and lids over the speech, as a neural model might give
+    weights = SPEECH.weights.copy()
+    upper = ["browInnerUp", "eyeSquintLeft", "cheekSquintLeft"]
+    jitter = np.random.default_rng(0).uniform(0, 0.3, (SPEECH.num_frames, len(upper)))
+    weights[:, [ARKIT_NAMES.index(n) for n in upper]] = jitter
+    jittery = Animation(weights, FPS)
+    lower = ["jawOpen", "mouthPressLeft", "mouthRollLower"]
+    plain = process(jittery, None)
+    smooth_upper = process(jittery, None, FaceParams(upper_face_smoothing=0.05))
+    smooth_lower = process(jittery, None, FaceParams(lower_face_smoothing=0.05))
+    assert roughness(smooth_upper, upper) < 0.3 * roughness(plain, upper)
+    assert np.array_equal(smooth_upper.with_channels(lower).weights, plain.with_channels(lower).weights)
+    assert roughness(smooth_lower, lower) < 0.6 * roughness(plain, lower)
+    assert np.array_equal(smooth_lower.with_channels(upper).weights, plain.with_channels(upper).weights)
+
+
+def test_blink_strength_and_offset():
+    blinks = LifeConfig(gaze=False, head=False, breathing=False)
+    full, half = run(life=blinks), run(life=blinks, blinkStrength=0.5)
+    assert full["eyeBlinkLeft"].max() > 0.8
+    assert half["eyeBlinkLeft"].max() == pytest.approx(0.5 * full["eyeBlinkLeft"].max(), rel=1e-4)
+    heavy = run(blinkOffset=0.3)
+    assert heavy["eyeBlinkLeft"].min() == pytest.approx(0.3)
+
+
+def test_eyelid_open_offset_opens_or_closes_the_lids():
+    assert run(eyelidOpenOffset=0.4)["eyeWideLeft"].min() == pytest.approx(0.4)
+    assert run(eyelidOpenOffset=-1.0)["eyeBlinkRight"].min() == pytest.approx(1.0)
+
+
+def test_lip_open_offset_parts_the_lips_at_rest_but_not_in_closures():
+    parted = run(lipOpenOffset=0.1)
+    rest = round(0.3 * FPS)
+    assert lip_aperture(parted)[rest] == pytest.approx(0.1, abs=1e-3) and lip_aperture(SPEECH)[rest] == 0
+    assert mouth_scores(parted, WORDS).closed_on_bilabials == 1.0
+    pressed = run(lipOpenOffset=-0.2)
+    assert lip_aperture(pressed).max() < lip_aperture(SPEECH).max() - 0.1
+
+
+def test_saccade_strength_scales_gaze():
+    gaze = LifeConfig(blink=False, head=False, breathing=False)
+    normal, wide, still = run(life=gaze), run(life=gaze, saccadeStrength=2.0), run(life=gaze, saccadeStrength=0.0)
+    assert np.allclose(wide["leftEyeYaw"], 2 * normal["leftEyeYaw"], atol=1e-6) and normal["leftEyeYaw"].any()
+    assert not still["leftEyeYaw"].any() and not still["eyeLookOutLeft"].any()
+
+
+def test_channel_multipliers_offsets_and_clamp():
+    face = FaceParams(multipliers={"jawOpen": 0.5, "headYaw": 0.0}, offsets={"browInnerUp": 0.2})
+    anim = Style(face=face, life=ALIVE).apply(SPEECH, WORDS)
+    assert peak(anim, "jawOpen", "aa") == pytest.approx(0.5 * peak(SPEECH, "jawOpen", "aa"), rel=1e-5)
+    assert anim["browInnerUp"].min() == pytest.approx(0.2) and not anim["headYaw"].any()
+    capped = run(clampMax=0.3, lowerFaceStrength=2.0)
+    assert capped.weights.max() == pytest.approx(0.3)
+    floor = run(clampMin=0.05)
+    assert floor.weights.min() == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({"lowerFaceStrength": 2.5}, "out of range [0, 2]"),
+        ({"lipOpenOffset": 0.3}, "out of range [-0.2, 0.2]"),
+        ({"blinkStrength": -1}, "out of range"),
+        ({"saccadeStrength": float("nan")}, "not a number"),
+        ({"eyelidOpenOffset": "wide"}, "not a number"),
+        ({"noseStrength": 1.0}, "unknown face parameter"),
+        ({"clampMin": 0.6, "clampMax": 0.4}, "must be below"),
+    ],
+)
+def test_bad_face_parameters_are_rejected(params, fragment):
+    with pytest.raises(TalkfaceError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
+        FaceParams.from_mapping(params)
+
+
+def test_bad_channel_tables_are_rejected():
+    with pytest.raises(TalkfaceError, match="unknown channel 'jaw'"):
+        FaceParams(multipliers={"jaw": 1.0})
+    with pytest.raises(TalkfaceError, match="out of range"):
+        FaceParams(offsets={"jawOpen": 2.0})
+    with pytest.raises(TalkfaceError, match="NAME=VALUE"):
+        parse_assignments("jawOpen", "--multiply")
+
+
+def test_every_parameter_has_a_range_and_a_description():
+    for name, (attr, lo, hi, what) in PARAMETERS.items():
+        assert lo < hi and len(what) > 10 and hasattr(FaceParams(), attr), name
+
+
+def test_snake_case_names_work_too():
+    assert FaceParams.from_mapping({"lower_face_strength": 1.5}).lower_face_strength == 1.5
+
+
+def test_pipeline_on_an_animation_alone_as_from_the_neural_model():
+    phones = phrases(8.0, seed=4)
+    speech = animate_phones(phones, FPS, 8.0)  # stands in for a model's output: curves, no phones or audio
+    anim = process(speech, None, emotion={"joy": 0.7}, life=ALIVE, seed=1)
+    assert anim.names == (*ARKIT_NAMES, *POSE_NAMES)
+    assert anim["mouthSmileLeft"].mean() > 0.4 and anim["eyeBlinkLeft"].max() > 0.8 and anim["headYaw"].any()
+    assert mouth_scores(anim, phones).closed_on_bilabials == 1.0
+    anim.validate()
+
+
+def test_existing_head_and_eye_channels_are_kept():
+    read_back = SPEECH.with_channels((*ARKIT_NAMES, *POSE_NAMES))
+    weights = read_back.weights.copy()
+    weights[:, -9] = 0.1  # a captured head yaw
+    out = process(Animation(weights, FPS, read_back.names), None)
+    assert np.allclose(out["headYaw"], 0.1)
