@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := espeak-ng libespeak-ng1 libegl1 libegl-mesa0 libgl1-mesa-dri chromium
+APT_PACKAGES := espeak-ng libespeak-ng1 pocketsphinx-testdata libegl1 libegl-mesa0 libgl1-mesa-dri chromium
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint install system-deps clean head viewer-bundle
@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml Makefile
 	$(MAKE) system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[piper,render,usd,dev]'
+	$(BIN)/pip install -q -e '.[piper,train,render,usd,dev]'
 	npm install --silent --no-audit --no-fund --prefix $(VENV)/node gltf-validator@2.0.0-dev.3.10
 	touch $(STAMP)
 

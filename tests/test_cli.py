@@ -128,4 +128,4 @@ def test_demo_runs_and_prints_its_outputs(tmp_path):
     result = run("demo", "-o", str(tmp_path / "demo"))
     assert result.returncode == 0, result.stderr
     listed = [line.strip() for line in result.stdout.splitlines() if line.startswith("  ")]
-    assert len(listed) == 6 and all(Path(p).stat().st_size > 0 for p in listed)
+    assert len(listed) == 7 and all(Path(p).stat().st_size > 0 for p in listed)

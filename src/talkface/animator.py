@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -10,11 +11,16 @@ import numpy as np
 from .animation import Animation
 from .audio import SAMPLE_RATE, AudioSource, load_audio
 from .coarticulation import animate_phones
+from .errors import TalkfaceError
 from .phonemes import TimedPhone
 from .post import Style
 
 if TYPE_CHECKING:
+    from .model import FaceModel
     from .tts import Speech
+
+#: Ways to animate audio that comes without a transcript.
+ENGINES = ("neural", "phonetic")
 
 
 class Animator:
@@ -24,10 +30,25 @@ class Animator:
     >>> speech, anim = Animator().say("Hello there")
     """
 
-    def __init__(self, fps: float = 30.0, *, style: Style | None = None) -> None:
-        """`style` sets emotion, liveliness and face parameters (default: neutral, alive)."""
+    def __init__(
+        self, fps: float = 30.0, engine: str = "neural", model: str | None = None, *, style: Style | None = None
+    ) -> None:
+        """`engine` drives audio without a transcript: "neural" (the packaged model, or `model`,
+        a path to another) or "phonetic" (pocketsphinx phone recognition, then coarticulation).
+        `style` sets emotion, liveliness and face parameters (default: neutral, alive)."""
+        if engine not in ENGINES:
+            raise TalkfaceError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
         self.fps = fps
+        self.engine = engine
+        self.model_path = model
         self.style = style or Style()
+
+    @functools.cached_property
+    def model(self) -> FaceModel:
+        """The neural model, loaded on first use."""
+        from .model import FaceModel, load_default
+
+        return load_default() if self.model_path is None else FaceModel(self.model_path)
 
     def phones(
         self, audio: AudioSource, text: str | None = None, sample_rate: int | None = None
@@ -60,11 +81,25 @@ class Animator:
     ) -> Animation:
         """Animation for speech given as a file path or an array (an array needs `sample_rate`).
 
-        With `text` the transcript is aligned to the audio, which gives the most exact lip sync.
+        With `text` the transcript is aligned to the audio, which gives the most exact lip sync;
+        without it the engine chosen at construction animates the sound alone.
         """
+        return self.animate_with_phones(audio, text, fps, sample_rate)[0]
+
+    def animate_with_phones(
+        self,
+        audio: AudioSource,
+        text: str | None = None,
+        fps: float | None = None,
+        sample_rate: int | None = None,
+    ) -> tuple[Animation, list[TimedPhone] | None]:
+        """Like `animate`, also returning the timed phones the animation was made from (None when
+        the neural model made it from the sound alone)."""
         pcm = load_audio(audio, sample_rate)
+        if text is None and self.engine == "neural":
+            return self.style.apply(self.model.animate(pcm, fps or self.fps), None, pcm, text), None
         phones = self.phones(pcm, text, SAMPLE_RATE)
-        return self.animate_phones(phones, len(pcm) / SAMPLE_RATE, fps, audio=pcm, text=text)
+        return self.animate_phones(phones, len(pcm) / SAMPLE_RATE, fps, audio=pcm, text=text), phones
 
     def say(
         self, text: str, voice: str | None = None, lang: str | None = None, fps: float | None = None

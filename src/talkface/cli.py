@@ -1,4 +1,4 @@
-"""The `talkface` command: say, animate, render, voices, demo.
+"""The `talkface` command: say, animate, render, view, voices, demo.
 
 Bad input ends with one line on stderr and a non-zero exit, never a traceback.
 """
@@ -14,13 +14,11 @@ from typing import Any
 import click
 import soundfile as sf
 
-from .animation import Animation
-from .animator import Animator
-from .audio import SAMPLE_RATE, load_audio
+from .animator import ENGINES, Animator
 from .cli_style import style_from, style_options
 from .errors import TalkfaceError
 from .files import atomic_path, write_text
-from .phonemes import TimedPhone, phones_tsv
+from .phonemes import phones_tsv
 from .post import Style
 
 _FPS = click.option(
@@ -77,6 +75,14 @@ def _say(
 @click.option("--text-file", type=click.Path(dir_okay=False, exists=True), help="Transcript from a file.")
 @click.option("--format", "fmt", type=click.Choice(_export_choices()), help="Output format (default: by extension).")
 @click.option("--phonemes-out", type=click.Path(dir_okay=False), help="Also write the timed phones (TSV).")
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="neural",
+    show_default=True,
+    help="Without a transcript: the neural model, or phone recognition + coarticulation.",
+)
+@click.option("--model", type=click.Path(dir_okay=False), help="A trained .onnx model instead of the packaged one.")
 @_FPS
 @style_options
 def animate(
@@ -86,6 +92,8 @@ def animate(
     text_file: str | None,
     fmt: str | None,
     phonemes_out: str | None,
+    engine: str,
+    model: str | None,
     fps: float,
     **style: Any,
 ) -> None:
@@ -97,21 +105,13 @@ def animate(
     if text_file is not None:
         text = Path(text_file).read_text(encoding="utf-8")
     fmt = export.format_for(out, fmt)  # reject a bad output name before the slow part
-    anim, phones = _animate_file(audio, text, fps, style_from(**style))
+    if phonemes_out and text is None and engine == "neural":
+        raise TalkfaceError("--phonemes-out needs --text (or --engine phonetic): the neural model makes no phones")
+    anim, phones = Animator(fps, engine, model, style=style_from(**style)).animate_with_phones(audio, text)
     export.write(anim, out, fmt, sound_file=audio)
-    if phonemes_out:
+    if phonemes_out and phones is not None:
         write_text(phonemes_out, phones_tsv(phones))
     click.echo(out)
-
-
-def _animate_file(
-    audio: str, text: str | None, fps: float, style: Style | None = None
-) -> tuple[Animation, list[TimedPhone]]:
-    """Animation and timed phones of an audio file (aligned to `text` when given)."""
-    pcm = load_audio(audio)
-    animator = Animator(fps, style=style)
-    phones = animator.phones(pcm, text, SAMPLE_RATE)
-    return animator.animate_phones(phones, len(pcm) / SAMPLE_RATE, audio=pcm, text=text), phones
 
 
 @cli.command()
@@ -131,6 +131,19 @@ def render(audio: str, out: str, text: str | None, size: int, fps: float) -> Non
 
 
 @cli.command()
+@click.argument("source", required=False, type=click.Path())
+@click.option("--text", help="Transcript of SOURCE when it is a speech file.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=8765, show_default=True, help="0: any.")
+@click.option("--no-browser", is_flag=True, help="Do not open a browser.")
+def view(source: str | None, text: str | None, host: str, port: int, no_browser: bool) -> None:
+    """Play SOURCE on a 3D head in the browser: a `say` output folder or a speech file (or none, then drop one)."""
+    from .viewer import serve
+
+    serve(source, text=text, host=host, port=port, open_browser=not no_browser)
+
+
+@cli.command()
 def voices() -> None:
     """List the installed voices."""
     from .tts import list_voices
@@ -147,17 +160,64 @@ def demo(out_dir: str) -> None:
 
     out = Path(out_dir)
     sample = str(files("talkface") / "samples" / "arctic_a0009.wav")
-    anim, phones = _animate_file(sample, SAMPLE_TRANSCRIPT, 30.0)
-    written = [out / "sample.csv", out / "sample.json", out / "sample_phonemes.tsv"]
-    export.write(anim, written[0])
-    export.write(anim, written[1])
-    write_text(written[2], phones_tsv(phones))
+    animator = Animator()
+    audio_only = animator.animate(sample)  # the neural model, from the sound alone
+    aligned, phones = animator.animate_with_phones(sample, SAMPLE_TRANSCRIPT)
+    written = [out / "sample.csv", out / "sample.json", out / "sample_aligned.csv", out / "sample_phonemes.tsv"]
+    export.write(audio_only, written[0])
+    export.write(audio_only, written[1])
+    export.write(aligned, written[2])
+    write_text(written[3], phones_tsv(phones or []))
     written += _say(DEMO_TEXT, out / "say", None, None, 30.0)
-    click.echo(f"bundled sample: {SAMPLE_TRANSCRIPT!r} ({anim.duration:.1f} s)")
+    click.echo(f"bundled sample: {SAMPLE_TRANSCRIPT!r} ({audio_only.duration:.1f} s)")
+    click.echo("sample.csv/.json: from the audio alone; sample_aligned.csv: aligned to the transcript")
     click.echo(f"TTS: {DEMO_TEXT!r}")
     click.echo("outputs:")
     for path in written:
         click.echo(f"  {path}")
+
+
+def _needs_training_extra() -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise TalkfaceError("training needs the train extra: pip install 'talkface[train]'") from None
+
+
+@cli.command()
+@click.option("--hours", type=click.FloatRange(min=0.001), required=True, help="Hours of training audio.")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Corpus folder.")
+@click.option("--text", "text_dir", required=True, type=click.Path(file_okay=False), help="Folder of texts/zips.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
+def corpus(hours: float, out_dir: str, text_dir: str, seed: int, workers: int) -> None:
+    """Build (or resume) a synthetic training corpus: TTS speech, augmented, with face targets."""
+    _needs_training_extra()
+    from .train.corpus import CorpusConfig, build_corpus
+
+    click.echo(build_corpus(out_dir, text_dir, CorpusConfig(hours=hours, seed=seed), workers=workers))
+
+
+@cli.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("--resume", is_flag=True, help="Go on from the run's last checkpoint.")
+def train(config_path: str, resume: bool) -> None:
+    """Train a model from a YAML config; writes checkpoints, log.csv and model.onnx to its out folder."""
+    _needs_training_extra()
+    from .train.loop import TrainConfig
+    from .train.loop import train as run_training
+
+    click.echo(run_training(TrainConfig.load(config_path), resume=resume))
+
+
+@cli.command()
+@click.argument("model", required=False, type=click.Path(dir_okay=False))
+def evaluate(model: str | None) -> None:
+    """Score MODEL (default: the packaged one) and the phonetic baseline on real speech."""
+    from .evaluation import evaluate as run_evaluation
+    from .evaluation import report
+
+    click.echo(report(run_evaluation(model)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -125,9 +125,15 @@ def _blend(segments: Sequence[_Segment], times: np.ndarray) -> np.ndarray:
     return out
 
 
-def _enforce(out: np.ndarray, segments: Sequence[_Segment], times: np.ndarray, fps: float) -> None:
-    """Make the critical articulations (closure, lip-to-teeth, tongue) reach their target."""
-    for s in segments:
+def enforce(weights: np.ndarray, phones: Sequence[TimedPhone], fps: float) -> None:
+    """Make the critical articulations of `phones` (lip closure on /p b m/, lip-to-teeth on /f v/,
+    tongue on /th dh/) reach their target in ARKit `weights` [frames, 52] at `fps`, in place.
+
+    The phone-driven path applies it after blending; the neural model applies it where its viseme
+    head hears a closure, so both get crisp closures from the same rule.
+    """
+    times = np.arange(weights.shape[0]) / fps
+    for s in _segments(phones):
         if s.phone in BILABIALS or s.phone in LABIODENTALS:
             cols = ARTICULATORS["lips"]
         elif s.phone in DENTALS:
@@ -143,8 +149,8 @@ def _enforce(out: np.ndarray, segments: Sequence[_Segment], times: np.ndarray, f
         target = np.broadcast_to(s.target, (weight.shape[0], s.target.size)).copy()
         if s.phone in BILABIALS:
             # the lips meet however open the jaw is: mouthClose cancels jawOpen
-            target[:, _MOUTH_CLOSE] = np.maximum(target[:, _MOUTH_CLOSE], out[win, _JAW_OPEN])
-        out[win, cols] = (1 - weight) * out[win, cols] + weight * target[:, cols]
+            target[:, _MOUTH_CLOSE] = np.maximum(target[:, _MOUTH_CLOSE], weights[win, _JAW_OPEN])
+        weights[win, cols] = (1 - weight) * weights[win, cols] + weight * target[:, cols]
 
 
 def animate_phones(phones: Sequence[TimedPhone], fps: float = 30.0, duration: float | None = None) -> Animation:
@@ -158,7 +164,6 @@ def animate_phones(phones: Sequence[TimedPhone], fps: float = 30.0, duration: fl
     end = max([duration or 0.0] + [p.end for p in phones])
     frames = max(1, int(np.ceil(end * fps - 1e-9)))
     times = np.arange(frames) / fps
-    segments = _segments(phones)
-    out = _blend(segments, times)
-    _enforce(out, segments, times, fps)
+    out = _blend(_segments(phones), times)
+    enforce(out, phones, fps)
     return Animation(np.clip(out, 0.0, 1.0), fps)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,18 @@ class _VoiceSpec(ctypes.Structure):
 _SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
 
 
+@dataclass(frozen=True)
+class Prosody:
+    """espeak-ng's speaking rate (words per minute, 80–450), base pitch and pitch range (0–100)."""
+
+    rate: int = 175
+    pitch: int = 50
+    pitch_range: int = 50
+
+
+_PROSODY_PARAMETERS = (1, 3, 4)  # espeakRATE, espeakPITCH, espeakRANGE in speak_lib.h
+
+
 class _Engine:
     """The process's one libespeak-ng, set up for synchronous synthesis with IPA phoneme events.
 
@@ -108,12 +120,16 @@ class _Engine:
             i += 1
         return 0  # go on
 
-    def synthesize(self, voice: str, text: bytes) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    def synthesize(
+        self, voice: str, text: bytes, prosody: Prosody
+    ) -> tuple[np.ndarray, list[tuple[int, str]]]:
         """Audio (float32) and its phoneme events as (sample, IPA name); KeyError if `voice` fails."""
         if self.voice != voice:
             if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
                 raise KeyError(voice)
             self.voice = voice
+        for parameter, value in zip(_PROSODY_PARAMETERS, astuple(prosody), strict=True):
+            self.lib.espeak_SetParameter(parameter, value, 0)
         self._chunks.clear()
         self._events.clear()
         status = self.lib.espeak_Synth(text, len(text) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
@@ -129,6 +145,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.espeak_Initialize.argtypes = [c.c_int, c.c_int, c.c_char_p, c.c_int]
     lib.espeak_SetSynthCallback.argtypes = [_SynthCallback]
     lib.espeak_SetVoiceByName.argtypes = [c.c_char_p]
+    lib.espeak_SetParameter.argtypes = [c.c_int, c.c_int, c.c_int]
     lib.espeak_Synth.argtypes = [c.c_char_p, c.c_size_t, c.c_uint, c.c_int, c.c_uint, c.c_uint, c.c_void_p, c.c_void_p]
     lib.espeak_ListVoices.argtypes = [c.c_void_p]
     lib.espeak_ListVoices.restype = c.POINTER(c.POINTER(_VoiceSpec))
@@ -190,14 +207,14 @@ def list_voices() -> list[VoiceInfo]:
     return [e.info for e in _entries().values()]
 
 
-def load(name: str) -> EspeakVoice:
+def load(name: str, prosody: Prosody = Prosody()) -> EspeakVoice:
     """An espeak-ng voice by language tag with an optional variant: "en-us", "en-gb+f3", "de+m3"."""
     tag, plus, variant = name.strip().partition("+")
     entry = _find(tag.lower())
     variant_file = _variant_file(variant) if plus else ""
     if entry is None or variant_file is None:
         raise unknown_voice(f"voice '{name}'")
-    return EspeakVoice(entry, variant_file)
+    return EspeakVoice(entry, variant_file, prosody)
 
 
 def load_language(lang: str) -> EspeakVoice:
@@ -225,12 +242,13 @@ def _variant_file(variant: str) -> str | None:
 
 
 class EspeakVoice:
-    """An espeak-ng voice, optionally with a variant ("f3", "m3", "whisper" …)."""
+    """An espeak-ng voice, optionally with a variant ("f3", "m3", "whisper" …) and prosody."""
 
-    def __init__(self, entry: _Entry, variant: str) -> None:
+    def __init__(self, entry: _Entry, variant: str, prosody: Prosody = Prosody()) -> None:
         suffix = f"+{variant}" if variant else ""
         self.info = VoiceInfo(entry.info.name + suffix, "espeak", entry.info.language, entry.info.description)
         self._espeak_name = entry.identifier + suffix
+        self.prosody = prosody
 
     def synthesize(self, text: str) -> Speech:
         """Speak `text`; phones come from espeak-ng's own phoneme events."""
@@ -238,7 +256,7 @@ class EspeakVoice:
         with _lock:
             engine = _engine()
             try:
-                audio, events = engine.synthesize(self._espeak_name, data)
+                audio, events = engine.synthesize(self._espeak_name, data, self.prosody)
             except KeyError:
                 raise unknown_voice(f"voice '{self.info.name}'") from None
         return build_speech(audio, engine.sample_rate, _corrected(audio, engine.sample_rate, events))

@@ -1,0 +1,179 @@
+"""`talkface train`: the training loop, with checkpoints, resumption, CSV logs and validation."""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from ..errors import TalkfaceError
+from ..files import atomic_path
+from ..rig import ARKIT_NAMES
+from . import dataset
+from .export_onnx import export
+from .net import FaceNet, NetConfig
+
+#: Channels the lips and jaw use: where lip-sync error is measured.
+MOUTH = np.array([i for i, n in enumerate(ARKIT_NAMES) if n.startswith(("mouth", "jaw"))])
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; read from a YAML file (`configs/*.yaml`)."""
+
+    corpus: str
+    out: str
+    steps: int = 20000
+    batch: int = 32
+    crop: int = 300
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup: int = 300
+    velocity_weight: float = 0.5
+    viseme_weight: float = 0.1
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0  # 0: torch's default
+    log_every: int = 50
+    eval_every: int = 1000
+    net: NetConfig = field(default_factory=NetConfig)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        """Read a YAML config; relative paths are taken from the current directory."""
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise TalkfaceError(f"{path}: cannot read config ({e})") from None
+        known = {f.name for f in fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise TalkfaceError(f"{path}: unknown config keys: {', '.join(sorted(unknown))}")
+        net = raw.pop("net", {}) or {}
+        try:
+            net_config = NetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in net.items()})
+            return cls(**raw, net=net_config)
+        except TypeError as e:
+            raise TalkfaceError(f"{path}: {e}") from None
+
+
+def _losses(model: FaceNet, batch: tuple[np.ndarray, ...], device: torch.device, config: TrainConfig) -> dict:
+    mel, emotion, targets, visemes = (torch.from_numpy(a).to(device) for a in batch)
+    weights, logits = model(mel, emotion)
+    look = model.config.lookahead
+    # the output for frame t comes `look` frames later
+    weights, logits = weights[:, look:], logits[:, look:]
+    targets, visemes = targets[:, : targets.shape[1] - look], visemes[:, : visemes.shape[1] - look]
+    l1 = F.l1_loss(weights, targets)
+    velocity = F.l1_loss(weights.diff(dim=1), targets.diff(dim=1))
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), visemes.reshape(-1))
+    total = l1 + config.velocity_weight * velocity + config.viseme_weight * ce
+    mouth_mae = (weights - targets)[..., torch.from_numpy(MOUTH).to(device)].abs().mean()
+    return {"loss": total, "l1": l1, "velocity": velocity, "ce": ce, "mouth_mae": mouth_mae}
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _validate(model: FaceNet, frames: dataset.Frames, device: torch.device, config: TrainConfig) -> dict:
+    """Mean losses on fixed crops of the held-out voice (no augmentation beyond the corpus's own)."""
+    model.eval()
+    rng = np.random.default_rng(12345)
+    totals: dict[str, float] = {}
+    with torch.no_grad():
+        for _ in range(8):
+            b = dataset.batch(frames, rng, config.batch, config.crop, augment=False)
+            for k, v in _losses(model, b, device, config).items():
+                totals[k] = totals.get(k, 0.0) + float(v) / 8
+    model.train()
+    return totals
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train, checkpointing to `out/checkpoint.pt`; export `out/model.onnx` at the end."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = Path(config.corpus)
+    train_frames = dataset.Frames.load(sorted(corpus.glob("train-*.npz")))
+    val_frames = dataset.Frames.load(sorted(corpus.glob("val-*.npz")))
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = _device(config.device)
+    torch.manual_seed(config.seed)
+    model = FaceNet(config.net).to(device)
+    mel = train_frames.mel.astype(np.float32)
+    model.mel_mean.copy_(torch.from_numpy(mel.mean(0)))
+    model.mel_std.copy_(torch.from_numpy(mel.std(0) + 1e-3))
+    del mel
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+    def schedule(step: int) -> float:
+        if step < config.warmup:
+            return (step + 1) / config.warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - config.warmup) / max(1, config.steps - config.warmup)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    checkpoint, log_path = out / "checkpoint.pt", out / "log.csv"
+    step = 0
+    if resume and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step = int(state["step"])
+    elif log_path.exists():
+        log_path.unlink()
+
+    def save() -> None:
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "step": step, "config": asdict(config)}  # fmt: skip
+        with atomic_path(checkpoint) as tmp:
+            torch.save(state, tmp)
+
+    columns = ["step", "loss", "l1", "velocity", "ce", "mouth_mae", "val_loss", "val_mouth_mae", "seconds"]
+    new_log = not log_path.exists()
+    started = time.time()
+    with (
+        open(log_path, "a", newline="") as log_file,
+        tqdm(total=config.steps, initial=step, disable=not progress, unit="step") as bar,
+    ):
+        log = csv.writer(log_file)
+        if new_log:
+            log.writerow(columns)
+        model.train()
+        while step < config.steps:
+            rng = np.random.default_rng([config.seed, step])  # per step, so a resumed run draws the same batches
+            losses = _losses(model, dataset.batch(train_frames, rng, config.batch, config.crop), device, config)
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            bar.update()
+            last = step == config.steps
+            if step % config.log_every == 0 or last:
+                row = {k: v.item() for k, v in losses.items()}
+                if step % config.eval_every == 0 or last:
+                    val = _validate(model, val_frames, device, config)
+                    row |= {"val_loss": val["loss"], "val_mouth_mae": val["mouth_mae"]}
+                    save()
+                row |= {"step": step, "seconds": time.time() - started}
+                log.writerow([f"{row[c]:.5g}" if c in row else "" for c in columns])
+                log_file.flush()
+                bar.set_postfix(loss=f"{row['loss']:.4f}", mouth=f"{row['mouth_mae']:.4f}")
+    save()
+    extra = {"trained_steps": step, "train_seconds_of_audio": train_frames.seconds(),
+             "device": str(device), "config": Path(config.out).name}  # fmt: skip
+    return export(model, out / "model.onnx", extra)

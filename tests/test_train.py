@@ -1,0 +1,159 @@
+"""Corpus → training → ONNX → runtime, on a tiny corpus, as `configs/quick.yaml` does it."""
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import ARCTIC_TRANSCRIPT
+
+pytest.importorskip("torch")
+
+from talkface import Animator, TalkfaceError, load_audio
+from talkface import model as runtime
+from talkface.phonemes import VISEMES
+from talkface.rig import ARKIT_NAMES
+from talkface.train import augment
+from talkface.train.corpus import CorpusConfig, build_corpus, read_sentences
+from talkface.train.loop import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXT = (
+    "The big brown bear ate plump berries by the pool. Maybe the map will show which way to go. "
+    "Few of the violins survived the flood in the old museum. She pushed the boat out over the water. "
+    "Please bring both bottles back before noon tomorrow. The wind moved the tall wheat in waves."
+)
+CONFIG = CorpusConfig(hours=20 / 3600, seed=3, shard_seconds=10, piper_share=0.0, english_share=1.0)
+
+
+@pytest.fixture(scope="module")
+def text_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("text")
+    (folder / "english.txt").write_text(TEXT)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, text_dir) -> Path:
+    return build_corpus(tmp_path_factory.mktemp("corpus"), text_dir, CONFIG, workers=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, corpus) -> Path:
+    raw = yaml.safe_load((ROOT / "configs" / "quick.yaml").read_text())
+    raw |= {"corpus": str(corpus), "out": str(tmp_path_factory.mktemp("run"))}
+    path = tmp_path_factory.mktemp("cfg") / "quick.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return train(TrainConfig.load(path), progress=False)
+
+
+def test_sentences_are_read_and_split(text_dir):
+    sentences = read_sentences(text_dir, {})["en"]
+    assert len(sentences) == 6 and all(s.endswith(".") for s in sentences)
+
+
+def test_corpus_holds_aligned_features_targets_and_visemes(corpus):
+    shards = sorted(corpus.glob("train-*.npz"))
+    assert len(shards) == 2 and len(list(corpus.glob("val-*.npz"))) == 1
+    data = np.load(shards[0])
+    n = data["lengths"].sum()
+    assert data["mel"].shape == (n, 80) and data["targets"].shape == (n, 52) and data["visemes"].shape == (n,)
+    assert data["mel"].shape[0] >= 1000  # at least 10 s of audio per shard
+    # lips are pressed on bilabial frames and the jaw is open on open vowels
+    jaw, press = data["targets"][:, 17].astype(float), data["targets"][:, 35].astype(float)
+    visemes = data["visemes"]
+    assert press[visemes == VISEMES.index("PP")].mean() > 0.15 > press[visemes == VISEMES.index("aa")].mean()
+    assert jaw[visemes == VISEMES.index("aa")].mean() > 0.3
+    voices = {str(v) for v in data["voices"]}
+    assert all(v.startswith("espeak:en") and "nyc" not in v for v in voices)
+    held_out = {str(v) for v in np.load(corpus / "val-00000.npz")["voices"]}
+    assert all("en-us-nyc" in v for v in held_out)
+
+
+def test_corpus_is_deterministic_and_resumes(corpus, text_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(corpus, copy)
+    (copy / "train-00001.npz").unlink()
+    build_corpus(copy, text_dir, CONFIG, workers=1, progress=False)  # rebuilds only the missing shard
+    rebuilt, original = np.load(copy / "train-00001.npz"), np.load(corpus / "train-00001.npz")
+    # the same utterances from the same voices; espeak-ng keeps some state between utterances,
+    # so a rebuilt utterance may differ from the first build by a frame or two
+    np.testing.assert_array_equal(rebuilt["voices"], original["voices"])
+    np.testing.assert_allclose(rebuilt["lengths"], original["lengths"], atol=3)
+
+
+def test_corpus_refuses_other_settings_in_the_same_folder(corpus, text_dir):
+    with pytest.raises(TalkfaceError, match="other settings"):
+        build_corpus(corpus, text_dir, CorpusConfig(hours=1, seed=4), workers=1, progress=False)
+
+
+@pytest.mark.parametrize("step", [f for f, _ in augment.CHAIN])
+def test_augmentations_keep_length_and_are_seeded(step):
+    audio = load_audio(ROOT / "tests" / "data" / "arctic_a0009.wav")
+    a = step(audio, np.random.default_rng(7))
+    b = step(audio, np.random.default_rng(7))
+    assert a.shape == audio.shape and np.isfinite(a).all() and np.abs(a).max() <= 1.0 + 1e-6
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, audio)
+
+
+def test_training_learns_and_exports(trained):
+    rows = list(csv.DictReader((trained.parent / "log.csv").read_text().splitlines()))
+    assert int(rows[-1]["step"]) == 60
+    assert float(rows[-1]["loss"]) < 0.6 * float(rows[0]["loss"])
+    meta = json.loads(trained.with_suffix(".json").read_text())
+    assert meta["lookahead"] * 10 <= 100  # ms of look-ahead
+    assert trained.stat().st_size < 5_000_000
+
+
+def test_resume_goes_on_from_the_checkpoint(trained, corpus, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained.parent, run)
+    raw = yaml.safe_load((ROOT / "configs" / "quick.yaml").read_text())
+    path = tmp_path / "longer.yaml"
+    path.write_text(yaml.safe_dump(raw | {"corpus": str(corpus), "out": str(run), "steps": 80}))
+    train(TrainConfig.load(path), resume=True, progress=False)
+    steps = [int(r["step"]) for r in csv.DictReader((run / "log.csv").read_text().splitlines())]
+    assert steps == [10, 20, 30, 40, 50, 60, 70, 80]  # picked up at 60, not from the start
+
+
+def test_bad_config_is_refused(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("corpus: x\nout: y\nstepz: 3\n")
+    with pytest.raises(TalkfaceError, match="unknown config keys: stepz"):
+        TrainConfig.load(path)
+
+
+def test_runtime_matches_in_windows_and_in_one_pass(trained, monkeypatch):
+    audio = load_audio(ROOT / "tests" / "data" / "arctic_a0009.wav")
+    face = runtime.FaceModel(trained)
+    whole, _ = face.predict(audio)
+    monkeypatch.setattr(runtime, "_WINDOW", 37)
+    windowed, _ = face.predict(audio)
+    assert whole.shape == (310, 52)
+    np.testing.assert_allclose(windowed, whole, atol=1e-5)
+
+
+def test_animator_uses_the_model_without_a_transcript(trained):
+    wav = ROOT / "tests" / "data" / "arctic_a0009.wav"
+    anim = Animator(fps=25, model=str(trained)).animate(wav)
+    assert anim.fps == 25 and anim.num_frames == 78 and anim.names[:52] == ARKIT_NAMES
+    anim.validate()
+    with_text = Animator(fps=25, model=str(trained)).animate(wav, text=ARCTIC_TRANSCRIPT)
+    assert not np.allclose(with_text.weights, anim.weights)
+
+
+def test_corrupt_or_mismatched_model_is_refused(trained, tmp_path):
+    bad = tmp_path / "model.onnx"
+    data = bytearray(trained.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    shutil.copy(trained.with_suffix(".json"), bad.with_suffix(".json"))
+    with pytest.raises(TalkfaceError, match="checksum"):
+        runtime.FaceModel(bad)
+    bad.with_suffix(".json").unlink()
+    with pytest.raises(TalkfaceError, match="no such model"):
+        runtime.FaceModel(bad)
