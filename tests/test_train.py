@@ -157,3 +157,44 @@ def test_corrupt_or_mismatched_model_is_refused(trained, tmp_path):
     bad.with_suffix(".json").unlink()
     with pytest.raises(TalkfaceError, match="no such model"):
         runtime.FaceModel(bad)
+
+
+def write_pc2(path: Path, frames: np.ndarray) -> None:
+    header = b"POINTCACHE2\0" + np.array([1, frames.shape[1]], "<i4").tobytes()
+    header += np.array([0.0, 1.0], "<f4").tobytes() + np.array([frames.shape[0]], "<i4").tobytes()
+    path.write_bytes(header + frames.astype("<f4").tobytes())
+
+
+def test_trains_on_live_link_takes_and_vertex_caches(corpus, tmp_path):
+    from talkface import export
+    from talkface.head import Head
+    from talkface.train.dataset import read_pc2
+
+    wav = ROOT / "tests" / "data" / "arctic_a0009.wav"
+    anim = Animator(engine="phonetic").animate(wav, text=ARCTIC_TRANSCRIPT).with_channels(ARKIT_NAMES)
+    takes, caches = tmp_path / "takes", tmp_path / "caches"
+    takes.mkdir()
+    caches.mkdir()
+    export.write(anim, takes / "take1.csv")
+    shutil.copy(wav, takes / "take1.wav")
+    head = Head.load()
+    frames = head.apply(anim.weights[:60])
+    np.save(caches / "a.npy", frames)
+    write_pc2(caches / "b.pc2", frames)
+    for name in ("a.wav", "b.wav"):
+        shutil.copy(wav, caches / name)
+    np.testing.assert_allclose(read_pc2(caches / "b.pc2"), frames, atol=1e-6)
+    (caches / "bad.pc2").write_bytes(b"POINTCACHE2\0" + b"\0" * 10)
+    with pytest.raises(TalkfaceError, match="PointCache2"):
+        read_pc2(caches / "bad.pc2")
+    (caches / "bad.pc2").unlink()
+    blendshapes = tmp_path / "shapes.npz"
+    np.savez(blendshapes, neutral=head.vertices, shapes=head.targets, names=np.array(ARKIT_NAMES))
+    raw = yaml.safe_load((ROOT / "configs" / "quick.yaml").read_text())
+    raw |= {"corpus": str(corpus), "out": str(tmp_path / "run"), "steps": 10, "takes": [str(takes)],
+            "vertex_caches": [str(caches)], "blendshapes": str(blendshapes)}  # fmt: skip
+    path = tmp_path / "own.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    model = train(TrainConfig.load(path), progress=False)
+    seconds = json.loads(model.with_suffix(".json").read_text())["train_seconds_of_audio"]
+    assert seconds > 20 + 3 * 3.0  # the corpus plus the take and the two caches

@@ -1,14 +1,27 @@
-"""Training data in memory: corpus shards (or any frames × features/targets), random crops, feature augmentation."""
+"""Training data in memory: corpus shards, Live Link Face takes and vertex caches; random crops and
+feature augmentation.
+
+Takes and vertex caches carry no phones, so their viseme labels are `NO_VISEME` and only the
+weight losses learn from them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..animation import Animation
+from ..audio import load_audio
 from ..errors import TalkfaceError
-from ..features import N_MELS
+from ..features import FRAME_RATE, N_MELS, log_mel
+from ..rig import ARKIT_NAMES, INDEX, LEFT_RIGHT_PAIRS
+from ..solve import solve
+
+NO_VISEME = -100  # ignored by the viseme loss
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
 
 @dataclass
@@ -38,8 +51,94 @@ class Frames:
             lengths=lengths,
         )
 
+    @classmethod
+    def from_pairs(cls, pairs: Sequence[tuple[np.ndarray, Animation]], emotion_dim: int) -> Frames:
+        """Frames from (16 kHz audio, ARKit animation) pairs: features and targets on the 100 Hz grid."""
+        mels, targets = [], []
+        for audio, anim in pairs:
+            mel = log_mel(audio)
+            target = anim.with_channels(ARKIT_NAMES).resample_to(np.arange(mel.shape[0]) / FRAME_RATE)
+            mels.append(mel.astype(np.float16))
+            targets.append(np.clip(target, 0, 1).astype(np.float16))
+        lengths = np.array([m.shape[0] for m in mels])
+        return cls(
+            mel=np.concatenate(mels),
+            targets=np.concatenate(targets),
+            visemes=np.full(lengths.sum(), NO_VISEME, np.int8),
+            emotion=np.zeros((len(pairs), emotion_dim), np.float16),
+            starts=np.concatenate([[0], np.cumsum(lengths)[:-1]]),
+            lengths=lengths,
+        )
+
+    @staticmethod
+    def join(parts: Sequence[Frames]) -> Frames:
+        """All frames of several sources, one after another."""
+        lengths = np.concatenate([p.lengths for p in parts])
+        return Frames(
+            mel=np.concatenate([p.mel for p in parts]),
+            targets=np.concatenate([p.targets for p in parts]),
+            visemes=np.concatenate([p.visemes for p in parts]),
+            emotion=np.concatenate([p.emotion for p in parts]),
+            starts=np.concatenate([[0], np.cumsum(lengths)[:-1]]),
+            lengths=lengths,
+        )
+
     def seconds(self) -> float:
-        return float(self.lengths.sum()) / 100.0
+        return float(self.lengths.sum()) / FRAME_RATE
+
+
+def _audio_beside(path: Path) -> Path:
+    for suffix in AUDIO_SUFFIXES:
+        if path.with_suffix(suffix).is_file():
+            return path.with_suffix(suffix)
+    raise TalkfaceError(f"{path}: no audio beside it ({', '.join(AUDIO_SUFFIXES)} with the same name)")
+
+
+def live_link_takes(folder: str | Path) -> list[tuple[np.ndarray, Animation]]:
+    """(audio, animation) of each Live Link Face take in `folder`: `NAME.csv` with `NAME.wav` beside it."""
+    from ..export import read
+
+    takes = sorted(Path(folder).glob("*.csv"))
+    if not takes:
+        raise TalkfaceError(f"{folder}: no Live Link Face CSV takes found")
+    return [(load_audio(_audio_beside(csv)), read(csv)) for csv in takes]
+
+
+def read_pc2(path: str | Path) -> np.ndarray:
+    """Vertex frames [T, V, 3] of a PointCache2 (.pc2) file."""
+    data = Path(path).read_bytes()
+    if len(data) < 32 or data[:12] != b"POINTCACHE2\0":
+        raise TalkfaceError(f"{path}: not a PointCache2 file")
+    points, samples = int(np.frombuffer(data, "<i4", 1, 16)[0]), int(np.frombuffer(data, "<i4", 1, 28)[0])
+    if len(data) != 32 + samples * points * 12:
+        raise TalkfaceError(f"{path}: truncated PointCache2 file")
+    return np.frombuffer(data, "<f4", offset=32).reshape(samples, points, 3)
+
+
+def vertex_caches(folder: str | Path, blendshapes: str | Path, fps: float) -> list[tuple[np.ndarray, Animation]]:
+    """(audio, ARKit animation) of each vertex cache (`.npy` [T, V, 3] or `.pc2`) in `folder`.
+
+    `blendshapes` is an `.npz` with `neutral` [V, 3], `shapes` [K, V, 3] and `names` [K] (ARKit
+    names); each cache is solved into those weights (`talkface.solve`).
+    """
+    with np.load(blendshapes) as z:
+        neutral, shapes, names = z["neutral"], z["shapes"], [str(n) for n in z["names"]]
+    unknown = sorted(set(names) - set(ARKIT_NAMES))
+    if unknown:
+        raise TalkfaceError(f"{blendshapes}: shapes that are not ARKit names: {', '.join(unknown)}")
+    pos = {n: i for i, n in enumerate(names)}
+    pairs = [(pos[a], pos[b]) for a, b in LEFT_RIGHT_PAIRS if a in pos and b in pos]
+    caches = sorted(p for p in Path(folder).iterdir() if p.suffix in (".npy", ".pc2"))
+    if not caches:
+        raise TalkfaceError(f"{folder}: no .npy or .pc2 vertex caches found")
+    out = []
+    for cache in caches:
+        frames = np.load(cache, allow_pickle=False) if cache.suffix == ".npy" else read_pc2(cache)
+        weights = solve(frames, neutral, shapes, pairs)
+        full = np.zeros((weights.shape[0], len(ARKIT_NAMES)), np.float32)
+        full[:, [INDEX[n] for n in names]] = weights
+        out.append((load_audio(_audio_beside(cache)), Animation(full, fps)))
+    return out
 
 
 def vtlp(mel: np.ndarray, alpha: float) -> np.ndarray:

@@ -44,6 +44,10 @@ class TrainConfig:
     threads: int = 0  # 0: torch's default
     log_every: int = 50
     eval_every: int = 1000
+    takes: list[str] = field(default_factory=list)  # folders of Live Link Face takes (CSV + audio)
+    vertex_caches: list[str] = field(default_factory=list)  # folders of .npy/.pc2 caches + audio
+    blendshapes: str | None = None  # .npz blendshape set the vertex caches are solved into
+    vertex_cache_fps: float = 30.0
     net: NetConfig = field(default_factory=NetConfig)
 
     @classmethod
@@ -74,7 +78,8 @@ def _losses(model: FaceNet, batch: tuple[np.ndarray, ...], device: torch.device,
     targets, visemes = targets[:, : targets.shape[1] - look], visemes[:, : visemes.shape[1] - look]
     l1 = F.l1_loss(weights, targets)
     velocity = F.l1_loss(weights.diff(dim=1), targets.diff(dim=1))
-    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), visemes.reshape(-1))
+    labelled = visemes != dataset.NO_VISEME  # takes and vertex caches have no viseme labels
+    ce = F.cross_entropy(logits[labelled], visemes[labelled]) if labelled.any() else logits.sum() * 0.0
     total = l1 + config.velocity_weight * velocity + config.viseme_weight * ce
     mouth_mae = (weights - targets)[..., torch.from_numpy(MOUTH).to(device)].abs().mean()
     return {"loss": total, "l1": l1, "velocity": velocity, "ce": ce, "mouth_mae": mouth_mae}
@@ -106,6 +111,13 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     out.mkdir(parents=True, exist_ok=True)
     corpus = Path(config.corpus)
     train_frames = dataset.Frames.load(sorted(corpus.glob("train-*.npz")))
+    pairs = [take for folder in config.takes for take in dataset.live_link_takes(folder)]
+    if config.vertex_caches and not config.blendshapes:
+        raise TalkfaceError("vertex_caches need a blendshapes .npz to be solved into")
+    for folder in config.vertex_caches:
+        pairs += dataset.vertex_caches(folder, str(config.blendshapes), config.vertex_cache_fps)
+    if pairs:
+        train_frames = dataset.Frames.join([train_frames, dataset.Frames.from_pairs(pairs, config.net.emotion_dim)])
     val_frames = dataset.Frames.load(sorted(corpus.glob("val-*.npz")))
     if config.threads:
         torch.set_num_threads(config.threads)
