@@ -141,6 +141,16 @@ def test_same_seed_same_motion_other_seed_other_motion(minute):
     assert not np.array_equal(minute[0].weights, minute[1].weights)
 
 
+def test_blink_rate_and_head_strength():
+    def blinks(rate):
+        return len(lf.generate(PROSODY, lf.LifeConfig(blink_rate=rate), seed=0).blink_times)
+
+    assert blinks(40) > blinks(10) + 15
+    calm = lf.generate(PROSODY, lf.LifeConfig(head_strength=0.5), seed=0).head
+    normal = lf.generate(PROSODY, lf.LifeConfig(), seed=0).head
+    assert np.allclose(calm, 0.5 * normal, atol=1e-6) and normal.std() > 0
+
+
 def test_config_ranges():
     with pytest.raises(TalkfaceError, match="blink rate"):
         lf.LifeConfig(blink_rate=100)
