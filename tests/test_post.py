@@ -180,3 +180,9 @@ def test_existing_head_and_eye_channels_are_kept():
     weights[:, -9] = 0.1  # a captured head yaw
     out = process(Animation(weights, FPS, read_back.names), None)
     assert np.allclose(out["headYaw"], 0.1)
+
+
+@pytest.mark.parametrize("frames", [0, 1, 2])
+def test_tiny_animations_pass_through(frames):
+    out = process(Animation.zeros(frames, FPS), None, emotion={"joy": 1.0}, life=ALIVE)
+    assert out.num_frames == frames and out.names == (*ARKIT_NAMES, *POSE_NAMES)

@@ -173,6 +173,8 @@ def process(
     face = face or FaceParams()
     life = life or lf.LifeConfig.off()
     fps, n = anim.fps, anim.num_frames
+    if n == 0:
+        return anim.with_channels((*ARKIT_NAMES, *POSE_NAMES) if life.gaze or life.head else ARKIT_NAMES)
     speech = anim.with_channels(ARKIT_NAMES)
     w = speech.weights.copy()
     # 1. emotion, keeping the lips of the speech
