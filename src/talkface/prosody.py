@@ -117,22 +117,27 @@ def _frame_measures(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     hop, win = int(_HOP * SAMPLE_RATE), int(_WIN * SAMPLE_RATE)
     n = 1 + (audio.size - win) // hop
     idx = np.arange(win)[None, :] + hop * np.arange(n)[:, None]
-    frames = audio[idx].astype(np.float64)
+    frames = audio[idx].astype(np.float32)
     frames -= frames.mean(axis=1, keepdims=True)
     rms = np.sqrt((frames**2).mean(axis=1)) + 1e-9
     level = 20 * np.log10(rms)
     level -= np.percentile(level, 95)
-    # normalised autocorrelation through the FFT; the lag of its peak is the period
-    spec = np.fft.rfft(frames * np.hanning(win), n=2 * win)
-    ac = np.fft.irfft(np.abs(spec) ** 2)[:, :win]
-    ac /= np.maximum(ac[:, :1], 1e-12)
+    f0 = np.zeros(n)
+    loud = np.flatnonzero(level > -_SPEECH_DB)  # pitch only where there may be a voice
     lo, hi = int(SAMPLE_RATE / _F0_MAX), int(SAMPLE_RATE / _F0_MIN)
-    # search past the first zero crossing, so that the main lobe around lag 0 is never taken for a period
-    first_negative = np.argmax(ac < 0, axis=1)
-    ac = np.where(np.arange(win)[None, :] < first_negative[:, None], -1.0, ac)
-    lag = lo + np.argmax(ac[:, lo:hi], axis=1)
-    peak = ac[np.arange(n), lag]
-    f0 = np.where((peak > 0.45) & (level > -_SPEECH_DB), SAMPLE_RATE / lag, 0.0)
+    if loud.size:
+        # normalised autocorrelation through the FFT (long enough that lags below `hi` do not wrap);
+        # the lag of its peak is the period
+        size = 1 << int(np.ceil(np.log2(win + hi)))
+        spec = np.fft.rfft(frames[loud] * np.hanning(win).astype(np.float32), n=size)
+        ac = np.fft.irfft(np.abs(spec) ** 2, n=size)[:, :hi]
+        ac /= np.maximum(ac[:, :1], 1e-12)
+        # search past the first zero crossing, so that the main lobe around lag 0 is never taken for a period
+        first_negative = np.argmax(ac < 0, axis=1)
+        ac = np.where(np.arange(hi)[None, :] < first_negative[:, None], -1.0, ac)
+        lag = lo + np.argmax(ac[:, lo:hi], axis=1)
+        peak = ac[np.arange(loud.size), lag]
+        f0[loud] = np.where(peak > 0.45, SAMPLE_RATE / lag, 0.0)
     return level, _median3(f0)
 
 

@@ -1,0 +1,55 @@
+"""Whole-process speed and peak memory of `talkface animate` on one CPU core.
+
+Run: python benchmarks/animate_speed.py [SECONDS ...]. For each length it builds a WAV by
+repeating the bundled sample with pauses, runs `talkface animate long.wav -o out.csv` pinned to
+one core (taskset) in a fresh process, and prints wall time, real-time factor (wall seconds per
+audio second, start-up and file writing included) and the child's peak resident memory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from talkface.audio import load_audio
+
+
+def long_wav(seconds: float, path: Path) -> None:
+    sample = load_audio(str(files("talkface") / "samples" / "arctic_a0009.wav"))
+    unit = np.concatenate([sample, np.zeros(8000, np.float32)])
+    reps = int(np.ceil(seconds * 16000 / unit.size))
+    sf.write(path, np.tile(unit, reps)[: int(seconds * 16000)], 16000)
+
+
+def main() -> None:
+    lengths = [float(a) for a in sys.argv[1:]] or [60.0, 600.0]
+    talkface = str(Path(sys.executable).with_name("talkface"))
+    pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
+    print("audio s  engine     wall s    RTF     peak MB   (one core, whole process)")
+    with tempfile.TemporaryDirectory() as tmp:
+        for seconds in lengths:
+            wav = Path(tmp) / "long.wav"
+            long_wav(seconds, wav)
+            for engine in ("neural", "phonetic"):
+                # each run in its own wrapper process, so ru_maxrss is that run's own peak
+                code = (
+                    "import resource, subprocess, sys, time; t = time.perf_counter();"
+                    "subprocess.run(sys.argv[1:], check=True, capture_output=True);"
+                    "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+                )
+                cmd = [*pin, talkface, "animate", str(wav), "-o", str(Path(tmp) / "out.csv"), "--engine", engine]
+                out = subprocess.run([sys.executable, "-c", code, *cmd], check=True, capture_output=True, text=True)
+                wall, peak_kb = (float(x) for x in out.stdout.split())
+                peak_mb = peak_kb / 1024
+                print(f"{seconds:>7.0f}  {engine:<9} {wall:>7.2f}  {wall / seconds:>7.4f}  {peak_mb:>8.0f}")
+
+
+if __name__ == "__main__":
+    main()
