@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := espeak-ng libespeak-ng1 pocketsphinx-testdata libegl1 libegl-mesa0 libgl1-mesa-dri chromium
+APT_PACKAGES := espeak-ng libespeak-ng1 pocketsphinx-testdata libegl1 libegl-mesa0 libgl1-mesa-dri chromium libportaudio2
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint install system-deps clean head viewer-bundle

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -13,10 +14,11 @@ from .audio import SAMPLE_RATE, AudioSource, load_audio
 from .coarticulation import animate_phones
 from .errors import TalkfaceError
 from .phonemes import TimedPhone
-from .post import Style
+from .post import FaceParams, Style
 
 if TYPE_CHECKING:
     from .model import FaceModel
+    from .stream import Engine, Stream
     from .tts import Speech
 
 #: Ways to animate audio that comes without a transcript.
@@ -49,6 +51,34 @@ class Animator:
         from .model import FaceModel, load_default
 
         return load_default() if self.model_path is None else FaceModel(self.model_path)
+
+    @functools.cached_property
+    def stream_engine(self) -> Engine:
+        """The neural model set up for streams (shared by all of this animator's streams)."""
+        from .stream import Engine
+
+        return Engine(self.model)
+
+    def stream(
+        self,
+        fps: float | None = None,
+        emotion: str | Mapping[str, float] | None = None,
+        face: FaceParams | None = None,
+        sample_rate: int = SAMPLE_RATE,
+    ) -> Stream:
+        """A streaming session for audio that arrives in chunks (the neural engine):
+        ``session.push(chunk)`` returns the frames that became final, ``session.flush()`` the rest.
+        `emotion` and `face` override the animator's style; both can change mid-stream."""
+        from .stream import Stream
+
+        if self.engine != "neural":
+            raise TalkfaceError("streaming needs the neural engine (the phonetic one aligns whole files)")
+        style = self.style
+        if emotion is not None:
+            style = replace(style, emotion=emotion)
+        if face is not None:
+            style = replace(style, face=face)
+        return Stream(self.stream_engine, fps or self.fps, style, sample_rate)
 
     def phones(
         self, audio: AudioSource, text: str | None = None, sample_rate: int | None = None
@@ -96,8 +126,9 @@ class Animator:
         """Like `animate`, also returning the timed phones the animation was made from (None when
         the neural model made it from the sound alone)."""
         pcm = load_audio(audio, sample_rate)
-        if text is None and self.engine == "neural":
-            return self.style.apply(self.model.animate(pcm, fps or self.fps), None, pcm, text), None
+        if text is None and self.engine == "neural":  # offline is streaming with the whole clip in one chunk
+            session = self.stream(fps)
+            return Animation.join([session.push(pcm), session.flush()]), None
         phones = self.phones(pcm, text, SAMPLE_RATE)
         return self.animate_phones(phones, len(pcm) / SAMPLE_RATE, fps, audio=pcm, text=text), phones
 

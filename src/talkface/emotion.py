@@ -257,7 +257,14 @@ def curves(
     if emotion is None:
         emotion = {}
     track = emotion if isinstance(emotion, EmotionTrack) else EmotionTrack.constant(emotion)
-    w = track.sample(np.arange(num_frames) / fps).astype(np.float64)
+    w = settle(track.sample(np.arange(num_frames) / fps).astype(np.float64), s)
+    if s.transition > 0 and num_frames > 1:
+        w = _smooth(w, fps, s.transition)
+    return w.astype(np.float32)
+
+
+def settle(w: np.ndarray, s: EmotionSettings) -> np.ndarray:
+    """Contrast, max emotions, preferred emotion and strength, frame by frame, on weights [frames, 10]."""
     if s.contrast != 1.0:
         mean = w.mean(axis=1, keepdims=True)
         w = np.clip(mean + s.contrast * (w - mean), 0.0, 1.0)
@@ -266,10 +273,7 @@ def curves(
         np.put_along_axis(w, order[:, int(s.max_emotions) :], 0.0, axis=1)
     if s.preferred:
         w = (1 - s.preferred_strength) * w + s.preferred_strength * vector(s.preferred)
-    w *= s.strength
-    if s.transition > 0 and num_frames > 1:
-        w = _smooth(w, fps, s.transition)
-    return w.astype(np.float32)
+    return w * s.strength
 
 
 def _smooth(w: np.ndarray, fps: float, tau: float) -> np.ndarray:
@@ -333,10 +337,12 @@ def _patterns(weights: np.ndarray, fps: float, rng: np.random.Generator) -> np.n
     return out
 
 
-def blend(speech: Animation, poses: np.ndarray) -> Animation:
-    """Speech with emotion poses [frames, 52] laid over it, keeping the speech's lips (module doc)."""
+def blend(speech: Animation, poses: np.ndarray, busy: np.ndarray | None = None) -> Animation:
+    """Speech with emotion poses [frames, 52] laid over it, keeping the speech's lips (module doc).
+
+    `busy` (per frame, 0–1) replaces `speaking(speech)`, for a stream that cannot look 150 ms ahead."""
     base = speech.with_channels(ARKIT_NAMES).weights
-    rest = 1.0 - speaking(speech)
+    rest = 1.0 - (speaking(speech) if busy is None else busy)
     rounded = np.clip(base[:, INDEX["mouthPucker"]] + base[:, INDEX["mouthFunnel"]], 0.0, 1.0)
     out = base.copy()
     screen = base + poses - base * poses  # adds without overshooting 1

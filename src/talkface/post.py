@@ -187,31 +187,50 @@ def process(
                         (_idx(_SMOOTH_UPPER), face.upper_face_smoothing)):  # fmt: skip
         if sigma > 0:
             w[:, cols] = _gaussian_smooth(w[:, cols], fps, sigma)
-    # 3. strengths (scale the deviation from the neutral face, which is all zeros)
+    strengths(w, face)
+    # 4. liveliness
+    angles = anim.with_channels(POSE_NAMES).weights.astype(np.float64)
+    if life.blink or life.gaze or life.head or life.breathing:
+        w = add_life(w, angles, lf.generate(prosody or prosody_of(speech), life, seed), face)
+    return finish(w, angles, face, keep_pose(anim.names, face, life), fps)
+
+
+def strengths(w: np.ndarray, face: FaceParams) -> None:
+    """Step 3, in place: scale each region's deviation from the neutral face (all zeros)."""
     w[:, _idx(_LOWER)] *= face.lower_face_strength
     w[:, _idx(_UPPER)] *= face.upper_face_strength
     w[:, _idx(_JAW)] *= face.jaw_strength
     w[:, INDEX["tongueOut"]] *= face.tongue_strength
     w[:, _idx(_SKIN)] *= face.skin_strength
-    # 4. liveliness
-    angles = anim.with_channels(POSE_NAMES).weights.astype(np.float64)
-    if life.blink or life.gaze or life.head or life.breathing:
-        layers = lf.generate(prosody or prosody_of(speech), life, seed)
-        blinks = np.clip(layers.blinks * face.blink_strength, 0.0, 1.0)
-        for eye, name in enumerate(("eyeBlinkLeft", "eyeBlinkRight")):
-            w[:, INDEX[name]] = _screen(w[:, INDEX[name]], blinks[:, eye])
-        gaze = layers.gaze * face.saccade_strength
-        looks = lf.gaze_shapes(gaze)
-        for name, value in looks.items():
-            w[:, INDEX[name]] = _screen(w[:, INDEX[name]], value)
-        for side in ("Left", "Right"):  # the upper lids follow the eyes down
-            w[:, INDEX["eyeBlink" + side]] = _screen(w[:, INDEX["eyeBlink" + side]], 0.4 * looks["eyeLookDownLeft"])
-        for j, name in enumerate(("leftEyeYaw", "leftEyePitch")):
-            angles[:, POSE_NAMES.index(name)] += gaze[:, j]
-            angles[:, POSE_NAMES.index(name.replace("left", "right"))] += gaze[:, j]
-        angles[:, :3] += layers.head
-        w = np.clip(w + layers.breath * (1 - w), 0.0, 1.0)
-    # 5. default eyelid and lip poses
+
+
+def add_life(w: np.ndarray, angles: np.ndarray, layers: lf.Life, face: FaceParams) -> np.ndarray:
+    """Step 4: blinks, gaze, head and breath laid over the weights [frames, 52]; head and eye
+    angles [frames, 6] (float64) are added to in place."""
+    blinks = np.clip(layers.blinks * face.blink_strength, 0.0, 1.0)
+    for eye, name in enumerate(("eyeBlinkLeft", "eyeBlinkRight")):
+        w[:, INDEX[name]] = _screen(w[:, INDEX[name]], blinks[:, eye])
+    gaze = layers.gaze * face.saccade_strength
+    looks = lf.gaze_shapes(gaze)
+    for name, value in looks.items():
+        w[:, INDEX[name]] = _screen(w[:, INDEX[name]], value)
+    for side in ("Left", "Right"):  # the upper lids follow the eyes down
+        w[:, INDEX["eyeBlink" + side]] = _screen(w[:, INDEX["eyeBlink" + side]], 0.4 * looks["eyeLookDownLeft"])
+    for j, name in enumerate(("leftEyeYaw", "leftEyePitch")):
+        angles[:, POSE_NAMES.index(name)] += gaze[:, j]
+        angles[:, POSE_NAMES.index(name.replace("left", "right"))] += gaze[:, j]
+    angles[:, :3] += layers.head
+    return np.clip(w + layers.breath * (1 - w), 0.0, 1.0)
+
+
+def keep_pose(names: Sequence[str], face: FaceParams, life: lf.LifeConfig) -> bool:
+    """Whether the output carries the head and eye angles (gaze or head on, or asked for)."""
+    keep = life.gaze or life.head or any(p in names for p in POSE_NAMES)
+    return keep or any(c in POSE_NAMES for c in (*face.multipliers, *face.offsets))
+
+
+def finish(w: np.ndarray, angles: np.ndarray, face: FaceParams, pose: bool, fps: float) -> Animation:
+    """Steps 5 and 6: eyelid and lip offsets, per-channel multipliers and offsets, the clamp."""
     for side in ("Left", "Right"):
         blink, wide = INDEX["eyeBlink" + side], INDEX["eyeWide" + side]
         w[:, blink] += face.blink_offset
@@ -221,7 +240,6 @@ def process(
             w[:, blink] = _screen(np.clip(w[:, blink], 0, 1), -face.eyelid_open_offset)
     if face.lip_open_offset:
         _lip_offset(w, face.lip_open_offset)
-    # 6. per-channel multipliers and offsets, then the clamp
     names = (*ARKIT_NAMES, *POSE_NAMES)
     full = np.concatenate([w, angles], axis=1)
     for channel, k in face.multipliers.items():
@@ -229,10 +247,8 @@ def process(
     for channel, k in face.offsets.items():
         full[:, names.index(channel)] += k
     full[:, : len(ARKIT_NAMES)] = np.clip(full[:, : len(ARKIT_NAMES)], face.clamp_min, face.clamp_max)
-    keep_pose = life.gaze or life.head or any(p in anim.names for p in POSE_NAMES)
-    keep_pose = keep_pose or any(c in POSE_NAMES for c in (*face.multipliers, *face.offsets))
     out = Animation(full, fps, names)
-    return out if keep_pose else out.with_channels(ARKIT_NAMES)
+    return out if pose else out.with_channels(ARKIT_NAMES)
 
 
 def _lip_offset(w: np.ndarray, offset: float) -> None:

@@ -1,0 +1,310 @@
+"""Streaming: audio in as it arrives, finished animation frames out, the same frames as offline.
+
+    pcm chunks ─▶ 16 kHz ─▶ log-mel (100 Hz) ─▶ conv net, cached per layer ─▶ lip closures
+              ─▶ resample to fps ─▶ OnlinePost (emotion, liveliness, face parameters) ─▶ frames
+
+A frame is final once the audio it depends on has arrived. For the frame at time T that is the
+audio up to T + `latency`:
+
+- 80 ms: the model's look-ahead (8 feature frames);
+- 12.5 ms: half the 25 ms analysis window of the last of those feature frames;
+- under one 100 Hz frame for the interpolation to the output rate (6.7 ms at 30 and 60 fps).
+
+That is 99.2 ms at 30 fps; nothing else waits. Lip closures are enforced causally (a closure
+holds from the second frame the viseme head hears it and is released over 30 ms), and the
+post-processing looks at most 80 ms ahead (see `online`). `Animator.animate` without a
+transcript runs this same code over the whole clip (offline is streaming with the whole clip in
+one chunk), so the two agree to float rounding however the audio is cut.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import soxr
+
+from . import emotion as emo
+from .animation import Animation
+from .audio import SAMPLE_RATE
+from .coarticulation import ARTICULATORS
+from .convnet import NetState, StepNet
+from .errors import TalkfaceError
+from .features import HOP, N_MELS, WIN, log_mel, num_frames
+from .model import _CRITICAL, _MIN_RUN, _SILENCE, FaceModel
+from .online import OnlinePost
+from .phonemes import BILABIALS, DENTALS, TARGETS, VISEMES
+from .post import FaceParams, Style
+from .rig import ARKIT_NAMES, INDEX
+
+_RELEASE = 0.03  # seconds over which an enforced closure is let go
+_PIECE = 60 * SAMPLE_RATE  # longest audio handled in one step (bounded memory for long files)
+_CLOSE, _JAW_OPEN = INDEX["mouthClose"], INDEX["jawOpen"]
+
+
+@dataclass
+class ModelState:
+    """One stream's place in the model: frames fed so far, and its memory."""
+
+    net: NetState | None
+    fed: int = 0
+    context: np.ndarray = field(default_factory=lambda: np.zeros((0, N_MELS), np.float32))
+
+
+class Engine:
+    """The neural model for any number of streams; `run` advances them all in one batch."""
+
+    def __init__(self, model: FaceModel) -> None:
+        self.model = model
+        self.net = StepNet.load(model)
+        self.lookahead = model.lookahead
+        self.rate = model.frame_rate
+
+    def state(self) -> ModelState:
+        return ModelState(self.net.state() if self.net is not None else None)
+
+    def run(self, states: list[ModelState], mels: list[np.ndarray]) -> list[np.ndarray]:
+        """Feed each stream its new log-mel frames; per stream, the model frames [k, 52 + visemes]
+        that became final (weights, then viseme logits)."""
+        look = self.lookahead
+        if self.net is not None:
+            raw = self.net.run([s.net for s in states], mels)  # type: ignore[misc]
+        else:  # another architecture: recompute the receptive field through onnxruntime
+            raw = [self._windowed(s, m) for s, m in zip(states, mels, strict=True)]
+        out = []
+        for s, m, r in zip(states, mels, raw, strict=True):
+            skip = max(0, look - s.fed)  # the first outputs belong to frames before the start
+            s.fed += m.shape[0]
+            out.append(r[skip:])
+        return out
+
+    def _windowed(self, s: ModelState, mel: np.ndarray) -> np.ndarray:
+        if not mel.shape[0]:
+            return np.zeros((0, len(ARKIT_NAMES) + len(VISEMES)), np.float32)
+        feats = np.concatenate([s.context, mel])
+        first, look = s.fed - s.context.shape[0], self.lookahead  # first: the position of feats[0]
+        w, v = self.model.run_features(feats)  # the outputs for positions first + look onwards
+        s.context = feats[-self.model.receptive_field :]
+        start = max(s.fed, first + look)  # positions before it are under `look`: dropped by `run`
+        rows = np.concatenate([w, v], axis=1)[start - first - look :]
+        return np.concatenate([np.zeros((start - s.fed, rows.shape[1]), np.float32), rows])
+
+
+class _Closures:
+    """Lip closure on /p b m/, lip-to-teeth on /f v/, tongue on /th dh/, enforced causally where the
+    viseme head hears them two frames running (as `coarticulation.enforce`, without looking ahead)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.viseme, self.run = -1, 0
+        self.phone: str | None = None
+        self.since = 0
+
+    def apply(self, weights: np.ndarray, visemes: np.ndarray) -> None:
+        for i, best in enumerate(visemes.argmax(axis=1)):
+            self.viseme, self.run = (best, self.run + 1) if best == self.viseme else (best, 1)
+            phone = _CRITICAL.get(VISEMES[best])
+            if phone and self.run >= _MIN_RUN:
+                self.phone, self.since, strength = phone, 0, 1.0
+            elif self.phone is not None:
+                self.since += 1
+                ramp = self.since / (_RELEASE * self.rate)
+                if ramp >= 1:
+                    self.phone = None
+                    continue
+                strength = 0.5 + 0.5 * math.cos(math.pi * ramp)
+            else:
+                continue
+            cols = ARTICULATORS["tongue" if self.phone in DENTALS else "lips"]
+            target = TARGETS[self.phone].copy()
+            if self.phone in BILABIALS:  # the lips meet however open the jaw is
+                target[_CLOSE] = max(target[_CLOSE], weights[i, _JAW_OPEN])
+            weights[i, cols] = (1 - strength) * weights[i, cols] + strength * target[cols]
+
+
+class Stream:
+    """A streaming session (from `Animator.stream`): `push` audio chunks, get the frames that are
+    final; `flush` at the end for the rest. Frames come in order, numbered from 0 at 1/fps."""
+
+    def __init__(self, engine: Engine, fps: float, style: Style, sample_rate: int = SAMPLE_RATE) -> None:
+        if not (fps > 0 and math.isfinite(fps)):
+            raise TalkfaceError(f"fps must be a positive number, got {fps}")
+        self.engine, self.fps = engine, float(fps)
+        self.sample_rate = _rate(sample_rate)
+        self._resampler = self._make_resampler()
+        self._model = engine.state()
+        self._closures = _Closures(engine.rate)
+        self._post = OnlinePost(style, self.fps)
+        self._audio = np.zeros(0, np.float32)  # 16 kHz samples from _audio_start on
+        self._audio_start = 0
+        self._received = 0  # 16 kHz samples so far
+        self._features_done = 0  # feature frames computed
+        self._speech = np.zeros((0, len(ARKIT_NAMES)), np.float32)  # 100 Hz frames from _speech_start on
+        self._speech_start = 0
+        self._model_frames = 0
+        self.frames_out = 0
+        self.ending = False
+        self.closed = False
+
+    @property
+    def latency(self) -> float:
+        """Algorithmic latency in seconds: audio needed past a frame's time before it is final."""
+        rate = self.engine.rate
+        pos = np.arange(1000) / self.fps * rate
+        gap = float((np.ceil(pos - 1e-9) - pos).max()) / rate
+        return self.engine.lookahead / rate + (WIN / 2) / SAMPLE_RATE + gap
+
+    def _make_resampler(self) -> soxr.ResampleStream | None:
+        if self.sample_rate == SAMPLE_RATE:
+            return None
+        return soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+
+    def set_emotion(self, emotion: str | dict[str, float] | None) -> None:
+        """Change the emotion from the next frame on ("joy=0.7", {"joy": 0.7}, or None for neutral);
+        it eases in over the style's transition time."""
+        weights = emo.parse_emotions(emotion) if isinstance(emotion, str) else emo.check_emotions(emotion or {})
+        self._post.set_emotion(weights)
+
+    def set_face(self, face: FaceParams) -> None:
+        """Change the face parameters from the next frame on."""
+        self._post.set_face(face)
+
+    def write(self, pcm: np.ndarray, sample_rate: int | None = None) -> None:
+        """Take in a chunk of audio without running the model (`push` does both; a server batches
+        many streams' `write`s into one `advance`)."""
+        if self.ending:
+            raise TalkfaceError("the stream has been flushed; start a new one")
+        if sample_rate is not None and _rate(sample_rate) != self.sample_rate:
+            raise TalkfaceError(f"the stream is at {self.sample_rate} Hz; a chunk at {sample_rate} Hz cannot join it")
+        audio = _mono(pcm)
+        if self._resampler is not None:
+            audio = self._resampler.resample_chunk(audio, last=False)
+        self._append(audio)
+
+    def _append(self, audio: np.ndarray) -> None:
+        self._audio = np.concatenate([self._audio, audio.astype(np.float32, copy=False)])
+        self._received += audio.size
+
+    def push(self, pcm: np.ndarray, sample_rate: int | None = None) -> Animation:
+        """Add a chunk (any length; float in [-1, 1] or integer PCM, mono or [samples, channels])
+        and return the frames that it made final (often none or one)."""
+        pcm = np.asarray(pcm)
+        if pcm.ndim not in (1, 2):
+            raise TalkfaceError("audio must be 1-D or [samples, channels]")
+        step = max(1, _PIECE * self.sample_rate // SAMPLE_RATE)
+        parts = []
+        for start in range(0, max(1, pcm.shape[0]), step):
+            self.write(pcm[start : start + step], sample_rate)
+            parts.append(advance(self.engine, [self])[0])
+        return Animation.join(parts)
+
+    def flush(self) -> Animation:
+        """End the stream: the last frames, with silence after the audio as offline."""
+        if self.ending:
+            return Animation.zeros(0, self.fps, self._post_names())
+        if self._resampler is not None:
+            self._append(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+        parts = []
+        while self._received - self._features_done * HOP > _PIECE:  # long unprocessed audio, in pieces
+            parts.append(advance(self.engine, [self])[0])
+        self.ending = True
+        parts.append(advance(self.engine, [self])[0])
+        self.closed = True
+        return Animation.join(parts)
+
+    def _post_names(self) -> tuple[str, ...]:
+        return self._post.process(np.zeros((0, len(ARKIT_NAMES)), np.float32), self._samples).names
+
+    # --- the steps `advance` runs ---
+
+    def _features(self) -> np.ndarray:
+        """The feature frames that became final (all, plus the silence tail, when ending)."""
+        if self.ending:
+            stop = num_frames(self._received)
+        else:
+            stop = max(self._features_done, (self._received - WIN // 2) // HOP + 1)
+            stop = min(stop, self._features_done + _PIECE // HOP)
+        base = self._audio_start // HOP
+        mel = log_mel(self._audio, self._features_done - base, stop - base)
+        self._features_done = stop
+        if self.ending and self._received:
+            silence = np.full((self.engine.lookahead, N_MELS), _SILENCE, np.float32)
+            mel = np.concatenate([mel, silence])
+        return mel
+
+    def _samples(self, start: int, stop: int) -> np.ndarray:
+        """16 kHz audio at absolute sample indices [start, stop), zeros outside what is kept."""
+        out = np.zeros(stop - start, np.float32)
+        a, b = max(start, self._audio_start), min(stop, self._audio_start + self._audio.size)
+        if b > a:
+            out[a - start : b - start] = self._audio[a - self._audio_start : b - self._audio_start]
+        return out
+
+    def _emit(self, model_frames: np.ndarray) -> Animation:
+        """Closures, resampling and post-processing of the new model frames."""
+        weights = model_frames[:, : len(ARKIT_NAMES)].copy()
+        self._closures.apply(weights, model_frames[:, len(ARKIT_NAMES) :])
+        self._speech = np.concatenate([self._speech, np.clip(weights, 0.0, 1.0)])
+        self._model_frames += weights.shape[0]
+        n, rate = self._model_frames, self.engine.rate
+        if self.ending:
+            count = max(1, round(n / rate * self.fps)) if n else 0
+        else:  # the frames whose two interpolation partners are both there
+            count, cap = self.frames_out, round((n + self.engine.lookahead) / rate * self.fps)
+            while count < cap and count / self.fps * rate <= n - 1 + 1e-6:  # (1e-6: float noise of k / fps)
+                count += 1
+        ks = np.arange(self.frames_out, max(count, self.frames_out))
+        pos = np.clip(ks / self.fps * rate, 0, n - 1) if n else ks * 0.0
+        lo = np.floor(pos).astype(int)
+        hi = np.minimum(lo + 1, n - 1)
+        frac = (pos - lo)[:, None].astype(np.float32)
+        start = self._speech_start
+        speech = self._speech[lo - start] * (1 - frac) + self._speech[hi - start] * frac
+        out = self._post.process(speech, self._samples)
+        self.frames_out += ks.size
+        self._trim()
+        return out
+
+    def _trim(self) -> None:
+        """Forget audio and 100 Hz frames that no future frame needs."""
+        keep = min(self._model_frames, math.floor(self.frames_out / self.fps * self.engine.rate) - 1)
+        if keep > self._speech_start:
+            self._speech = self._speech[keep - self._speech_start :]
+            self._speech_start = keep
+        need = min((self._features_done - 2) * HOP, self._post.prosody.next * HOP - 2 * WIN)
+        need = max(self._audio_start, need - need % HOP)
+        if need > self._audio_start:
+            self._audio = self._audio[need - self._audio_start :]
+            self._audio_start = need
+
+
+def advance(engine: Engine, streams: list[Stream]) -> list[Animation]:
+    """Run every stream's pending audio through the model as one batch; the frames each made final."""
+    mels = [s._features() for s in streams]
+    outs = engine.run([s._model for s in streams], mels)
+    return [s._emit(o) for s, o in zip(streams, outs, strict=True)]
+
+
+def _rate(sample_rate: int) -> int:
+    whole = isinstance(sample_rate, int | np.integer) and not isinstance(sample_rate, bool)
+    if not whole or not 1000 <= sample_rate <= 384000:
+        raise TalkfaceError(f"sample rate must be a whole number of Hz from 1000 to 384000, got {sample_rate!r}")
+    return int(sample_rate)
+
+
+def _mono(pcm: np.ndarray) -> np.ndarray:
+    """A chunk as mono float32: integers scaled to [-1, 1], channels averaged; NaN is refused."""
+    audio = np.asarray(pcm)
+    if audio.dtype.kind not in "fiu":
+        raise TalkfaceError(f"audio must be numeric, got {audio.dtype}")
+    if audio.dtype.kind in "iu":
+        audio = audio.astype(np.float32) / np.float32(np.iinfo(audio.dtype).max)
+    if audio.ndim == 2:
+        audio = audio.mean(axis=1)
+    elif audio.ndim != 1:
+        raise TalkfaceError("audio must be 1-D or [samples, channels]")
+    audio = audio.astype(np.float32, copy=False)
+    if not np.isfinite(audio).all():
+        raise TalkfaceError("audio chunk contains NaN or infinite samples")
+    return audio

@@ -1,0 +1,147 @@
+"""Streaming SDK: chunks in, final frames out, identical to offline `animate` on the same audio."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from talkface import Animation, Animator, TalkfaceError, load_audio
+from talkface.emotion import EmotionSettings
+from talkface.life import LifeConfig
+from talkface.model import load_default
+from talkface.post import FaceParams, Style
+from talkface.rig import INDEX
+from talkface.stream import Engine, Stream, _Closures
+
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory) -> np.ndarray:
+    """16 kHz real speech: ARCTIC a0009 three times with pauses (about 11 s)."""
+    clip = load_audio("tests/data/arctic_a0009.wav")
+    gap = np.zeros(int(0.7 * 16000), np.float32)
+    return np.concatenate([clip, gap, clip * 0.6, gap, clip])
+
+
+def run(session: Stream, audio: np.ndarray, chunk: int, rate: int | None = None) -> Animation:
+    parts = [session.push(audio[i : i + chunk], rate) for i in range(0, len(audio), chunk)]
+    return Animation.join([*parts, session.flush()])
+
+
+@pytest.mark.parametrize("chunk", [37, 320, 4801])
+def test_any_chunking_gives_the_offline_frames(speech, chunk):
+    animator = Animator(style=Style(emotion={"joy": 0.6}, face=FaceParams(lower_face_smoothing=0.03), seed=4))
+    offline = animator.animate(speech, sample_rate=16000)
+    streamed = run(animator.stream(), speech, chunk)
+    assert streamed.names == offline.names and streamed.num_frames == offline.num_frames
+    np.testing.assert_allclose(streamed.weights, offline.weights, atol=TOL)
+
+
+def test_other_sample_rates_and_integer_pcm(speech, tmp_path):
+    pcm48 = (soxr.resample(speech, 16000, 48000) * 20000).astype(np.int16)
+    path = tmp_path / "speech48.wav"
+    sf.write(path, pcm48, 48000)
+    animator = Animator(fps=60)
+    offline = animator.animate(path)
+    streamed = run(animator.stream(sample_rate=48000), pcm48, 960, 48000)  # 20 ms chunks
+    assert streamed.num_frames == offline.num_frames
+    # soxr's streaming resampler and its one-shot call differ in the last bits
+    assert np.abs(streamed.weights - offline.weights).max() < 2e-3
+
+
+def test_frames_come_within_the_documented_latency(speech):
+    for fps in (30, 60):
+        session = Animator(fps=fps).stream()
+        assert 0.09 < session.latency <= 0.1
+    session = Animator(fps=30).stream()
+    hop = 80  # 5 ms
+    for i in range(0, 3 * 16000, hop):
+        session.push(speech[i : i + hop])
+        heard = (i + hop) / 16000
+        # every frame whose audio (its time + latency) has arrived is out, none before its look-ahead has
+        assert session.frames_out >= max(0, np.floor((heard - session.latency) * 30 + 1e-6) + 1)
+        assert session.frames_out <= max(0, np.floor((heard - 0.0925) * 30 + 1e-6) + 1)
+
+
+def test_emotion_and_face_change_mid_stream(speech):
+    style = Style(emotion_settings=EmotionSettings(transition=0.1), life=LifeConfig.off())
+    animator = Animator(style=style)
+    plain = animator.animate(speech, sample_rate=16000)
+    session = animator.stream()
+    half = 5 * 16000
+    first = session.push(speech[:half])
+    session.set_emotion("joy=1")
+    session.set_face(FaceParams(jaw_strength=0.0))
+    rest = run(session, speech[half:], 1600)
+    np.testing.assert_allclose(first.weights, plain.weights[: first.num_frames], atol=TOL)
+    later = slice(first.num_frames + 15, None)  # after the 0.1 s transition
+    smile = INDEX["mouthSmileLeft"]
+    assert (rest.weights[15:, smile] > plain.weights[later, smile] + 0.3).all()
+    assert rest.weights[:, INDEX["jawOpen"]].max() == 0 and plain.weights[later, INDEX["jawOpen"]].max() > 0.1
+
+
+def test_liveliness_streams_blinks_gaze_and_head(speech):
+    anim = Animator(style=Style(seed=2)).animate(np.tile(speech, 3), sample_rate=16000)  # ~33 s
+    blink = anim["eyeBlinkLeft"]
+    closings = np.flatnonzero((blink[1:] > 0.6) & (blink[:-1] <= 0.6))
+    assert 4 <= closings.size <= 25
+    yaw = np.degrees(anim["headYaw"])
+    assert 0.3 < yaw.std() < 5 and np.abs(np.degrees(anim["headPitch"])).max() < 15
+    assert np.abs(np.diff(anim["leftEyeYaw"])).max() > np.radians(2)  # saccades
+    assert Animator(style=Style(seed=3)).animate(speech, sample_rate=16000).weights.tolist() != anim.weights[
+        : len(speech) * 30 // 16000
+    ].tolist()
+
+
+def test_bad_chunks_are_refused_and_the_stream_goes_on(speech):
+    session = Animator().stream()
+    session.push(speech[:1600])
+    for bad, message in [
+        (np.array([0.1, np.nan]), "NaN"),
+        (np.zeros((2, 2, 2)), "1-D"),
+        (np.array(["a"]), "numeric"),
+    ]:
+        with pytest.raises(TalkfaceError, match=message):
+            session.push(bad)
+    with pytest.raises(TalkfaceError, match="44100"):
+        session.push(speech[:100], 44100)
+    session.push(speech[1600:3200])
+    assert session.flush().num_frames > 0
+    with pytest.raises(TalkfaceError, match="flushed"):
+        session.push(speech[:100])
+    with pytest.raises(TalkfaceError, match="sample rate"):
+        Animator().stream(sample_rate=12.5)  # type: ignore[arg-type]
+    with pytest.raises(TalkfaceError, match="neural"):
+        Animator(engine="phonetic").stream()
+
+
+def test_an_empty_stream_flushes_to_nothing():
+    anim = Animator().stream().flush()
+    assert anim.num_frames == 0
+
+
+def test_step_net_and_windowed_fallback_agree_with_onnxruntime(speech):
+    model = load_default()
+    engine = Engine(model)
+    assert engine.net is not None
+    fallback = Engine(model)
+    fallback.net = None
+    style = Style(life=LifeConfig.off())
+    a = run(Stream(engine, 30, style), speech[:32000], 700)
+    b = run(Stream(fallback, 30, style), speech[:32000], 700)
+    np.testing.assert_allclose(a.weights, b.weights, atol=1e-4)
+
+
+def test_closures_hold_from_the_second_frame_and_release_over_30_ms():
+    from talkface.phonemes import VISEMES
+
+    visemes = np.full((12, len(VISEMES)), -5.0, np.float32)
+    visemes[:, VISEMES.index("aa")] = 0
+    visemes[3:7, VISEMES.index("PP")] = 5  # /p/ heard for 40 ms
+    weights = np.zeros((12, 52), np.float32)
+    weights[:, INDEX["jawOpen"]] = 0.4
+    _Closures(100.0).apply(weights, visemes)
+    press = weights[:, INDEX["mouthClose"]]
+    assert press[3] == 0 and (press[4:7] >= 0.4).all()  # the lips meet however open the jaw is
+    assert press[6] > press[7] > press[8] > press[9] == 0
