@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from ..errors import TalkfaceError
 from ..files import atomic_path
+from ..phonemes import VISEMES
 from ..rig import ARKIT_NAMES
 from . import dataset
 from .export_onnx import export
@@ -23,6 +24,8 @@ from .net import FaceNet, NetConfig
 
 #: Channels the lips and jaw use: where lip-sync error is measured.
 MOUTH = np.array([i for i, n in enumerate(ARKIT_NAMES) if n.startswith(("mouth", "jaw"))])
+#: Viseme classes of the articulations that must be reached (`coarticulation.enforce`).
+CRITICAL = torch.tensor([VISEMES.index(v) for v in ("PP", "FF", "TH")])
 
 
 @dataclass
@@ -39,6 +42,7 @@ class TrainConfig:
     warmup: int = 300
     velocity_weight: float = 0.5
     viseme_weight: float = 0.1
+    critical_weight: float = 0.0  # extra weight of /p b m/, /f v/, /th dh/ frames in the L1 loss
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # 0: torch's default
@@ -76,7 +80,9 @@ def _losses(model: FaceNet, batch: tuple[np.ndarray, ...], device: torch.device,
     # the output for frame t comes `look` frames later
     weights, logits = weights[:, look:], logits[:, look:]
     targets, visemes = targets[:, : targets.shape[1] - look], visemes[:, : visemes.shape[1] - look]
-    l1 = F.l1_loss(weights, targets)
+    # frames of the articulations a viewer must see (closures, lip-to-teeth, tongue) count more
+    emphasis = 1.0 + config.critical_weight * torch.isin(visemes, CRITICAL.to(device)).float()
+    l1 = ((weights - targets).abs().mean(dim=2) * emphasis).sum() / emphasis.sum()
     velocity = F.l1_loss(weights.diff(dim=1), targets.diff(dim=1))
     labelled = visemes != dataset.NO_VISEME  # takes and vertex caches have no viseme labels
     ce = F.cross_entropy(logits[labelled], visemes[labelled]) if labelled.any() else logits.sum() * 0.0
