@@ -9,8 +9,12 @@ import pytest
 from conftest import ARCTIC_TRANSCRIPT
 
 from talkface import export
+from talkface.cli_style import style_from_values
+from talkface.emotion import EmotionSettings
+from talkface.life import LifeConfig
 from talkface.metrics import mouth_scores
 from talkface.phonemes import read_phones_tsv
+from talkface.post import FaceParams, Style
 from talkface.rig import ARKIT_NAMES, POSE_NAMES
 
 LINE = "I can't believe we won! Bob bought a map, maybe."
@@ -99,6 +103,7 @@ def test_emotion_track_face_parameters_and_seed(tmp_path, arctic_wav):
         (["--offset", "smile=0.2"], "unknown channel 'smile'"),
         (["--blink-rate", "500"], "blink rate"),
         (["--max-emotions", "many"], "many"),
+        (["--seed", "-1"], "--seed"),
     ],
 )
 def test_bad_style_options_give_one_line_and_nonzero_exit(tmp_path, args, fragment):
@@ -109,3 +114,24 @@ def test_bad_style_options_give_one_line_and_nonzero_exit(tmp_path, args, fragme
     assert result.returncode != 0 and len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr and fragment in lines[0], lines[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_style_values_by_name_parse_as_the_command_line():
+    values = {
+        "emotion": "joy=0.5,anger=0.2",
+        "emotion-contrast": 1.5,
+        "face": ["jawStrength=1.2", "blinkStrength=0.5"],
+        "multiply": "jawOpen=0.8",
+        "no-gaze": True,
+        "no-head": False,
+        "seed": 3,
+    }
+    expected = Style(
+        emotion={"joy": 0.5, "anger": 0.2},
+        emotion_settings=EmotionSettings(contrast=1.5),
+        face=FaceParams(jaw_strength=1.2, blink_strength=0.5, multipliers={"jawOpen": 0.8}),
+        life=LifeConfig(gaze=False),
+        seed=3,
+    )
+    assert style_from_values(values) == expected
+    assert style_from_values({}).emotion == "auto"  # the command line's defaults

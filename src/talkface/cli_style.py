@@ -1,8 +1,9 @@
-"""Command-line options for emotion, liveliness and face parameters, shared by `say` and `animate`."""
+"""Command-line options for emotion, liveliness and face parameters, shared by `say` and `animate`,
+and the same options given as values by name (`style_from_values`, for the viewer's panel)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import click
@@ -62,7 +63,9 @@ _OPTIONS = [
         help="Blinks per minute before those at phrase ends and gaze shifts, 2–60.",
     ),
     click.option("--head-strength", type=float, default=1.0, show_default=True, help="Scales head motion, 0–3."),
-    click.option("--seed", type=int, default=0, show_default=True, help="Random seed of blinks, gaze and head."),
+    click.option(
+        "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Random seed of blinks, gaze and head."
+    ),
 ]
 
 
@@ -128,3 +131,38 @@ def style_from(
         head_strength=head_strength,
     )
     return Style(emotion=chosen, emotion_settings=settings, face=face, life=life, seed=seed)
+
+
+#: The style options as a command of their own, to parse values that come from elsewhere than argv.
+_COMMAND = style_options(click.Command("style"))
+#: The options `style_from_values` takes, by name without dashes: all but --emotion-track, which reads a file.
+_BY_NAME = {p.opts[0][2:]: p for p in _COMMAND.params if isinstance(p, click.Option) and p.name != "emotion_track"}
+VALUE_NAMES: tuple[str, ...] = tuple(sorted(_BY_NAME))
+
+
+def style_from_values(values: Mapping[str, object]) -> Style:
+    """The `Style` for option values by name, parsed exactly as on the command line, e.g.
+    ``{"emotion": "joy=0.8", "emotion-strength": 0.5, "face": "jawStrength=1.2", "no-blink": True}``.
+
+    Flags take true or false; the others a string or a number (--face, --multiply and --offset
+    also a list of them); options left out take their defaults. TalkfaceError for anything bad.
+    """
+    args = []
+    for name, value in values.items():
+        option = _BY_NAME.get(name)
+        if option is None:
+            raise TalkfaceError(f"unknown style option {name!r}; known: {', '.join(VALUE_NAMES)}")
+        if option.is_flag:
+            if not isinstance(value, bool):
+                raise TalkfaceError(f"style option {name!r} takes true or false, not {value!r}")
+            args += [f"--{name}"] if value else []
+            continue
+        for item in value if option.multiple and isinstance(value, list) else [value]:
+            if isinstance(item, bool) or not isinstance(item, str | int | float):
+                raise TalkfaceError(f"style option {name!r} takes a string or a number, not {item!r}")
+            args.append(f"--{name}={item}")
+    try:
+        params = _COMMAND.make_context("style", args).params
+    except click.ClickException as e:
+        raise TalkfaceError(e.format_message()) from None
+    return style_from(**params)

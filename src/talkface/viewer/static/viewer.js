@@ -1,5 +1,6 @@
 // talkface viewer: the head (GLB with 52 ARKit morph targets) driven by the clip's animation,
-// in sync with its audio: every frame shows the animation at the audio's current time.
+// in sync with its audio: every frame shows the animation at the audio's current time. The
+// emotion and face panel restyles the clip on the server and swaps its frames in place.
 import * as THREE from "./three.bundle.js";
 
 const $ = (id) => document.getElementById(id);
@@ -8,6 +9,12 @@ const audio = new Audio();
 const clip = { fps: 30, frames: [], names: [], duration: 0 };
 let head = null; // the skin mesh: morphTargetInfluences + morphTargetDictionary
 let channelToTarget = []; // clip channel j -> morph target index (or -1)
+let headAngles = [-1, -1, -1]; // clip channels of headYaw, headPitch, headRoll (or -1)
+// The head turns about the top of its neck (metres, in the head's own frame).
+const NECK = new THREE.Vector3(0, 0.06, 0);
+const pivot = new THREE.Group();
+pivot.position.copy(NECK);
+pivot.rotation.order = "YXZ"; // yaw, then pitch, then roll
 
 // ---- scene -----------------------------------------------------------------------------------
 const renderer = new THREE.WebGLRenderer({ canvas, antialias: true });
@@ -50,16 +57,26 @@ async function loadHead() {
   inside.updateMorphTargets();
   inside.morphTargetInfluences = head.morphTargetInfluences;
   head.add(inside);
-  scene.add(gltf.scene);
+  gltf.scene.position.copy(NECK).negate();
+  pivot.add(gltf.scene);
+  scene.add(pivot);
 }
 
 // ---- clip --------------------------------------------------------------------------------------
-function setClip(data, audioUrl) {
+// The clip's animation, swapped in place: the audio and the playback position stay.
+function setFrames(data) {
   clip.fps = data.fps;
   clip.frames = data.frames;
   clip.names = data.names;
   clip.duration = data.frames.length / data.fps;
   channelToTarget = data.names.map((n) => (n in head.morphTargetDictionary ? head.morphTargetDictionary[n] : -1));
+  headAngles = ["headYaw", "headPitch", "headRoll"].map((n) => data.names.indexOf(n));
+  $("style").disabled = !data.restyle;
+  $("style-note").textContent = data.restyle ? "" : "This clip came without its phones (phonemes.tsv): it plays as made.";
+}
+
+function setClip(data, audioUrl) {
+  setFrames(data);
   audio.pause();
   audio.src = audioUrl;
   audio.currentTime = 0;
@@ -86,6 +103,102 @@ async function animateFile(file) {
   status("");
 }
 
+// ---- emotion and face panel -------------------------------------------------------------------
+// The style goes to the server as the command line's options ({"emotion": "joy=0.8", "no-blink": true}).
+const FACE_SHOWN = ["lowerFaceStrength", "upperFaceStrength", "jawStrength", "lipOpenOffset", "blinkStrength"];
+const LIFE = ["blink", "gaze", "head"];
+let emotions = [];
+
+function addSlider(parent, id, name, min, max, value) {
+  const row = document.createElement("div");
+  row.className = "slider";
+  const label = Object.assign(document.createElement("label"), { htmlFor: id, textContent: name });
+  const input = Object.assign(document.createElement("input"), { type: "range", id, min, max, step: (max - min) / 100 });
+  input.value = input.dataset.default = value;
+  const output = document.createElement("output");
+  input.addEventListener("input", () => {
+    output.textContent = Number(input.value).toFixed(2);
+    restyleSoon();
+  });
+  row.append(label, input, output);
+  parent.append(row);
+}
+
+function showSliderValues() {
+  for (const input of document.querySelectorAll(".slider input")) {
+    input.nextElementSibling.textContent = Number(input.value).toFixed(2);
+  }
+}
+
+function styleValues() {
+  const on = emotions.filter((e) => Number($(`emotion-${e}`).value) > 0);
+  const values = {
+    emotion: on.map((e) => `${e}=${$(`emotion-${e}`).value}`).join(",") || "neutral",
+    "emotion-strength": Number($("emotion-strength").value),
+    face: FACE_SHOWN.map((n) => `${n}=${$(`face-${n}`).value}`).join(","),
+  };
+  for (const part of LIFE) values[`no-${part}`] = !$(`life-${part}`).checked;
+  return values;
+}
+
+// The panel set to option values (what the server has in use after a reload); missing ones: defaults.
+function showStyle(values) {
+  const pairs = (spec) => Object.fromEntries([].concat(spec ?? []).join(",").split(",").map((s) => s.split("=")));
+  const emotion = pairs(values.emotion);
+  const face = pairs(values.face);
+  for (const e of emotions) $(`emotion-${e}`).value = emotion[e] ?? 0;
+  $("emotion-strength").value = values["emotion-strength"] ?? 1;
+  for (const n of FACE_SHOWN) $(`face-${n}`).value = face[n] ?? $(`face-${n}`).dataset.default;
+  for (const part of LIFE) $(`life-${part}`).checked = !values[`no-${part}`];
+  showSliderValues();
+}
+
+async function loadStylePanel() {
+  const options = await (await fetch("/api/style")).json();
+  emotions = options.emotions;
+  for (const e of emotions) addSlider($("emotion-sliders"), `emotion-${e}`, e, 0, 1, 0);
+  addSlider($("emotion-sliders"), "emotion-strength", "emotion strength", 0, 1, 1);
+  for (const n of FACE_SHOWN) addSlider($("face-sliders"), `face-${n}`, n, ...options.face[n]);
+  for (const part of LIFE) $(`life-${part}`).addEventListener("change", restyleSoon);
+  $("style-reset").addEventListener("click", () => {
+    showStyle({});
+    restyleSoon();
+  });
+  showStyle(options.values);
+}
+
+// One request at a time; changes made meanwhile go in the next one.
+let restyleTimer = 0;
+let restyling = false;
+let restylePending = false;
+function restyleSoon() {
+  clearTimeout(restyleTimer);
+  restyleTimer = setTimeout(restyle, 150);
+}
+
+async function restyle() {
+  if (restyling) return void (restylePending = true);
+  restyling = true;
+  try {
+    const body = JSON.stringify(styleValues());
+    const response = await fetch("/api/style", { method: "POST", headers: { "Content-Type": "application/json" }, body });
+    const data = await response.json();
+    if (!response.ok) return status(`style: ${data.error}`);
+    if (data) {
+      setFrames(data);
+      status("");
+    }
+  } catch (err) {
+    status(`style: ${err.message}`);
+  } finally {
+    restyling = false;
+    if (restylePending) {
+      restylePending = false;
+      restyle();
+    }
+  }
+}
+
 // ---- playback ----------------------------------------------------------------------------------
 function pose(t) {
   const n = clip.frames.length;
@@ -101,6 +214,9 @@ function pose(t) {
     const k = channelToTarget[j];
     if (k >= 0) influences[k] = a[j] + (b[j] - a[j]) * f;
   }
+  // talkface's angles: yaw > 0 turns to the head's left (+x), pitch > 0 looks up, roll > 0 tilts to its left
+  const [yaw, pitch, roll] = headAngles.map((j) => (j >= 0 ? a[j] + (b[j] - a[j]) * f : 0));
+  pivot.rotation.set(-pitch, yaw, -roll);
 }
 
 function showTime(t) {
@@ -159,6 +275,7 @@ window.addEventListener("drop", (e) => {
 
 resize();
 loadHead()
+  .then(loadStylePanel)
   .then(loadServerClip)
   .then(() => {
     document.body.dataset.ready = "1";
