@@ -103,13 +103,14 @@ def score_engine(animate: Callable[[np.ndarray], Animation], clips: list[Clip]) 
     }
 
 
-def held_out_voice_mae(animate: Callable[[np.ndarray], Animation], voice: str = "en-us-nyc") -> float:
-    """Mean absolute error on the jaw and mouth channels against the phoneme-driven target, on a voice
-    (an espeak-ng accent) that the corpus holds out of training."""
+def held_out_voice(animate: Callable[[np.ndarray], Animation], voice: str = "en-us-nyc") -> tuple[float, float]:
+    """On a voice the corpus holds out of training (an espeak-ng accent): the mean absolute error on
+    the jaw and mouth channels against the phoneme-driven target, and the share of its /p b m/
+    with closed lips."""
     from .tts import load_voice
 
     mouth = [i for i, n in enumerate(ARKIT_NAMES) if n.startswith(("jaw", "mouth"))]
-    errors = []
+    errors, scores = [], []
     for k, text in enumerate(HELD_OUT_SENTENCES):
         variant = ("", "+f2", "+m3", "+f4", "+m6", "+Annie")[k % 6]
         speech = load_voice(f"espeak:{voice}{variant}").synthesize(text)
@@ -118,7 +119,8 @@ def held_out_voice_mae(animate: Callable[[np.ndarray], Animation], voice: str = 
         anim = animate(audio)
         n = min(anim.num_frames, target.num_frames)
         errors.append(np.abs(anim.weights[:n, mouth] - target.weights[:n, mouth]).mean())
-    return float(np.mean(errors))
+        scores.append(mouth_scores(anim, speech.phones))
+    return float(np.mean(errors)), pooled(scores)["closed_on_bilabials"][0]
 
 
 def evaluate(model: str | None = None) -> dict[str, dict]:
@@ -133,19 +135,27 @@ def evaluate(model: str | None = None) -> dict[str, dict]:
         def run(audio: np.ndarray, animator: Animator = animator) -> Animation:
             return animator.animate(audio, sample_rate=SAMPLE_RATE)
 
-        results[engine] = score_engine(run, clips) | {"held_out_mae": held_out_voice_mae(run)}
+        mae, closed = held_out_voice(run)
+        results[engine] = score_engine(run, clips) | {"held_out_mae": mae, "held_out_closed": closed}
     return results
 
 
 def report(results: dict[str, dict]) -> str:
     """The results as a table."""
-    lines = ["engine     closed p/b/m    open vowels     rounded         rest in pauses  lag(frames)  held-out MAE"]
+    lines = [
+        "           real speech" + " " * 70 + "held-out TTS voice",
+        "engine     closed p/b/m    open vowels     rounded         rest in pauses  lag(frames)  MAE     closed",
+    ]
     for engine, r in results.items():
         cells = [
             f"{r[k][0]:>6.1%} ({r[k][1]:>3})  "
             for k in ("closed_on_bilabials", "open_on_open_vowels", "rounded_on_rounded", "rest_in_pauses")
         ]
-        lines.append(f"{engine:<10} " + " ".join(cells) + f"{r['lag_frames']:>+6.1f}      {r['held_out_mae']:.4f}")
+        lines.append(
+            f"{engine:<10} "
+            + " ".join(cells)
+            + f"{r['lag_frames']:>+6.1f}      {r['held_out_mae']:.4f}  {r['held_out_closed']:.1%}"
+        )
     seconds = next(iter(results.values()))["seconds"]
     lines.append(f"real speech: {seconds:.0f} s; lag at {FPS:.0f} fps, positive = mouth late")
     return "\n".join(lines)
