@@ -198,3 +198,26 @@ def test_trains_on_live_link_takes_and_vertex_caches(corpus, tmp_path):
     model = train(TrainConfig.load(path), progress=False)
     seconds = json.loads(model.with_suffix(".json").read_text())["train_seconds_of_audio"]
     assert seconds > 20 + 3 * 3.0  # the corpus plus the take and the two caches
+
+
+def test_cli_corpus_train_evaluate(tmp_path, text_dir):
+    """The commands a user runs, end to end on a tiny corpus, and their one-line errors."""
+    from test_cli import assert_one_line_error, run
+
+    corpus = tmp_path / "corpus"
+    result = run("corpus", "--hours", "0.003", "--text", str(text_dir), "-o", str(corpus), "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    raw = yaml.safe_load((ROOT / "configs" / "quick.yaml").read_text())
+    config = tmp_path / "quick.yaml"
+    config.write_text(yaml.safe_dump(raw | {"corpus": str(corpus), "out": str(tmp_path / "run"), "steps": 20}))
+    result = run("train", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    model = tmp_path / "run" / "model.onnx"
+    result = run("evaluate", str(model))
+    assert result.returncode == 0, result.stderr
+    assert "neural" in result.stdout and "phonetic" in result.stdout
+    missing_text = run("corpus", "--hours", "1", "--text", str(tmp_path / "none"), "-o", str(tmp_path / "c2"))
+    assert_one_line_error(missing_text, "no such text folder")
+    assert_one_line_error(run("evaluate", str(tmp_path / "missing.onnx")), "no such model")
+    config.write_text("corpus: x\nout: y\nsteps: many\n")
+    assert_one_line_error(run("train", "--config", str(config)), "steps must be a number")

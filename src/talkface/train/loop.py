@@ -66,6 +66,10 @@ class TrainConfig:
         if unknown:
             raise TalkfaceError(f"{path}: unknown config keys: {', '.join(sorted(unknown))}")
         net = raw.pop("net", {}) or {}
+        for f in fields(cls):
+            default = getattr(cls, f.name, None)
+            if f.name in raw and isinstance(default, int | float) and not isinstance(raw[f.name], int | float):
+                raise TalkfaceError(f"{path}: {f.name} must be a number, got {raw[f.name]!r}")
         try:
             net_config = NetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in net.items()})
             return cls(**raw, net=net_config)
