@@ -24,6 +24,9 @@ from .post import Style
 _FPS = click.option(
     "--fps", type=click.FloatRange(min=1, max=1000), default=30.0, show_default=True, help="Frame rate."
 )
+_LIVELINK = click.option(
+    "--livelink", metavar="HOST:PORT", help="Also send the frames as Live Link Face UDP packets (Unreal: port 11111)."
+)
 DEMO_TEXT = "Bob bought a pepper and a map."
 #: The bundled sample (CMU ARCTIC slt a0009) and its transcript.
 SAMPLE_TRANSCRIPT = "He turned sharply, and faced Gregson across the table."
@@ -83,6 +86,7 @@ def _say(
     help="Without a transcript: the neural model, or phone recognition + coarticulation.",
 )
 @click.option("--model", type=click.Path(dir_okay=False), help="A trained .onnx model instead of the packaged one.")
+@_LIVELINK
 @_FPS
 @style_options
 def animate(
@@ -94,6 +98,7 @@ def animate(
     phonemes_out: str | None,
     engine: str,
     model: str | None,
+    livelink: str | None,
     fps: float,
     **style: Any,
 ) -> None:
@@ -112,6 +117,72 @@ def animate(
     if phonemes_out and phones is not None:
         write_text(phonemes_out, phones_tsv(phones))
     click.echo(out)
+    if livelink:
+        from .livelink import LiveLinkSender
+
+        LiveLinkSender(livelink, fps=fps).play(anim)  # in real time, as the app would send it
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=8000, show_default=True)
+@click.option("--token", envvar="TALKFACE_TOKEN", help="Bearer token clients must send (env TALKFACE_TOKEN).")
+@click.option("--model", type=click.Path(dir_okay=False), help="A trained .onnx model instead of the packaged one.")
+@_LIVELINK
+@_FPS
+@click.option("--max-streams", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--max-upload-mb", type=click.FloatRange(min=0.01), default=50.0, show_default=True)
+@click.option("--max-audio-seconds", type=click.FloatRange(min=1), default=600.0, show_default=True,
+              help="Longest file POST /v1/animate takes.")  # fmt: skip
+@click.option("--idle-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Seconds a stream may send nothing before it is closed.")  # fmt: skip
+def serve(**options: Any) -> None:
+    """Serve animation over HTTP (POST /v1/animate) and WebSocket (/v1/stream); see /openapi.json."""
+    from .livelink import parse_address
+    from .serve import ServerConfig, serve
+
+    if options["livelink"]:
+        parse_address(options["livelink"])
+    serve(ServerConfig(**options))
+
+
+@cli.command()
+@click.argument("audio", required=False, type=click.Path(dir_okay=False, exists=True))
+@click.option("--mic", is_flag=True, help="Animate the default microphone (or --device) live.")
+@click.option("--device", help="Input device name or number (see `python -m sounddevice`).")
+@click.option("--seconds", type=click.FloatRange(min=0.1), help="Stop after this much audio (default: Ctrl-C).")
+@click.option("-o", "--out", type=click.Path(dir_okay=False), help="Also write the whole animation here at the end.")
+@click.option("--model", type=click.Path(dir_okay=False), help="A trained .onnx model instead of the packaged one.")
+@_LIVELINK
+@_FPS
+@style_options
+def stream(
+    audio: str | None,
+    mic: bool,
+    device: str | None,
+    seconds: float | None,
+    out: str | None,
+    model: str | None,
+    livelink: str | None,
+    fps: float,
+    **style: Any,
+) -> None:
+    """Animate live: the microphone (--mic) or AUDIO played in real time, frames to Live Link as they come."""
+    from . import export
+    from . import mic as live
+    from .livelink import LiveLinkSender
+
+    if mic == (audio is not None):
+        raise TalkfaceError("give either --mic or an AUDIO file to play")
+    if out:
+        export.format_for(out)  # reject a bad output name before listening
+    sender = LiveLinkSender(livelink, fps=fps) if livelink else None
+    source = live.MicSource(int(device) if device and device.isdigit() else device) if mic else live.FileSource(audio)
+    click.echo(f"listening to {source.name} at {source.sample_rate} Hz; Ctrl-C to stop", err=True)
+    anim = live.run(source, Animator(fps, model=model, style=style_from(**style)), fps, sender, seconds)
+    if out:
+        export.write(anim, out)
+        click.echo(out)
 
 
 @cli.command()

@@ -144,6 +144,7 @@ class Stream:
         self._speech_start = 0
         self._model_frames = 0
         self.frames_out = 0
+        self._empty: Animation | None = None
         self.ending = False
         self.closed = False
 
@@ -214,6 +215,7 @@ class Stream:
         return Animation.join(parts)
 
     def _post_names(self) -> tuple[str, ...]:
+        """The channels of this stream's frames."""
         return self._post.process(np.zeros((0, len(ARKIT_NAMES)), np.float32), self._samples).names
 
     # --- the steps `advance` runs ---
@@ -254,7 +256,11 @@ class Stream:
             count, cap = self.frames_out, round((n + self.engine.lookahead) / rate * self.fps)
             while count < cap and count / self.fps * rate <= n - 1 + 1e-6:  # (1e-6: float noise of k / fps)
                 count += 1
-        ks = np.arange(self.frames_out, max(count, self.frames_out))
+        if count <= self.frames_out:  # nothing new to show (most 20 ms chunks at 30 fps)
+            if self._empty is None:
+                self._empty = self._post.process(np.zeros((0, len(ARKIT_NAMES)), np.float32), self._samples)
+            return self._empty
+        ks = np.arange(self.frames_out, count)
         pos = np.clip(ks / self.fps * rate, 0, n - 1) if n else ks * 0.0
         lo = np.floor(pos).astype(int)
         hi = np.minimum(lo + 1, n - 1)

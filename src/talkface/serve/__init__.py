@@ -1,0 +1,14 @@
+"""`talkface serve`: the animation server (aiohttp): HTTP for files, a WebSocket for live audio.
+
+    POST /v1/animate     an audio file in, an animation file out (any export format)
+    GET  /v1/stream      WebSocket: PCM chunks and JSON control messages in, frames out
+    GET  /healthz        liveness and load
+    GET  /metrics        Prometheus text format
+    GET  /openapi.json   the OpenAPI 3.1 description of the HTTP API
+
+See `app` for the protocol and limits, `openapi` for the spec.
+"""
+
+from .app import ServerConfig, create_app, serve
+
+__all__ = ["ServerConfig", "create_app", "serve"]

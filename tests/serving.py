@@ -1,0 +1,34 @@
+"""A talkface server on a free loopback port in a background thread, for the server tests."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from aiohttp import web
+
+from talkface.serve import ServerConfig, create_app
+from talkface.serve.app import SERVER_KEY, Server
+
+
+@contextmanager
+def running(config: ServerConfig | None = None) -> Iterator[tuple[str, Server]]:
+    """Yield (base URL, server state); the server stops gracefully on exit."""
+    loop = asyncio.new_event_loop()
+    app = create_app(config or ServerConfig())
+    runner = web.AppRunner(app, shutdown_timeout=2.0)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    port = runner.addresses[0][1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}", app[SERVER_KEY]
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()

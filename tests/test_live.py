@@ -1,0 +1,132 @@
+"""Live Link Face packets, the microphone loop (on a virtual device and a file) and the live CLI."""
+
+import socket
+import sys
+import threading
+from fractions import Fraction
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from talkface import Animation, Animator, TalkfaceError, load_audio
+from talkface import mic as live
+from talkface.cli import main
+from talkface.livelink import LiveLinkSender, Packet, decode, encode, parse_address
+from talkface.rig import LIVE_LINK_ORDER
+
+
+@pytest.fixture
+def receiver():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(5)
+    yield sock
+    sock.close()
+
+
+@pytest.fixture
+def short_wav(tmp_path):
+    path = tmp_path / "short.wav"
+    sf.write(path, load_audio("tests/data/arctic_a0009.wav")[:16000], 16000)
+    return path
+
+
+def test_packets_round_trip_in_the_apps_layout():
+    values = np.linspace(-1, 1, 61, dtype=np.float32)
+    data = encode(Packet("DEV-1", "Ada", 123456, 0.25, Fraction(30000, 1001), values))
+    assert data[0] == 6 and data[1:5] == (5).to_bytes(4, "big") and data[5:10] == b"DEV-1"
+    assert len(data) == 1 + 4 + 5 + 4 + 3 + 16 + 1 + 61 * 4 and data[-61 * 4 - 1] == 61
+    assert np.frombuffer(data[-8:], ">f4").tolist() == pytest.approx(values[-2:].tolist())
+    packet = decode(data)
+    assert (packet.device_id, packet.subject, packet.frame, packet.sub_frame) == ("DEV-1", "Ada", 123456, 0.25)
+    assert packet.rate == Fraction(30000, 1001) and np.array_equal(packet.values, values)
+    for bad in (b"", data[:-3], data + b"x", data[:1] + b"\xff\xff\xff\xff" + data[5:]):
+        with pytest.raises(TalkfaceError, match="not a Live Link Face packet"):
+            decode(bad)
+
+
+def test_addresses():
+    assert parse_address("127.0.0.1:11112") == ("127.0.0.1", 11112)
+    assert parse_address("localhost") == ("localhost", 11111)
+    assert parse_address("[::1]:9000") == ("::1", 9000)
+    for bad in ("host:port", ":11111", "127.0.0.1:70000"):
+        with pytest.raises(TalkfaceError, match="HOST:PORT"):
+            parse_address(bad)
+
+
+def test_sender_numbers_frames_by_timecode_and_sends_all_61_values(receiver):
+    anim = Animator().animate("tests/data/arctic_a0009.wav").slice(0, 0.5)
+    sender = LiveLinkSender(f"127.0.0.1:{receiver.getsockname()[1]}", "Ada", 30)
+    sender.send(anim.slice(0, 0.2))
+    sender.send(anim.slice(0.2))
+    sender.close()
+    packets = [decode(receiver.recv(2048)) for _ in range(anim.num_frames)]
+    assert [p.frame for p in packets] == list(range(packets[0].frame, packets[0].frame + anim.num_frames))
+    assert 0 <= packets[0].frame < 24 * 3600 * 30
+    np.testing.assert_allclose(np.stack([p.values for p in packets]), anim.with_channels(LIVE_LINK_ORDER).weights)
+
+
+def test_a_file_played_live_gives_the_offline_animation(short_wav):
+    shown = SimpleNamespace(lines=[], write=lambda s: shown.lines.append(s), flush=lambda: None)
+    anim = live.run(live.FileSource(short_wav, realtime=False), Animator(), show=shown)
+    offline = Animator().animate(short_wav)
+    np.testing.assert_allclose(anim.weights, offline.weights, atol=1e-5)
+    assert any("dB" in line and "frames" in line for line in shown.lines)
+    assert live.meter(np.zeros(320), 0, 0.0).count("#") == 0 and live.meter(np.ones(320), 5, 1.0).count("#") == 30
+
+
+class _VirtualInput:
+    """sounddevice.InputStream stand-in: feeds a file to the callback in 20 ms blocks from a thread."""
+
+    audio = np.zeros(0, np.float32)
+
+    def __init__(self, device, channels, samplerate, dtype, blocksize, callback):
+        self.block, self.callback, self.stop = blocksize, callback, threading.Event()
+
+    def _feed(self):
+        for i in range(0, len(self.audio) - self.block + 1, self.block):
+            if self.stop.is_set():
+                return
+            self.callback(self.audio[i : i + self.block, None], self.block, None, None)
+
+    def __enter__(self):
+        self.thread = threading.Thread(target=self._feed, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def test_microphone_loop_on_a_virtual_device(monkeypatch, receiver):
+    _VirtualInput.audio = load_audio("tests/data/arctic_a0009.wav")
+    fake = SimpleNamespace(
+        InputStream=_VirtualInput,
+        PortAudioError=RuntimeError,
+        query_devices=lambda device, kind: {"name": "virtual", "default_samplerate": 16000.0},
+    )
+    monkeypatch.setitem(sys.modules, "sounddevice", fake)
+    source = live.MicSource()
+    sender = LiveLinkSender(f"127.0.0.1:{receiver.getsockname()[1]}")
+    anim = live.run(source, Animator(), livelink=sender, seconds=2.0, show=None)
+    sender.close()
+    assert anim.num_frames == 60
+    offline = Animator().animate(_VirtualInput.audio[:32000], sample_rate=16000)
+    np.testing.assert_allclose(anim.weights, offline.weights, atol=1e-5)
+    packets = [decode(receiver.recv(2048)) for _ in range(anim.num_frames)]
+    assert packets[-1]["jawOpen"] == pytest.approx(float(anim["jawOpen"][-1]), abs=1e-6)
+
+
+def test_stream_and_animate_commands_send_live_link(short_wav, receiver, tmp_path, capsys):
+    port = receiver.getsockname()[1]
+    out = tmp_path / "live.json"
+    assert main(["stream", str(short_wav), "--livelink", f"127.0.0.1:{port}", "-o", str(out), "--no-blink"]) == 0
+    anim = Animation.join([Animator().animate(short_wav)])
+    assert out.is_file() and len([decode(receiver.recv(2048)) for _ in range(anim.num_frames)]) == 30
+    assert main(["animate", str(short_wav), "-o", str(tmp_path / "a.csv"), "--livelink", f"127.0.0.1:{port}"]) == 0
+    assert decode(receiver.recv(2048)).subject == "talkface"
+    assert main(["stream"]) == 1 and "--mic or an AUDIO" in capsys.readouterr().err
+    assert main(["serve", "--livelink", "nowhere:port"]) == 1

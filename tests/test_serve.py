@@ -1,0 +1,316 @@
+"""`talkface serve`: streams over the WebSocket match offline `animate`; HTTP animate, health,
+metrics, OpenAPI, auth; Live Link packets; and faults that must not take the server down."""
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import struct
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import pytest
+import soundfile as sf
+from serving import running
+
+from talkface import Animator, load_audio
+from talkface.livelink import decode
+from talkface.rig import LIVE_LINK_ORDER
+from talkface.serve import ServerConfig
+
+HEADER = struct.Struct("<4sIHHd")
+
+
+@pytest.fixture(scope="module")
+def wav30(tmp_path_factory):
+    """30 s of real speech with pauses (ARCTIC a0009 repeated), 16 kHz WAV."""
+    clip = load_audio("tests/data/arctic_a0009.wav")
+    unit = np.concatenate([clip, np.zeros(8000, np.float32)])
+    audio = np.tile(unit, 9)[: 30 * 16000]
+    path = tmp_path_factory.mktemp("wav") / "speech30.wav"
+    sf.write(path, audio, 16000, subtype="FLOAT")
+    return path
+
+
+async def stream_file(url: str, audio: np.ndarray, query: str = "format=f32&output=binary", controls=()) -> dict:
+    """Send `audio` in 20 ms chunks (as fast as the server takes them), then end; collect the frames."""
+    frames, messages = {}, []
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"{url}/v1/stream?{query}") as ws:
+        ready = json.loads((await ws.receive()).data)
+        chunk = 320
+        for n, i in enumerate(range(0, len(audio), chunk)):
+            for at, message in controls:
+                if at == n:
+                    await ws.send_str(json.dumps(message))
+            data = audio[i : i + chunk]
+            await ws.send_bytes(data.astype("<f4" if "f32" in query else "<i2").tobytes())
+        await ws.send_str(json.dumps({"type": "end"}))
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                _, first, count, channels, _ = HEADER.unpack_from(msg.data)
+                block = np.frombuffer(msg.data, "<f4", offset=HEADER.size).reshape(count, channels)
+                for j in range(count):
+                    frames[first + j] = block[j]
+            else:
+                m = json.loads(msg.data)
+                messages.append(m)
+                if m["type"] == "frames":
+                    for j, row in enumerate(m["frames"]):
+                        frames[m["start"] + j] = np.array(row, np.float32)
+                        assert m["times"][j] == pytest.approx((m["start"] + j) / ready["fps"], abs=1e-6)
+        close = ws.close_code
+    weights = np.stack([frames[k] for k in range(len(frames))]) if frames else np.zeros((0, 0))
+    return {"ready": ready, "weights": weights, "messages": messages, "close": close}
+
+
+def test_a_30s_wav_streamed_in_20ms_chunks_matches_offline(wav30):
+    audio = sf.read(wav30, dtype="float32")[0]
+    offline = Animator().animate(wav30)
+    with running() as (url, _):
+        got = asyncio.run(stream_file(url, audio))
+        assert got["ready"]["names"] == list(offline.names) and got["ready"]["latency"] <= 0.1
+        assert got["messages"][-1] == {"type": "end", "frames": offline.num_frames} and got["close"] == 1000
+        assert got["weights"].shape == offline.weights.shape
+        np.testing.assert_allclose(got["weights"], offline.weights, atol=1e-5)
+        with urllib.request.urlopen(f"{url}/healthz") as r:
+            assert json.load(r) == {"status": "ok", "streams": 0, "max_streams": 200}
+
+
+def test_json_frames_16bit_audio_and_mid_stream_controls(wav30):
+    audio = sf.read(wav30, dtype="float32")[0][: 4 * 16000]
+    pcm = (audio * 32767).astype(np.int16)
+    with running() as (url, _):
+        controls = [(100, {"type": "emotion", "emotion": "joy=1"}), (100, {"type": "face", "face": "jawStrength=0"})]
+        got = asyncio.run(stream_file(url, pcm, "format=s16&output=json&fps=60", controls))
+    session = Animator(fps=60).stream()
+    head = session.push(pcm[: 100 * 320])
+    assert got["ready"]["fps"] == 60
+    np.testing.assert_allclose(got["weights"][: head.num_frames], head.weights, atol=1e-5)
+    names = got["ready"]["names"]
+    tail = got["weights"][-100:]
+    assert tail[:, names.index("jawOpen")].max() <= 0.05  # only a breath in a pause moves it now
+    assert tail[:, names.index("mouthSmileLeft")].min() > 0.5
+
+
+def post(url: str, body: bytes, query: str = "", headers=None) -> tuple[int, bytes, str]:
+    req = urllib.request.Request(f"{url}/v1/animate?{query}", data=body, method="POST", headers=headers or {})
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, r.read(), r.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), e.headers.get("Content-Type", "")
+
+
+def test_http_animate_in_every_text_format_and_bad_requests(wav30, tmp_path):
+    wav = Path("tests/data/arctic_a0009.wav").read_bytes()
+    offline = Animator().animate("tests/data/arctic_a0009.wav")
+    big = tmp_path / "big.wav"
+    sf.write(big, np.zeros(16000 * 4, np.float32) + 0.1, 16000)
+    with running(ServerConfig(max_upload_mb=0.5, max_audio_seconds=3.5)) as (url, _):
+        status, body, kind = post(url, wav, "format=json")
+        assert status == 200 and kind.startswith("application/json")
+        data = json.loads(body)
+        np.testing.assert_allclose(np.array(data["frames"]), offline.weights, atol=1e-4)
+        status, body, kind = post(url, wav, "format=csv&fps=60&emotion=joy%3D0.5&face=jawStrength%3D1.2")
+        assert status == 200 and body.startswith(b"Timecode,BlendShapeCount") and body.count(b"\n") == 187
+        for query, code in [("format=mp3", 400), ("fps=-1", 400), ("emotion=glee", 400), ("bogus=1", 400)]:
+            status, body, kind = post(url, wav, query)
+            assert status == code and "error" in json.loads(body), query
+        assert post(url, b"")[0] == 400
+        assert post(url, b"RIFF not really a wave file")[0] == 422
+        assert post(url, np.full(1000, np.nan, "<f4").tobytes())[0] == 422
+        assert post(url, big.read_bytes())[0] == 422  # 4 s > the 3.5 s limit
+        assert post(url, wav * 40)[0] == 413  # over 0.5 MB
+        with urllib.request.urlopen(f"{url}/healthz") as r:
+            assert json.load(r)["status"] == "ok"
+
+
+def test_metrics_openapi_and_bearer_token(monkeypatch):
+    with running(ServerConfig(token="s3cret")) as (url, _):
+        assert urllib.request.urlopen(f"{url}/healthz").status == 200  # open to probes
+        spec = json.load(urllib.request.urlopen(f"{url}/openapi.json"))
+        assert spec["openapi"].startswith("3.1") and "/v1/animate" in spec["paths"] and spec["security"]
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"{url}/metrics")
+        assert e.value.code == 401
+        assert post(url, b"x", headers={"Authorization": "Bearer wrong"})[0] == 401
+        req = urllib.request.Request(f"{url}/metrics", headers={"Authorization": "Bearer s3cret"})
+        text = urllib.request.urlopen(req).read().decode()
+        assert "# TYPE talkface_frame_latency_seconds histogram" in text and "talkface_streams_active 0" in text
+        assert 'talkface_rejected_total{reason="unauthorised"} 2' in text
+
+        async def ws(query: str) -> int:
+            async with aiohttp.ClientSession() as session:
+                try:
+                    async with session.ws_connect(f"{url}/v1/stream?{query}") as w:
+                        await w.receive()
+                        return 101
+                except aiohttp.WSServerHandshakeError as e:
+                    return e.status
+
+        assert asyncio.run(ws("")) == 401 and asyncio.run(ws("token=s3cret")) == 101
+
+
+def test_live_link_packets_from_a_stream_decode(wav30):
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(5)
+    port = receiver.getsockname()[1]
+    audio = sf.read(wav30, dtype="float32")[0][: 2 * 16000]
+    with running(ServerConfig(livelink=f"127.0.0.1:{port}")) as (url, _):
+        got = asyncio.run(stream_file(url, audio, "format=f32&output=binary&subject=Ada"))
+    packets = [decode(receiver.recv(2048)) for _ in range(got["weights"].shape[0])]
+    receiver.close()
+    assert {p.subject for p in packets} == {"Ada"} and packets[0].rate == 30
+    assert [p.frame - packets[0].frame for p in packets] == list(range(len(packets)))
+    order = [got["ready"]["names"].index(n) for n in LIVE_LINK_ORDER]  # Live Link's order: JawRight before JawLeft
+    np.testing.assert_allclose(np.stack([p.values for p in packets]), got["weights"][:, order], atol=1e-6)
+    assert packets[5]["jawOpen"] == pytest.approx(got["weights"][5, order[LIVE_LINK_ORDER.index("jawOpen")]])
+
+
+# --- faults: each gets a clean error or close, the other streams go on, nothing leaks ---
+
+
+def raw_websocket(port: int, rcvbuf: int = 4096) -> socket.socket:
+    """A WebSocket client on a plain socket with a tiny receive buffer (to play a client that never reads)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET /v1/stream?format=f32 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    return sock
+
+
+def ws_frame(payload: bytes, opcode: int = 2) -> bytes:
+    mask = os.urandom(4)
+    size = len(payload)
+    length = bytes([0x80 | size]) if size < 126 else bytes([0x80 | 126]) + size.to_bytes(2, "big")
+    head = bytes([0x80 | opcode]) + length
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return head + mask + masked
+
+
+async def expect_close(url: str, send, query: str = "format=f32") -> tuple[int | None, list]:
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"{url}/v1/stream?{query}") as ws:
+        await ws.receive()  # ready
+        messages = []
+        await send(ws)
+        async for msg in ws:
+            messages.append(json.loads(msg.data) if msg.type == aiohttp.WSMsgType.TEXT else msg.data)
+        return ws.close_code, messages
+
+
+def test_faults_get_clean_errors_and_the_server_keeps_serving(wav30):
+    audio = sf.read(wav30, dtype="float32")[0]
+    config = ServerConfig(max_streams=4, idle_timeout=1.0, send_buffer_seconds=1.0, max_message_bytes=64 * 1024)
+    with running(config) as (url, server):
+        port = int(url.rsplit(":", 1)[1])
+
+        async def scenario() -> None:
+            good = asyncio.create_task(stream_file(url, audio[: 8 * 16000]))  # goes on through all of it
+
+            async def malformed(ws):
+                await ws.send_str("{not json")
+                await ws.send_str('{"type": "dance"}')
+                await ws.send_str('{"type": "face", "face": {"jawStrength": 9}}')
+                await ws.send_str('{"type": "start", "sample_rate": 8000}')
+                await ws.send_bytes(audio[:3200].astype("<f4").tobytes())
+                await ws.send_str('{"type": "start"}')  # too late
+                await ws.send_str('{"type": "end"}')
+
+            code, messages = await expect_close(url, malformed)
+            errors = [m["message"] for m in messages if isinstance(m, dict) and m["type"] == "error"]
+            assert code == 1000 and len(errors) == 4 and "out of range" in errors[2] and "before" in errors[3]
+
+            async def nan(ws):
+                await ws.send_bytes(np.full(320, np.nan, "<f4").tobytes())
+
+            assert (await expect_close(url, nan))[0] == 1007
+
+            async def torn(ws):
+                await ws.send_bytes(b"\x00" * 321)
+
+            assert (await expect_close(url, torn))[0] == 1007
+
+            async def huge(ws):
+                await ws.send_bytes(b"\x00" * (128 * 1024))
+
+            assert (await expect_close(url, huge))[0] == 1009
+
+            async def silent(ws):
+                pass  # says nothing: closed as idle
+
+            assert (await expect_close(url, silent))[0] == 1001
+
+            # a bad sample rate is refused before the upgrade
+            async with aiohttp.ClientSession() as session:
+                with pytest.raises(aiohttp.WSServerHandshakeError) as e:
+                    await session.ws_connect(f"{url}/v1/stream?sample_rate=12")
+                assert e.value.status == 400
+                # too many connections: 503, while the others go on
+                held = [await session.ws_connect(f"{url}/v1/stream") for _ in range(4 - len(server.conns))]
+                with pytest.raises(aiohttp.WSServerHandshakeError) as e:
+                    await session.ws_connect(f"{url}/v1/stream")
+                assert e.value.status == 503
+                for w in held:  # clients that vanish mid-stream
+                    await w.send_bytes(np.zeros(3200, "<i2").tobytes())
+                    w._response.connection.transport.abort()  # no close handshake
+            # a client that never reads its frames is closed once a second of them waits
+            sock = raw_websocket(port)
+            loop = asyncio.get_running_loop()
+            chunk = ws_frame(audio[16000:32000].astype("<f4").tobytes()[:60000])
+            try:
+                for _ in range(200):
+                    await loop.run_in_executor(None, sock.sendall, chunk)
+            except OSError:
+                pass  # the server closed it
+            deadline = time.monotonic() + 20
+            while "slow_client" not in server.metrics.text() and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            sock.close()
+            result = await good
+            assert result["close"] == 1000 and result["weights"].shape[0] == 8 * 30
+
+        asyncio.run(scenario())
+        deadline = time.monotonic() + 5
+        while server.conns and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not server.conns  # nothing leaks
+        metrics = server.metrics.text()
+        for kind in ("bad_message", "bad_audio", "idle", "slow_client"):
+            assert f'talkface_stream_errors_total{{kind="{kind}"}}' in metrics, kind
+        assert json.load(urllib.request.urlopen(f"{url}/healthz"))["streams"] == 0
+
+
+def test_http_api_fuzzed_from_its_openapi_spec():
+    schemathesis = pytest.importorskip("schemathesis")
+    failures = []
+    operations = [("/v1/animate", "POST"), ("/healthz", "GET"), ("/metrics", "GET"), ("/openapi.json", "GET")]
+    with running(ServerConfig(max_audio_seconds=5)) as (url, _):
+        schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+        for path, method in operations:
+            fuzz(schema[path][method], url, failures)
+        assert not failures
+        assert json.load(urllib.request.urlopen(f"{url}/healthz"))["status"] == "ok"
+
+
+def fuzz(operation, url: str, failures: list) -> None:
+    """Up to 30 generated requests for one operation; any 5xx is a failure."""
+    from hypothesis import HealthCheck, given, settings
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(case=operation.as_strategy())
+    def check(case):
+        response = case.call(base_url=url, timeout=20)
+        if response.status_code >= 500:
+            failures.append((operation.path, response.status_code, response.text[:200]))
+
+    check()
