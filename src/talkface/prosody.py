@@ -88,7 +88,8 @@ def analyse(
         grid = np.arange(energy_db.size) * _HOP + _WIN / 2
         loud = np.interp(times, grid, energy_db)
         energy = 10 ** (loud / 20)
-        semitones = 12 * np.log2(np.where(f0 > 0, f0, np.nan) / np.median(f0[f0 > 0])) if (f0 > 0).any() else f0 * np.nan
+        voiced = f0 > 0
+        semitones = 12 * np.log2(np.where(voiced, f0, np.nan) / np.median(f0[voiced])) if voiced.any() else f0 * np.nan
         pitch = _interp_nan(times, grid, semitones)
         activity = (loud > -_SPEECH_DB).astype(np.float32)
     else:
