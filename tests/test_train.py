@@ -127,16 +127,6 @@ def test_bad_config_is_refused(tmp_path):
         TrainConfig.load(path)
 
 
-def test_runtime_matches_in_windows_and_in_one_pass(trained, monkeypatch):
-    audio = load_audio(ROOT / "tests" / "data" / "arctic_a0009.wav")
-    face = runtime.FaceModel(trained)
-    whole, _ = face.predict(audio)
-    monkeypatch.setattr(runtime, "_WINDOW", 37)
-    windowed, _ = face.predict(audio)
-    assert whole.shape == (310, 52)
-    np.testing.assert_allclose(windowed, whole, atol=1e-5)
-
-
 def test_animator_uses_the_model_without_a_transcript(trained):
     wav = ROOT / "tests" / "data" / "arctic_a0009.wav"
     anim = Animator(fps=25, model=str(trained)).animate(wav)

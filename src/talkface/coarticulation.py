@@ -129,8 +129,8 @@ def enforce(weights: np.ndarray, phones: Sequence[TimedPhone], fps: float) -> No
     """Make the critical articulations of `phones` (lip closure on /p b m/, lip-to-teeth on /f v/,
     tongue on /th dh/) reach their target in ARKit `weights` [frames, 52] at `fps`, in place.
 
-    The phone-driven path applies it after blending; the neural model applies it where its viseme
-    head hears a closure, so both get crisp closures from the same rule.
+    The phone-driven path applies it after blending; `stream` applies the same targets causally
+    where the neural model's viseme head hears a closure.
     """
     times = np.arange(weights.shape[0]) / fps
     for s in _segments(phones):

@@ -2,8 +2,7 @@
 
 A model is an ``.onnx`` file with a ``.json`` beside it (written by `talkface.train.export_onnx`)
 that gives its frame rate, look-ahead, receptive field and SHA-256; a file that does not match
-its checksum is refused. Long audio is processed in windows that overlap by the receptive field,
-so the result is identical to one pass over the whole file, in bounded memory.
+its checksum is refused. `talkface.stream` runs it, offline and live alike.
 """
 
 from __future__ import annotations
@@ -16,17 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .animation import Animation
-from .coarticulation import enforce
 from .errors import TalkfaceError
-from .features import N_MELS, log_mel, num_frames
-from .phonemes import VISEMES, TimedPhone
+from .features import N_MELS
 from .rig import ARKIT_NAMES
 
 #: The model that ships inside the package.
 DEFAULT_MODEL = "talkface-default.onnx"
-_WINDOW = 6000  # output frames per pass (60 s)
-_SILENCE = float(np.log(1e-5))  # the log-mel value of digital silence
+#: The log-mel value of digital silence: what pads the look-ahead at the end of the audio.
+SILENCE_FEATURE = float(np.log(1e-5))
 
 
 def default_model_path() -> Path:
@@ -89,49 +85,11 @@ class FaceModel:
         look = self.lookahead
         return weights[0, look:], visemes[0, look:]
 
-    def predict(self, audio: np.ndarray, emotion: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Weights [frames, 52] and viseme logits [frames, V] at `frame_rate` for 16 kHz mono audio."""
-        frames = num_frames(audio.size)
-        context, look = self.receptive_field, self.lookahead
-        weights, visemes = [], []
-        for start in range(0, frames, _WINDOW):
-            stop = min(frames, start + _WINDOW)
-            first = max(0, start - context)
-            mel = log_mel(audio, first, min(frames, stop + look))
-            # silence beyond the end of the audio, so the last frames have their look-ahead
-            mel = np.concatenate([mel, np.full((stop + look - first - mel.shape[0], N_MELS), _SILENCE, np.float32)])
-            w, v = self.run_features(mel, emotion)
-            weights.append(w[start - first :])
-            visemes.append(v[start - first :])
-        return np.concatenate(weights), np.concatenate(visemes)
-
-    def animate(self, audio: np.ndarray, fps: float, emotion: np.ndarray | None = None) -> Animation:
-        """ARKit animation at `fps` for 16 kHz mono audio.
-
-        Regression alone leaves closures soft; where the viseme head hears /p b m/, /f v/ or
-        /th dh/, the phone-driven path's rule (`coarticulation.enforce`) makes them complete.
-        """
-        weights, visemes = self.predict(audio, emotion)
-        enforce(weights, critical_phones(visemes, self.frame_rate), self.frame_rate)
-        return Animation(np.clip(weights, 0.0, 1.0), self.frame_rate).resample(fps)
-
 
 #: Viseme classes whose articulation must be seen, and a phone that stands for each.
-_CRITICAL = {"PP": "p", "FF": "f", "TH": "th"}
-_MIN_RUN = 2  # frames (20 ms): shorter detections are treated as noise
-
-
-def critical_phones(viseme_logits: np.ndarray, frame_rate: float) -> list[TimedPhone]:
-    """Timed phones for the runs of frames whose most likely viseme is a critical one."""
-    best = viseme_logits.argmax(axis=1)
-    edges = np.flatnonzero(np.diff(best)) + 1
-    starts, ends = np.concatenate([[0], edges]), np.concatenate([edges, [best.size]])
-    phones = []
-    for a, b in zip(starts, ends, strict=True):
-        phone = _CRITICAL.get(VISEMES[best[a]])
-        if phone and b - a >= _MIN_RUN:
-            phones.append(TimedPhone(a / frame_rate, b / frame_rate, phone))
-    return phones
+CRITICAL_VISEMES = {"PP": "p", "FF": "f", "TH": "th"}
+#: Frames (20 ms) a critical viseme must last before its closure is enforced; shorter is noise.
+MIN_CRITICAL_FRAMES = 2
 
 
 @functools.cache

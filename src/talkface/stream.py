@@ -32,7 +32,7 @@ from .coarticulation import ARTICULATORS
 from .convnet import NetState, StepNet
 from .errors import TalkfaceError
 from .features import HOP, N_MELS, WIN, log_mel, num_frames
-from .model import _CRITICAL, _MIN_RUN, _SILENCE, FaceModel
+from .model import CRITICAL_VISEMES, MIN_CRITICAL_FRAMES, SILENCE_FEATURE, FaceModel
 from .online import OnlinePost
 from .phonemes import BILABIALS, DENTALS, TARGETS, VISEMES
 from .post import FaceParams, Style
@@ -104,8 +104,8 @@ class _Closures:
     def apply(self, weights: np.ndarray, visemes: np.ndarray) -> None:
         for i, best in enumerate(visemes.argmax(axis=1)):
             self.viseme, self.run = (best, self.run + 1) if best == self.viseme else (best, 1)
-            phone = _CRITICAL.get(VISEMES[best])
-            if phone and self.run >= _MIN_RUN:
+            phone = CRITICAL_VISEMES.get(VISEMES[best])
+            if phone and self.run >= MIN_CRITICAL_FRAMES:
                 self.phone, self.since, strength = phone, 0, 1.0
             elif self.phone is not None:
                 self.since += 1
@@ -231,7 +231,7 @@ class Stream:
         mel = log_mel(self._audio, self._features_done - base, stop - base)
         self._features_done = stop
         if self.ending and self._received:
-            silence = np.full((self.engine.lookahead, N_MELS), _SILENCE, np.float32)
+            silence = np.full((self.engine.lookahead, N_MELS), SILENCE_FEATURE, np.float32)
             mel = np.concatenate([mel, silence])
         return mel
 
