@@ -73,6 +73,22 @@ def test_corpus_holds_aligned_features_targets_and_visemes(corpus):
     assert all("en-us-nyc" in v for v in held_out)
 
 
+def test_emotional_corpus_keeps_lips_right(text_dir, tmp_path):
+    config = CorpusConfig(
+        hours=10 / 3600, seed=5, shard_seconds=10, piper_share=0.0, english_share=1.0, emotion_share=1.0
+    )
+    folder = build_corpus(tmp_path / "emo", text_dir, config, workers=1, progress=False)
+    data = np.load(folder / "train-00000.npz")
+    emotion = data["emotion"].astype(float)
+    assert emotion.shape[1] == 10 and (emotion.sum(axis=1) > 0.1).mean() >= 0.5  # most are emotional
+    targets, visemes = data["targets"].astype(float), data["visemes"]
+    upper = [ARKIT_NAMES.index(n) for n in ("browInnerUp", "browDownLeft", "cheekSquintLeft", "mouthSmileLeft")]
+    assert targets[:, upper].max() > 0.2  # the face shows the emotions
+    mouth_close, jaw = targets[:, ARKIT_NAMES.index("mouthClose")], targets[:, ARKIT_NAMES.index("jawOpen")]
+    pp = visemes == VISEMES.index("PP")
+    assert (mouth_close[pp] >= jaw[pp] - 0.05).mean() > 0.8  # lips still meet on /p b m/
+
+
 def test_corpus_is_deterministic_and_resumes(corpus, text_dir, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(corpus, copy)

@@ -261,12 +261,20 @@ def _needs_training_extra() -> None:
 @click.option("--text", "text_dir", required=True, type=click.Path(file_okay=False), help="Folder of texts/zips.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
-def corpus(hours: float, out_dir: str, text_dir: str, seed: int, workers: int) -> None:
+@click.option(
+    "--emotion-share",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of utterances given a random emotion (targets and the model's emotion input).",
+)
+def corpus(hours: float, out_dir: str, text_dir: str, seed: int, workers: int, emotion_share: float) -> None:
     """Build (or resume) a synthetic training corpus: TTS speech, augmented, with face targets."""
     _needs_training_extra()
     from .train.corpus import CorpusConfig, build_corpus
 
-    click.echo(build_corpus(out_dir, text_dir, CorpusConfig(hours=hours, seed=seed), workers=workers))
+    config = CorpusConfig(hours=hours, seed=seed, emotion_share=emotion_share)
+    click.echo(build_corpus(out_dir, text_dir, config, workers=workers))
 
 
 @cli.command()

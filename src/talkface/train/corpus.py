@@ -14,7 +14,6 @@ import json
 import re
 import zipfile
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from tqdm import tqdm
 from ..animation import Animation
 from ..audio import SAMPLE_RATE
 from ..coarticulation import animate_phones
+from ..emotion import random_style
 from ..errors import TalkfaceError
 from ..features import FRAME_RATE, log_mel
 from ..files import atomic_path, write_text
@@ -49,9 +49,6 @@ VARIANTS = (
     "benjamin", "caleb", "david", "ed", "edward", "grandma", "grandpa", "linda", "max", "norbert",
     "paul", "quincy", "rob", "robert", "shelby", "steph", "travis", "victor", "zac",
 )  # fmt: skip
-#: A style hook: given a generator and the lip-sync targets, return the targets with an emotion or
-#: speaking style applied and the emotion vector the network is told about.
-StyleHook = Callable[[np.random.Generator, Animation], tuple[Animation, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -65,6 +62,7 @@ class CorpusConfig:
     piper_share: float = 0.15  # of the English utterances, when Piper is installed
     speed: tuple[float, float] = (0.85, 1.15)
     emotion_dim: int = 10
+    emotion_share: float = 0.0  # utterances given a random emotion (targets and the network's emotion input)
     held_out_accent: str = HELD_OUT_ACCENT
     languages: dict[str, str] = field(default_factory=lambda: dict(UDHR_LANGUAGES))
 
@@ -159,9 +157,16 @@ def _visemes(phones: list[TimedPhone], frames: int) -> np.ndarray:
     return out
 
 
+def emotional(rng: np.random.Generator, targets: Animation) -> tuple[Animation, np.ndarray]:
+    """The targets in a random emotional style (`emotion.random_style`: lips kept intact) and the
+    style's mean emotion weights, which the network gets as its emotion input."""
+    style = random_style(rng, targets.duration)
+    vector = style.emotion.sample(targets.times).mean(axis=0)
+    return style.apply(targets, seed=int(rng.integers(1 << 31))), vector.astype(np.float32)
+
+
 def make_utterance(rng: np.random.Generator, sentences: dict[str, list[str]], config: CorpusConfig,
-                   held_out: bool, pickers: dict[str, SentencePicker],
-                   style: StyleHook | None = None) -> dict[str, np.ndarray | str]:  # fmt: skip
+                   held_out: bool, pickers: dict[str, SentencePicker]) -> dict[str, np.ndarray | str]:  # fmt: skip
     """Features, targets, visemes and emotion vector of one augmented synthetic utterance."""
     speech, voice = _synthesize(rng, sentences, config, held_out, pickers)
     speed = rng.uniform(*config.speed)
@@ -171,8 +176,8 @@ def make_utterance(rng: np.random.Generator, sentences: dict[str, list[str]], co
     mel = log_mel(augment.augment(audio, rng))
     targets = animate_phones(phones, FRAME_RATE, duration=mel.shape[0] / FRAME_RATE)
     emotion = np.zeros(config.emotion_dim, np.float32)
-    if style is not None:
-        targets, emotion = style(rng, targets)
+    if config.emotion_share > 0 and rng.random() < config.emotion_share:  # no draw at 0: old corpora rebuild
+        targets, emotion = emotional(rng, targets)
     n = min(mel.shape[0], targets.num_frames)
     return {
         "mel": mel[:n].astype(np.float16),
@@ -183,14 +188,14 @@ def make_utterance(rng: np.random.Generator, sentences: dict[str, list[str]], co
     }
 
 
-def _build_shard(args: tuple[Path, int, bool, CorpusConfig, dict[str, list[str]], StyleHook | None]) -> float:
+def _build_shard(args: tuple[Path, int, bool, CorpusConfig, dict[str, list[str]]]) -> float:
     """Write one shard (utterances until `shard_seconds` of audio); returns its seconds."""
-    path, index, held_out, config, sentences, style = args
+    path, index, held_out, config, sentences = args
     rng = np.random.default_rng([config.seed, index, int(held_out)])
     pickers = {lang: SentencePicker(s, rng) for lang, s in sentences.items()}
     utterances, seconds = [], 0.0
     while seconds < config.shard_seconds:
-        u = make_utterance(rng, sentences, config, held_out, pickers, style)
+        u = make_utterance(rng, sentences, config, held_out, pickers)
         utterances.append(u)
         seconds += u["mel"].shape[0] / FRAME_RATE
     lengths = np.array([u["mel"].shape[0] for u in utterances])
@@ -208,7 +213,7 @@ def _build_shard(args: tuple[Path, int, bool, CorpusConfig, dict[str, list[str]]
 
 
 def build_corpus(out_dir: str | Path, text_dir: str | Path, config: CorpusConfig, workers: int = 2,
-                 style: StyleHook | None = None, progress: bool = True) -> Path:  # fmt: skip
+                 progress: bool = True) -> Path:  # fmt: skip
     """Build (or resume) a corpus in `out_dir`: train shards, validation shards of the held-out accent."""
     out = Path(out_dir)
     manifest = out / "manifest.json"
@@ -222,7 +227,7 @@ def build_corpus(out_dir: str | Path, text_dir: str | Path, config: CorpusConfig
     jobs = [(out / f"train-{i:05d}.npz", i, False) for i in range(train_shards)]
     jobs += [(out / f"val-{i:05d}.npz", i, True) for i in range(val_shards)]
     write_text(manifest, json.dumps({"config": asdict(config), "languages": sorted(sentences)}, indent=1))
-    todo = [(p, i, h, config, sentences, style) for p, i, h in jobs if not p.exists()]
+    todo = [(p, i, h, config, sentences) for p, i, h in jobs if not p.exists()]
     with tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="shard", disable=not progress) as bar:
         if workers <= 1:
             for job in todo:
