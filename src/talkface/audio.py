@@ -43,7 +43,12 @@ def load_audio(
     return _checked(np.asarray(audio), int(rate), target_rate, name)
 
 
-def _checked(audio: np.ndarray, rate: int, target_rate: int, name: str) -> np.ndarray:
+def to_mono(audio: np.ndarray, name: str = "audio") -> np.ndarray:
+    """Samples as mono float32: integers scaled to [-1, 1], channels ([samples, channels]) averaged.
+
+    Raises `TalkfaceError` for non-numeric, badly shaped or non-finite audio.
+    """
+    audio = np.asarray(audio)
     if audio.dtype.kind not in "fiu":
         raise TalkfaceError(f"{name}: audio must be numeric, got {audio.dtype}")
     if audio.dtype.kind in "iu":
@@ -53,12 +58,17 @@ def _checked(audio: np.ndarray, rate: int, target_rate: int, name: str) -> np.nd
     elif audio.ndim != 1:
         raise TalkfaceError(f"{name}: audio must be 1-D or [samples, channels]")
     audio = audio.astype(np.float32, copy=False)
+    if not np.isfinite(audio).all():
+        raise TalkfaceError(f"{name}: audio contains NaN or infinite samples")
+    return audio
+
+
+def _checked(audio: np.ndarray, rate: int, target_rate: int, name: str) -> np.ndarray:
+    audio = to_mono(audio, name)
     if rate <= 0:
         raise TalkfaceError(f"{name}: invalid sample rate {rate}")
     if audio.size == 0:
         raise TalkfaceError(f"{name}: audio is empty")
-    if not np.isfinite(audio).all():
-        raise TalkfaceError(f"{name}: audio contains NaN or infinite samples")
     if audio.size / rate > MAX_SECONDS:
         raise TalkfaceError(f"{name}: audio is longer than {MAX_SECONDS // 3600} hours")
     if float(np.abs(audio).max()) < _SILENCE_PEAK:

@@ -27,7 +27,7 @@ import soxr
 
 from . import emotion as emo
 from .animation import Animation
-from .audio import SAMPLE_RATE
+from .audio import SAMPLE_RATE, to_mono
 from .coarticulation import ARTICULATORS
 from .convnet import NetState, StepNet
 from .errors import TalkfaceError
@@ -178,7 +178,7 @@ class Stream:
             raise TalkfaceError("the stream has been flushed; start a new one")
         if sample_rate is not None and _rate(sample_rate) != self.sample_rate:
             raise TalkfaceError(f"the stream is at {self.sample_rate} Hz; a chunk at {sample_rate} Hz cannot join it")
-        audio = _mono(pcm)
+        audio = to_mono(pcm, "audio chunk")
         if self._resampler is not None:
             audio = self._resampler.resample_chunk(audio, last=False)
         self._append(audio)
@@ -297,20 +297,3 @@ def _rate(sample_rate: int) -> int:
     if not whole or not 1000 <= sample_rate <= 384000:
         raise TalkfaceError(f"sample rate must be a whole number of Hz from 1000 to 384000, got {sample_rate!r}")
     return int(sample_rate)
-
-
-def _mono(pcm: np.ndarray) -> np.ndarray:
-    """A chunk as mono float32: integers scaled to [-1, 1], channels averaged; NaN is refused."""
-    audio = np.asarray(pcm)
-    if audio.dtype.kind not in "fiu":
-        raise TalkfaceError(f"audio must be numeric, got {audio.dtype}")
-    if audio.dtype.kind in "iu":
-        audio = audio.astype(np.float32) / np.float32(np.iinfo(audio.dtype).max)
-    if audio.ndim == 2:
-        audio = audio.mean(axis=1)
-    elif audio.ndim != 1:
-        raise TalkfaceError("audio must be 1-D or [samples, channels]")
-    audio = audio.astype(np.float32, copy=False)
-    if not np.isfinite(audio).all():
-        raise TalkfaceError("audio chunk contains NaN or infinite samples")
-    return audio
