@@ -42,7 +42,7 @@ ARTICULATORS: dict[str, np.ndarray] = {
 _MOUTH_CLOSE, _JAW_OPEN = INDEX["mouthClose"], INDEX["jawOpen"]
 _REST_DOMINANCE = 1e-3  # a faint pull to rest everywhere, so frames far from any phone are neutral
 _HOLD = 0.35  # fraction of a phone, each side of its middle, over which it dominates fully
-_RELEASE = 0.03  # seconds over which an enforced articulation is released
+RELEASE = 0.03  # seconds over which an enforced articulation is released
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,14 @@ def _blend(segments: Sequence[_Segment], times: np.ndarray) -> np.ndarray:
     return out
 
 
+def critical_columns(phone: str) -> np.ndarray | None:
+    """The channels a critical articulation takes over (lips for /p b m f v/, tongue for /th dh/),
+    or None for a phone whose articulation is not enforced."""
+    if phone in BILABIALS or phone in LABIODENTALS:
+        return ARTICULATORS["lips"]
+    return ARTICULATORS["tongue"] if phone in DENTALS else None
+
+
 def enforce(weights: np.ndarray, phones: Sequence[TimedPhone], fps: float) -> None:
     """Make the critical articulations of `phones` (lip closure on /p b m/, lip-to-teeth on /f v/,
     tongue on /th dh/) reach their target in ARKit `weights` [frames, 52] at `fps`, in place.
@@ -134,17 +142,14 @@ def enforce(weights: np.ndarray, phones: Sequence[TimedPhone], fps: float) -> No
     """
     times = np.arange(weights.shape[0]) / fps
     for s in _segments(phones):
-        if s.phone in BILABIALS or s.phone in LABIODENTALS:
-            cols = ARTICULATORS["lips"]
-        elif s.phone in DENTALS:
-            cols = ARTICULATORS["tongue"]
-        else:
+        cols = critical_columns(s.phone)
+        if cols is None:
             continue
         mid = 0.5 * (s.start + s.end)
         # at least the frame nearest the middle is held, however short the phone
         hold = max(0.3 * (s.end - s.start), 0.5 / fps + 1e-6)
-        win = _frame_range(times, mid - hold - _RELEASE, mid + hold + _RELEASE)
-        ramp = np.clip((np.abs(times[win] - mid) - hold) / _RELEASE, 0.0, 1.0)
+        win = _frame_range(times, mid - hold - RELEASE, mid + hold + RELEASE)
+        ramp = np.clip((np.abs(times[win] - mid) - hold) / RELEASE, 0.0, 1.0)
         weight = (0.5 + 0.5 * np.cos(np.pi * ramp))[:, None]  # 1 inside the hold, eased to 0
         target = np.broadcast_to(s.target, (weight.shape[0], s.target.size)).copy()
         if s.phone in BILABIALS:

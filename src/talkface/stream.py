@@ -28,17 +28,16 @@ import soxr
 from . import emotion as emo
 from .animation import Animation
 from .audio import SAMPLE_RATE, to_mono
-from .coarticulation import ARTICULATORS
+from .coarticulation import RELEASE, critical_columns
 from .convnet import NetState, StepNet
 from .errors import TalkfaceError
 from .features import HOP, N_MELS, WIN, log_mel, num_frames
 from .model import CRITICAL_VISEMES, MIN_CRITICAL_FRAMES, SILENCE_FEATURE, FaceModel
 from .online import OnlinePost
-from .phonemes import BILABIALS, DENTALS, TARGETS, VISEMES
+from .phonemes import BILABIALS, TARGETS, VISEMES
 from .post import FaceParams, Style
 from .rig import ARKIT_NAMES, INDEX
 
-_RELEASE = 0.03  # seconds over which an enforced closure is let go
 _PIECE = 60 * SAMPLE_RATE  # longest audio handled in one step (bounded memory for long files)
 _CLOSE, _JAW_OPEN = INDEX["mouthClose"], INDEX["jawOpen"]
 
@@ -109,14 +108,14 @@ class _Closures:
                 self.phone, self.since, strength = phone, 0, 1.0
             elif self.phone is not None:
                 self.since += 1
-                ramp = self.since / (_RELEASE * self.rate)
+                ramp = self.since / (RELEASE * self.rate)
                 if ramp >= 1:
                     self.phone = None
                     continue
                 strength = 0.5 + 0.5 * math.cos(math.pi * ramp)
             else:
                 continue
-            cols = ARTICULATORS["tongue" if self.phone in DENTALS else "lips"]
+            cols = critical_columns(self.phone)
             target = TARGETS[self.phone].copy()
             if self.phone in BILABIALS:  # the lips meet however open the jaw is
                 target[_CLOSE] = max(target[_CLOSE], weights[i, _JAW_OPEN])
