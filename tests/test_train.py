@@ -143,6 +143,17 @@ def test_bad_config_is_refused(tmp_path):
         TrainConfig.load(path)
 
 
+def test_a_checkpoint_exports_to_a_model_the_runtime_loads(trained, tmp_path):
+    from talkface.train.export_onnx import export_checkpoint
+
+    path = export_checkpoint(trained.parent / "checkpoint.pt", tmp_path / "mid.onnx")
+    assert json.loads(path.with_suffix(".json").read_text())["trained_steps"] == 60
+    face = runtime.FaceModel(path)
+    mel = np.zeros((20 + face.lookahead, 80), np.float32)
+    weights, visemes = face.run_features(mel)
+    assert weights.shape == (20, 52) and visemes.shape == (20, len(VISEMES))
+
+
 def test_animator_uses_the_model_without_a_transcript(trained):
     wav = ROOT / "tests" / "data" / "arctic_a0009.wav"
     anim = Animator(fps=25, model=str(trained)).animate(wav)

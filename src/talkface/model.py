@@ -60,11 +60,6 @@ class FaceModel:
         self.receptive_field = int(self.meta["receptive_field"])
         self.emotion_dim = int(self.meta["emotion_dim"])
 
-    @property
-    def latency(self) -> float:
-        """Algorithmic look-ahead in seconds (the model sees this much future audio)."""
-        return self.lookahead / self.frame_rate
-
     def _emotion(self, emotion: np.ndarray | None) -> np.ndarray:
         if emotion is None:
             return np.zeros((1, self.emotion_dim), np.float32)
