@@ -19,6 +19,8 @@ N_FFT = 512
 FMIN, FMAX = 40.0, 7600.0
 FRAME_RATE = SAMPLE_RATE / HOP  # 100 feature frames per second
 _FLOOR = 1e-5
+#: The log-mel value of digital silence: what pads audio beyond either end.
+SILENCE = float(np.log(_FLOOR))
 
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:

@@ -21,8 +21,6 @@ from .rig import ARKIT_NAMES
 
 #: The model that ships inside the package.
 DEFAULT_MODEL = "talkface-default.onnx"
-#: The log-mel value of digital silence: what pads the look-ahead at the end of the audio.
-SILENCE_FEATURE = float(np.log(1e-5))
 
 
 def default_model_path() -> Path:

@@ -31,8 +31,8 @@ from .audio import SAMPLE_RATE, to_mono
 from .coarticulation import RELEASE, critical_columns
 from .convnet import NetState, StepNet
 from .errors import TalkfaceError
-from .features import HOP, N_MELS, WIN, log_mel, num_frames
-from .model import CRITICAL_VISEMES, MIN_CRITICAL_FRAMES, SILENCE_FEATURE, FaceModel
+from .features import HOP, N_MELS, SILENCE, WIN, log_mel, num_frames
+from .model import CRITICAL_VISEMES, MIN_CRITICAL_FRAMES, FaceModel
 from .online import OnlinePost
 from .phonemes import BILABIALS, TARGETS, VISEMES
 from .post import FaceParams, Style
@@ -230,7 +230,7 @@ class Stream:
         mel = log_mel(self._audio, self._features_done - base, stop - base)
         self._features_done = stop
         if self.ending and self._received:
-            silence = np.full((self.engine.lookahead, N_MELS), SILENCE_FEATURE, np.float32)
+            silence = np.full((self.engine.lookahead, N_MELS), SILENCE, np.float32)
             mel = np.concatenate([mel, silence])
         return mel
 

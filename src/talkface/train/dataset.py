@@ -16,7 +16,7 @@ import numpy as np
 from ..animation import Animation
 from ..audio import load_audio
 from ..errors import TalkfaceError
-from ..features import FRAME_RATE, N_MELS, log_mel
+from ..features import FRAME_RATE, N_MELS, SILENCE, log_mel
 from ..rig import ARKIT_NAMES, INDEX, LEFT_RIGHT_PAIRS
 from ..solve import solve
 
@@ -158,7 +158,7 @@ def batch(frames: Frames, rng: np.random.Generator, size: int, crop: int,
     mel = np.empty((size, crop, N_MELS), np.float32)
     targets = np.zeros((size, crop, frames.targets.shape[1]), np.float32)
     visemes = np.zeros((size, crop), np.int64)
-    mel[:] = frames.mel.min()
+    mel[:] = SILENCE  # crops past an utterance's end hear digital silence
     for b, u in enumerate(utts):
         length = int(frames.lengths[u])
         offset = int(rng.integers(0, max(1, length - crop + 1)))
