@@ -8,7 +8,8 @@ receive binary frames at 30 fps, and reports:
   completed the audio frame k needs (k / fps + the stream's latency) to the frame's arrival;
   p50 / p99 / max over all frames (a stream "keeps up" while its p99 is under 50 ms);
 - end-to-end latency from a sample's capture (its send time) to the frame at that time;
-- server memory (RSS) idle, with the streams, and per stream; CPU of the server;
+- memory (RSS) of the server and its model workers idle, with the streams, and per stream; CPU
+  cores used by the server and its workers, and by this client;
 - with --soak: RSS every 10 s over the run, and its growth from the first to the last minute.
 
     python benchmarks/stream_load.py --streams 60 --seconds 30
@@ -46,16 +47,27 @@ def speech(seconds: float) -> np.ndarray:
     return (np.tile(unit, reps)[: int(seconds * 16000)] * 30000).astype("<i2")
 
 
+def family(pid: int) -> list[int]:
+    """The server and its model workers."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *map(int, children)]
+
+
 def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    total = 0
+    for p in family(pid):
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in family(pid):
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 async def one_stream(url: str, pcm: np.ndarray, delay: float, out: dict) -> None:
@@ -102,7 +114,8 @@ async def main(args: argparse.Namespace) -> dict:
     port = free_port()
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "talkface.cli", "serve", "--port", str(port), "--max-streams", "1000"],
+        [sys.executable, "-m", "talkface.cli", "serve", "--port", str(port), "--max-streams", "1000",
+         *(["--workers", str(args.workers)] if args.workers else [])],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -118,7 +131,7 @@ async def main(args: argparse.Namespace) -> dict:
         idle = rss_kib(server.pid)
         pcm = speech(args.seconds)
         results = [dict() for _ in range(args.streams)]
-        cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
+        cpu0, t0, client0 = cpu_seconds(server.pid), time.monotonic(), time.process_time()
         samples: list[tuple[float, int]] = []
 
         async def sampler() -> None:
@@ -129,7 +142,7 @@ async def main(args: argparse.Namespace) -> dict:
         watch = asyncio.create_task(sampler())
         await asyncio.gather(*(one_stream(url, pcm, i * 0.02 % 1.0, results[i]) for i in range(args.streams)))
         watch.cancel()
-        wall, cpu = time.monotonic() - t0, cpu_seconds(server.pid) - cpu0
+        wall, cpu, client = time.monotonic() - t0, cpu_seconds(server.pid) - cpu0, time.process_time() - client0
     finally:
         server.terminate()
         server.wait(10)
@@ -147,6 +160,7 @@ async def main(args: argparse.Namespace) -> dict:
         "server_rss_mib": {"idle": round(idle / 1024, 1), "peak": round(peak / 1024, 1),
                            "per_stream": round((peak - idle) / 1024 / args.streams, 2)},
         "server_cpu_cores": round(cpu / wall, 2),
+        "client_cpu_cores": round(client / wall, 2),
     }  # fmt: skip
     if args.soak and len(samples) >= 12:
         first = np.mean([k for t, k in samples if t < 60 + samples[0][0]])
@@ -164,5 +178,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--streams", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=30.0, help="audio per stream (real time)")
+    parser.add_argument("--workers", type=int, help="the server's model workers (default: one per core)")
     parser.add_argument("--soak", action="store_true", help="sample memory every 10 s and report its growth")
     print(json.dumps(asyncio.run(main(parser.parse_args())), indent=1))

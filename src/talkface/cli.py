@@ -136,6 +136,7 @@ def animate(
               help="Longest file POST /v1/animate takes.")  # fmt: skip
 @click.option("--idle-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
               help="Seconds a stream may send nothing before it is closed.")  # fmt: skip
+@click.option("--workers", type=click.IntRange(min=1), help="Model worker processes  [default: one per CPU core]")
 def serve(**options: Any) -> None:
     """Serve animation over HTTP (POST /v1/animate) and WebSocket (/v1/stream); see /openapi.json."""
     from .livelink import parse_address

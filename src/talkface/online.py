@@ -44,6 +44,8 @@ _SPEECH_DB = 35.0
 _PEAK_DECAY = 0.01  # dB per grid frame (1 dB/s) of the loudness reference
 _FLOOR_DB = -60.0  # the reference never falls below this (dBFS)
 _MOUTH = np.array([INDEX[n] for n in emo.LIP_SHAPES if n != "cheekPuff"])
+_WINDOW = np.hanning(2 * _HALF)
+_QUIET = 10 ** (-99.0 / 20)  # the loudness of a grid frame not measured (or forgotten)
 _SMOOTH = {"lower": post._idx([*post._LOWER, "tongueOut"]), "upper": post._idx(post._SMOOTH_UPPER)}
 Samples = Callable[[int, int], np.ndarray]  # (start, stop) absolute 16 kHz sample indices → audio
 
@@ -54,7 +56,7 @@ def _measure(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     frames -= frames.mean(axis=1, keepdims=True)
     level = 20 * np.log10(np.sqrt((frames**2).mean(axis=1)) + 1e-9)
     win = frames.shape[1]
-    spec = np.fft.rfft(frames * np.hanning(win), n=2 * win)
+    spec = np.fft.rfft(frames * _WINDOW, n=2 * win)
     ac = np.fft.irfft(np.abs(spec) ** 2)[:, :win]
     ac /= np.maximum(ac[:, :1], 1e-12)
     lo, hi = int(SAMPLE_RATE / _F0_MAX), int(SAMPLE_RATE / _F0_MIN)
@@ -71,6 +73,7 @@ class OnlineProsody:
     def __init__(self) -> None:
         self.next = 0  # first grid frame not measured yet
         self.rel: dict[int, float] = {}  # dB relative to the loud reference
+        self.energy: dict[int, float] = {}  # the same as linear amplitude
         self.active: dict[int, bool] = {}
         self.pitch: dict[int, float] = {}  # semitones around the running mean, nan if unvoiced
         self.ref = -45.0
@@ -91,6 +94,7 @@ class OnlineProsody:
                 self.ref = max(float(level), self.ref - _PEAK_DECAY, _FLOOR_DB)
                 active = level > self.ref - _SPEECH_DB
                 self.rel[j], self.active[j] = float(level - self.ref), bool(active)
+                self.energy[j] = 10 ** (self.rel[j] / 20)
                 semitones = math.nan
                 if f0 > 0 and active:
                     self.voiced += 1
@@ -104,12 +108,13 @@ class OnlineProsody:
             if accent is not None:
                 accents.append(accent)
         self.checked = max(self.checked, upto - AHEAD + 1)
-        for old in [k for k in self.rel if k < upto - 60]:
-            del self.rel[old], self.active[old], self.pitch[old]
+        if len(self.rel) > 200:  # forget what no later frame looks at
+            for old in [k for k in self.rel if k < upto - 60]:
+                del self.rel[old], self.active[old], self.pitch[old], self.energy[old]
         return accents
 
     def _energy(self, j: int) -> float:
-        return float(np.mean([10 ** (self.rel.get(k, -99.0) / 20) for k in range(j - 5, j + 6)]))
+        return sum(self.energy.get(k, _QUIET) for k in range(j - 5, j + 6)) / 11
 
     def _peak(self, j: int) -> tuple[float, float] | None:
         """A syllable nucleus at grid frame j: a loudness peak in speech, 120 ms after the last."""

@@ -1,4 +1,4 @@
-"""The animation server: aiohttp, one event loop for the sockets, one worker thread for the model.
+"""The animation server: aiohttp, one event loop for the sockets, worker processes for the model.
 
 WebSocket protocol (``/v1/stream``), all optional settings in the query string or a first
 ``{"type": "start", ...}`` message: ``sample_rate`` (default 16000), ``format`` ("s16" little-endian
@@ -21,8 +21,10 @@ message gets ``{"type": "error"}`` and the stream goes on; an idle client is clo
 kept to 256 KB); a client that sends faster than real time is simply not read until its audio is
 processed, so no stream holds more than `max_pending_seconds` of unprocessed audio.
 
-All streams with new audio are advanced together in one batched model step per tick, in a worker
-thread; the ticks follow the audio (a tick starts as soon as the last one ends and audio waits).
+Each stream is given to one of the model worker processes (`workers`, one per CPU core by
+default), the least busy; a worker advances all of its streams with new audio in one batched model
+step per tick, and the ticks follow the audio (a tick starts as soon as the last one ends and
+audio waits). A worker that dies takes its streams with it (closed with 1011) and is restarted.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import io
 import itertools
 import json
 import math
+import os
 import socket
 import struct
 import tempfile
@@ -56,9 +59,10 @@ from ..emotion import parse_emotions
 from ..errors import TalkfaceError
 from ..livelink import LiveLinkSender
 from ..post import FaceParams, Style, parse_assignments
-from ..stream import Engine, Stream, advance
+from ..stream import Engine, Stream
 from .metrics import Metrics
 from .openapi import spec
+from .workers import Item, Result, Worker, new_session
 
 _EXTENSION = {"csv": ".csv", "json": ".json", "npz": ".npz", "rhubarb-tsv": ".tsv", "rhubarb-json": ".json",
               "rhubarb-xml": ".xml", "rhubarb-dat": ".dat", "glb": ".glb", "gltf-anim": ".glb",
@@ -91,17 +95,19 @@ class ServerConfig:
     send_buffer_seconds: float = 5.0
     max_pending_seconds: float = 10.0
     animate_jobs: int = 2
+    workers: int | None = None  # model worker processes (None: one per CPU core)
 
 
 class _Conn:
     """One WebSocket stream: its session, the work waiting for the model, the frames waiting to go out."""
 
-    def __init__(self, ident: int, ws: web.WebSocketResponse, session: Stream, settings: dict[str, Any]) -> None:
-        self.id, self.ws, self.session = ident, ws, session
+    def __init__(self, ident: int, ws: web.WebSocketResponse, worker: Worker, settings: dict[str, Any]) -> None:
+        self.id, self.ws, self.worker = ident, ws, worker
+        self.latency = 0.0  # the session's algorithmic latency (s), from the "ready" message
         self.binary = settings["output"] == "binary"
         self.sample_rate, self.dtype = settings["sample_rate"], _SAMPLE[settings["format"]]
         self.subject = settings["subject"]
-        self.pending: list[tuple[Any, ...]] = []
+        self.pending: list[Item] = [("start", settings)]
         self.pending_samples = 0.0  # unprocessed audio, in 16 kHz samples
         self.received = 0.0  # 16 kHz samples so far
         self.arrivals: deque[tuple[float, float]] = deque()  # (received after a chunk, when it came)
@@ -110,9 +116,9 @@ class _Conn:
         self.queued_frames = 0
         self.wake_sender = asyncio.Event()
         self.finished = asyncio.Event()  # the flush's frames are out
+        self.ended = False  # the session has flushed
         self.closed = False
-        self.error: str | None = None
-        self.frames = 0
+        self.frames = 0  # frames made so far (the next one's number)
         self.livelink: LiveLinkSender | None = None
         self.transport = None  # set once the WebSocket is up
 
@@ -122,7 +128,7 @@ class _Conn:
 
 
 class Server:
-    """The state behind the routes: the model engine, the live streams, the batching loop."""
+    """The state behind the routes: the model engine, the live streams, the workers' batching loops."""
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
@@ -131,71 +137,68 @@ class Server:
         self.metrics = Metrics()
         self.conns: dict[int, _Conn] = {}
         self.ids = itertools.count(1)
-        self.wake = asyncio.Event()
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="talkface-model")
+        self.workers: list[Worker] = []
+        self.dropped: dict[Worker, list[int]] = {}  # streams whose clients left, for their worker to forget
+        self.threads: ThreadPoolExecutor | None = None  # waits on the workers' pipes
         self.jobs = asyncio.Semaphore(config.animate_jobs)
         self.waiting_jobs = 0
-        self.task: asyncio.Task | None = None
+        self.tasks: list[asyncio.Task] = []
 
-    # --- the batching loop ---
+    # --- the batching loops, one per worker ---
 
-    async def run(self) -> None:
+    async def run(self, worker: Worker) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            await self.wake.wait()
-            self.wake.clear()
-            work = [(c, c.pending) for c in self.conns.values() if c.pending and not c.closed]
-            for c, _ in work:
+            await worker.wake.wait()
+            worker.wake.clear()
+            mine = [c for c in self.conns.values() if c.worker is worker and c.pending and not c.closed]
+            work = [(c.id, c.pending) for c in mine] + [(sid, [("drop",)]) for sid in self.dropped[worker]]
+            self.dropped[worker] = []
+            for c in mine:
                 c.pending = []
             if not work:
                 continue
             started = time.perf_counter()
-            results = await loop.run_in_executor(self.pool, self._tick, work)
+            try:
+                results = await loop.run_in_executor(self.threads, worker.step, work)
+            except (EOFError, OSError):  # the worker died: its streams are gone
+                self.metrics.count("talkface_worker_restarts_total")
+                for c in self.conns.values():
+                    if c.worker is worker and not c.closed:
+                        self._close_later(c, 1011, "the model worker of this stream failed")
+                await loop.run_in_executor(self.threads, worker.restart)
+                continue
             self.metrics.observe("talkface_tick_seconds", time.perf_counter() - started)
             now = time.monotonic()
-            for c, anim in results:
-                self._deliver(c, anim, now)
+            for c in mine:
+                c.pending_samples = sum(
+                    len(i[1]) * SAMPLE_RATE / c.sample_rate for i in c.pending if i[0] == "audio"
+                )
+                c.drained.set()
+            for result in results:
+                c = self.conns.get(result.stream)
+                if c is not None:
+                    self._deliver(c, result, now)
 
-    def _tick(self, work: list[tuple[_Conn, list[tuple[Any, ...]]]]) -> list[tuple[_Conn, Animation | None]]:
-        """In the worker thread: apply each stream's chunks and controls, then one batched model step."""
-        going, ending, failed = [], [], []
-        early: dict[int, list[Animation]] = {}  # frames made before a control message took effect
-        for c, items in work:
-            try:
-                for item in items:
-                    if item[0] == "audio":
-                        c.session.write(item[1], c.sample_rate)
-                    elif item[0] in ("emotion", "face"):  # from the audio sent before it on: catch up first
-                        early.setdefault(c.id, []).append(advance(self.engine, [c.session])[0])
-                        (c.session.set_emotion if item[0] == "emotion" else c.session.set_face)(item[1])
-                (ending if items[-1][0] == "end" else going).append(c)
-            except TalkfaceError as e:
-                c.error = str(e)
-                failed.append((c, None))
-        out: list[tuple[_Conn, Animation | None]] = failed
-        if going:
-            out += zip(going, advance(self.engine, [c.session for c in going]), strict=True)
-        out += [(c, c.session.flush()) for c in ending]
-        return [(c, a if a is None or c.id not in early else Animation.join([*early[c.id], a])) for c, a in out]
-
-    def _deliver(self, c: _Conn, anim: Animation | None, now: float) -> None:
+    def _deliver(self, c: _Conn, result: Result, now: float) -> None:
         """Frames (or an error) from a tick to a stream's outbox; latency and backpressure bookkeeping."""
-        c.pending_samples = sum(len(i[1]) * SAMPLE_RATE / c.sample_rate for i in c.pending if i[0] == "audio")
-        c.drained.set()
         if c.closed:
             return
+        anim = result.frames
         if anim is None:
             self.metrics.count("talkface_stream_errors_total", kind="bad_audio")
-            self._close_later(c, 1007, c.error or "bad audio")
+            self._close_later(c, 1007, result.error or "bad audio")
             return
+        c.ended = result.ended
         if anim.num_frames:
-            self._latencies(c, anim, now)
+            first = c.frames
+            c.frames += anim.num_frames
+            self._latencies(c, anim, first, now)
             if c.livelink is not None:
                 c.livelink.send(anim)
-            message = self._encode(c, anim)
+            message = self._encode(c, anim, first)
             c.outbox.append((message, anim.num_frames))
             c.queued_frames += anim.num_frames
-            c.frames += anim.num_frames
             self.metrics.count("talkface_frames_total", anim.num_frames)
             c.wake_sender.set()
             # frames waiting in the outbox and in the socket's user-space buffer: a burst of up to
@@ -205,23 +208,21 @@ class Server:
                 self.metrics.count("talkface_stream_errors_total", kind="slow_client")
                 self._close_later(c, 1008, "client too slow: it does not read its frames")
                 return
-        if c.session.closed:
+        if c.ended:
             c.outbox.append((json.dumps({"type": "end", "frames": c.frames}), 0))
             c.wake_sender.set()
             c.finished.set()
 
-    def _latencies(self, c: _Conn, anim: Animation, now: float) -> None:
+    def _latencies(self, c: _Conn, anim: Animation, first: int, now: float) -> None:
         """Seconds from the arrival of the audio that made each frame final to its hand-over to the socket."""
-        first = c.session.frames_out - anim.num_frames
-        for k in range(first, c.session.frames_out):
-            need = (k / anim.fps + c.session.latency) * SAMPLE_RATE
+        for k in range(first, first + anim.num_frames):
+            need = (k / anim.fps + c.latency) * SAMPLE_RATE
             while len(c.arrivals) > 1 and c.arrivals[1][0] <= need:
                 c.arrivals.popleft()
-            if not c.session.closed and c.arrivals and c.arrivals[0][0] >= need - 1:
+            if not c.ended and c.arrivals and c.arrivals[0][0] >= need - 1:
                 self.metrics.observe("talkface_frame_latency_seconds", now - c.arrivals[0][1])
 
-    def _encode(self, c: _Conn, anim: Animation) -> str | bytes:
-        first = c.session.frames_out - anim.num_frames
+    def _encode(self, c: _Conn, anim: Animation, first: int) -> str | bytes:
         if c.binary:
             head = _BINARY_HEADER.pack(b"TFF1", first, anim.num_frames, len(anim.names), anim.fps)
             return head + anim.weights.astype("<f4").tobytes()
@@ -244,14 +245,16 @@ class Server:
             raise _json_error(web.HTTPServiceUnavailable, f"too many streams (at most {self.config.max_streams})")
         try:
             settings = _stream_settings(dict(request.query), self.config.fps)
-            session = self._session(settings)
+            probe = new_session(self.engine, settings)  # checks what only a session can
         except TalkfaceError as e:
             raise _json_error(web.HTTPBadRequest, str(e)) from None
         ws = web.WebSocketResponse(max_msg_size=self.config.max_message_bytes, timeout=5.0, heartbeat=None)
         if not ws.can_prepare(request).ok:
             raise _json_error(web.HTTPBadRequest, "this endpoint speaks WebSocket: send an Upgrade request")
         await ws.prepare(request)
-        c = _Conn(next(self.ids), ws, session, settings)
+        worker = min(self.workers, key=lambda w: w.streams)
+        c = _Conn(next(self.ids), ws, worker, settings)
+        worker.streams += 1
         c.transport = request.transport
         sock = request.transport.get_extra_info("socket") if request.transport is not None else None
         if sock is not None:  # bound the kernel's share too (it would grow to 4 MB for a client that never reads)
@@ -260,11 +263,15 @@ class Server:
         self.metrics.count("talkface_streams_total")
         sender = asyncio.get_running_loop().create_task(self._send_loop(c))
         try:
-            await self._ready(c, settings)
+            await self._ready(c, settings, probe)
             await self._receive_loop(c)
         finally:
             c.closed = True
             self.conns.pop(c.id, None)
+            worker.streams -= 1
+            if not c.ended:  # the worker still holds the session
+                self.dropped[worker].append(c.id)
+                worker.wake.set()
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
@@ -274,17 +281,14 @@ class Server:
                 await _close(c, 1000, "")
         return ws
 
-    def _session(self, settings: dict[str, Any]) -> Stream:
-        style = Style(emotion=settings["emotion"], face=settings["face"], seed=settings["seed"])
-        return Stream(self.engine, settings["fps"], style, settings["sample_rate"])
-
-    async def _ready(self, c: _Conn, settings: dict[str, Any]) -> None:
+    async def _ready(self, c: _Conn, settings: dict[str, Any], probe: Stream) -> None:
+        """Tell the client the stream's settings; `probe` is a session like the worker's."""
         if self.config.livelink:
             subject = settings["subject"] or f"talkface-{c.id}"
             c.livelink = LiveLinkSender(self.config.livelink, subject, settings["fps"])
-        names = self._session(settings)._post_names()
+        c.latency, names = probe.latency, probe._post_names()
         await c.ws.send_str(json.dumps({
-            "type": "ready", "id": c.id, "fps": settings["fps"], "latency": round(c.session.latency, 4),
+            "type": "ready", "id": c.id, "fps": settings["fps"], "latency": round(c.latency, 4),
             "sample_rate": c.sample_rate, "format": settings["format"], "output": settings["output"], "names": names,
         }))  # fmt: skip
 
@@ -330,7 +334,7 @@ class Server:
         c.arrivals.append((c.received, time.monotonic()))
         c.pending.append(("audio", pcm))
         self.metrics.count("talkface_audio_seconds_total", samples / SAMPLE_RATE)
-        self.wake.set()
+        c.worker.wake.set()
         return True
 
     async def _control(self, c: _Conn, text: str, started: bool) -> bool:
@@ -344,12 +348,13 @@ class Server:
                 if started:
                     raise TalkfaceError('"start" must come before any audio')
                 settings = _stream_settings({k: v for k, v in message.items() if k != "type"}, self.config.fps)
-                c.session = self._session(settings)
+                probe = new_session(self.engine, settings)
+                c.pending.append(("start", settings))
                 c.binary, c.subject = settings["output"] == "binary", settings["subject"]
                 c.sample_rate, c.dtype = settings["sample_rate"], _SAMPLE[settings["format"]]
                 if c.livelink is not None:
                     c.livelink.close()
-                await self._ready(c, settings)
+                await self._ready(c, settings, probe)
                 return False
             if kind == "emotion":
                 c.pending.append(("emotion", parse_emotions(_text(message.get("emotion", ""), "emotion"))))
@@ -357,7 +362,7 @@ class Server:
                 c.pending.append(("face", _face(message.get("face"))))
             elif kind == "end":
                 c.pending.append(("end",))
-                self.wake.set()
+                c.worker.wake.set()
                 return True
             else:
                 raise TalkfaceError(f"unknown message type {kind!r}; use start, emotion, face or end")
@@ -424,7 +429,7 @@ class Server:
         if text is not None:
             anim = Animator(settings["fps"], style=style).animate(pcm, text=text, sample_rate=SAMPLE_RATE)
         else:  # offline is streaming with the whole clip in one chunk
-            session = Stream(self.engine, settings["fps"], style)  # the net's weights are read-only: thread-safe
+            session = Stream(self.engine, settings["fps"], style)
             anim = Animation.join([session.push(pcm), session.flush()])
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"animation{_EXTENSION[fmt]}"
@@ -455,7 +460,14 @@ class Server:
     # --- lifecycle ---
 
     async def start(self, app: web.Application) -> None:
-        self.task = asyncio.get_running_loop().create_task(self.run())
+        """Start the model workers (in parallel) and their batching loops."""
+        count = self.config.workers or len(os.sched_getaffinity(0))
+        self.workers = [Worker(self.config.model) for _ in range(count)]
+        self.dropped = {w: [] for w in self.workers}
+        self.threads = ThreadPoolExecutor(count, thread_name_prefix="talkface-worker")
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(self.threads, w.ready) for w in self.workers))
+        self.tasks = [loop.create_task(self.run(w)) for w in self.workers]
 
     async def shutdown(self, app: web.Application) -> None:
         """Close every stream with 1001 (going away) after sending the frames it has."""
@@ -465,11 +477,14 @@ class Server:
             await _close(c, 1001, "server shutting down")
 
     async def cleanup(self, app: web.Application) -> None:
-        if self.task is not None:
-            self.task.cancel()
+        for task in self.tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-        self.pool.shutdown(wait=True)
+                await task
+        if self.threads is not None:
+            self.threads.shutdown(wait=True)
+        for worker in self.workers:
+            worker.stop()
 
 
 def _json_error(
