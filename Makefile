@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := espeak-ng libespeak-ng1 pocketsphinx-testdata libegl1 libegl-mesa0 libgl1-mesa-dri chromium libportaudio2
+APT_PACKAGES := espeak-ng libespeak-ng1 flite festival festvox-kallpc16k festvox-kdlpc16k festlex-cmu pocketsphinx-testdata libegl1 libegl-mesa0 libgl1-mesa-dri chromium libportaudio2
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint install system-deps clean head viewer-bundle

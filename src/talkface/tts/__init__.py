@@ -6,6 +6,7 @@ audio exactly, with no recogniser in between.
 
 from __future__ import annotations
 
+import wave
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -13,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import TalkfaceError
-from ..phonemes import SILENCE, TimedPhone, ipa_to_arpabet, merge_silences
+from ..phonemes import SILENCE, TimedPhone, ipa_to_arpabet, merge_silences, normalize
 
 DEFAULT_VOICE = "espeak:en-us"
 NOTHING_TO_SAY = "text is empty or has nothing to pronounce"
@@ -33,7 +34,7 @@ class VoiceInfo:
     """An installed voice: `name` is what `load_voice` takes, e.g. "espeak:de" or "piper:joe"."""
 
     name: str
-    engine: str  # "espeak" | "piper"
+    engine: str  # "espeak" | "piper" | "flite" | "festival"
     language: str  # e.g. "en-us"
     description: str
 
@@ -109,3 +110,39 @@ def build_speech(audio: np.ndarray, sample_rate: int, segments: Sequence[tuple[i
     if all(p.phone == SILENCE for p in phones):
         raise TalkfaceError(NOTHING_TO_SAY)
     return Speech(np.clip(audio, -1.0, 1.0).astype(np.float32), sample_rate, phones)
+
+
+def speech_from_ends(
+    audio: np.ndarray, sample_rate: int, ends: Sequence[tuple[float, str]], shift: float = 0.0
+) -> Speech:
+    """`Speech` from ARPAbet-style phones given by their end times in seconds, in order (flite, Festival).
+
+    Each phone starts where the one before ends, the first at 0; the last one is stretched or cut
+    to the end of the audio. `shift` (seconds) moves every boundary between two phones, to correct
+    an engine whose labels are early or late. Raises `TalkfaceError` for a phone name that is not
+    ARPAbet or a known alias, or if no phone is spoken.
+    """
+    duration = len(audio) / sample_rate
+    timed: list[TimedPhone] = []
+    start = 0.0
+    for k, (end, name) in enumerate(ends):
+        try:
+            phone = normalize(name)
+        except KeyError:
+            raise TalkfaceError(f"unknown phone {name!r} from the TTS engine") from None
+        end = duration if k == len(ends) - 1 else min(max(end + shift, start), duration)
+        timed.append(TimedPhone(start, end, phone))
+        start = end
+    phones = merge_silences(timed)
+    if all(p.phone == SILENCE for p in phones):
+        raise TalkfaceError(NOTHING_TO_SAY)
+    return Speech(np.clip(audio, -1.0, 1.0).astype(np.float32), sample_rate, phones)
+
+
+def read_wav(path: str) -> tuple[np.ndarray, int]:
+    """Float32 samples and sample rate of a 16-bit mono RIFF file, as flite and Festival write them."""
+    with wave.open(path, "rb") as w:
+        if w.getsampwidth() != 2 or w.getnchannels() != 1:
+            raise TalkfaceError(f"{path}: expected 16-bit mono audio")
+        data = w.readframes(w.getnframes())
+        return np.frombuffer(data, "<i2").astype(np.float32) / 32768.0, w.getframerate()
