@@ -19,6 +19,7 @@ from talkface.rig import ARKIT_NAMES
 from talkface.train import augment
 from talkface.train.corpus import CorpusConfig, build_corpus, read_sentences
 from talkface.train.loop import TrainConfig, train
+from talkface.tts import festival, flite
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = (
@@ -26,7 +27,9 @@ TEXT = (
     "Few of the violins survived the flood in the old museum. She pushed the boat out over the water. "
     "Please bring both bottles back before noon tomorrow. The wind moved the tall wheat in waves."
 )
-CONFIG = CorpusConfig(hours=20 / 3600, seed=3, shard_seconds=10, piper_share=0.0, english_share=1.0)
+CONFIG = CorpusConfig(
+    hours=20 / 3600, seed=3, shard_seconds=10, piper_share=0.0, english_share=1.0, flite_share=0.0, festival_share=0.0
+)
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +74,21 @@ def test_corpus_holds_aligned_features_targets_and_visemes(corpus):
     assert all(v.startswith("espeak:en") and "nyc" not in v for v in voices)
     held_out = {str(v) for v in np.load(corpus / "val-00000.npz")["voices"]}
     assert all("en-us-nyc" in v for v in held_out)
+
+
+def test_corpus_speaks_with_flite_and_festival_voices(text_dir, tmp_path, monkeypatch, caplog):
+    config = CorpusConfig(hours=20 / 3600, seed=6, shard_seconds=20, piper_share=0.0, english_share=1.0,
+                          flite_share=0.5, festival_share=0.5)  # fmt: skip
+    folder = build_corpus(tmp_path / "voices", text_dir, config, workers=1, progress=False)
+    voices = {str(v).split(":")[0] for v in np.load(folder / "train-00000.npz")["voices"]}
+    assert voices == {"flite", "festival"}
+    assert all("en-us-nyc" in str(v) for v in np.load(folder / "val-00000.npz")["voices"])  # held out stays espeak
+    # without the programs, their share goes to espeak-ng, with a warning
+    monkeypatch.setattr(flite, "installed", lambda: False)
+    monkeypatch.setattr(festival, "installed", lambda: False)
+    folder = build_corpus(tmp_path / "without", text_dir, config, workers=1, progress=False)
+    assert all(str(v).startswith("espeak:") for v in np.load(folder / "train-00000.npz")["voices"])
+    assert "flite is not installed" in caplog.text and "festival is not installed" in caplog.text
 
 
 def test_emotional_corpus_keeps_lips_right(text_dir, tmp_path):
@@ -134,6 +152,22 @@ def test_resume_goes_on_from_the_checkpoint(trained, corpus, tmp_path):
     train(TrainConfig.load(path), resume=True, progress=False)
     steps = [int(r["step"]) for r in csv.DictReader((run / "log.csv").read_text().splitlines())]
     assert steps == [10, 20, 30, 40, 50, 60, 70, 80]  # picked up at 60, not from the start
+
+
+def test_a_run_can_start_from_a_checkpoint_on_several_corpora(trained, corpus, tmp_path):
+    import torch
+
+    raw = yaml.safe_load((ROOT / "configs" / "quick.yaml").read_text())
+    init = trained.parent / "checkpoint.pt"
+    raw |= {"corpus": [str(corpus), str(corpus)], "out": str(tmp_path / "run"), "steps": 2, "lr": 1e-9,
+            "init": str(init)}  # fmt: skip
+    path = tmp_path / "init.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    model = train(TrainConfig.load(path), progress=False)
+    start, end = torch.load(init, weights_only=True)["model"], torch.load(model.parent / "checkpoint.pt")["model"]
+    assert all(torch.allclose(start[k], end[k], atol=1e-5) for k in start)  # the weights it was given
+    once = json.loads(trained.with_suffix(".json").read_text())["train_seconds_of_audio"]
+    assert json.loads(model.with_suffix(".json").read_text())["train_seconds_of_audio"] == pytest.approx(2 * once)
 
 
 def test_bad_config_is_refused(tmp_path):

@@ -269,12 +269,20 @@ def _needs_training_extra() -> None:
     show_default=True,
     help="Share of utterances given a random emotion (targets and the model's emotion input).",
 )
-def corpus(hours: float, out_dir: str, text_dir: str, seed: int, workers: int, emotion_share: float) -> None:
+@click.option("--flite-share", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+              help="Share of English utterances spoken by flite voices.")  # fmt: skip
+@click.option("--festival-share", type=click.FloatRange(0, 1), default=0.15, show_default=True,
+              help="Share of English utterances spoken by Festival voices.")  # fmt: skip
+def corpus(hours: float, out_dir: str, text_dir: str, seed: int, workers: int, emotion_share: float,
+           flite_share: float, festival_share: float) -> None:  # fmt: skip
     """Build (or resume) a synthetic training corpus: TTS speech, augmented, with face targets."""
     _needs_training_extra()
     from .train.corpus import CorpusConfig, build_corpus
 
-    config = CorpusConfig(hours=hours, seed=seed, emotion_share=emotion_share)
+    if flite_share + festival_share > 1:
+        raise TalkfaceError("--flite-share and --festival-share add up to more than 1")
+    config = CorpusConfig(hours=hours, seed=seed, emotion_share=emotion_share, flite_share=flite_share,
+                          festival_share=festival_share)  # fmt: skip
     click.echo(build_corpus(out_dir, text_dir, config, workers=workers))
 
 

@@ -1,16 +1,19 @@
 """The synthetic training corpus: TTS speech with exact phone timings, augmented, with face targets.
 
 Every utterance is a natural sentence spoken by a random offline voice (espeak-ng accents,
-variants and languages with random rate and pitch; Piper's joe), so the phone timings are the
-engine's own. Targets are the phoneme-driven lip sync at 100 fps, the model's frame rate, and
-the audio is augmented (speed, room, band, noise, codec, gain) before its log-mel features are
-taken. Shards are deterministic from (seed, shard index) and written atomically, so an
-interrupted build resumes where it stopped.
+variants and languages with random rate and pitch; Piper's joe; flite's kal, rms and awb and
+Festival's kal and ked, which are built from recordings of real speakers), so the phone timings
+are the engine's own; an engine that is not installed gives its share to espeak-ng and Piper.
+Targets are the phoneme-driven lip sync at 100 fps, the model's frame rate, and the audio is
+augmented (speed, room, band, noise, codec, gain) before its log-mel features are taken. Shards
+are deterministic from (seed, shard index) and written atomically, so an interrupted build resumes
+where it stopped.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import zipfile
 from collections import Counter
@@ -30,8 +33,10 @@ from ..errors import TalkfaceError
 from ..features import FRAME_RATE, log_mel
 from ..files import atomic_path, write_text
 from ..phonemes import VISEME_OF, VISEMES, TimedPhone
-from ..tts import Speech, espeak, piper
+from ..tts import Speech, espeak, festival, flite, piper
 from . import augment
+
+log = logging.getLogger(__name__)
 
 #: espeak-ng language of each UDHR translation used (ISO 639-3 file name → espeak-ng tag).
 UDHR_LANGUAGES = {
@@ -59,7 +64,9 @@ class CorpusConfig:
     seed: int = 0
     shard_seconds: float = 300.0
     english_share: float = 0.75  # the rest is other languages
-    piper_share: float = 0.15  # of the English utterances, when Piper is installed
+    piper_share: float = 0.15  # of the English utterances not given to flite or Festival, when Piper is installed
+    flite_share: float = 0.2  # of the English utterances (training voices only), when flite is installed
+    festival_share: float = 0.15  # likewise for Festival
     speed: tuple[float, float] = (0.85, 1.15)
     emotion_dim: int = 10
     emotion_share: float = 0.0  # utterances given a random emotion (targets and the network's emotion input)
@@ -138,6 +145,15 @@ def _synthesize(rng: np.random.Generator, sentences: dict[str, list[str]], confi
     english = held_out or rng.random() < config.english_share or len(sentences) == 1
     lang = "en" if english else str(rng.choice(sorted(k for k in sentences if k != "en")))
     text = pickers[lang]()
+    if english and not held_out and (config.flite_share or config.festival_share):  # no draw at 0: old corpora rebuild
+        draw = rng.random()
+        if draw < config.flite_share and flite.installed():
+            voice = str(rng.choice(sorted(flite.VOICES)))
+            stretch, pitch = rng.uniform(0.85, 1.2), rng.uniform(85.0, 140.0)
+            return flite.load(voice, stretch, pitch).synthesize(text), f"flite:{voice}"
+        if config.flite_share <= draw < config.flite_share + config.festival_share and festival.installed():
+            voice = str(rng.choice(sorted(festival.VOICES)))
+            return festival.load(voice, rng.uniform(0.85, 1.2)).synthesize(text), f"festival:{voice}"
     if english and not held_out and piper.installed() and rng.random() < config.piper_share:
         return piper.load("joe").synthesize(text), "piper:joe"
     tag = config.held_out_accent if held_out else (str(rng.choice(ENGLISH_ACCENTS)) if english else lang)
@@ -222,6 +238,9 @@ def build_corpus(out_dir: str | Path, text_dir: str | Path, config: CorpusConfig
         if previous != json.loads(json.dumps(asdict(config))):
             raise TalkfaceError(f"{out}: holds a corpus built with other settings; use a new folder")
     sentences = read_sentences(text_dir, config.languages)
+    for engine, share in ((flite, config.flite_share), (festival, config.festival_share)):
+        if share and not engine.installed():
+            log.warning("%s; its share of the corpus goes to espeak-ng and Piper", engine.MISSING)
     train_shards = max(1, round(config.hours * 3600 / config.shard_seconds))
     val_shards = max(1, round(train_shards * 0.05))
     jobs = [(out / f"train-{i:05d}.npz", i, False) for i in range(train_shards)]

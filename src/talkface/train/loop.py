@@ -32,7 +32,7 @@ CRITICAL = torch.tensor([VISEMES.index(v) for v in ("PP", "FF", "TH")])
 class TrainConfig:
     """Everything a run depends on; read from a YAML file (`configs/*.yaml`)."""
 
-    corpus: str
+    corpus: str | list[str]  # one corpus folder or several, whose shards are trained on together
     out: str
     steps: int = 20000
     batch: int = 32
@@ -52,6 +52,7 @@ class TrainConfig:
     vertex_caches: list[str] = field(default_factory=list)  # folders of .npy/.pc2 caches + audio
     blendshapes: str | None = None  # .npz blendshape set the vertex caches are solved into
     vertex_cache_fps: float = 30.0
+    init: str | None = None  # a checkpoint.pt whose weights (and feature statistics) a new run starts from
     net: NetConfig = field(default_factory=NetConfig)
 
     @classmethod
@@ -119,8 +120,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     """Train, checkpointing to `out/checkpoint.pt`; export `out/model.onnx` at the end."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    corpus = Path(config.corpus)
-    train_frames = dataset.Frames.load(sorted(corpus.glob("train-*.npz")))
+    corpora = [Path(c) for c in ([config.corpus] if isinstance(config.corpus, str) else config.corpus)]
+    train_frames = dataset.Frames.load([p for c in corpora for p in sorted(c.glob("train-*.npz"))])
     pairs = [take for folder in config.takes for take in dataset.live_link_takes(folder)]
     if config.vertex_caches and not config.blendshapes:
         raise TalkfaceError("vertex_caches need a blendshapes .npz to be solved into")
@@ -128,7 +129,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         pairs += dataset.vertex_caches(folder, str(config.blendshapes), config.vertex_cache_fps)
     if pairs:
         train_frames = dataset.Frames.join([train_frames, dataset.Frames.from_pairs(pairs, config.net.emotion_dim)])
-    val_frames = dataset.Frames.load(sorted(corpus.glob("val-*.npz")))
+    val_frames = dataset.Frames.load([p for c in corpora for p in sorted(c.glob("val-*.npz"))])
     if config.threads:
         torch.set_num_threads(config.threads)
     device = _device(config.device)
@@ -138,6 +139,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     model.mel_mean.copy_(torch.from_numpy(mel.mean(0)))
     model.mel_std.copy_(torch.from_numpy(mel.std(0) + 1e-3))
     del mel
+    if config.init:
+        model.load_state_dict(torch.load(config.init, map_location=device, weights_only=True)["model"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
     def schedule(step: int) -> float:
