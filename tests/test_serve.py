@@ -314,3 +314,25 @@ def fuzz(operation, url: str, failures: list) -> None:
             failures.append((operation.path, response.status_code, response.text[:200]))
 
     check()
+
+
+def test_a_dead_model_worker_closes_its_streams_and_is_replaced(wav30):
+    audio = sf.read(wav30, dtype="float32")[0]
+    with running(ServerConfig(workers=1)) as (url, server):
+
+        async def scenario() -> None:
+            async with aiohttp.ClientSession() as session, session.ws_connect(f"{url}/v1/stream?format=f32") as ws:
+                await ws.receive()  # ready
+                await ws.send_bytes(audio[:16000].astype("<f4").tobytes())
+                assert json.loads((await ws.receive()).data)["type"] == "frames"
+                server.workers[0].process.kill()
+                await ws.send_bytes(audio[16000:19200].astype("<f4").tobytes())  # seen at the next tick
+                async for _ in ws:
+                    pass
+                assert ws.close_code == 1011
+            result = await stream_file(url, audio[: 2 * 16000])  # the replacement serves new streams
+            assert result["close"] == 1000 and result["weights"].shape[0] == 60
+
+        asyncio.run(scenario())
+        assert "talkface_worker_restarts_total 1" in server.metrics.text()
+        assert json.load(urllib.request.urlopen(f"{url}/healthz"))["status"] == "ok"

@@ -15,7 +15,8 @@ HELP = {
     "talkface_animations_total": ("counter", "files animated by POST /v1/animate"),
     "talkface_stream_errors_total": ("counter", "streams or messages refused, by kind"),
     "talkface_rejected_total": ("counter", "requests refused before they started, by reason"),
-    "talkface_tick_seconds": ("histogram", "time of one batched model step over all streams"),
+    "talkface_worker_restarts_total": ("counter", "model worker processes that died and were replaced"),
+    "talkface_tick_seconds": ("histogram", "time of one batched model step over a worker's streams"),
     "talkface_frame_latency_seconds": (
         "histogram",
         "from the arrival of the audio that makes a frame final to the frame's hand-over to the socket",
