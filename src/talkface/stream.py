@@ -8,13 +8,16 @@ audio up to T + `latency`:
 
 - 80 ms: the model's look-ahead (8 feature frames);
 - 12.5 ms: half the 25 ms analysis window of the last of those feature frames;
-- under one 100 Hz frame for the interpolation to the output rate (6.7 ms at 30 and 60 fps).
+- at most 7.5 ms for the interpolation to the output rate (6.7 ms at 30 and 60 fps): a frame
+  whose time lies within 2.5 ms after a 100 Hz frame takes that frame as it is (`SNAP`) rather
+  than wait for the next one.
 
-That is 99.2 ms at 30 fps; nothing else waits. Lip closures are enforced causally (a closure
-holds from the second frame the viseme head hears it and is released over 30 ms), and the
-post-processing looks at most 80 ms ahead (see `online`). `Animator.animate` without a
-transcript runs this same code over the whole clip (offline is streaming with the whole clip in
-one chunk), so the two agree to float rounding however the audio is cut.
+That is 99.2 ms at 30 and 60 fps, at most 100 ms at any rate; nothing else waits. Lip closures
+are enforced causally (a closure holds from the second frame the viseme head hears it and is
+released over 30 ms), and the post-processing looks at most 80 ms ahead (see `online`).
+`Animator.animate` without a transcript runs this same code over the whole clip (offline is
+streaming with the whole clip in one chunk), so the two agree to float rounding however the
+audio is cut.
 """
 
 from __future__ import annotations
@@ -40,6 +43,14 @@ from .rig import ARKIT_NAMES, INDEX
 
 _PIECE = 60 * SAMPLE_RATE  # longest audio handled in one step (bounded memory for long files)
 _CLOSE, _JAW_OPEN = INDEX["mouthClose"], INDEX["jawOpen"]
+SNAP = 0.25  # of a 100 Hz frame: an output frame this close after one takes it without interpolating
+
+
+def _positions(frames: np.ndarray, fps: float, rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """Output frames' places on the model's frame grid (fractional), and the model frame each needs last."""
+    pos = frames / fps * rate
+    lo = np.floor(pos + 1e-9)  # (1e-9: float noise of k / fps)
+    return pos, np.where(pos - lo < SNAP, lo, lo + 1)
 
 
 @dataclass
@@ -151,8 +162,8 @@ class Stream:
     def latency(self) -> float:
         """Algorithmic latency in seconds: audio needed past a frame's time before it is final."""
         rate = self.engine.rate
-        pos = np.arange(1000) / self.fps * rate
-        gap = float((np.ceil(pos - 1e-9) - pos).max()) / rate
+        pos, last = _positions(np.arange(1000), self.fps, rate)
+        gap = max(0.0, float((last - pos).max())) / rate
         return self.engine.lookahead / rate + (WIN / 2) / SAMPLE_RATE + gap
 
     def _make_resampler(self) -> soxr.ResampleStream | None:
@@ -251,19 +262,19 @@ class Stream:
         n, rate = self._model_frames, self.engine.rate
         if self.ending:
             count = max(1, round(n / rate * self.fps)) if n else 0
-        else:  # the frames whose two interpolation partners are both there
-            count, cap = self.frames_out, round((n + self.engine.lookahead) / rate * self.fps)
-            while count < cap and count / self.fps * rate <= n - 1 + 1e-6:  # (1e-6: float noise of k / fps)
-                count += 1
+        else:  # the frames whose model frames are all there
+            ahead = np.arange(self.frames_out, math.floor(n / rate * self.fps) + 2)  # the last is never ready
+            count = self.frames_out + int(np.argmax(_positions(ahead, self.fps, rate)[1] > n - 1))
         if count <= self.frames_out:  # nothing new to show (most 20 ms chunks at 30 fps)
             if self._empty is None:
                 self._empty = self._post.process(np.zeros((0, len(ARKIT_NAMES)), np.float32), self._samples)
             return self._empty
         ks = np.arange(self.frames_out, count)
-        pos = np.clip(ks / self.fps * rate, 0, n - 1) if n else ks * 0.0
-        lo = np.floor(pos).astype(int)
+        pos, last = _positions(ks, self.fps, rate)
+        pos = np.clip(pos, 0, n - 1) if n else ks * 0.0
+        lo = np.floor(pos + 1e-9).astype(int)
         hi = np.minimum(lo + 1, n - 1)
-        frac = (pos - lo)[:, None].astype(np.float32)
+        frac = np.where(last == lo, 0.0, pos - lo)[:, None].astype(np.float32)
         start = self._speech_start
         speech = self._speech[lo - start] * (1 - frac) + self._speech[hi - start] * frac
         out = self._post.process(speech, self._samples)
