@@ -193,6 +193,8 @@ class EmotionTrack:
 
     def sample(self, times: np.ndarray) -> np.ndarray:
         """Weights [len(times), 10] at the given times."""
+        if len(self.times) == 1:  # a constant emotion (the usual case, and a stream's every frame)
+            return np.repeat(self.weights.astype(np.float64), len(times), axis=0)
         return np.stack([np.interp(times, self.times, self.weights[:, j]) for j in range(len(EMOTIONS))], axis=1)
 
 

@@ -82,26 +82,34 @@ class OnlineProsody:
         self.last_peak = -100
         self.peaks: list[tuple[float, float]] = []  # (loudness dB, pitch) of the peaks so far
 
+    def windows(self, upto: int, samples: Samples) -> np.ndarray:
+        """The 40 ms windows [k, 640] of the grid frames not measured yet, up to `upto` (inclusive)."""
+        if upto < self.next:
+            return np.zeros((0, 2 * _HALF), np.float32)
+        audio = samples(self.next * _HOP - _HALF, upto * _HOP + _HALF)
+        return np.lib.stride_tricks.sliding_window_view(audio, 2 * _HALF)[::_HOP][: upto + 1 - self.next]
+
+    def take(self, levels: np.ndarray, f0s: np.ndarray) -> None:
+        """Take in the measurements (`_measure`) of the next grid frames, in order."""
+        for j, level, f0 in zip(range(self.next, self.next + len(levels)), levels, f0s, strict=True):
+            self.ref = max(float(level), self.ref - _PEAK_DECAY, _FLOOR_DB)
+            active = level > self.ref - _SPEECH_DB
+            self.rel[j], self.active[j] = float(level - self.ref), bool(active)
+            self.energy[j] = 10 ** (self.rel[j] / 20)
+            semitones = math.nan
+            if f0 > 0 and active:
+                self.voiced += 1
+                self.log_f0_sum += 12 * math.log2(f0)
+                semitones = 12 * math.log2(f0) - self.log_f0_sum / self.voiced
+            self.pitch[j] = semitones
+        self.next += len(levels)
+
     def advance(self, upto: int, samples: Samples) -> list[tuple[float, float]]:
         """Measure grid frames up to `upto` (inclusive); return the stressed-syllable candidates
         (time s, strength 0–1) whose peak is now known (those up to `upto` - AHEAD)."""
-        if upto >= self.next:
-            idx = np.arange(self.next, upto + 1)
-            audio = samples(self.next * _HOP - _HALF, upto * _HOP + _HALF)
-            windows = np.lib.stride_tricks.sliding_window_view(audio, 2 * _HALF)[:: _HOP]
-            levels, f0s = _measure(windows[: idx.size])
-            for j, level, f0 in zip(idx, levels, f0s, strict=True):
-                self.ref = max(float(level), self.ref - _PEAK_DECAY, _FLOOR_DB)
-                active = level > self.ref - _SPEECH_DB
-                self.rel[j], self.active[j] = float(level - self.ref), bool(active)
-                self.energy[j] = 10 ** (self.rel[j] / 20)
-                semitones = math.nan
-                if f0 > 0 and active:
-                    self.voiced += 1
-                    self.log_f0_sum += 12 * math.log2(f0)
-                    semitones = 12 * math.log2(f0) - self.log_f0_sum / self.voiced
-                self.pitch[j] = semitones
-            self.next = upto + 1
+        windows = self.windows(upto, samples)
+        if len(windows):
+            self.take(*_measure(windows))
         accents = []
         for j in range(self.checked, upto - AHEAD + 1):
             accent = self._peak(j)
@@ -367,6 +375,20 @@ class _Patterns:
         return out
 
 
+def measure_ahead(jobs: list[tuple[OnlinePost, int, Samples]]) -> None:
+    """Measure the prosody that the next n frames of several streams need in one batch: the same
+    as each stream doing it frame by frame in `process`, with far fewer small FFTs."""
+    found = [(post.prosody, post.prosody.windows(post.grid(post.frame + n - 1), samples)) for post, n, samples in jobs]
+    found = [(p, w) for p, w in found if len(w)]
+    if not found:
+        return
+    levels, f0s = _measure(np.concatenate([w for _, w in found]))
+    start = 0
+    for prosody, w in found:
+        prosody.take(levels[start : start + len(w)], f0s[start : start + len(w)])
+        start += len(w)
+
+
 class OnlinePost:
     """`post.process` for a stream: give it speech frames in order, get finished frames back."""
 
@@ -387,6 +409,10 @@ class OnlinePost:
         self.smooth: dict[str, list[np.ndarray] | None] = {"lower": None, "upper": None}
         self.pose = post.keep_pose((), style.face, style.life)  # fixed, so every block has the same channels
         self.frame = 0
+
+    def grid(self, frame: int) -> int:
+        """The last prosody grid frame the output frame `frame` needs (80 ms past its time)."""
+        return math.floor(frame / self.fps * GRID + 0.5) + AHEAD
 
     def set_emotion(self, weights: dict[str, float] | emo.EmotionTrack) -> None:
         """A new emotion from the next frame on (eased in by the transition time)."""
@@ -423,7 +449,7 @@ class OnlinePost:
         busy_now = np.clip(np.abs(speech[:, _MOUTH]).max(axis=1) / 0.06, 0.0, 1.0)
         for i in range(n):
             t = self.frame / self.fps
-            j = math.floor(t * GRID + 0.5)
+            j = self.grid(self.frame) - AHEAD
             accents = self.prosody.advance(j + AHEAD, samples)
             active = self.prosody.active[j]
             ahead = any(self.prosody.active[k] for k in range(j, j + AHEAD + 1))

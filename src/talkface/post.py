@@ -197,25 +197,25 @@ def process(
 
 def strengths(w: np.ndarray, face: FaceParams) -> None:
     """Step 3, in place: scale each region's deviation from the neutral face (all zeros)."""
-    w[:, _idx(_LOWER)] *= face.lower_face_strength
-    w[:, _idx(_UPPER)] *= face.upper_face_strength
-    w[:, _idx(_JAW)] *= face.jaw_strength
-    w[:, INDEX["tongueOut"]] *= face.tongue_strength
-    w[:, _idx(_SKIN)] *= face.skin_strength
+    for cols, k in ((_idx(_LOWER), face.lower_face_strength), (_idx(_UPPER), face.upper_face_strength),
+                    (_idx(_JAW), face.jaw_strength), (INDEX["tongueOut"], face.tongue_strength),
+                    (_idx(_SKIN), face.skin_strength)):  # fmt: skip
+        if k != 1.0:
+            w[:, cols] *= k
 
 
 def add_life(w: np.ndarray, angles: np.ndarray, layers: lf.Life, face: FaceParams) -> np.ndarray:
     """Step 4: blinks, gaze, head and breath laid over the weights [frames, 52]; head and eye
     angles [frames, 6] (float64) are added to in place."""
-    blinks = np.clip(layers.blinks * face.blink_strength, 0.0, 1.0)
-    for eye, name in enumerate(("eyeBlinkLeft", "eyeBlinkRight")):
-        w[:, INDEX[name]] = _screen(w[:, INDEX[name]], blinks[:, eye])
+    layer = np.zeros_like(w)  # what the eyes add, screened over the weights in one go
     gaze = layers.gaze * face.saccade_strength
     looks = lf.gaze_shapes(gaze)
     for name, value in looks.items():
-        w[:, INDEX[name]] = _screen(w[:, INDEX[name]], value)
-    for side in ("Left", "Right"):  # the upper lids follow the eyes down
-        w[:, INDEX["eyeBlink" + side]] = _screen(w[:, INDEX["eyeBlink" + side]], 0.4 * looks["eyeLookDownLeft"])
+        layer[:, INDEX[name]] = value
+    blinks = np.clip(layers.blinks * face.blink_strength, 0.0, 1.0)
+    for eye, name in enumerate(("eyeBlinkLeft", "eyeBlinkRight")):  # the upper lids follow the eyes down
+        layer[:, INDEX[name]] = _screen(blinks[:, eye], 0.4 * looks["eyeLookDownLeft"])
+    w = _screen(w, layer)
     for j, name in enumerate(("leftEyeYaw", "leftEyePitch")):
         angles[:, POSE_NAMES.index(name)] += gaze[:, j]
         angles[:, POSE_NAMES.index(name.replace("left", "right"))] += gaze[:, j]

@@ -36,7 +36,7 @@ from .convnet import NetState, StepNet
 from .errors import TalkfaceError
 from .features import HOP, N_MELS, SILENCE, WIN, log_mel, num_frames
 from .model import CRITICAL_VISEMES, MIN_CRITICAL_FRAMES, FaceModel
-from .online import OnlinePost
+from .online import OnlinePost, measure_ahead
 from .phonemes import BILABIALS, TARGETS, VISEMES
 from .post import FaceParams, Style
 from .rig import ARKIT_NAMES, INDEX
@@ -253,8 +253,8 @@ class Stream:
             out[a - start : b - start] = self._audio[a - self._audio_start : b - self._audio_start]
         return out
 
-    def _emit(self, model_frames: np.ndarray) -> Animation:
-        """Closures, resampling and post-processing of the new model frames."""
+    def _resample(self, model_frames: np.ndarray) -> np.ndarray:
+        """Closures on the new model frames; the output frames [k, 52] they complete (before post)."""
         weights = model_frames[:, : len(ARKIT_NAMES)].copy()
         self._closures.apply(weights, model_frames[:, len(ARKIT_NAMES) :])
         self._speech = np.concatenate([self._speech, np.clip(weights, 0.0, 1.0)])
@@ -265,10 +265,8 @@ class Stream:
         else:  # the frames whose model frames are all there
             ahead = np.arange(self.frames_out, math.floor(n / rate * self.fps) + 2)  # the last is never ready
             count = self.frames_out + int(np.argmax(_positions(ahead, self.fps, rate)[1] > n - 1))
-        if count <= self.frames_out:  # nothing new to show (most 20 ms chunks at 30 fps)
-            if self._empty is None:
-                self._empty = self._post.process(np.zeros((0, len(ARKIT_NAMES)), np.float32), self._samples)
-            return self._empty
+        if count <= self.frames_out:  # nothing new (most 20 ms chunks at 30 fps)
+            return np.zeros((0, len(ARKIT_NAMES)), np.float32)
         ks = np.arange(self.frames_out, count)
         pos, last = _positions(ks, self.fps, rate)
         pos = np.clip(pos, 0, n - 1) if n else ks * 0.0
@@ -276,9 +274,16 @@ class Stream:
         hi = np.minimum(lo + 1, n - 1)
         frac = np.where(last == lo, 0.0, pos - lo)[:, None].astype(np.float32)
         start = self._speech_start
-        speech = self._speech[lo - start] * (1 - frac) + self._speech[hi - start] * frac
+        return self._speech[lo - start] * (1 - frac) + self._speech[hi - start] * frac
+
+    def _finish(self, speech: np.ndarray) -> Animation:
+        """Post-processing of the output frames from `_resample`."""
+        if not speech.shape[0]:
+            if self._empty is None:
+                self._empty = self._post.process(speech, self._samples)
+            return self._empty
         out = self._post.process(speech, self._samples)
-        self.frames_out += ks.size
+        self.frames_out += speech.shape[0]
         self._trim()
         return out
 
@@ -299,7 +304,9 @@ def advance(engine: Engine, streams: list[Stream]) -> list[Animation]:
     """Run every stream's pending audio through the model as one batch; the frames each made final."""
     mels = [s._features() for s in streams]
     outs = engine.run([s._model for s in streams], mels)
-    return [s._emit(o) for s, o in zip(streams, outs, strict=True)]
+    speech = [s._resample(o) for s, o in zip(streams, outs, strict=True)]
+    measure_ahead([(s._post, x.shape[0], s._samples) for s, x in zip(streams, speech, strict=True) if x.shape[0]])
+    return [s._finish(x) for s, x in zip(streams, speech, strict=True)]
 
 
 def _rate(sample_rate: int) -> int:
