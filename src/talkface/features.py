@@ -59,6 +59,12 @@ def log_mel(audio: np.ndarray, start: int = 0, stop: int | None = None) -> np.nd
     Computing a long signal in slices gives exactly the frames of computing it whole, so long
     files and streams are processed in bounded memory.
     """
+    return log_mel_of(windows(audio, start, stop))
+
+
+def windows(audio: np.ndarray, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """The 25 ms windows [frames, WIN] under feature frames `start`..`stop` (`log_mel_of` takes
+    them; many streams' windows can go through it in one batch)."""
     audio = np.asarray(audio, dtype=np.float32)
     stop = num_frames(audio.size) if stop is None else stop
     count = max(0, stop - start)
@@ -68,6 +74,10 @@ def log_mel(audio: np.ndarray, start: int = 0, stop: int | None = None) -> np.nd
     a, b = max(lo, 0), min(lo + padded.size, audio.size)
     if b > a:
         padded[a - lo : b - lo] = audio[a:b]
-    idx = np.arange(WIN)[None, :] + HOP * np.arange(count)[:, None]
-    spectrum = np.abs(np.fft.rfft(padded[idx] * _window(), n=N_FFT, axis=1)) ** 2
+    return np.lib.stride_tricks.sliding_window_view(padded, WIN)[::HOP][:count]
+
+
+def log_mel_of(frames: np.ndarray) -> np.ndarray:
+    """Log-mel [frames, N_MELS] (float32) of 25 ms windows [frames, WIN] from `windows`."""
+    spectrum = np.abs(np.fft.rfft(frames * _window(), n=N_FFT, axis=1)) ** 2
     return np.log(spectrum.astype(np.float32) @ mel_filterbank().T + _FLOOR).astype(np.float32)

@@ -34,7 +34,7 @@ from .audio import SAMPLE_RATE, to_mono
 from .coarticulation import RELEASE, critical_columns
 from .convnet import NetState, StepNet
 from .errors import TalkfaceError
-from .features import HOP, N_MELS, SILENCE, WIN, log_mel, num_frames
+from .features import HOP, N_MELS, SILENCE, WIN, log_mel_of, num_frames, windows
 from .model import CRITICAL_VISEMES, MIN_CRITICAL_FRAMES, FaceModel
 from .online import OnlinePost, measure_ahead
 from .phonemes import BILABIALS, TARGETS, VISEMES
@@ -230,19 +230,22 @@ class Stream:
 
     # --- the steps `advance` runs ---
 
-    def _features(self) -> np.ndarray:
-        """The feature frames that became final (all, plus the silence tail, when ending)."""
+    def _windows(self) -> np.ndarray:
+        """The analysis windows of the feature frames that became final (all, when ending)."""
         if self.ending:
             stop = num_frames(self._received)
         else:
             stop = max(self._features_done, (self._received - WIN // 2) // HOP + 1)
             stop = min(stop, self._features_done + _PIECE // HOP)
         base = self._audio_start // HOP
-        mel = log_mel(self._audio, self._features_done - base, stop - base)
+        frames = windows(self._audio, self._features_done - base, stop - base)
         self._features_done = stop
+        return frames
+
+    def _tail(self, mel: np.ndarray) -> np.ndarray:
+        """The new feature frames, with the silence after the audio when the stream ends."""
         if self.ending and self._received:
-            silence = np.full((self.engine.lookahead, N_MELS), SILENCE, np.float32)
-            mel = np.concatenate([mel, silence])
+            return np.concatenate([mel, np.full((self.engine.lookahead, N_MELS), SILENCE, np.float32)])
         return mel
 
     def _samples(self, start: int, stop: int) -> np.ndarray:
@@ -302,7 +305,9 @@ class Stream:
 
 def advance(engine: Engine, streams: list[Stream]) -> list[Animation]:
     """Run every stream's pending audio through the model as one batch; the frames each made final."""
-    mels = [s._features() for s in streams]
+    frames = [s._windows() for s in streams]
+    mel = np.split(log_mel_of(np.concatenate(frames)), np.cumsum([len(f) for f in frames[:-1]]))
+    mels = [s._tail(m) for s, m in zip(streams, mel, strict=True)]
     outs = engine.run([s._model for s in streams], mels)
     speech = [s._resample(o) for s, o in zip(streams, outs, strict=True)]
     measure_ahead([(s._post, x.shape[0], s._samples) for s, x in zip(streams, speech, strict=True) if x.shape[0]])
