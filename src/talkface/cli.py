@@ -269,9 +269,9 @@ def _needs_training_extra() -> None:
     show_default=True,
     help="Share of utterances given a random emotion (targets and the model's emotion input).",
 )
-@click.option("--flite-share", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+@click.option("--flite-share", type=click.FloatRange(0, 1), default=0.45, show_default=True,
               help="Share of English utterances spoken by flite voices.")  # fmt: skip
-@click.option("--festival-share", type=click.FloatRange(0, 1), default=0.15, show_default=True,
+@click.option("--festival-share", type=click.FloatRange(0, 1), default=0.35, show_default=True,
               help="Share of English utterances spoken by Festival voices.")  # fmt: skip
 def corpus(hours: float, out_dir: str, text_dir: str, seed: int, workers: int, emotion_share: float,
            flite_share: float, festival_share: float) -> None:  # fmt: skip

@@ -65,8 +65,8 @@ class CorpusConfig:
     shard_seconds: float = 300.0
     english_share: float = 0.75  # the rest is other languages
     piper_share: float = 0.15  # of the English utterances not given to flite or Festival, when Piper is installed
-    flite_share: float = 0.2  # of the English utterances (training voices only), when flite is installed
-    festival_share: float = 0.15  # likewise for Festival
+    flite_share: float = 0.45  # of the English utterances (training voices only), when flite is installed
+    festival_share: float = 0.35  # likewise for Festival
     speed: tuple[float, float] = (0.85, 1.15)
     emotion_dim: int = 10
     emotion_share: float = 0.0  # utterances given a random emotion (targets and the network's emotion input)
