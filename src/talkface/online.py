@@ -45,6 +45,7 @@ _PEAK_DECAY = 0.01  # dB per grid frame (1 dB/s) of the loudness reference
 _FLOOR_DB = -60.0  # the reference never falls below this (dBFS)
 _MOUTH = np.array([INDEX[n] for n in emo.LIP_SHAPES if n != "cheekPuff"])
 _WINDOW = np.hanning(2 * _HALF)
+_BATCH = 256  # windows measured at a time
 _QUIET = 10 ** (-99.0 / 20)  # the loudness of a grid frame not measured (or forgotten)
 _SMOOTH = {"lower": post._idx([*post._LOWER, "tongueOut"]), "upper": post._idx(post._SMOOTH_UPPER)}
 Samples = Callable[[int, int], np.ndarray]  # (start, stop) absolute 16 kHz sample indices → audio
@@ -52,6 +53,9 @@ Samples = Callable[[int, int], np.ndarray]  # (start, stop) absolute 16 kHz samp
 
 def _measure(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Level (dBFS) and f0 (Hz, 0 if unvoiced) of 40 ms windows [n, 640]."""
+    if len(windows) > _BATCH:  # bounded memory for a long clip (its spectra would be ~100 KB a window)
+        parts = [_measure(windows[i : i + _BATCH]) for i in range(0, len(windows), _BATCH)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     frames = windows.astype(np.float64)
     frames -= frames.mean(axis=1, keepdims=True)
     level = 20 * np.log10(np.sqrt((frames**2).mean(axis=1)) + 1e-9)
