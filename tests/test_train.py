@@ -138,6 +138,9 @@ def test_training_learns_and_exports(trained):
     rows = list(csv.DictReader((trained.parent / "log.csv").read_text().splitlines()))
     assert int(rows[-1]["step"]) == 60
     assert float(rows[-1]["loss"]) < 0.6 * float(rows[0]["loss"])
+    validated = [r for r in rows if r["real_closed"]]  # real speech scored at each validation
+    assert [int(r["step"]) for r in validated] == [30, 60]
+    assert all(0.0 <= float(r["real_closed"]) <= 1.0 and 0.0 <= float(r["real_open"]) <= 1.0 for r in validated)
     meta = json.loads(trained.with_suffix(".json").read_text())
     assert meta["lookahead"] * 10 <= 100  # ms of look-ahead
     assert trained.stat().st_size < 5_000_000

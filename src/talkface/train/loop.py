@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -14,6 +16,9 @@ import yaml
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from .. import evaluation
+from ..animator import Animator
+from ..audio import SAMPLE_RATE
 from ..errors import TalkfaceError
 from ..files import atomic_path
 from ..phonemes import VISEMES
@@ -116,6 +121,16 @@ def _validate(model: FaceNet, frames: dataset.Frames, device: torch.device, conf
     return totals
 
 
+def _real_speech(model: FaceNet, clips: list[evaluation.Clip]) -> dict[str, float]:
+    """Closed lips at /p b m/ and an open mouth at open vowels on real speech (`talkface evaluate`'s
+    clips), through the exported model and the runtime, as users will get them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export(copy.deepcopy(model), Path(tmp) / "model.onnx")  # export moves its model to the CPU
+        animator = Animator(evaluation.FPS, "neural", str(path))
+        scores = evaluation.score_engine(lambda audio: animator.animate(audio, sample_rate=SAMPLE_RATE), clips)
+    return {"real_closed": scores["closed_on_bilabials"][0], "real_open": scores["open_on_open_vowels"][0]}
+
+
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Train, checkpointing to `out/checkpoint.pt`; export `out/model.onnx` at the end."""
     out = Path(config.out)
@@ -166,7 +181,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         with atomic_path(checkpoint) as tmp:
             torch.save(state, tmp)
 
-    columns = ["step", "loss", "l1", "velocity", "ce", "mouth_mae", "val_loss", "val_mouth_mae", "seconds"]
+    columns = ["step", "loss", "l1", "velocity", "ce", "mouth_mae", "val_loss", "val_mouth_mae", "real_closed",
+               "real_open", "seconds"]  # fmt: skip
+    clips = evaluation.real_speech()
     new_log = not log_path.exists()
     started = time.time()
     with (
@@ -192,7 +209,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
                 row = {k: v.item() for k, v in losses.items()}
                 if step % config.eval_every == 0 or last:
                     val = _validate(model, val_frames, device, config)
-                    row |= {"val_loss": val["loss"], "val_mouth_mae": val["mouth_mae"]}
+                    row |= {"val_loss": val["loss"], "val_mouth_mae": val["mouth_mae"]} | _real_speech(model, clips)
                     save()
                 row |= {"step": step, "seconds": time.time() - started}
                 log.writerow([f"{row[c]:.5g}" if c in row else "" for c in columns])
