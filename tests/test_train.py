@@ -120,8 +120,20 @@ def test_corpus_is_deterministic_and_resumes(corpus, text_dir, tmp_path):
 
 
 def test_corpus_refuses_other_settings_in_the_same_folder(corpus, text_dir):
-    with pytest.raises(TalkfaceError, match="other settings"):
+    with pytest.raises(TalkfaceError, match=r"other settings \(hours .* there, 1 asked; seed 3 there, 4 asked"):
         build_corpus(corpus, text_dir, CorpusConfig(hours=1, seed=4), workers=1, progress=False)
+
+
+def test_a_corpus_from_before_the_newer_settings_resumes(corpus, text_dir, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(corpus, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    for key in ("emotion_share", "flite_share", "festival_share"):  # what an early build wrote
+        assert manifest["config"].pop(key) == 0.0
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    (old / "train-00001.npz").unlink()
+    build_corpus(old, text_dir, CONFIG, workers=1, progress=False)
+    assert (old / "train-00001.npz").exists()
 
 
 @pytest.mark.parametrize("step", [f for f, _ in augment.CHAIN])

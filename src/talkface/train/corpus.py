@@ -228,15 +228,22 @@ def _build_shard(args: tuple[Path, int, bool, CorpusConfig, dict[str, list[str]]
     return seconds
 
 
+#: Settings added after the first corpora were built, with the values those corpora were built with.
+_ADDED_LATER = {"emotion_share": 0.0, "flite_share": 0.0, "festival_share": 0.0}
+
+
 def build_corpus(out_dir: str | Path, text_dir: str | Path, config: CorpusConfig, workers: int = 2,
                  progress: bool = True) -> Path:  # fmt: skip
     """Build (or resume) a corpus in `out_dir`: train shards, validation shards of the held-out accent."""
     out = Path(out_dir)
     manifest = out / "manifest.json"
     if manifest.exists():
-        previous = json.loads(manifest.read_text())["config"]
-        if previous != json.loads(json.dumps(asdict(config))):
-            raise TalkfaceError(f"{out}: holds a corpus built with other settings; use a new folder")
+        previous = {**_ADDED_LATER, **json.loads(manifest.read_text())["config"]}
+        asked = json.loads(json.dumps(asdict(config)))
+        differ = "; ".join(f"{k} {previous.get(k)!r} there, {v!r} asked" for k, v in asked.items()
+                           if previous.get(k) != v)  # fmt: skip
+        if differ:
+            raise TalkfaceError(f"{out}: holds a corpus built with other settings ({differ}); use a new folder")
     sentences = read_sentences(text_dir, config.languages)
     for engine, share in ((flite, config.flite_share), (festival, config.festival_share)):
         if share and not engine.installed():
