@@ -166,6 +166,7 @@ class Server:
                 for c in self.conns.values():
                     if c.worker is worker and not c.closed:
                         self._close_later(c, 1011, "the model worker of this stream failed")
+                        c.drained.set()  # a receive loop held back by backpressure sees the close
                 await loop.run_in_executor(self.threads, worker.restart)
                 continue
             self.metrics.observe("talkface_tick_seconds", time.perf_counter() - started)
