@@ -167,7 +167,10 @@ class Server:
                     if c.worker is worker and not c.closed:
                         self._close_later(c, 1011, "the model worker of this stream failed")
                         c.drained.set()  # a receive loop held back by backpressure sees the close
-                await loop.run_in_executor(self.threads, worker.restart)
+                try:
+                    await loop.run_in_executor(self.threads, worker.restart)
+                except TalkfaceError:  # it did not come up: tried again at its next tick
+                    await asyncio.sleep(1.0)
                 continue
             self.metrics.observe("talkface_tick_seconds", time.perf_counter() - started)
             now = time.monotonic()
