@@ -58,11 +58,11 @@ from ..audio import SAMPLE_RATE, load_audio
 from ..emotion import parse_emotions
 from ..errors import TalkfaceError
 from ..livelink import LiveLinkSender
-from ..post import FaceParams, Style, parse_assignments
+from ..post import FaceParams, parse_assignments
 from ..stream import Engine, Stream
 from .metrics import Metrics
 from .openapi import spec
-from .workers import Item, Result, Worker, new_session
+from .workers import Item, Result, Worker, new_session, style_of
 
 _EXTENSION = {"csv": ".csv", "json": ".json", "npz": ".npz", "rhubarb-tsv": ".tsv", "rhubarb-json": ".json",
               "rhubarb-xml": ".xml", "rhubarb-dat": ".dat", "glb": ".glb", "gltf-anim": ".glb",
@@ -429,7 +429,7 @@ class Server:
         if audio.shape[0] / rate > self.config.max_audio_seconds:
             raise TalkfaceError(f"audio longer than {self.config.max_audio_seconds:g} s; stream it instead")
         pcm = load_audio(audio, int(rate))
-        style = Style(emotion=settings["emotion"], face=settings["face"], seed=settings["seed"])
+        style = style_of(settings)
         if text is not None:
             anim = Animator(settings["fps"], style=style).animate(pcm, text=text, sample_rate=SAMPLE_RATE)
         else:  # offline is streaming with the whole clip in one chunk

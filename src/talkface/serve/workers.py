@@ -39,10 +39,14 @@ class Result(NamedTuple):
     ended: bool
 
 
+def style_of(settings: dict[str, Any]) -> Style:
+    """The post-processing style that validated settings (`app._stream_settings`) ask for."""
+    return Style(emotion=settings["emotion"], face=settings["face"], seed=settings["seed"])
+
+
 def new_session(engine: Engine, settings: dict[str, Any]) -> Stream:
-    """A stream session for validated stream settings (`app._stream_settings`)."""
-    style = Style(emotion=settings["emotion"], face=settings["face"], seed=settings["seed"])
-    return Stream(engine, settings["fps"], style, settings["sample_rate"])
+    """A stream session for validated stream settings."""
+    return Stream(engine, settings["fps"], style_of(settings), settings["sample_rate"])
 
 
 def tick(engine: Engine, streams: dict[int, Stream], work: list[tuple[int, list[Item]]]) -> list[Result]:
