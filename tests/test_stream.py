@@ -146,3 +146,17 @@ def test_closures_hold_from_the_second_frame_and_release_over_30_ms():
     press = weights[:, INDEX["mouthClose"]]
     assert press[3] == 0 and (press[4:7] >= 0.4).all()  # the lips meet however open the jaw is
     assert press[6] > press[7] > press[8] > press[9] == 0
+
+
+def test_a_closure_heard_for_two_frames_is_held_whole_for_20_ms():
+    from talkface.phonemes import VISEMES
+
+    visemes = np.full((10, len(VISEMES)), -5.0, np.float32)
+    visemes[:, VISEMES.index("aa")] = 0
+    visemes[3:5, VISEMES.index("PP")] = 5  # /b/ heard for only 20 ms
+    weights = np.zeros((10, 52), np.float32)
+    weights[:, INDEX["jawOpen"]] = 0.4
+    _Closures(100.0).apply(weights, visemes)
+    press = weights[:, INDEX["mouthClose"]]
+    assert press[3] == 0 and press[4] == press[5] == 0.4  # whole from the second frame heard, for 20 ms
+    assert press[5] > press[6] > press[7] > press[8] == 0

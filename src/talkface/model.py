@@ -83,6 +83,10 @@ class FaceModel:
 CRITICAL_VISEMES = {"PP": "p", "FF": "f", "TH": "th"}
 #: Frames (20 ms) a critical viseme must last before its closure is enforced; shorter is noise.
 MIN_CRITICAL_FRAMES = 2
+#: Seconds an enforced articulation stays whole from the frame it is enforced, however briefly the
+#: viseme head hears it: on real voices it often hears a /p b m/ for fewer frames than the lips
+#: are closed, and with the 30 ms release a 20 ms closure fell between two 30 fps frames.
+MIN_HOLD = 0.02
 
 
 @functools.cache

@@ -13,8 +13,8 @@ audio up to T + `latency`:
   than wait for the next one.
 
 That is 99.2 ms at 30 and 60 fps, at most 100 ms at any rate; nothing else waits. Lip closures
-are enforced causally (a closure holds from the second frame the viseme head hears it and is
-released over 30 ms), and the post-processing looks at most 80 ms ahead (see `online`).
+are enforced causally (a closure holds from the second frame the viseme head hears it, for at
+least 20 ms, and is released over 30 ms), and the post-processing looks at most 80 ms ahead (see `online`).
 `Animator.animate` without a transcript runs this same code over the whole clip (offline is
 streaming with the whole clip in one chunk), so the two agree to float rounding however the
 audio is cut.
@@ -35,7 +35,7 @@ from .coarticulation import RELEASE, critical_columns
 from .convnet import NetState, StepNet
 from .errors import TalkfaceError
 from .features import HOP, N_MELS, SILENCE, WIN, log_mel_of, num_frames, windows
-from .model import CRITICAL_VISEMES, MIN_CRITICAL_FRAMES, FaceModel
+from .model import CRITICAL_VISEMES, MIN_CRITICAL_FRAMES, MIN_HOLD, FaceModel
 from .online import OnlinePost, measure_ahead
 from .phonemes import BILABIALS, TARGETS, VISEMES
 from .post import FaceParams, Style
@@ -103,20 +103,29 @@ class Engine:
 
 class _Closures:
     """Lip closure on /p b m/, lip-to-teeth on /f v/, tongue on /th dh/, enforced causally where the
-    viseme head hears them two frames running (as `coarticulation.enforce`, without looking ahead)."""
+    viseme head hears them two frames running (as `coarticulation.enforce`, without looking ahead),
+    held whole for at least `MIN_HOLD`, then released over `RELEASE`."""
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
         self.viseme, self.run = -1, 0
         self.phone: str | None = None
         self.since = 0
+        self.min_hold = max(1, round(MIN_HOLD * rate))
+        self.hold = 0  # frames the current articulation is still held whole
 
     def apply(self, weights: np.ndarray, visemes: np.ndarray) -> None:
         for i, best in enumerate(visemes.argmax(axis=1)):
             self.viseme, self.run = (best, self.run + 1) if best == self.viseme else (best, 1)
             phone = CRITICAL_VISEMES.get(VISEMES[best])
             if phone and self.run >= MIN_CRITICAL_FRAMES:
+                if self.run == MIN_CRITICAL_FRAMES:
+                    self.hold = self.min_hold
                 self.phone, self.since, strength = phone, 0, 1.0
+                self.hold -= 1
+            elif self.phone is not None and self.hold > 0:
+                self.hold -= 1
+                strength = 1.0
             elif self.phone is not None:
                 self.since += 1
                 ramp = self.since / (RELEASE * self.rate)
