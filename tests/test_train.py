@@ -185,6 +185,31 @@ def test_a_run_can_start_from_a_checkpoint_on_several_corpora(trained, corpus, t
     assert json.loads(model.with_suffix(".json").read_text())["train_seconds_of_audio"] == pytest.approx(2 * once)
 
 
+def test_critical_visemes_weigh_more_in_the_viseme_loss():
+    import torch
+
+    from talkface.features import N_MELS
+    from talkface.train.loop import _losses
+    from talkface.train.net import FaceNet, NetConfig
+
+    net = FaceNet(NetConfig(channels=8, dilations=(1,), lookahead=2))
+    with torch.no_grad():  # a viseme head that hears an open vowel everywhere
+        net.visemes.weight.zero_()
+        net.visemes.bias.zero_()
+        net.visemes.bias[VISEMES.index("aa")] = 3.0
+    visemes = np.full((1, 20), VISEMES.index("aa"), np.int64)
+    visemes[0, 5:10] = VISEMES.index("PP")  # a /p/ it misses
+    batch = (np.zeros((1, 20, N_MELS), np.float32), np.zeros((1, 10), np.float32),
+             np.zeros((1, 20, len(ARKIT_NAMES)), np.float32), visemes)  # fmt: skip
+
+    def ce(weight: float) -> float:
+        config = TrainConfig(corpus="c", out="o", critical_viseme_weight=weight)
+        with torch.no_grad():
+            return _losses(net, batch, torch.device("cpu"), config)["ce"].item()
+
+    assert ce(3.0) > 1.5 * ce(1.0)
+
+
 def test_bad_config_is_refused(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("corpus: x\nout: y\nstepz: 3\n")

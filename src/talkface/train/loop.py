@@ -48,6 +48,7 @@ class TrainConfig:
     velocity_weight: float = 0.5
     viseme_weight: float = 0.1
     critical_weight: float = 0.0  # extra weight of /p b m/, /f v/, /th dh/ frames in the L1 loss
+    critical_viseme_weight: float = 1.0  # class weight of those visemes in the viseme loss
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # 0: torch's default
@@ -95,7 +96,11 @@ def _losses(model: FaceNet, batch: tuple[np.ndarray, ...], device: torch.device,
     l1 = ((weights - targets).abs().mean(dim=2) * emphasis).sum() / emphasis.sum()
     velocity = F.l1_loss(weights.diff(dim=1), targets.diff(dim=1))
     labelled = visemes != dataset.NO_VISEME  # takes and vertex caches have no viseme labels
-    ce = F.cross_entropy(logits[labelled], visemes[labelled]) if labelled.any() else logits.sum() * 0.0
+    # the viseme head decides where closures are enforced (`stream._Closures`): weighting its
+    # critical classes trades a little precision elsewhere for hearing more of them
+    classes = torch.ones(logits.shape[-1], device=device)
+    classes[CRITICAL.to(device)] = config.critical_viseme_weight
+    ce = F.cross_entropy(logits[labelled], visemes[labelled], weight=classes) if labelled.any() else logits.sum() * 0.0
     total = l1 + config.velocity_weight * velocity + config.viseme_weight * ce
     mouth_mae = (weights - targets)[..., torch.from_numpy(MOUTH).to(device)].abs().mean()
     return {"loss": total, "l1": l1, "velocity": velocity, "ce": ce, "mouth_mae": mouth_mae}
