@@ -14,7 +14,8 @@ audio up to T + `latency`:
 
 That is 99.2 ms at 30 and 60 fps, at most 100 ms at any rate; nothing else waits. Lip closures
 are enforced causally (a closure holds from the second frame the viseme head hears it, for at
-least 20 ms, and is released over 30 ms), and the post-processing looks at most 80 ms ahead (see `online`).
+least 20 ms, and is released over 30 ms), and the post-processing looks at most 80 ms ahead
+(see `online`).
 `Animator.animate` without a transcript runs this same code over the whole clip (offline is
 streaming with the whole clip in one chunk), so the two agree to float rounding however the
 audio is cut.

@@ -92,14 +92,15 @@ def _losses(model: FaceNet, batch: tuple[np.ndarray, ...], device: torch.device,
     weights, logits = weights[:, look:], logits[:, look:]
     targets, visemes = targets[:, : targets.shape[1] - look], visemes[:, : visemes.shape[1] - look]
     # frames of the articulations a viewer must see (closures, lip-to-teeth, tongue) count more
-    emphasis = 1.0 + config.critical_weight * torch.isin(visemes, CRITICAL.to(device)).float()
+    critical = CRITICAL.to(device)
+    emphasis = 1.0 + config.critical_weight * torch.isin(visemes, critical).float()
     l1 = ((weights - targets).abs().mean(dim=2) * emphasis).sum() / emphasis.sum()
     velocity = F.l1_loss(weights.diff(dim=1), targets.diff(dim=1))
     labelled = visemes != dataset.NO_VISEME  # takes and vertex caches have no viseme labels
     # the viseme head decides where closures are enforced (`stream._Closures`): weighting its
     # critical classes trades a little precision elsewhere for hearing more of them
     classes = torch.ones(logits.shape[-1], device=device)
-    classes[CRITICAL.to(device)] = config.critical_viseme_weight
+    classes[critical] = config.critical_viseme_weight
     ce = F.cross_entropy(logits[labelled], visemes[labelled], weight=classes) if labelled.any() else logits.sum() * 0.0
     total = l1 + config.velocity_weight * velocity + config.viseme_weight * ce
     mouth_mae = (weights - targets)[..., torch.from_numpy(MOUTH).to(device)].abs().mean()
