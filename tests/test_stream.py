@@ -160,3 +160,19 @@ def test_a_closure_heard_for_two_frames_is_held_whole_for_20_ms():
     press = weights[:, INDEX["mouthClose"]]
     assert press[3] == 0 and press[4] == press[5] == 0.4  # whole from the second frame heard, for 20 ms
     assert press[5] > press[6] > press[7] > press[8] == 0
+
+
+def test_a_20_ms_closure_between_two_30_fps_frames_is_still_seen_closed():
+    from talkface.metrics import CLOSED_BELOW, lip_aperture
+    from talkface.phonemes import VISEMES
+
+    frames = np.zeros((14, 52 + len(VISEMES)), np.float32)
+    frames[:, INDEX["jawOpen"]] = 0.4
+    frames[:, 52 + VISEMES.index("aa")] = 5
+    frames[6:8, 52 + VISEMES.index("PP")] = 9  # /b/ heard at 60 and 70 ms: held whole at 70 and 80 ms
+    session = Stream(Engine(load_default()), 30, Style(life=LifeConfig.off()))
+    out = session._resample(frames)  # 30 fps frames at 0, 33, 67, 100 ms: none at 70 or 80 ms
+    # 67 ms shows the closure whole (the lips meet: mouthClose cancels jawOpen), not a blend with 60 ms
+    assert out[2, INDEX["mouthClose"]] == pytest.approx(out[2, INDEX["jawOpen"]])
+    aperture = lip_aperture(Animation(out, 30.0))
+    assert aperture[2] < CLOSED_BELOW and aperture[1] > CLOSED_BELOW and aperture[3] > CLOSED_BELOW

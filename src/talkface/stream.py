@@ -115,7 +115,9 @@ class _Closures:
         self.min_hold = max(1, round(MIN_HOLD * rate))
         self.hold = 0  # frames the current articulation is still held whole
 
-    def apply(self, weights: np.ndarray, visemes: np.ndarray) -> None:
+    def apply(self, weights: np.ndarray, visemes: np.ndarray) -> np.ndarray:
+        """Enforce in `weights` [k, 52] in place; which of the k frames hold an articulation whole."""
+        whole = np.zeros(weights.shape[0], bool)
         for i, best in enumerate(visemes.argmax(axis=1)):
             self.viseme, self.run = (best, self.run + 1) if best == self.viseme else (best, 1)
             phone = CRITICAL_VISEMES.get(VISEMES[best])
@@ -141,6 +143,8 @@ class _Closures:
             if self.phone in BILABIALS:  # the lips meet however open the jaw is
                 target[_CLOSE] = max(target[_CLOSE], weights[i, _JAW_OPEN])
             weights[i, cols] = (1 - strength) * weights[i, cols] + strength * target[cols]
+            whole[i] = strength == 1.0
+        return whole
 
 
 class Stream:
@@ -161,6 +165,7 @@ class Stream:
         self._received = 0  # 16 kHz samples so far
         self._features_done = 0  # feature frames computed
         self._speech = np.zeros((0, len(ARKIT_NAMES)), np.float32)  # 100 Hz frames from _speech_start on
+        self._whole = np.zeros(0, bool)  # which of them hold a closure whole
         self._speech_start = 0
         self._model_frames = 0
         self.frames_out = 0
@@ -269,8 +274,9 @@ class Stream:
     def _resample(self, model_frames: np.ndarray) -> np.ndarray:
         """Closures on the new model frames; the output frames [k, 52] they complete (before post)."""
         weights = model_frames[:, : len(ARKIT_NAMES)].copy()
-        self._closures.apply(weights, model_frames[:, len(ARKIT_NAMES) :])
+        whole = self._closures.apply(weights, model_frames[:, len(ARKIT_NAMES) :])
         self._speech = np.concatenate([self._speech, np.clip(weights, 0.0, 1.0)])
+        self._whole = np.concatenate([self._whole, whole])
         self._model_frames += weights.shape[0]
         n, rate = self._model_frames, self.engine.rate
         if self.ending:
@@ -285,8 +291,13 @@ class Stream:
         pos = np.clip(pos, 0, n - 1) if n else ks * 0.0
         lo = np.floor(pos + 1e-9).astype(int)
         hi = np.minimum(lo + 1, n - 1)
-        frac = np.where(last == lo, 0.0, pos - lo)[:, None].astype(np.float32)
         start = self._speech_start
+        whole_lo, whole_hi = self._whole[lo - start], self._whole[hi - start]
+        # between a frame that holds a closure whole and one that does not, show the closure rather
+        # than a blend, so that a brief closure is not lost between two output frames
+        frac = np.where(whole_lo & ~whole_hi, 0.0, np.where(whole_hi & ~whole_lo, 1.0, pos - lo))
+        frac = np.where(last == lo, 0.0, frac)
+        frac = frac[:, None].astype(np.float32)
         return self._speech[lo - start] * (1 - frac) + self._speech[hi - start] * frac
 
     def _finish(self, speech: np.ndarray) -> Animation:
@@ -305,6 +316,7 @@ class Stream:
         keep = min(self._model_frames, math.floor(self.frames_out / self.fps * self.engine.rate) - 1)
         if keep > self._speech_start:
             self._speech = self._speech[keep - self._speech_start :]
+            self._whole = self._whole[keep - self._speech_start :]
             self._speech_start = keep
         need = min((self._features_done - 2) * HOP, self._post.prosody.next * HOP - 2 * WIN)
         need = max(self._audio_start, need - need % HOP)
