@@ -294,7 +294,7 @@ class Stream:
         start = self._speech_start
         whole_lo, whole_hi = self._whole[lo - start], self._whole[hi - start]
         # between a frame that holds a closure whole and one that does not, show the closure rather
-        # than a blend, so that a brief closure is not lost between two output frames
+        # than a blend, so that fewer brief closures are lost between two output frames
         frac = np.where(whole_lo & ~whole_hi, 0.0, np.where(whole_hi & ~whole_lo, 1.0, pos - lo))
         frac = np.where(last == lo, 0.0, frac)
         frac = frac[:, None].astype(np.float32)
