@@ -11,7 +11,7 @@ from talkface.life import LifeConfig
 from talkface.model import load_default
 from talkface.post import FaceParams, Style
 from talkface.rig import INDEX
-from talkface.stream import Engine, Stream, _Closures
+from talkface.stream import Engine, Stream, _Articulations
 
 TOL = 1e-5
 
@@ -142,7 +142,7 @@ def test_closures_hold_from_the_second_frame_and_release_over_30_ms():
     visemes[3:7, VISEMES.index("PP")] = 5  # /p/ heard for 40 ms
     weights = np.zeros((12, 52), np.float32)
     weights[:, INDEX["jawOpen"]] = 0.4
-    _Closures(100.0).apply(weights, visemes)
+    _Articulations(100.0).apply(weights, visemes)
     press = weights[:, INDEX["mouthClose"]]
     assert press[3] == 0 and (press[4:7] >= 0.4).all()  # the lips meet however open the jaw is
     assert press[6] > press[7] > press[8] > press[9] == 0
@@ -156,7 +156,7 @@ def test_a_closure_heard_for_two_frames_is_held_whole_for_20_ms():
     visemes[3:5, VISEMES.index("PP")] = 5  # /b/ heard for only 20 ms
     weights = np.zeros((10, 52), np.float32)
     weights[:, INDEX["jawOpen"]] = 0.4
-    _Closures(100.0).apply(weights, visemes)
+    _Articulations(100.0).apply(weights, visemes)
     press = weights[:, INDEX["mouthClose"]]
     assert press[3] == 0 and press[4] == press[5] == 0.4  # whole from the second frame heard, for 20 ms
     assert press[5] > press[6] > press[7] > press[8] == 0
@@ -176,3 +176,21 @@ def test_a_20_ms_closure_between_two_30_fps_frames_is_still_seen_closed():
     assert out[2, INDEX["mouthClose"]] == pytest.approx(out[2, INDEX["jawOpen"]])
     aperture = lip_aperture(Animation(out, 30.0))
     assert aperture[2] < CLOSED_BELOW and aperture[1] > CLOSED_BELOW and aperture[3] > CLOSED_BELOW
+
+
+def test_a_rounded_vowel_the_viseme_head_hears_is_seen_rounded_and_eased_out():
+    from talkface.metrics import ROUNDED_AT
+    from talkface.phonemes import VISEMES
+
+    visemes = np.full((20, len(VISEMES)), -5.0, np.float32)
+    visemes[:, VISEMES.index("E")] = 0
+    visemes[3:9, VISEMES.index("ou")] = 5  # /uw/ heard for 60 ms
+    weights = np.zeros((20, 52), np.float32)
+    weights[:, INDEX["mouthPucker"]] = 0.1  # the regression's damped rounding
+    weights[12, INDEX["mouthPucker"]] = 0.9  # rounder than the floor: kept as it is
+    _Articulations(100.0).apply(weights, visemes)
+    rounding = weights[:, INDEX["mouthPucker"]] + weights[:, INDEX["mouthFunnel"]]
+    assert rounding[3] == pytest.approx(0.1)  # one frame heard is not enough
+    assert (rounding[4:9] > ROUNDED_AT).all()
+    assert (np.diff(rounding[8:12]) < 0).all() and weights[12, INDEX["mouthPucker"]] == pytest.approx(0.9)
+    assert rounding[17:] == pytest.approx(0.1)  # eased out within 80 ms

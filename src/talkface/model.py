@@ -87,6 +87,14 @@ MIN_CRITICAL_FRAMES = 2
 #: viseme head hears it: on real voices it often hears a /p b m/ for fewer frames than the lips
 #: are closed, and with the 30 ms release a 20 ms closure fell between two 30 fps frames.
 MIN_HOLD = 0.02
+#: Rounded viseme classes, and the phone whose lip rounding stands for each (the least rounded).
+ROUNDED_VISEMES = {"ou": "uh", "oh": "ow"}
+#: Where the viseme head hears a rounded class for `MIN_CRITICAL_FRAMES`, pucker and funnel are at
+#: least this share of that phone's: regression damps rounding peaks (on the held-out voice 61 % of
+#: /uw uh w/ midpoints reached the rounding threshold, against 99.7 % of the targets).
+ROUNDING_FLOOR = 0.5
+#: Seconds over which that floor is released: lips unround more slowly than they part.
+ROUNDING_RELEASE = 0.08
 
 
 @functools.cache

@@ -36,7 +36,15 @@ from .coarticulation import RELEASE, critical_columns
 from .convnet import NetState, StepNet
 from .errors import TalkfaceError
 from .features import HOP, N_MELS, SILENCE, WIN, log_mel_of, num_frames, windows
-from .model import CRITICAL_VISEMES, MIN_CRITICAL_FRAMES, MIN_HOLD, FaceModel
+from .model import (
+    CRITICAL_VISEMES,
+    MIN_CRITICAL_FRAMES,
+    MIN_HOLD,
+    ROUNDED_VISEMES,
+    ROUNDING_FLOOR,
+    ROUNDING_RELEASE,
+    FaceModel,
+)
 from .online import OnlinePost, measure_ahead
 from .phonemes import BILABIALS, TARGETS, VISEMES
 from .post import FaceParams, Style
@@ -44,6 +52,8 @@ from .rig import ARKIT_NAMES, INDEX
 
 _PIECE = 60 * SAMPLE_RATE  # longest audio handled in one step (bounded memory for long files)
 _CLOSE, _JAW_OPEN = INDEX["mouthClose"], INDEX["jawOpen"]
+_ROUNDING = np.array([INDEX["mouthPucker"], INDEX["mouthFunnel"]])
+_ROUNDING_FLOORS = {v: ROUNDING_FLOOR * TARGETS[p][_ROUNDING] for v, p in ROUNDED_VISEMES.items()}
 SNAP = 0.25  # of a 100 Hz frame: an output frame this close after one takes it without interpolating
 
 
@@ -102,10 +112,12 @@ class Engine:
         return np.concatenate([np.zeros((start - s.fed, rows.shape[1]), np.float32), rows])
 
 
-class _Closures:
-    """Lip closure on /p b m/, lip-to-teeth on /f v/, tongue on /th dh/, enforced causally where the
-    viseme head hears them two frames running (as `coarticulation.enforce`, without looking ahead),
-    held whole for at least `MIN_HOLD`, then released over `RELEASE`."""
+class _Articulations:
+    """What the viseme head decides, causally, where it hears a class two frames running. Lip
+    closure on /p b m/, lip-to-teeth on /f v/ and tongue on /th dh/ are enforced (as
+    `coarticulation.enforce`, without looking ahead), held whole for at least `MIN_HOLD`, then
+    released over `RELEASE`. Rounded vowels get a floor of lip rounding, released over
+    `ROUNDING_RELEASE`."""
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
@@ -114,37 +126,57 @@ class _Closures:
         self.since = 0
         self.min_hold = max(1, round(MIN_HOLD * rate))
         self.hold = 0  # frames the current articulation is still held whole
+        self.rounding: np.ndarray | None = None  # the floor of pucker and funnel now in force
+        self.unrounding = 0  # frames since a rounded class was last heard
 
     def apply(self, weights: np.ndarray, visemes: np.ndarray) -> np.ndarray:
         """Enforce in `weights` [k, 52] in place; which of the k frames hold an articulation whole."""
         whole = np.zeros(weights.shape[0], bool)
         for i, best in enumerate(visemes.argmax(axis=1)):
             self.viseme, self.run = (best, self.run + 1) if best == self.viseme else (best, 1)
-            phone = CRITICAL_VISEMES.get(VISEMES[best])
-            if phone and self.run >= MIN_CRITICAL_FRAMES:
-                if self.run == MIN_CRITICAL_FRAMES:
-                    self.hold = self.min_hold
-                self.phone, self.since, strength = phone, 0, 1.0
-                self.hold -= 1
-            elif self.phone is not None and self.hold > 0:
-                self.hold -= 1
-                strength = 1.0
-            elif self.phone is not None:
-                self.since += 1
-                ramp = self.since / (RELEASE * self.rate)
-                if ramp >= 1:
-                    self.phone = None
-                    continue
-                strength = 0.5 + 0.5 * math.cos(math.pi * ramp)
-            else:
-                continue
-            cols = critical_columns(self.phone)
-            target = TARGETS[self.phone].copy()
-            if self.phone in BILABIALS:  # the lips meet however open the jaw is
-                target[_CLOSE] = max(target[_CLOSE], weights[i, _JAW_OPEN])
-            weights[i, cols] = (1 - strength) * weights[i, cols] + strength * target[cols]
-            whole[i] = strength == 1.0
+            whole[i] = self._enforce(weights[i], VISEMES[best])
+            self._round(weights[i], VISEMES[best])
         return whole
+
+    def _enforce(self, frame: np.ndarray, viseme: str) -> bool:
+        phone = CRITICAL_VISEMES.get(viseme)
+        if phone and self.run >= MIN_CRITICAL_FRAMES:
+            if self.run == MIN_CRITICAL_FRAMES:
+                self.hold = self.min_hold
+            self.phone, self.since, strength = phone, 0, 1.0
+            self.hold -= 1
+        elif self.phone is not None and self.hold > 0:
+            self.hold -= 1
+            strength = 1.0
+        elif self.phone is not None:
+            self.since += 1
+            ramp = self.since / (RELEASE * self.rate)
+            if ramp >= 1:
+                self.phone = None
+                return False
+            strength = 0.5 + 0.5 * math.cos(math.pi * ramp)
+        else:
+            return False
+        cols = critical_columns(self.phone)
+        target = TARGETS[self.phone].copy()
+        if self.phone in BILABIALS:  # the lips meet however open the jaw is
+            target[_CLOSE] = max(target[_CLOSE], frame[_JAW_OPEN])
+        frame[cols] = (1 - strength) * frame[cols] + strength * target[cols]
+        return strength == 1.0
+
+    def _round(self, frame: np.ndarray, viseme: str) -> None:
+        if viseme in _ROUNDING_FLOORS and self.run >= MIN_CRITICAL_FRAMES:
+            self.rounding, self.unrounding, strength = _ROUNDING_FLOORS[viseme], 0, 1.0
+        elif self.rounding is None:
+            return
+        else:
+            self.unrounding += 1
+            ramp = self.unrounding / (ROUNDING_RELEASE * self.rate)
+            if ramp >= 1:
+                self.rounding = None
+                return
+            strength = 0.5 + 0.5 * math.cos(math.pi * ramp)
+        frame[_ROUNDING] = np.maximum(frame[_ROUNDING], strength * self.rounding)
 
 
 class Stream:
@@ -158,7 +190,7 @@ class Stream:
         self.sample_rate = _rate(sample_rate)
         self._resampler = self._make_resampler()
         self._model = engine.state()
-        self._closures = _Closures(engine.rate)
+        self._articulations = _Articulations(engine.rate)
         self._post = OnlinePost(style, self.fps)
         self._audio = np.zeros(0, np.float32)  # 16 kHz samples from _audio_start on
         self._audio_start = 0
@@ -274,7 +306,7 @@ class Stream:
     def _resample(self, model_frames: np.ndarray) -> np.ndarray:
         """Closures on the new model frames; the output frames [k, 52] they complete (before post)."""
         weights = model_frames[:, : len(ARKIT_NAMES)].copy()
-        whole = self._closures.apply(weights, model_frames[:, len(ARKIT_NAMES) :])
+        whole = self._articulations.apply(weights, model_frames[:, len(ARKIT_NAMES) :])
         self._speech = np.concatenate([self._speech, np.clip(weights, 0.0, 1.0)])
         self._whole = np.concatenate([self._whole, whole])
         self._model_frames += weights.shape[0]

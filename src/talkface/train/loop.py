@@ -97,7 +97,7 @@ def _losses(model: FaceNet, batch: tuple[np.ndarray, ...], device: torch.device,
     l1 = ((weights - targets).abs().mean(dim=2) * emphasis).sum() / emphasis.sum()
     velocity = F.l1_loss(weights.diff(dim=1), targets.diff(dim=1))
     labelled = visemes != dataset.NO_VISEME  # takes and vertex caches have no viseme labels
-    # the viseme head decides where closures are enforced (`stream._Closures`): weighting its
+    # the viseme head decides where closures are enforced (`stream._Articulations`): weighting its
     # critical classes trades a little precision elsewhere for hearing more of them
     classes = torch.ones(logits.shape[-1], device=device)
     classes[critical] = config.critical_viseme_weight
