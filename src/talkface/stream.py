@@ -112,6 +112,12 @@ class Engine:
         return np.concatenate([np.zeros((start - s.fed, rows.shape[1]), np.float32), rows])
 
 
+def _eased_out(frames: int, seconds: float, rate: float) -> float:
+    """Strength of a pose `frames` into its release over `seconds`: from 1 eased to 0, then 0."""
+    ramp = frames / (seconds * rate)
+    return 0.5 + 0.5 * math.cos(math.pi * ramp) if ramp < 1 else 0.0
+
+
 class _Articulations:
     """What the viseme head decides, causally, where it hears a class two frames running. Lip
     closure on /p b m/, lip-to-teeth on /f v/ and tongue on /th dh/ are enforced (as
@@ -134,8 +140,9 @@ class _Articulations:
         whole = np.zeros(weights.shape[0], bool)
         for i, best in enumerate(visemes.argmax(axis=1)):
             self.viseme, self.run = (best, self.run + 1) if best == self.viseme else (best, 1)
-            whole[i] = self._enforce(weights[i], VISEMES[best])
-            self._round(weights[i], VISEMES[best])
+            viseme = VISEMES[best]
+            whole[i] = self._enforce(weights[i], viseme)
+            self._round(weights[i], viseme)
         return whole
 
     def _enforce(self, frame: np.ndarray, viseme: str) -> bool:
@@ -150,11 +157,10 @@ class _Articulations:
             strength = 1.0
         elif self.phone is not None:
             self.since += 1
-            ramp = self.since / (RELEASE * self.rate)
-            if ramp >= 1:
+            strength = _eased_out(self.since, RELEASE, self.rate)
+            if not strength:
                 self.phone = None
                 return False
-            strength = 0.5 + 0.5 * math.cos(math.pi * ramp)
         else:
             return False
         cols = critical_columns(self.phone)
@@ -171,11 +177,10 @@ class _Articulations:
             return
         else:
             self.unrounding += 1
-            ramp = self.unrounding / (ROUNDING_RELEASE * self.rate)
-            if ramp >= 1:
+            strength = _eased_out(self.unrounding, ROUNDING_RELEASE, self.rate)
+            if not strength:
                 self.rounding = None
                 return
-            strength = 0.5 + 0.5 * math.cos(math.pi * ramp)
         frame[_ROUNDING] = np.maximum(frame[_ROUNDING], strength * self.rounding)
 
 
