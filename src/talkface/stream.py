@@ -14,7 +14,8 @@ audio up to T + `latency`:
 
 That is 99.2 ms at 30 and 60 fps, at most 100 ms at any rate; nothing else waits. Lip closures
 are enforced causally (a closure holds from the second frame the viseme head hears it, for at
-least 20 ms, and is released over 30 ms), and the post-processing looks at most 80 ms ahead
+least 20 ms, and is released over 30 ms; an output frame next to a whole closure shows it whole),
+rounded vowels get a floor of lip rounding, and the post-processing looks at most 80 ms ahead
 (see `online`).
 `Animator.animate` without a transcript runs this same code over the whole clip (offline is
 streaming with the whole clip in one chunk), so the two agree to float rounding however the
@@ -309,7 +310,8 @@ class Stream:
         return out
 
     def _resample(self, model_frames: np.ndarray) -> np.ndarray:
-        """Closures on the new model frames; the output frames [k, 52] they complete (before post)."""
+        """Closures and rounding on the new model frames; the output frames [k, 52] they complete
+        (before post)."""
         weights = model_frames[:, : len(ARKIT_NAMES)].copy()
         whole = self._articulations.apply(weights, model_frames[:, len(ARKIT_NAMES) :])
         self._speech = np.concatenate([self._speech, np.clip(weights, 0.0, 1.0)])
