@@ -40,6 +40,7 @@ _HOP = int(SAMPLE_RATE / GRID)
 _HALF = 2 * _HOP  # half a 40 ms window
 _F0_MIN, _F0_MAX = 60.0, 400.0
 _DEG = math.pi / 180
+_REFRACTORY = 0.6  # s between the blinks of the schedule (a double blink's second comes sooner)
 _SPEECH_DB = 35.0
 _PEAK_DECAY = 0.01  # dB per grid frame (1 dB/s) of the loudness reference
 _FLOOR_DB = -60.0  # the reference never falls below this (dBFS)
@@ -177,7 +178,7 @@ class OnlineLife:
         # blinks
         self.mean_interval = 60.0 / self.config.blink_rate
         self.next_blink = float(b.uniform(0.3, 2.0))
-        self.last_blink = -0.6
+        self.last_blink = -_REFRACTORY
         self.pending: list[float] = []
         self.blinks: list[_Blink] = []
         # gaze
@@ -240,9 +241,10 @@ class OnlineLife:
                 self.pending.remove(due)
             else:
                 self.next_blink = math.inf
-            if due <= self.last_blink + 0.6:
+            ready = self.last_blink + _REFRACTORY
+            if due < ready:  # too soon after the last blink: a scheduled one waits, an extra one is dropped
                 if self.next_blink == math.inf:
-                    self.next_blink = self.last_blink + 0.6
+                    self.next_blink = ready  # (`due < ready` is then false on the next pass: it blinks)
                 continue
             times = [due] + ([due + float(b.uniform(0.28, 0.45))] if b.random() < 0.07 else [])
             for at in times:
@@ -250,7 +252,7 @@ class OnlineLife:
                 self.blinks.append(_Blink(at, float(dur), float(b.uniform(0.85, 1.0)),
                                           float(b.uniform(-0.015, 0.015)), float(b.uniform(0, 0.08))))  # fmt: skip
             self.last_blink = times[-1]
-            self.next_blink = self.last_blink + max(0.6, float(b.gamma(3.0, self.mean_interval / 3.0)))
+            self.next_blink = self.last_blink + max(_REFRACTORY, float(b.gamma(3.0, self.mean_interval / 3.0)))
         lids = np.zeros(2)
         for blink in self.blinks:
             for eye, (lag, less) in enumerate(((0.0, 0.0), (blink.lag, blink.less))):

@@ -1,0 +1,170 @@
+"""Every scheduler and state machine ends, keeps its times in order and its counts bounded, for any
+seed, rate, frame rate, duration and speech pattern (property-based, with a wall-clock guard)."""
+
+import contextlib
+import math
+import signal
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from synthetic import phrases
+
+from talkface import emotion as emo
+from talkface import life as lf
+from talkface.coarticulation import RELEASE, animate_phones
+from talkface.model import CRITICAL_VISEMES, ROUNDED_VISEMES, ROUNDING_RELEASE
+from talkface.online import OnlineLife, _Patterns
+from talkface.phonemes import VISEMES
+from talkface.prosody import analyse
+from talkface.stream import _Articulations
+
+FPS_CHOICES = [24.0, 25.0, 29.97, 30.0, 60.0, 120.0]
+RATES = st.one_of(st.sampled_from([2.0, 60.0]), st.floats(2.0, 60.0))
+SEEDS = st.integers(0, 2**32 - 1)
+# speech and pause runs in seconds, repeated to fill the duration: from rapid flicker to long monologues
+PATTERN = st.lists(st.tuples(st.booleans(), st.floats(0.01, 30.0)), min_size=1, max_size=8)
+PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@contextlib.contextmanager
+def bounded(seconds: float):
+    """Fail (instead of hanging the suite) if the block runs longer than `seconds` of wall clock."""
+
+    def expire(*_):
+        raise TimeoutError(f"still running after {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def activity(pattern: list[tuple[bool, float]], n: int, fps: float) -> np.ndarray:
+    """Per frame, whether the pattern (repeated) is speaking."""
+    edges = np.cumsum([d for _, d in pattern])
+    on = np.array([a for a, _ in pattern])
+    phase = (np.arange(n) / fps) % edges[-1]
+    return on[np.searchsorted(edges, phase, side="right").clip(0, len(on) - 1)]
+
+
+def run_online(life: OnlineLife, speaking: np.ndarray, fps: float, seed: int) -> dict[str, list]:
+    """Step `life` over the frames; check every step's invariants; the blink and nod starts seen."""
+    rng = np.random.default_rng(seed)
+    seen: dict[str, list] = {"blinks": [], "nods": [], "saccades": []}
+    known: set[tuple[str, float]] = set()
+    for i, active in enumerate(speaking):
+        t = i / fps
+        ahead = bool(speaking[min(i + 2, len(speaking) - 1)])
+        accents = [(t, float(rng.random()))] if active and rng.random() < 0.15 else []
+        blinks, gaze, head, inhale = life.step(t, i, bool(active), ahead, float(rng.normal(0, 2)), accents)
+        assert np.all((blinks >= 0) & (blinks <= 1)) and 0 <= inhale <= 1
+        assert np.all(np.abs(gaze) < 25 * math.pi / 180) and np.all(np.abs(head) < 25 * math.pi / 180)
+        # nothing piles up: a handful of blinks and nods in flight, a few extra blinks waiting
+        assert len(life.blinks) <= 6 and len(life.nods) <= 3 and len(life.pending) <= 4
+        assert life.next_blink > life.last_blink
+        for kind, starts in (("blinks", [b.start for b in life.blinks]), ("nods", [a for a, _, _ in life.nods])):
+            for start in starts:
+                if (kind, start) not in known:
+                    known.add((kind, start))
+                    seen[kind].append(start)
+        if not seen["saccades"] or life.saccade_start != seen["saccades"][-1]:
+            seen["saccades"].append(life.saccade_start)
+    return seen
+
+
+def check_times(seen: dict[str, list], seconds: float) -> None:
+    for kind in ("blinks", "nods", "saccades"):
+        times = np.array(seen[kind])
+        assert np.all(np.diff(times) >= 0), f"{kind} out of order"
+    # blinks: 0.6 s apart on the schedule, a double blink's second 0.28 s after its first
+    assert np.all(np.diff(seen["blinks"]) >= 0.28 - 1e-9)
+    assert len(seen["blinks"]) <= seconds / 0.28 + 2
+    assert np.all(np.diff(seen["nods"]) >= 0.4 - 1e-9)
+    assert len(seen["saccades"]) <= seconds / 0.2 + 3
+
+
+def test_blinks_at_the_highest_rate_do_not_hang():
+    """The scheduler once spun forever when a drawn interval fell under the 0.6 s gap."""
+    with bounded(20):
+        for seed in range(6):
+            life = OnlineLife(lf.LifeConfig(blink_rate=60), 30.0, seed)
+            seen = run_online(life, activity([(True, 2.0), (False, 0.5)], 30 * 15, 30.0), 30.0, seed)
+            # about one a second (gamma intervals of mean 1 s, floored at 0.6 s), never stuck
+            assert 8 <= len(seen["blinks"]) <= 30
+
+
+@PROPERTY
+@given(seed=SEEDS, rate=RATES, fps=st.sampled_from(FPS_CHOICES), minutes=st.floats(0.05, 6.0), pattern=PATTERN)
+def test_online_life_ends_in_order_and_bounded(seed, rate, fps, minutes, pattern):
+    n = int(minutes * 60 * fps)
+    life = OnlineLife(lf.LifeConfig(blink_rate=rate), fps, seed)
+    with bounded(30):
+        seen = run_online(life, activity(pattern, n, fps), fps, seed)
+    check_times(seen, minutes * 60)
+    if minutes > 2:  # the eyes do blink: at the lowest rate a minute has ~2 scheduled blinks
+        assert len(seen["blinks"]) >= 1
+
+
+def test_an_hour_of_stepping_stays_bounded():
+    fps, seconds = 24.0, 3600
+    life = OnlineLife(lf.LifeConfig(blink_rate=60), fps, 11)
+    with bounded(60):
+        seen = run_online(life, activity([(True, 3.0), (False, 0.7), (True, 0.2), (False, 4)], int(seconds * fps), fps),
+                          fps, 11)  # fmt: skip
+    check_times(seen, seconds)
+    assert 0.5 * 3600 / 1.0 <= len(seen["blinks"]) <= 3600 / 0.6 + 200
+
+
+@PROPERTY
+@given(seed=SEEDS, rate=RATES, fps=st.sampled_from(FPS_CHOICES), seconds=st.floats(0.5, 240.0),
+       pause=st.tuples(st.floats(0.05, 0.5), st.floats(0.5, 5.0)))  # fmt: skip
+def test_whole_clip_life_ends_in_order_and_bounded(seed, rate, fps, seconds, pause):
+    phones = phrases(seconds, seed=seed % 1000, pause=pause)
+    base = animate_phones(phones, fps, seconds)
+    prosody = analyse(fps, base.num_frames, phones)
+    with bounded(30):
+        layers = lf.generate(prosody, lf.LifeConfig(blink_rate=rate), seed=seed)
+    blinks, saccades = np.array(layers.blink_times), np.array(layers.saccade_times)
+    assert np.all(np.diff(blinks) >= 0.25) and len(blinks) <= seconds / 0.25 + 2
+    assert np.all(np.diff(saccades) > 0) and len(saccades) <= seconds / 0.2 + 3
+    assert np.all(np.isfinite(layers.head)) and np.all(np.abs(layers.head) < 25 * math.pi / 180)
+    assert layers.blinks.min() >= 0 and layers.blinks.max() <= 1
+
+
+@PROPERTY
+@given(seed=SEEDS, fps=st.sampled_from(FPS_CHOICES), minutes=st.floats(0.05, 10.0))
+def test_emotion_patterns_keep_a_bounded_schedule(seed, fps, minutes):
+    """Panting, winces and trembling: the wince schedule only ever holds the next two seconds."""
+    patterns = _Patterns(seed, fps)
+    w = emo.vector({"pain": 1.0, "outofbreath": 1.0, "grief": 1.0})
+    with bounded(30):
+        for i in range(0, int(minutes * 60 * fps), 7):  # every 7th frame: gaps between calls are allowed
+            out = patterns.step(i / fps, w)
+            assert np.all(np.isfinite(out)) and len(patterns.winces) <= 4
+            assert np.all(np.diff(patterns.winces) > 0)
+
+
+@PROPERTY
+@given(rate=st.sampled_from([100.0]), seed=SEEDS, frames=st.integers(1, 3000), flicker=st.floats(0.0, 1.0))
+def test_closure_and_rounding_holds_release_and_stay_in_range(rate, seed, frames, flicker):
+    """Whatever the viseme head hears, a held articulation is let go within its hold and release."""
+    rng = np.random.default_rng(seed)
+    best = np.zeros(frames, int)
+    for i in range(1, frames):  # runs of one class, switching with probability `flicker`
+        best[i] = rng.integers(len(VISEMES)) if rng.random() < flicker else best[i - 1]
+    visemes = np.eye(len(VISEMES))[best]
+    weights = rng.uniform(0, 1, (frames, 52))
+    art = _Articulations(rate)
+    with bounded(30):
+        whole = np.concatenate([art.apply(weights[i : i + 37], visemes[i : i + 37]) for i in range(0, frames, 37)])
+    assert whole.shape == (frames,) and np.all((weights >= 0) & (weights <= 1))
+    assert art.hold <= art.min_hold
+    # a pose is released within its hold and easing after the head last heard its class twice running
+    held = [VISEMES.index(v) for v in (*CRITICAL_VISEMES, *ROUNDED_VISEMES)]
+    last = max((i for i in range(1, frames) if best[i] == best[i - 1] and best[i] in held), default=-1)
+    if frames - last > art.min_hold + math.ceil(max(RELEASE, ROUNDING_RELEASE) * rate) + 2:
+        assert art.phone is None and art.rounding is None
