@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -61,3 +63,37 @@ def test_array_needs_a_rate_and_long_audio_is_refused(monkeypatch):
     monkeypatch.setattr("talkface.audio.MAX_SECONDS", 0.5)
     with pytest.raises(TalkfaceError, match="longer than"):
         load_audio(tone(rate=16000), 16000)
+
+
+def test_a_file_read_in_blocks_is_checked_like_a_whole_one(tmp_path):
+    from talkface.audio import audio_blocks
+
+    stereo = np.stack([tone(3.0), tone(3.0)], axis=1)
+    sf.write(tmp_path / "ok.wav", stereo, 44100)
+    rate, blocks = audio_blocks(tmp_path / "ok.wav", seconds=1.0)
+    parts = list(blocks)
+    assert rate == 44100 and [p.size for p in parts] == [44100] * 3 and parts[0].ndim == 1
+    late_nan = tone(3.0, 16000)
+    late_nan[-10] = np.nan
+    cases = {"nan.wav": (late_nan, "NaN"), "silent.wav": (np.zeros(48000, np.float32), "silent"),
+             "empty.wav": (np.zeros(0, np.float32), "empty")}  # fmt: skip
+    for name, (audio, message) in cases.items():
+        sf.write(tmp_path / name, audio, 16000, subtype="FLOAT")
+        with pytest.raises(TalkfaceError, match=message):
+            list(audio_blocks(tmp_path / name, seconds=1.0)[1])
+    (tmp_path / "bad.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEgarbage")
+    with pytest.raises(TalkfaceError, match="not a readable audio file"):
+        audio_blocks(tmp_path / "bad.wav")
+
+
+def test_a_file_animated_a_minute_at_a_time_gives_the_frames_of_the_whole_array(tmp_path, monkeypatch):
+    from talkface import Animator
+    from talkface.audio import audio_blocks
+
+    speech = load_audio(Path(__file__).parent / "data" / "arctic_a0009.wav")
+    sf.write(tmp_path / "s.wav", speech, 16000, subtype="FLOAT")
+    monkeypatch.setattr("talkface.animator.audio_blocks", lambda p: audio_blocks(p, seconds=0.37))
+    animator = Animator()
+    from_file, from_array = animator.animate(tmp_path / "s.wav"), animator.animate(speech, sample_rate=16000)
+    assert from_file.num_frames == from_array.num_frames
+    np.testing.assert_allclose(from_file.weights, from_array.weights, atol=1e-5)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .animation import Animation
-from .audio import SAMPLE_RATE, AudioSource, load_audio
+from .audio import SAMPLE_RATE, AudioSource, audio_blocks, load_audio
 from .coarticulation import animate_phones
 from .errors import TalkfaceError
 from .phonemes import TimedPhone
@@ -125,10 +125,14 @@ class Animator:
     ) -> tuple[Animation, list[TimedPhone] | None]:
         """Like `animate`, also returning the timed phones the animation was made from (None when
         the neural model made it from the sound alone)."""
-        pcm = load_audio(audio, sample_rate)
         if text is None and self.engine == "neural":  # offline is streaming with the whole clip in one chunk
-            session = self.stream(fps)
-            return Animation.join([session.push(pcm), session.flush()]), None
+            if isinstance(audio, np.ndarray):
+                session = self.stream(fps)
+                return Animation.join([session.push(load_audio(audio, sample_rate)), session.flush()]), None
+            rate, blocks = audio_blocks(audio)  # a file is read a minute at a time: an hour needs no 230 MB
+            session = self.stream(fps, sample_rate=rate)
+            return Animation.join([*(session.push(block) for block in blocks), session.flush()]), None
+        pcm = load_audio(audio, sample_rate)
         phones = self.phones(pcm, text, SAMPLE_RATE)
         return self.animate_phones(phones, len(pcm) / SAMPLE_RATE, fps, audio=pcm, text=text), phones
 

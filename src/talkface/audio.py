@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,41 @@ def load_audio(
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
             raise TalkfaceError(f"{name}: not a readable audio file ({e})") from None
     return _checked(np.asarray(audio), int(rate), target_rate, name)
+
+
+def audio_blocks(path: str | os.PathLike, seconds: float = 60.0) -> tuple[int, Iterator[np.ndarray]]:
+    """The sample rate of an audio file and its mono float32 samples, `seconds` at a time, so a
+    long file never has to be in memory whole. The iterator raises `TalkfaceError` for what
+    `load_audio` refuses: a block with NaN at once, an empty, silent or overlong file at the end."""
+    name = str(path)
+    if not Path(path).is_file():
+        raise TalkfaceError(f"{name}: no such audio file")
+    try:
+        info = sf.info(path)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        raise TalkfaceError(f"{name}: not a readable audio file ({e})") from None
+    rate = int(info.samplerate)
+    if rate <= 0:
+        raise TalkfaceError(f"{name}: invalid sample rate {rate}")
+
+    def blocks() -> Iterator[np.ndarray]:
+        size, peak = 0, 0.0
+        try:
+            for block in sf.blocks(path, blocksize=max(1, int(seconds * rate)), dtype="float32", always_2d=True):
+                audio = to_mono(block, name)
+                size += audio.size
+                if size / rate > MAX_SECONDS:
+                    raise TalkfaceError(f"{name}: audio is longer than {MAX_SECONDS // 3600} hours")
+                peak = max(peak, float(np.abs(audio).max(initial=0.0)))
+                yield audio
+        except (sf.LibsndfileError, RuntimeError) as e:
+            raise TalkfaceError(f"{name}: not a readable audio file ({e})") from None
+        if size == 0:
+            raise TalkfaceError(f"{name}: audio is empty")
+        if peak < _SILENCE_PEAK:
+            raise TalkfaceError(f"{name}: audio is silent")
+
+    return rate, blocks()
 
 
 def to_mono(audio: np.ndarray, name: str = "audio") -> np.ndarray:

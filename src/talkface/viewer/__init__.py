@@ -14,15 +14,33 @@ panel restyles it (``/api/style``) without aligning the audio again.
     POST /api/style         body: style options as JSON, named and parsed as on the command line
                             ({"emotion": "joy=0.8", "face": "jawStrength=1.2", "no-blink": true});
                             restyles the clip (and later ones) and answers with its JSON like /api/clip
-Bad requests get status 400 (409: a clip that cannot be restyled) and {"error": "one line"}.
+Every error answer is {"error": "one line"} with its status (400, 403, 404, 408, 409: a clip that
+cannot be restyled, 411, 413, 415, 501, ...).
+
+The server is for this machine's browser, so it answers only requests naming it in their Host header
+(127.0.0.1, localhost or [::1] with its port, the host it was bound to, or one it was told to allow;
+any IP address when bound to all interfaces): a page of another site that rebinds its DNS name to
+127.0.0.1 is refused. POSTs must be same-origin (an Origin header, when sent, is this server's) and
+typed as no HTML form can type them: /api/style takes application/json, /api/animate audio/* or
+application/octet-stream; so a cross-site form or text/plain POST is refused. A request must arrive
+whole within `request_timeout` seconds (its body gets one more second per MB; an answer is read in as
+long), so half-sent requests and clients that stop reading do not hold connections. Each connection
+has its own thread: a long animation holds only the POSTs waiting for the animator, never the page,
+the clip or the head.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import ipaddress
 import json
 import os
+import re
+import socket
+import sys
 import threading
+import time
 import webbrowser
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,6 +68,12 @@ from ..post import PARAMETERS, FaceParams
 STATIC = files("talkface") / "viewer" / "static"
 MAX_UPLOAD = 64 * 1024 * 1024
 MAX_STYLE = 64 * 1024
+REQUEST_TIMEOUT = 20.0  # s for a request's line and headers, again for its body and for the answer (+ MIN_RATE)
+MIN_RATE = 1 << 20  # bytes/s the slowest client sends a body or reads an answer at: 64 MB may take 64 s more
+LINGER = 1.0  # s a closing connection still reads what the client sends, so that it gets the answer
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_HOST = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::(\d{1,5}))?")  # a Host header: name or [IPv6], port
+_POST_TYPES = {"/api/animate": ("application/octet-stream", "audio/*"), "/api/style": ("application/json",)}
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
 
 
@@ -133,11 +157,21 @@ def _read_phones(tsv: Path) -> list[TimedPhone]:
 
 class ViewerServer(ThreadingHTTPServer):
     """HTTP server holding the current clip and the animator (with the style the panel set) that
-    animates dropped audio and restyles clips; `port` 0 picks a free port."""
+    animates dropped audio and restyles clips; `port` 0 picks a free port. It answers only requests
+    whose Host names it (see the module's docstring; `allowed_hosts` adds names, e.g. the machine's
+    name on the LAN) and drops requests not sent whole within `request_timeout` seconds."""
 
     daemon_threads = True
 
-    def __init__(self, clip: Clip | None, host: str = "127.0.0.1", port: int = 8765, animator: Animator | None = None):
+    def __init__(
+        self,
+        clip: Clip | None,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+        animator: Animator | None = None,
+        allowed_hosts: Sequence[str] = (),
+        request_timeout: float = REQUEST_TIMEOUT,
+    ):
         try:
             super().__init__((host, port), _Handler)
         except OSError as e:
@@ -148,6 +182,30 @@ class ViewerServer(ThreadingHTTPServer):
         self.style_values: dict[str, object] = {}  # what the page last set; {}: the animator's style
         self.head = glb_bytes(None)
         self.lock = threading.Lock()
+        self.request_timeout = request_timeout
+        self.any_address = host in ("", "0.0.0.0", "::")
+        names = {*_LOOPBACK, *allowed_hosts, self.server_address[0]} | (set() if self.any_address else {host})
+        self.host_names = {name.lower().strip("[]") for name in names}
+
+    def own_host(self, host: str) -> bool:
+        """Whether a request's Host header names this server: one of its names with its port, or any IP
+        address when it listens on all of them (a DNS-rebinding page's requests carry the page's name)."""
+        match = _HOST.fullmatch(host.lower())
+        if not match or int(match[2] or 80) != self.server_address[1]:
+            return False
+        name = match[1].strip("[]")
+        if name in self.host_names:
+            return True
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return self.any_address
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that went away mid-answer is no error worth a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     def restyle(self, values: dict[str, object]) -> Clip | None:
         """Parse style option `values` (TalkfaceError if bad), restyle the clip with them and keep
@@ -179,18 +237,84 @@ def _style_options() -> dict[str, object]:
     return {"emotions": list(EMOTIONS), "face": face}
 
 
+class _Deadline(io.RawIOBase):
+    """A connection's reading side, where every read waits only until `deadline` (time.monotonic()) and
+    then raises TimeoutError: the time a request takes to arrive is bounded however it is trickled, and
+    a connection's idle time between requests too."""
+
+    def __init__(self, sock: socket.socket, deadline: float):
+        super().__init__()
+        self.sock, self.deadline = sock, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("request timed out")
+        self.sock.settimeout(left)
+        return self.sock.recv_into(buffer)
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: ViewerServer
     protocol_version = "HTTP/1.1"
 
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()
+        self.reader = _Deadline(self.connection, time.monotonic() + self.server.request_timeout)
+        self.rfile = io.BufferedReader(self.reader)
+
+    def handle_one_request(self) -> None:
+        self.reader.deadline = time.monotonic() + self.server.request_timeout
+        super().handle_one_request()
+
+    def finish(self) -> None:
+        """Close the connection gently: stop writing, then read (for up to LINGER s) what the client still
+        sends, such as the rest of a body refused unread, so that it gets its answer and not a reset."""
+        super().finish()
+        end = time.monotonic() + LINGER
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_WR)
+            while (left := end - time.monotonic()) > 0:
+                self.connection.settimeout(left)
+                if not self.connection.recv(1 << 16):
+                    break
+
+    def parse_request(self) -> bool:
+        """Read the headers; refuse, with a JSON error, a request slow to send them or not naming this server."""
+        try:
+            if not super().parse_request():
+                return False
+        except TimeoutError:
+            self.send_error(HTTPStatus.REQUEST_TIMEOUT, "the request's headers took too long")
+            return False
+        host = self.headers.get("Host", "")
+        if not self.server.own_host(host):
+            self.send_error(HTTPStatus.FORBIDDEN, f"Host {host!r} is not this viewer; open {self.server.url}")
+            return False
+        return True
+
     def log_message(self, format: str, *args: object) -> None:  # keep the terminal quiet
         pass
 
-    def _send(self, body: bytes, ctype: str, status: HTTPStatus = HTTPStatus.OK) -> None:
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own errors (bad request line, unknown method, too long) as JSON, like ours."""
+        if self.request_version == "HTTP/0.9":  # a request line it could not read: answer with a status line
+            self.request_version = self.protocol_version
+        status = HTTPStatus(code)
+        self._error(status, message or status.phrase)
+
+    def _send(self, body: bytes, ctype: str, status: HTTPStatus = HTTPStatus.OK, close: bool = False) -> None:
+        self.connection.settimeout(self.server.request_timeout + len(body) / MIN_RATE)  # a client that stops reading
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        if close:
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -199,7 +323,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(text.encode(), "application/json", status)
 
     def _error(self, status: HTTPStatus, message: str) -> None:
-        self._json(json.dumps({"error": message}), status)
+        """Answer {"error": message} and close the connection (a request body may be left unread)."""
+        self._send(json.dumps({"error": " ".join(message.split())}).encode(), "application/json", status, close=True)
 
     def _clip_json(self, clip: Clip) -> str:
         extra = {"title": clip.title, "audio": "/api/clip/audio", "restyle": clip.speech is not None}
@@ -231,28 +356,52 @@ class _Handler(BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
     def _body(self, limit: int, what: str) -> bytes | None:
-        """The request's body, or None after answering 400 when it is empty or over `limit` bytes."""
+        """The request's body, or None after answering with an error when it is missing, empty, over
+        `limit` bytes or slower to arrive than the deadline."""
+        if "Content-Length" not in self.headers or "Transfer-Encoding" in self.headers:
+            self._error(HTTPStatus.LENGTH_REQUIRED, f"send {what} with a Content-Length")
+            return None
         try:
-            length = int(self.headers.get("Content-Length") or 0)
+            length = int(self.headers["Content-Length"])
         except ValueError:
             length = 0
+        size = f"{limit >> 20} MB" if limit >= 1 << 20 else f"{limit >> 10} kB"
         if not 0 < length <= limit:
-            size = f"{limit >> 20} MB" if limit >= 1 << 20 else f"{limit >> 10} kB"
-            self._error(HTTPStatus.BAD_REQUEST, f"send {what} of at most {size}")
-            self.close_connection = True  # the unread body must not be taken for the next request
+            status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE if length > limit else HTTPStatus.BAD_REQUEST
+            self._error(status, f"send {what} of at most {size}")
             return None
-        return self.rfile.read(length)
+        self.reader.deadline = time.monotonic() + self.server.request_timeout + length / MIN_RATE
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            self._error(HTTPStatus.REQUEST_TIMEOUT, f"{what} took too long to arrive")
+            return None
+        if len(body) < length:
+            self._error(HTTPStatus.BAD_REQUEST, f"{what} ended after {len(body)} of {length} bytes")
+            return None
+        return body
 
     def do_POST(self) -> None:
-        url = urlsplit(self.path)
-        if url.path == "/api/animate":
-            self._animate(url.query)
-        elif url.path == "/api/style":
-            self._restyle()
-        else:
+        route = urlsplit(self.path).path
+        if route not in _POST_TYPES:
             self._error(HTTPStatus.NOT_FOUND, "not found")
+            return
+        origin = self.headers.get("Origin")
+        if origin is not None and origin.lower() != f"http://{self.headers['Host'].lower()}":
+            self._error(HTTPStatus.FORBIDDEN, f"cross-origin request from {origin!r} refused")
+            return
+        ctype, types = self.headers.get_content_type(), _POST_TYPES[route]  # text/plain when there is none
+        if not any(ctype == t or (t.endswith("/*") and ctype.startswith(t[:-1])) for t in types):
+            self._error(
+                HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"send the body as Content-Type {' or '.join(types)}, not {ctype}"
+            )
+        elif route == "/api/animate":
+            self._animate()
+        else:
+            self._restyle()
 
-    def _animate(self, query: str) -> None:
+    def _animate(self) -> None:
+        query = urlsplit(self.path).query
         body = self._body(MAX_UPLOAD, "an audio file")
         if body is None:
             return
@@ -302,11 +451,13 @@ def serve(
     port: int = 8765,
     open_browser: bool = True,
     animator: Animator | None = None,
+    allowed_hosts: Sequence[str] = (),
 ) -> None:
-    """Load `source` (see `load_clip`; None starts empty, waiting for a dropped file) and serve until Ctrl-C."""
+    """Load `source` (see `load_clip`; None starts empty, waiting for a dropped file) and serve until Ctrl-C;
+    `allowed_hosts`: more names the page may be opened by (see `ViewerServer`)."""
     animator = animator or Animator()
     clip = load_clip(source, text, animator) if source is not None else None
-    server = ViewerServer(clip, host, port, animator)
+    server = ViewerServer(clip, host, port, animator, allowed_hosts)
     print(f"talkface viewer: {server.url}  (Ctrl-C to stop)", flush=True)
     if open_browser:
         webbrowser.open(server.url)

@@ -96,7 +96,9 @@ async function loadServerClip() {
 async function animateFile(file) {
   status(`animating ${file.name} …`);
   const query = new URLSearchParams({ name: file.name, text: $("transcript").value });
-  const response = await fetch(`/api/animate?${query}`, { method: "POST", body: file });
+  // typed as no cross-site form can type it (the server refuses text/plain and form bodies)
+  const headers = { "Content-Type": "application/octet-stream" };
+  const response = await fetch(`/api/animate?${query}`, { method: "POST", headers, body: file });
   const data = await response.json();
   if (!response.ok) return status(`${file.name}: ${data.error}`);
   setClip(data, URL.createObjectURL(file));
