@@ -195,6 +195,7 @@ def test_empty_animation_round_trip(tmp_path, ext):
         ("a.json", '{"fps": 30, "names": ["jawOpen"], "frames": [[0.1], [0.2, 0.3]]}'),
         ("a.json", '{"fps": "fast", "names": ["jawOpen"], "frames": [[0.1]]}'),
         ("a.json", '{"fps": 0, "names": ["jawOpen"], "frames": [[0.1]]}'),
+        ("a.json", '{"fps": 30, "names": ["jawOpen"], "frames": ' + "[" * 100_000 + "]" * 100_000 + "}"),
         ("a.npz", "not a zip file"),
     ],
 )
@@ -388,12 +389,14 @@ def test_rhubarb_formats_parse_and_cover_the_duration(tmp_path):
     assert dat[0] == "MohoSwitch1"
     frames = [(int(f), s) for f, s in (line.split(" ") for line in dat[1:])]
     assert frames[0] == (1, "X") and [s for _, s in frames[:-1]] == expected
-    assert frames[-1] == (round(anim.duration * 24) + 1, "X")  # 24 fps timeline, counted from 1
+    assert frames[-1] == (anim.num_frames + 1, "X")  # the animation's 30 fps timeline, counted from 1
     assert [f for f, _ in frames] == sorted({f for f, _ in frames})
 
 
 def test_rhubarb_dat_frame_rate(tmp_path):
     anim = pose_anim(("p", 10), ("aa", 10), fps=25.0)
+    export.write(anim, tmp_path / "a.dat")
+    assert (tmp_path / "a.dat").read_text() == "MohoSwitch1\n1 A\n11 D\n21 X\n"  # the animation's own rate
     export.write(anim, tmp_path / "a.dat", dat_fps=100)
     assert (tmp_path / "a.dat").read_text() == "MohoSwitch1\n1 A\n41 D\n81 X\n"
     with pytest.raises(TalkfaceError, match="dat frame rate"):

@@ -128,5 +128,5 @@ def test_stream_and_animate_commands_send_live_link(short_wav, receiver, tmp_pat
     assert out.is_file() and len([decode(receiver.recv(2048)) for _ in range(anim.num_frames)]) == 30
     assert main(["animate", str(short_wav), "-o", str(tmp_path / "a.csv"), "--livelink", f"127.0.0.1:{port}"]) == 0
     assert decode(receiver.recv(2048)).subject == "talkface"
-    assert main(["stream"]) == 1 and "--mic or an AUDIO" in capsys.readouterr().err
-    assert main(["serve", "--livelink", "nowhere:port"]) == 1
+    assert main(["stream"]) == 2 and "--mic or an AUDIO" in capsys.readouterr().err  # usage errors
+    assert main(["serve", "--livelink", "nowhere:port"]) == 2

@@ -1,25 +1,36 @@
 """The `talkface` command: say, animate, render, view, voices, demo.
 
-Bad input ends with one line on stderr and a non-zero exit, never a traceback.
+Bad input ends with one line on stderr and a non-zero exit, never a traceback. Every option is
+checked before any work starts, so a bad one never leaves an output behind. Exit status: 2 when the
+command line is wrong (an unknown option, a missing argument, an option value that is malformed, out
+of range or in conflict with another, whether click or talkface finds it); 1 when an input or
+output cannot be used (a missing, unreadable or malformed audio, text or emotion track file, a voice
+that is not installed, an output path that cannot be written or is not a regular file); 70 for a
+bug; 130 when interrupted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import soundfile as sf
 
 from .animator import ENGINES, Animator
-from .cli_style import style_from, style_options
+from .cli_style import option_values, style_from, style_options
 from .errors import TalkfaceError
-from .files import atomic_path, write_text
+from .files import atomic_path, output_target, read_text, write_text
 from .phonemes import phones_tsv
 from .post import Style
+
+if TYPE_CHECKING:
+    from .animation import Animation
+    from .livelink import LiveLinkSender
 
 _FPS = click.option(
     "--fps", type=click.FloatRange(min=1, max=1000), default=30.0, show_default=True, help="Frame rate."
@@ -27,6 +38,8 @@ _FPS = click.option(
 _LIVELINK = click.option(
     "--livelink", metavar="HOST:PORT", help="Also send the frames as Live Link Face UDP packets (Unreal: port 11111)."
 )
+#: `-o -`: write the animation to standard output (text formats only).
+STDOUT = "-"
 DEMO_TEXT = "Bob bought a pepper and a map."
 #: The bundled sample (CMU ARCTIC slt a0009) and its transcript.
 SAMPLE_TRANSCRIPT = "He turned sharply, and faced Gregson across the table."
@@ -53,8 +66,16 @@ def cli() -> None:
 @style_options
 def say(text: str, out_dir: str, voice: str | None, lang: str | None, fps: float, **style: Any) -> None:
     """Speak TEXT and write speech.wav, animation.csv and phonemes.tsv to a folder."""
-    for path in _say(text, Path(out_dir), voice, lang, fps, style_from(**style)):
+    out = _folder(out_dir)
+    for path in _say(text, out, voice, lang, fps, style_from(**style)):
         click.echo(path)
+
+
+def _folder(out_dir: str) -> Path:
+    """The output folder `-o` names; `-` (standard output) is no folder."""
+    if out_dir == STDOUT:
+        raise click.UsageError("-o names the output folder here; '-' (standard output) is not one")
+    return Path(out_dir)
 
 
 def _say(
@@ -62,8 +83,10 @@ def _say(
 ) -> list[Path]:
     from . import export
 
-    speech, anim = Animator(fps, style=style).say(text, voice=voice, lang=lang)
     wav, csv, tsv = out / "speech.wav", out / "animation.csv", out / "phonemes.tsv"
+    for path in (wav, csv, tsv):
+        output_target(path)  # before the speech is made
+    speech, anim = Animator(fps, style=style).say(text, voice=voice, lang=lang)
     with atomic_path(wav) as tmp:
         sf.write(tmp, speech.audio, speech.sample_rate, subtype="PCM_16", format="WAV")
     export.write(anim, csv)
@@ -73,9 +96,10 @@ def _say(
 
 @cli.command()
 @click.argument("audio", type=click.Path(dir_okay=False))
-@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Output file.")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="Output file; '-': standard output (a text format, CSV unless --format says).")  # fmt: skip
 @click.option("--text", help="Transcript: aligns it to the audio for exact lip sync.")
-@click.option("--text-file", type=click.Path(dir_okay=False, exists=True), help="Transcript from a file.")
+@click.option("--text-file", type=click.Path(dir_okay=False), help="Transcript from a UTF-8 text file (up to 1 MB).")
 @click.option("--format", "fmt", type=click.Choice(_export_choices()), help="Output format (default: by extension).")
 @click.option("--phonemes-out", type=click.Path(dir_okay=False), help="Also write the timed phones (TSV).")
 @click.option(
@@ -103,24 +127,62 @@ def animate(
     **style: Any,
 ) -> None:
     """Animate speech in AUDIO (wav, flac, ogg …) and write the animation to OUT."""
-    from . import export
-
     if text is not None and text_file is not None:
-        raise TalkfaceError("give either --text or --text-file, not both")
+        raise click.UsageError("give either --text or --text-file, not both")
+    if phonemes_out and text is None and text_file is None and engine == "neural":
+        raise click.UsageError("--phonemes-out needs --text (or --engine phonetic): the neural model makes no phones")
+    fmt = _output_format(out, fmt)
+    if phonemes_out:
+        output_target(phonemes_out)
+    animator = Animator(fps, engine, model, style=style_from(**style))
+    sender = _sender(livelink, fps)
     if text_file is not None:
-        text = Path(text_file).read_text(encoding="utf-8")
-    fmt = export.format_for(out, fmt)  # reject a bad output name before the slow part
-    if phonemes_out and text is None and engine == "neural":
-        raise TalkfaceError("--phonemes-out needs --text (or --engine phonetic): the neural model makes no phones")
-    anim, phones = Animator(fps, engine, model, style=style_from(**style)).animate_with_phones(audio, text)
-    export.write(anim, out, fmt, sound_file=audio)
+        text = read_text(text_file, "transcript")
+    anim, phones = animator.animate_with_phones(audio, text)
+    _write(anim, out, fmt, sound_file=audio)
     if phonemes_out and phones is not None:
         write_text(phonemes_out, phones_tsv(phones))
-    click.echo(out)
-    if livelink:
-        from .livelink import LiveLinkSender
+    if sender:
+        with contextlib.closing(sender):
+            sender.play(anim)  # in real time, as the app would send it
 
-        LiveLinkSender(livelink, fps=fps).play(anim)  # in real time, as the app would send it
+
+def _output_format(out: str, fmt: str | None) -> str:
+    """The format to write OUT in, checked before any work: a name or format that will not do is a
+    usage error, as is `-` with a binary format; a path that cannot be written, a TalkfaceError."""
+    from . import export
+
+    with option_values():
+        if out != STDOUT:
+            fmt = export.format_for(out, fmt)
+        elif (fmt := export.format_for(out, fmt or "csv")) not in export.TEXT_FORMATS:
+            raise TalkfaceError(f"-o - writes text to standard output; {fmt} is binary, write it to a file")
+    if out != STDOUT:
+        output_target(out)
+    return fmt
+
+
+def _write(anim: Animation, out: str, fmt: str, sound_file: str | None = None) -> None:
+    """Write `anim` to OUT and say where, or to standard output for `-o -`."""
+    from . import export
+
+    if out == STDOUT:
+        sys.stdout.write(export.text(anim, fmt, sound_file=sound_file))
+        sys.stdout.flush()
+    else:
+        export.write(anim, out, fmt, sound_file=sound_file)
+        click.echo(out)
+
+
+def _sender(livelink: str | None, fps: float) -> LiveLinkSender | None:
+    """The Live Link sender --livelink asks for, made before any work; a malformed address is a usage error."""
+    if livelink is None:
+        return None
+    from .livelink import LiveLinkSender, parse_address
+
+    with option_values():
+        address = parse_address(livelink)
+    return LiveLinkSender(address, fps=fps)
 
 
 @cli.command()
@@ -143,7 +205,8 @@ def serve(**options: Any) -> None:
     from .serve import ServerConfig, serve
 
     if options["livelink"]:
-        parse_address(options["livelink"])
+        with option_values():
+            parse_address(options["livelink"])
     serve(ServerConfig(**options))
 
 
@@ -152,7 +215,8 @@ def serve(**options: Any) -> None:
 @click.option("--mic", is_flag=True, help="Animate the default microphone (or --device) live.")
 @click.option("--device", help="Input device name or number (see `python -m sounddevice`).")
 @click.option("--seconds", type=click.FloatRange(min=0.1), help="Stop after this much audio (default: Ctrl-C).")
-@click.option("-o", "--out", type=click.Path(dir_okay=False), help="Also write the whole animation here at the end.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Also write the whole animation here at the end ('-': CSV to standard output).")  # fmt: skip
 @click.option("--model", type=click.Path(dir_okay=False), help="A trained .onnx model instead of the packaged one.")
 @_LIVELINK
 @_FPS
@@ -169,21 +233,18 @@ def stream(
     **style: Any,
 ) -> None:
     """Animate live: the microphone (--mic) or AUDIO played in real time, frames to Live Link as they come."""
-    from . import export
     from . import mic as live
-    from .livelink import LiveLinkSender
 
     if mic == (audio is not None):
-        raise TalkfaceError("give either --mic or an AUDIO file to play")
-    if out:
-        export.format_for(out)  # reject a bad output name before listening
-    sender = LiveLinkSender(livelink, fps=fps) if livelink else None
+        raise click.UsageError("give either --mic or an AUDIO file to play")
+    fmt = _output_format(out, None) if out else None
+    animator = Animator(fps, model=model, style=style_from(**style))
+    sender = _sender(livelink, fps)
     source = live.MicSource(int(device) if device and device.isdigit() else device) if mic else live.FileSource(audio)
     click.echo(f"listening to {source.name} at {source.sample_rate} Hz; Ctrl-C to stop", err=True)
-    anim = live.run(source, Animator(fps, model=model, style=style_from(**style)), fps, sender, seconds)
-    if out:
-        export.write(anim, out)
-        click.echo(out)
+    anim = live.run(source, animator, fps, sender, seconds)
+    if out and fmt:
+        _write(anim, out, fmt)
 
 
 @cli.command()
@@ -197,7 +258,8 @@ def render(audio: str, out: str, text: str | None, size: int, fps: float) -> Non
     from .render import render_video
 
     if Path(out).suffix.lower() != ".mp4":
-        raise TalkfaceError(f"{out}: the video is written as MP4; name it *.mp4")
+        raise click.UsageError(f"{out}: the video is written as MP4; name it *.mp4")
+    output_target(out)
     render_video(Animator(fps).animate(audio, text), audio, out, size, size)
     click.echo(out)
 
@@ -208,11 +270,15 @@ def render(audio: str, out: str, text: str | None, size: int, fps: float) -> Non
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(min=0, max=65535), default=8765, show_default=True, help="0: any.")
 @click.option("--no-browser", is_flag=True, help="Do not open a browser.")
-def view(source: str | None, text: str | None, host: str, port: int, no_browser: bool) -> None:
+@click.option("--allow-host", "allowed_hosts", multiple=True,
+              help="Another host name the page may be opened by (e.g. this machine's name on the LAN).")  # fmt: skip
+def view(
+    source: str | None, text: str | None, host: str, port: int, no_browser: bool, allowed_hosts: tuple[str, ...]
+) -> None:
     """Play SOURCE on a 3D head in the browser: a `say` output folder or a speech file (or none, then drop one)."""
     from .viewer import serve
 
-    serve(source, text=text, host=host, port=port, open_browser=not no_browser)
+    serve(source, text=text, host=host, port=port, open_browser=not no_browser, allowed_hosts=allowed_hosts)
 
 
 @cli.command()
@@ -230,7 +296,7 @@ def demo(out_dir: str) -> None:
     """Animate the bundled speech sample and a TTS sentence; print where the outputs went."""
     from . import export
 
-    out = Path(out_dir)
+    out = _folder(out_dir)
     sample = str(files("talkface") / "samples" / "arctic_a0009.wav")
     animator = Animator()
     audio_only = animator.animate(sample)  # the neural model, from the sound alone
@@ -280,7 +346,7 @@ def corpus(hours: float, out_dir: str, text_dir: str, seed: int, workers: int, e
     from .train.corpus import CorpusConfig, build_corpus
 
     if flite_share + festival_share > 1:
-        raise TalkfaceError("--flite-share and --festival-share add up to more than 1")
+        raise click.UsageError("--flite-share and --festival-share add up to more than 1")
     config = CorpusConfig(hours=hours, seed=seed, emotion_share=emotion_share, flite_share=flite_share,
                           festival_share=festival_share)  # fmt: skip
     click.echo(build_corpus(out_dir, text_dir, config, workers=workers))
@@ -308,8 +374,17 @@ def evaluate(model: str | None) -> None:
     click.echo(report(run_evaluation(model)))
 
 
+def _bad_path(e: click.ClickException) -> bool:
+    """Whether click rejected a path given (missing, or a folder for a file): an input error, exit 1."""
+    return (
+        isinstance(e, click.BadParameter)
+        and not isinstance(e, click.MissingParameter)
+        and isinstance(getattr(e.param, "type", None), click.Path)
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; user errors become one line on stderr and exit status 1 (usage errors 2)."""
+    """Run the CLI; an error becomes one line on stderr and the exit status the module describes."""
     try:
         cli.main(args=argv, prog_name="talkface", standalone_mode=False)
     except TalkfaceError as e:
@@ -320,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except click.ClickException as e:
         click.echo(f"talkface: error: {e.format_message()}", err=True)
-        return e.exit_code
+        return 1 if _bad_path(e) else e.exit_code
     except OSError as e:
         click.echo(f"talkface: error: {e.filename or ''}: {e.strerror or e}", err=True)
         return 1

@@ -3,12 +3,14 @@ and the same options given as values by name (`style_from_values`, for the viewe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 import click
 
-from .emotion import EmotionSettings, EmotionTrack, load_track, parse_emotions
+from .emotion import EmotionSettings, load_track, parse_emotions
 from .errors import TalkfaceError
 from .life import LifeConfig
 from .post import PARAMETERS, FaceParams, Style, parse_assignments
@@ -69,6 +71,16 @@ _OPTIONS = [
 ]
 
 
+@contextlib.contextmanager
+def option_values() -> Iterator[None]:
+    """Checking option values: a TalkfaceError raised inside becomes click's usage error (exit 2),
+    the same as a value click itself rejects (``--fps 0``), whichever layer finds it."""
+    try:
+        yield
+    except TalkfaceError as e:
+        raise click.UsageError(str(e)) from None
+
+
 def style_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add the style options to a click command; they arrive as keyword arguments for `style_from`."""
     for option in reversed(_OPTIONS):
@@ -96,41 +108,40 @@ def style_from(
     head_strength: float,
     seed: int,
 ) -> Style:
-    """The `Style` the options ask for; TalkfaceError (one clear line) for any bad value."""
-    chosen: str | EmotionTrack = emotion.strip().lower()
-    if emotion_track is not None:
-        if chosen != "auto":
-            raise TalkfaceError("give either --emotion or --emotion-track, not both")
-        chosen = load_track(emotion_track)
-    elif chosen != "auto":
-        parse_emotions(str(chosen))  # reject a bad spec before any slow work
-    settings = EmotionSettings(
-        contrast=emotion_contrast,
-        max_emotions=max_emotions,
-        preferred=parse_emotions(preferred_emotion) if preferred_emotion else None,
-        preferred_strength=preferred_strength,
-        strength=emotion_strength,
-        transition=emotion_transition,
-    )
-    face_values: dict[str, float] = {}
-    for spec in face_specs:
-        face_values.update(parse_assignments(spec, "--face"))
-    multipliers: dict[str, float] = {}
-    for spec in multiply:
-        multipliers.update(parse_assignments(spec, "--multiply"))
-    offsets: dict[str, float] = {}
-    for spec in offset:
-        offsets.update(parse_assignments(spec, "--offset"))
-    face = FaceParams.from_mapping(face_values, multipliers, offsets)
-    life = LifeConfig(
-        blink=not no_blink,
-        gaze=not no_gaze,
-        head=not no_head,
-        breathing=not no_breathing,
-        blink_rate=blink_rate,
-        head_strength=head_strength,
-    )
-    return Style(emotion=chosen, emotion_settings=settings, face=face, life=life, seed=seed)
+    """The `Style` the options ask for. A bad option value is a usage error (`option_values`); an
+    emotion track file that cannot be read or is malformed, a TalkfaceError."""
+    chosen = emotion.strip().lower()
+    if emotion_track is not None and chosen != "auto":
+        raise click.UsageError("give either --emotion or --emotion-track, not both")
+    with option_values():
+        settings = EmotionSettings(
+            contrast=emotion_contrast,
+            max_emotions=max_emotions,
+            preferred=parse_emotions(preferred_emotion) if preferred_emotion else None,
+            preferred_strength=preferred_strength,
+            strength=emotion_strength,
+            transition=emotion_transition,
+        )
+        face_values: dict[str, float] = {}
+        for spec in face_specs:
+            face_values.update(parse_assignments(spec, "--face"))
+        multipliers: dict[str, float] = {}
+        for spec in multiply:
+            multipliers.update(parse_assignments(spec, "--multiply"))
+        offsets: dict[str, float] = {}
+        for spec in offset:
+            offsets.update(parse_assignments(spec, "--offset"))
+        face = FaceParams.from_mapping(face_values, multipliers, offsets)
+        life = LifeConfig(
+            blink=not no_blink,
+            gaze=not no_gaze,
+            head=not no_head,
+            breathing=not no_breathing,
+            blink_rate=blink_rate,
+            head_strength=head_strength,
+        )
+        style = Style(emotion=chosen, emotion_settings=settings, face=face, life=life, seed=seed)
+    return style if emotion_track is None else replace(style, emotion=load_track(emotion_track))
 
 
 #: The style options as a command of their own, to parse values that come from elsewhere than argv.
@@ -162,7 +173,6 @@ def style_from_values(values: Mapping[str, object]) -> Style:
                 raise TalkfaceError(f"style option {name!r} takes a string or a number, not {item!r}")
             args.append(f"--{name}={item}")
     try:
-        params = _COMMAND.make_context("style", args).params
+        return style_from(**_COMMAND.make_context("style", args).params)
     except click.ClickException as e:
         raise TalkfaceError(e.format_message()) from None
-    return style_from(**params)

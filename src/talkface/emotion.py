@@ -27,6 +27,7 @@ import numpy as np
 
 from .animation import Animation
 from .errors import TalkfaceError
+from .files import read_text
 from .rig import ARKIT_NAMES, INDEX
 
 #: Audio2Face's ten emotions, in its order; all-zero weights are the neutral face.
@@ -198,15 +199,19 @@ class EmotionTrack:
         return np.stack([np.interp(times, self.times, self.weights[:, j]) for j in range(len(EMOTIONS))], axis=1)
 
 
+#: Largest emotion track file read: keyframes on every frame of an hour are a few MB.
+TRACK_LIMIT = 16 << 20
+
+
 def load_track(path: str | os.PathLike) -> EmotionTrack:
-    """Read an emotion keyframe file (JSON list of ``{time, emotions}``)."""
+    """Read an emotion keyframe file (JSON list of ``{time, emotions}``, at most 16 MB)."""
+    text = read_text(path, "emotion track", limit=TRACK_LIMIT)
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise TalkfaceError(f"{path}: no such emotion track file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
         raise TalkfaceError(f"{path}: not a readable JSON emotion track ({e})") from None
+    except RecursionError:
+        raise TalkfaceError(f"{path}: not a readable JSON emotion track (nested too deeply)") from None
     return EmotionTrack.from_keyframes(data, str(path))
 
 

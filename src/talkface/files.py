@@ -1,42 +1,140 @@
-"""Atomic output: write to a temporary file beside the target, then rename over it.
+"""Safe output and bounded input.
 
-A failed run leaves no half-written file and never clobbers an existing good one.
+Output is atomic: written to a temporary file beside the target, then renamed over it, so a failed
+run leaves no half-written file and never clobbers an existing good one. Only a regular file (or
+nothing) is replaced: a device, named pipe, socket or folder at the path is refused, never turned
+into a regular file; a symbolic link is written through (the file it points to is replaced, the
+link stays). An existing file keeps its permission bits (and, where allowed, its owner); a new one
+gets them from the umask, as any program's new file does.
+
+Input text files are read up to a size limit, so an endless file (``/dev/zero``) or a huge one ends
+with one clear error instead of filling memory.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import TalkfaceError
 
+#: What each kind of non-regular file is called in the refusal.
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISSOCK, "a socket"),
+)
+#: Largest text file `read_text` takes by default: a transcript of many hours is a few hundred kB.
+TEXT_LIMIT = 1 << 20
+
+
+def output_target(path: str | os.PathLike) -> Path:
+    """The file that writing `path` replaces: `path` itself, or the file a symbolic link there points to.
+
+    TalkfaceError (one line) if that is something other than a regular file (a device, named pipe,
+    socket or folder), a link loop, or in a place no file can be written. Checks only; creates nothing.
+    """
+    given = Path(path)
+    target = Path(os.path.realpath(given)) if given.is_symlink() else given
+    try:
+        mode: int | None = target.lstat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as e:
+        raise TalkfaceError(f"{given}: cannot write here ({e.strerror or e})") from None
+    if mode is not None and stat.S_ISLNK(mode):
+        raise TalkfaceError(f"{given}: a symbolic link loop; refusing to write through it")
+    if mode is not None and not stat.S_ISREG(mode):
+        kind = next((name for test, name in _KINDS if test(mode)), "a special file")
+        raise TalkfaceError(f"{given}: is {kind}, not a regular file; refusing to replace it")
+    folder = target.parent
+    try:
+        while not folder.exists():  # the folders atomic_path would create
+            folder = folder.parent
+    except OSError as e:
+        raise TalkfaceError(f"{given}: cannot write here ({e.strerror or e})") from None
+    if not folder.is_dir():
+        raise TalkfaceError(f"{given}: cannot write here ({folder} is not a folder)")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise TalkfaceError(f"{given}: cannot write here ({folder} is not writable)")
+    return target
+
+
+def _new_temp(target: Path, old: os.stat_result | None) -> tuple[Path, int]:
+    """A new empty file beside `target`, and the permission bits the result should get: the old
+    file's, or (for a new file) those the umask leaves of rw-rw-rw-, read back from the temp file."""
+    # never more open than the old file while it is being written
+    create_mode = stat.S_IMODE(old.st_mode) & 0o666 if old else 0o666
+    for _ in range(100):
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part{target.suffix}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, create_mode)
+        except FileExistsError:
+            continue
+        try:
+            return tmp, stat.S_IMODE(old.st_mode) if old else stat.S_IMODE(os.fstat(fd).st_mode)
+        finally:
+            os.close(fd)
+    raise FileExistsError(f"no free temporary name beside {target}")
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; on success it is renamed to `path`."""
-    target = Path(path)
-    folder = target.parent
+    """Yield a temporary path beside the file `path` names; on success it replaces that file.
+
+    What may be replaced, and the mode the result gets, as the module says; TalkfaceError otherwise.
+    """
+    target = output_target(path)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part" + target.suffix, dir=folder)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        old = target.stat() if target.exists() else None
+        tmp, mode = _new_temp(target, old)
     except OSError as e:
-        raise TalkfaceError(f"{target}: cannot write here ({e.strerror or e})") from None
-    os.close(fd)
-    tmp_path = Path(tmp)
+        raise TalkfaceError(f"{path}: cannot write here ({e.strerror or e})") from None
     try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o644)
-        os.replace(tmp_path, target)
+        yield tmp
+        now = tmp.stat()
+        if old is not None and (now.st_uid, now.st_gid) != (old.st_uid, old.st_gid):
+            with contextlib.suppress(PermissionError):  # only root may give a file away
+                os.chown(tmp, old.st_uid, old.st_gid)
+        os.chmod(tmp, mode)  # after chown, which clears set-id bits; also undoes a writer's own mode
+        os.replace(tmp, target)
     except OSError as e:
-        raise TalkfaceError(f"{target}: cannot write ({e.strerror or e})") from None
+        raise TalkfaceError(f"{path}: cannot write ({e.strerror or e})") from None
     finally:
-        tmp_path.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write a text file atomically (UTF-8)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def read_text(path: str | os.PathLike, what: str = "text", limit: int = TEXT_LIMIT) -> str:
+    """The UTF-8 text of the `what` file at `path` (a leading byte-order mark dropped).
+
+    Reads at most `limit` + 1 bytes, so an endless source (``/dev/zero``, a pipe) ends too;
+    TalkfaceError (one line) if the file is missing, unreadable, larger than `limit` or not UTF-8.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except FileNotFoundError:
+        raise TalkfaceError(f"{path}: no such {what} file") from None
+    except IsADirectoryError:
+        raise TalkfaceError(f"{path}: is a folder, not a {what} file") from None
+    except OSError as e:
+        raise TalkfaceError(f"{path}: cannot read the {what} file ({e.strerror or e})") from None
+    if len(data) > limit:
+        raise TalkfaceError(f"{path}: larger than {limit / (1 << 20):g} MB; not a {what} file talkface reads")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise TalkfaceError(f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})") from None

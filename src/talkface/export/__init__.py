@@ -1,8 +1,9 @@
 """Animation files: Live Link Face CSV, JSON, NPZ and Rhubarb Lip Sync compatible mouth cues.
 
 `write` picks the format from ``--format`` or the file extension and writes atomically (via
-`talkface.files`), so a failed export never leaves a half-written or clobbered file. `read` loads
-the lossless formats (CSV, JSON, NPZ) back into an `Animation`.
+`talkface.files`), so a failed export never leaves a half-written or clobbered file. `text` gives
+the text formats as a string (``-o -`` sends it to standard output). `read` loads the lossless
+formats (CSV, JSON, NPZ) back into an `Animation`.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import numpy as np
 
 from ..animation import Animation
 from ..errors import TalkfaceError
+from ..files import write_text
 from . import gltf, json_format, livelink_csv, npz, rhubarb, usd
 
 #: Every format `write` accepts.
 FORMATS: tuple[str, ...] = ("csv", "json", "npz", *rhubarb.FORMATS, *gltf.FORMATS, "usd")
+#: The formats that are text, which `text` returns; the others are binary.
+TEXT_FORMATS: tuple[str, ...] = ("csv", "json", *rhubarb.FORMATS)
 
 #: Format of each recognised extension; ``.json`` means talkface JSON, Rhubarb JSON needs ``--format``.
 EXTENSIONS: dict[str, str] = {
@@ -50,34 +54,48 @@ def format_for(path: str | os.PathLike, fmt: str | None = None) -> str:
     return EXTENSIONS[ext]
 
 
+def _check_finite(anim: Animation) -> None:
+    if not np.isfinite(anim.weights).all():
+        raise TalkfaceError("animation has non-finite values; refusing to export it")
+
+
+def text(anim: Animation, fmt: str, *, sound_file: str | None = None, dat_fps: float | None = None) -> str:
+    """`anim` in the text format `fmt` (one of `TEXT_FORMATS`); TalkfaceError for a binary format.
+
+    `sound_file` is recorded in Rhubarb JSON/XML metadata; `dat_fps` is the frame rate of the Moho
+    switch-data (``rhubarb-dat``) timeline, by default the animation's own (``--fps``).
+    """
+    fmt = format_for("", fmt)
+    _check_finite(anim)
+    if fmt == "csv":
+        return livelink_csv.csv_text(anim)
+    if fmt == "json":
+        return json_format.json_text(anim)
+    if fmt in rhubarb.FORMATS:
+        return rhubarb.text(anim, fmt, sound_file=sound_file or "", dat_fps=dat_fps)
+    raise TalkfaceError(f"{fmt} is a binary format; text formats are {', '.join(TEXT_FORMATS)}")
+
+
 def write(
     anim: Animation,
     path: str | os.PathLike,
     fmt: str | None = None,
     *,
     sound_file: str | None = None,
-    dat_fps: float = rhubarb.DAT_FPS,
+    dat_fps: float | None = None,
 ) -> str:
-    """Write `anim` to `path` atomically and return the format used.
-
-    `sound_file` is recorded in Rhubarb JSON/XML metadata; `dat_fps` is the frame rate of the
-    Moho switch-data (``rhubarb-dat``) timeline, 24 like Rhubarb's default.
-    """
+    """Write `anim` to `path` atomically and return the format used (`sound_file`, `dat_fps`: see `text`)."""
     fmt = format_for(path, fmt)
-    if not np.isfinite(anim.weights).all():
-        raise TalkfaceError("animation has non-finite values; refusing to export it")
-    if fmt == "csv":
-        livelink_csv.write(anim, path)
-    elif fmt == "json":
-        json_format.write(anim, path)
-    elif fmt == "npz":
+    if fmt in TEXT_FORMATS:
+        write_text(path, text(anim, fmt, sound_file=sound_file, dat_fps=dat_fps))
+        return fmt
+    _check_finite(anim)
+    if fmt == "npz":
         npz.write(anim, path)
     elif fmt in gltf.FORMATS:
         gltf.write(anim, path, fmt)
-    elif fmt == "usd":
-        usd.write(anim, path)
     else:
-        rhubarb.write(anim, path, fmt, sound_file=sound_file, dat_fps=dat_fps)
+        usd.write(anim, path)
     return fmt
 
 

@@ -13,7 +13,6 @@ import numpy as np
 
 from ..animation import Animation
 from ..errors import TalkfaceError
-from ..files import write_text
 
 
 def json_text(anim: Animation) -> str:
@@ -24,11 +23,6 @@ def json_text(anim: Animation) -> str:
     return f"{head}\n{body}\n]}}\n" if frames else f"{head}]}}\n"
 
 
-def write(anim: Animation, path: str | os.PathLike) -> None:
-    """Write `anim` as talkface JSON, atomically."""
-    write_text(path, json_text(anim))
-
-
 def read(path: str | os.PathLike) -> Animation:
     """Load a talkface JSON animation; TalkfaceError if it is not one."""
     try:
@@ -36,6 +30,8 @@ def read(path: str | os.PathLike) -> Animation:
             data = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise TalkfaceError(f"{path}: not a readable JSON file ({e})") from None
+    except RecursionError:
+        raise TalkfaceError(f"{path}: not a readable JSON file (nested too deeply)") from None
     if not isinstance(data, dict) or not {"fps", "names", "frames"} <= data.keys():
         raise TalkfaceError(f'{path}: not a talkface animation (needs "fps", "names" and "frames")')
     names, frames, fps = data["names"], data["frames"], data["fps"]

@@ -18,7 +18,6 @@ import numpy as np
 
 from ..animation import Animation
 from ..errors import TalkfaceError
-from ..files import write_text
 from ..rig import ARKIT_NAMES, LIVE_LINK_HEADER, LIVE_LINK_ORDER, POSE_NAMES, live_link_column
 
 #: Channels of an animation read from a CSV: the 52 ARKit shapes in Apple's order, then head / eyes.
@@ -51,11 +50,6 @@ def csv_text(anim: Animation) -> str:
     lines = [",".join(LIVE_LINK_HEADER)]
     lines += [f"{timecode(i, anim.fps)},{count}," + ",".join(f"{v:.6f}" for v in row) for i, row in enumerate(values)]
     return "\n".join(lines) + "\n"
-
-
-def write(anim: Animation, path: str | os.PathLike) -> None:
-    """Write `anim` as a Live Link Face CSV, atomically."""
-    write_text(path, csv_text(anim))
 
 
 def read(path: str | os.PathLike, fps: float | None = None) -> Animation:

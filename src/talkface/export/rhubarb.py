@@ -15,7 +15,6 @@ X  idle, relaxed and closed
 from __future__ import annotations
 
 import json
-import os
 from itertools import pairwise
 from xml.sax.saxutils import escape, quoteattr
 
@@ -23,15 +22,12 @@ import numpy as np
 
 from ..animation import Animation
 from ..errors import TalkfaceError
-from ..files import write_text
 from ..metrics import CLOSED_BELOW, REST_BELOW, lip_aperture, rounding
 from ..rig import ARKIT_NAMES
 
 FORMATS: tuple[str, ...] = ("rhubarb-tsv", "rhubarb-json", "rhubarb-xml", "rhubarb-dat")
 SHAPES = "ABCDEFGHX"
 
-#: Frame rate of the Moho switch-data timeline, Rhubarb's default for ``--datFrameRate``.
-DAT_FPS = 24.0
 #: Rhubarb's time resolution: cue boundaries fall on whole centiseconds.
 CUE_RATE = 100.0
 
@@ -77,7 +73,7 @@ def mouth_cues(anim: Animation, rate: float = CUE_RATE) -> list[tuple[float, flo
     """(start, end, shape) cues covering the animation, boundaries on a grid of `rate` steps a second.
 
     Runs of equal frames become one cue. A cue that rounds to less than one grid step (a one-frame
-    flicker at a high frame rate, or any short cue on the 24 fps ``.dat`` timeline) is dropped: the
+    flicker at a high frame rate, or one a frame long on a slower ``.dat`` timeline) is dropped: the
     neighbours on either side take its time, and merge if they are the same shape.
     """
     shapes = mouth_shapes(anim)
@@ -143,7 +139,7 @@ def xml_text(cues: list[tuple[float, float, str]], sound_file: str = "") -> str:
     )
 
 
-def dat_text(cues: list[tuple[float, float, str]], fps: float = DAT_FPS) -> str:
+def dat_text(cues: list[tuple[float, float, str]], fps: float) -> str:
     """Moho switch data: ``MohoSwitch1``, then ``frame shape`` at each cue start (frames counted from
     1 at `fps`) and X at the end. `cues` should lie on the `fps` grid (``mouth_cues(anim, fps)``)."""
     lines = ["MohoSwitch1"]
@@ -152,27 +148,19 @@ def dat_text(cues: list[tuple[float, float, str]], fps: float = DAT_FPS) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(
-    anim: Animation,
-    path: str | os.PathLike,
-    fmt: str,
-    *,
-    sound_file: str | None = None,
-    dat_fps: float = DAT_FPS,
-) -> None:
-    """Write the mouth cues of `anim` in one of `FORMATS`, atomically."""
+def text(anim: Animation, fmt: str, *, sound_file: str = "", dat_fps: float | None = None) -> str:
+    """The mouth cues of `anim` in one of `FORMATS`. The ``.dat`` timeline runs at `dat_fps`, by
+    default the animation's own frame rate (Rhubarb's ``--datFrameRate``; set the Moho project to it)."""
+    dat_fps = anim.fps if dat_fps is None else dat_fps
     if fmt == "rhubarb-dat":
         if not (dat_fps > 0 and np.isfinite(dat_fps)):
             raise TalkfaceError(f"dat frame rate must be a positive number, got {dat_fps}")
-        text = dat_text(mouth_cues(anim, dat_fps), dat_fps)
-    else:
-        cues = mouth_cues(anim)
-        if fmt == "rhubarb-tsv":
-            text = tsv_text(cues)
-        elif fmt == "rhubarb-json":
-            text = json_text(cues, sound_file or "")
-        elif fmt == "rhubarb-xml":
-            text = xml_text(cues, sound_file or "")
-        else:
-            raise TalkfaceError(f"unknown Rhubarb format {fmt!r}; choose one of: {', '.join(FORMATS)}")
-    write_text(path, text)
+        return dat_text(mouth_cues(anim, dat_fps), dat_fps)
+    cues = mouth_cues(anim)
+    if fmt == "rhubarb-tsv":
+        return tsv_text(cues)
+    if fmt == "rhubarb-json":
+        return json_text(cues, sound_file)
+    if fmt == "rhubarb-xml":
+        return xml_text(cues, sound_file)
+    raise TalkfaceError(f"unknown Rhubarb format {fmt!r}; choose one of: {', '.join(FORMATS)}")

@@ -1,0 +1,320 @@
+"""Outputs and hostile inputs, tried the way they break: nothing but a regular file is replaced,
+`-o -` is standard output, every option is checked before any work, and exit codes follow one rule
+(2: the command line is wrong; 1: an input or output cannot be used)."""
+
+import contextlib
+import csv
+import io
+import json
+import os
+import resource
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import ARCTIC_TRANSCRIPT
+
+from talkface import export
+from talkface.animation import Animation
+from talkface.cli import main
+from talkface.errors import TalkfaceError
+from talkface.files import write_text
+
+
+def run(*args: str, cwd: Path | None = None, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "talkface.cli", *args], capture_output=True, text=True, timeout=120, cwd=cwd, **kwargs
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, code: int, fragment: str) -> None:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == code and len(lines) == 1, (result.returncode, result.stderr)
+    assert "internal error" not in lines[0] and fragment in lines[0], lines[0]
+
+
+def anim(frames: int = 30, fps: float = 30.0) -> Animation:
+    return Animation(np.random.default_rng(0).random((frames, 52), dtype=np.float32), fps)
+
+
+def leftovers(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if ".part" in p.name]
+
+
+# --- what is at the path: only a regular file is replaced ---
+
+
+def char_device(tmp_path: Path) -> Path:
+    """A null device node made in tmp_path (as root), else /dev/null itself, which a user who is
+    not root cannot replace whatever the code does."""
+    node = tmp_path / "null"
+    try:
+        os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        if os.geteuid() == 0:
+            pytest.skip("root without CAP_MKNOD: not risking the real /dev/null")
+        return Path("/dev/null")
+    return node
+
+
+@pytest.mark.parametrize(
+    ("kind", "word", "is_kind"),
+    [
+        ("device", "a device", stat.S_ISCHR),
+        ("fifo", "a named pipe", stat.S_ISFIFO),
+        ("socket", "a socket", stat.S_ISSOCK),
+        ("folder", "a folder", stat.S_ISDIR),
+    ],
+)
+def test_refuses_to_replace_what_is_not_a_regular_file(tmp_path, kind, word, is_kind):
+    with contextlib.ExitStack() as stack:
+        path = tmp_path / "out"
+        if kind == "device":
+            path = char_device(tmp_path)
+        elif kind == "fifo":
+            os.mkfifo(path)
+        elif kind == "socket":
+            sock = stack.enter_context(socket.socket(socket.AF_UNIX))
+            sock.bind(str(path))
+        else:
+            path.mkdir()
+        for fmt in ("csv", "npz"):
+            with pytest.raises(TalkfaceError, match=f"is {word}, not a regular file"):
+                export.write(anim(), path, fmt)
+            assert is_kind(os.lstat(path).st_mode)
+        assert not leftovers(tmp_path)
+
+
+def test_a_symlink_is_written_through_and_stays_a_link(tmp_path):
+    real = tmp_path / "real.json"
+    export.write(anim(10), real)
+    real.chmod(0o600)
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    export.write(anim(20), link)
+    assert link.is_symlink() and link.resolve() == real
+    assert export.read(real).num_frames == 20 and stat.S_IMODE(real.stat().st_mode) == 0o600
+    dangling = tmp_path / "dangling.json"
+    dangling.symlink_to(tmp_path / "sub" / "new.json")
+    export.write(anim(5), dangling)
+    assert dangling.is_symlink() and export.read(tmp_path / "sub" / "new.json").num_frames == 5
+    assert not leftovers(tmp_path)
+
+
+def test_a_symlink_to_a_fifo_or_a_loop_is_refused(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "to_pipe.csv").symlink_to(tmp_path / "pipe")
+    with pytest.raises(TalkfaceError, match="named pipe"):
+        export.write(anim(), tmp_path / "to_pipe.csv")
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "pipe").st_mode)
+    (tmp_path / "a.csv").symlink_to(tmp_path / "b.csv")
+    (tmp_path / "b.csv").symlink_to(tmp_path / "a.csv")
+    with pytest.raises(TalkfaceError, match="symbolic link loop"):
+        export.write(anim(), tmp_path / "a.csv")
+    assert (tmp_path / "a.csv").is_symlink() and (tmp_path / "b.csv").is_symlink()
+
+
+def test_an_existing_file_keeps_its_mode_and_a_new_one_follows_the_umask(tmp_path):
+    secret, script = tmp_path / "secret.json", tmp_path / "script.sh"
+    secret.write_text("old")
+    secret.chmod(0o600)
+    script.write_text("old")
+    script.chmod(0o750)
+    old_umask = os.umask(0o027)
+    try:
+        export.write(anim(), secret)
+        write_text(script, "#!/bin/sh\n")
+        export.write(anim(), tmp_path / "new.csv")
+        export.write(anim(), tmp_path / "new.npz")
+    finally:
+        os.umask(old_umask)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes == {"secret.json": 0o600, "script.sh": 0o750, "new.csv": 0o640, "new.npz": 0o640}
+    assert export.read(secret).num_frames == 30
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another owner")
+def test_root_keeps_an_existing_files_owner(tmp_path):
+    path = tmp_path / "theirs.json"
+    path.write_text("old")
+    os.chown(path, 1234, 5678)
+    export.write(anim(), path)
+    assert (path.stat().st_uid, path.stat().st_gid) == (1234, 5678) and export.read(path).num_frames == 30
+
+
+def test_cli_refuses_a_fifo_output_before_any_work(tmp_path, arctic_wav):
+    os.mkfifo(tmp_path / "pipe.csv")
+    assert_one_line_error(run("animate", str(arctic_wav), "-o", str(tmp_path / "pipe.csv")), 1, "named pipe")
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "pipe.csv").st_mode)
+    os.mkfifo(tmp_path / "say_out_is_a_pipe")
+    out = tmp_path / "said"
+    out.mkdir()
+    os.mkfifo(out / "phonemes.tsv")
+    assert_one_line_error(run("say", "hello", "-o", str(out)), 1, "named pipe")
+    assert sorted(p.name for p in out.iterdir()) == ["phonemes.tsv"]  # no speech.wav or animation.csv first
+
+
+# --- `-o -`: standard output for text formats ---
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "rhubarb-dat", None])
+def test_dash_writes_text_formats_to_stdout(tmp_path, arctic_wav, fmt):
+    result = run("animate", str(arctic_wav), "-o", "-", "--engine", "phonetic", *(["--format", fmt] if fmt else []),
+                 cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert not list(tmp_path.iterdir())  # no file named "-"
+    if fmt in ("csv", None):  # CSV unless --format says otherwise
+        rows = list(csv.reader(io.StringIO(result.stdout)))
+        assert rows[0][0] == "Timecode" and abs(len(rows) - 1 - 3.1 * 30) <= 2 and all(len(r) == 63 for r in rows)
+    elif fmt == "json":
+        assert json.loads(result.stdout)["fps"] == 30
+    else:
+        assert result.stdout.startswith("MohoSwitch1\n") and result.stdout.endswith(" X\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["animate", "{wav}", "-o", "-", "--format", "npz"], "binary"),
+        (["animate", "{wav}", "-o", "-", "--format", "glb"], "binary"),
+        (["say", "hello", "-o", "-"], "folder"),
+        (["demo", "-o", "-"], "folder"),
+    ],
+)
+def test_dash_is_a_usage_error_for_binary_formats_and_folders(tmp_path, arctic_wav, args, fragment):
+    result = run(*[a.format(wav=arctic_wav) for a in args], cwd=tmp_path)
+    assert_one_line_error(result, 2, fragment)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_closed_stdout_ends_quietly(tmp_path, arctic_wav):
+    args = [sys.executable, "-m", "talkface.cli", "animate", str(arctic_wav), "-o", "-", "--engine", "phonetic"]
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        proc.stdout.close()  # the reader (`| head`) is gone before the first line
+        stderr = proc.stderr.read()
+        assert proc.wait(timeout=120) == 1
+    assert stderr == ""
+
+
+# --- every option is checked before any work ---
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "fragment"),
+    [
+        (["--livelink", "127.0.0.1:notaport"], 2, "--livelink"),
+        (["--livelink", "127.0.0.1:99999"], 2, "--livelink"),
+        (["--phonemes-out", "{tmp}/file.txt/phones.tsv"], 1, "cannot write"),
+        (["--phonemes-out", "{tmp}/pipe"], 1, "named pipe"),
+    ],
+)
+def test_bad_options_are_reported_before_the_output_is_written(tmp_path, arctic_wav, args, code, fragment):
+    (tmp_path / "file.txt").write_text("a file, not a folder")
+    os.mkfifo(tmp_path / "pipe")
+    out = tmp_path / "out.csv"
+    argv = ["animate", str(arctic_wav), "--text", ARCTIC_TRANSCRIPT, "-o", str(out)]
+    assert_one_line_error(run(*argv, *[a.format(tmp=tmp_path) for a in args]), code, fragment)
+    assert not out.exists() and not leftovers(tmp_path)
+
+
+# --- hostile input files ---
+
+
+def test_deeply_nested_emotion_track_is_one_clear_line(tmp_path):
+    track = tmp_path / "track.json"
+    track.write_text("[" * 100_000 + "]" * 100_000)
+    result = run("say", "hello", "-o", str(tmp_path / "o"), "--emotion-track", str(track))
+    assert_one_line_error(result, 1, "nested too deeply")
+    assert not (tmp_path / "o").exists()
+
+
+def test_non_utf8_text_file_is_one_clear_line(tmp_path, arctic_wav):
+    text = tmp_path / "line.txt"
+    text.write_bytes("He turned sharply, and faced Gregson across the table.".encode("latin-1") + b" caf\xe9")
+    result = run("animate", str(arctic_wav), "--text-file", str(text), "-o", str(tmp_path / "o.csv"))
+    assert_one_line_error(result, 1, "not UTF-8")
+    assert not (tmp_path / "o.csv").exists()
+
+
+def limit_memory() -> None:  # were the limit gone, /dev/zero would fill memory rather than hang
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["animate", "{wav}", "-o", "{tmp}/o.csv", "--text-file", "/dev/zero"],
+        ["animate", "{wav}", "-o", "{tmp}/o.csv", "--text-file", "{tmp}/big.txt"],
+        ["say", "hello", "-o", "{tmp}/o", "--emotion-track", "/dev/zero"],
+    ],
+)
+def test_endless_or_huge_text_files_are_refused(tmp_path, arctic_wav, args):
+    (tmp_path / "big.txt").write_text("the quick brown fox " * 60_000)  # 1.2 MB
+    argv = [a.format(tmp=tmp_path, wav=arctic_wav) for a in args]
+    assert_one_line_error(run(*argv, preexec_fn=limit_memory), 1, "larger than")
+    assert not (tmp_path / "o.csv").exists() and not (tmp_path / "o").exists()
+
+
+# --- exit codes: 2 the command line is wrong, 1 an input or output cannot be used ---
+
+EXIT_CODES = [
+    (["animate", "{wav}", "-o", "{tmp}/o.csv", "--fps", "0"], 2),
+    (["animate", "{wav}", "-o", "{tmp}/o.csv", "--emotion", "happiness=1"], 2),
+    (["animate", "{wav}", "-o", "{tmp}/o.csv", "--emotion", "joy=2"], 2),
+    (["animate", "{wav}", "-o", "{tmp}/o.csv", "--emotion-strength", "3"], 2),
+    (["animate", "{wav}", "-o", "{tmp}/o.csv", "--face", "jawStrength=9"], 2),
+    (["animate", "{wav}", "-o", "{tmp}/o.csv", "--offset", "smile=1"], 2),
+    (["animate", "{wav}", "-o", "{tmp}/o.csv", "--blink-rate", "500"], 2),
+    (["animate", "{wav}", "-o", "{tmp}/o.csv", "--max-emotions", "many"], 2),
+    (["animate", "{wav}", "-o", "{tmp}/o.csv", "--seed", "-1"], 2),
+    (["animate", "{wav}", "-o", "{tmp}/o.csv", "--livelink", "host:port"], 2),
+    (["animate", "{wav}", "-o", "{tmp}/o.csv", "--format", "mp3"], 2),
+    (["animate", "{wav}", "-o", "{tmp}/o.xyz"], 2),
+    (["animate", "{wav}", "-o", "{tmp}/o.csv", "--text", "a", "--text-file", "{tmp}/line.txt"], 2),
+    (["animate", "{wav}", "-o", "{tmp}/o.csv", "--phonemes-out", "{tmp}/p.tsv"], 2),
+    (["animate", "{wav}", "-o", "{tmp}/o.csv", "--emotion", "joy", "--emotion-track", "{tmp}/track.json"], 2),
+    (["animate", "{wav}", "-o", "{tmp}/o.csv", "--no-such-option"], 2),
+    (["animate", "{wav}"], 2),
+    (["say", "hello", "-o", "{tmp}/s", "--emotion", "happiness=1"], 2),
+    (["serve", "--livelink", "host:port"], 2),
+    (["stream", "{wav}", "--mic"], 2),
+    (["stream", "{wav}", "--emotion", "happiness=1"], 2),
+    (["animate", "{tmp}/missing.wav", "-o", "{tmp}/o.csv"], 1),
+    (["animate", "{tmp}/corrupt.wav", "-o", "{tmp}/o.csv"], 1),
+    (["animate", "{tmp}/silent.wav", "-o", "{tmp}/o.csv"], 1),
+    (["animate", "{wav}", "-o", "{tmp}/o.csv", "--text-file", "{tmp}/missing.txt"], 1),
+    (["animate", "{wav}", "-o", "{tmp}/o.csv", "--text-file", "{tmp}/latin1.txt"], 1),
+    (["animate", "{wav}", "-o", "{tmp}/o.csv", "--emotion-track", "{tmp}/missing.json"], 1),
+    (["animate", "{wav}", "-o", "{tmp}/o.csv", "--emotion-track", "{tmp}/line.txt"], 1),
+    (["animate", "{wav}", "-o", "{tmp}/line.txt/o.csv"], 1),
+    (["animate", "{wav}", "-o", "{tmp}"], 1),
+    (["say", "hello", "-o", "{tmp}/line.txt"], 1),
+    (["say", "hello", "--voice", "klingon", "-o", "{tmp}/s"], 1),
+]
+
+
+@pytest.mark.parametrize(("args", "code"), EXIT_CODES)
+def test_exit_codes(tmp_path, arctic_wav, capsys, args, code):
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF1234WAVEfmt nonsense")
+    sf.write(tmp_path / "silent.wav", np.zeros(16000, np.float32), 16000)
+    (tmp_path / "line.txt").write_text("hello")
+    (tmp_path / "latin1.txt").write_bytes(b"caf\xe9")
+    (tmp_path / "track.json").write_text('[{"time": 0, "emotions": {"joy": 1}}]')
+    assert main([a.format(tmp=tmp_path, wav=arctic_wav) for a in args]) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("talkface: error: "), err
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_rhubarb_dat_follows_fps(tmp_path, arctic_wav):
+    result = run("animate", str(arctic_wav), "-o", str(tmp_path / "a.dat"), "--fps", "60", "--engine", "phonetic")
+    assert result.returncode == 0, result.stderr
+    lines = (tmp_path / "a.dat").read_text().splitlines()
+    frames = sf.info(str(arctic_wav)).duration * 60
+    assert lines[0] == "MohoSwitch1" and lines[-1].endswith(" X")
+    assert abs(int(lines[-1].split()[0]) - (frames + 1)) <= 2  # on the 60 fps timeline, not 24
