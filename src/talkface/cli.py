@@ -366,12 +366,19 @@ def train(config_path: str, resume: bool) -> None:
 
 @cli.command()
 @click.argument("model", required=False, type=click.Path(dir_okay=False))
-def evaluate(model: str | None) -> None:
+@click.option("--set", "manifest", type=click.Path(dir_okay=False, exists=True),
+              help="A manifest.jsonl of scripts/real_speech.py to score on, pooled and per source.")  # fmt: skip
+@click.option("--split", type=click.Choice(["validation", "test"]), default="validation", show_default=True,
+              help="Split of --set: choose on validation; look at test once per shipped model.")  # fmt: skip
+def evaluate(model: str | None, manifest: str | None, split: str) -> None:
     """Score MODEL (default: the packaged one) and the phonetic baseline on real speech."""
     from .evaluation import evaluate as run_evaluation
-    from .evaluation import report
+    from .evaluation import read_set, report
 
-    click.echo(report(run_evaluation(model)))
+    if manifest is None:
+        click.echo(report(run_evaluation(model)))
+    else:
+        click.echo(report(run_evaluation(model, read_set(manifest, split)), f"{split} split of {manifest}"))
 
 
 def _bad_path(e: click.ClickException) -> bool:

@@ -6,13 +6,19 @@ reference phones. At each reference phone's midpoint we ask whether the lips are
 open (open vowels), rounded (/uw ow w/) or at rest (pauses), and we estimate the lag between the
 mouth and the sound. Note that the pocketsphinx-testdata references come from pocketsphinx, as
 does the phonetic baseline, which favours the baseline there.
+
+`--set MANIFEST` scores one split of a larger real-speech set instead (scripts/real_speech.py
+builds one: `manifest.jsonl`, a clip per line with its wav and reference phone table), pooled and
+per source, so that narrowband telephone speech and wideband recordings can be told apart.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
+from os import PathLike
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +26,9 @@ import numpy as np
 from .animation import Animation
 from .audio import SAMPLE_RATE, load_audio
 from .coarticulation import animate_phones
+from .errors import TalkfaceError
 from .metrics import MouthScores, lip_aperture, mouth_scores
-from .phonemes import TimedPhone
+from .phonemes import TimedPhone, read_phones_tsv
 from .rig import ARKIT_NAMES
 
 TESTDATA = Path("/usr/share/pocketsphinx/test/data")
@@ -36,6 +43,8 @@ HELD_OUT_SENTENCES = (
 )
 FPS = 30.0
 MAX_LAG = 6  # frames each way
+#: The splits of a real-speech set: every choice is made on validation; test is looked at once per shipped model.
+SPLITS = ("validation", "test")
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,7 @@ class Clip:
     audio: np.ndarray
     reference: list[TimedPhone]
     hand_labelled: bool
+    source: str = "own"
 
 
 def real_speech() -> list[Clip]:
@@ -54,7 +64,7 @@ def real_speech() -> list[Clip]:
 
     samples = files("talkface") / "samples"
     hand = read_htk_labels(str(samples / "arctic_a0009_phone.lab"))
-    clips = [Clip("arctic_a0009", load_audio(str(samples / "arctic_a0009.wav")), hand, True)]
+    clips = [Clip("arctic_a0009", load_audio(str(samples / "arctic_a0009.wav")), hand, True, "arctic")]
     for folder, listing in (("librivox", "transcription"), ("cards", "cards.transcription")):
         path = TESTDATA / folder / listing
         if not path.is_file():
@@ -63,7 +73,44 @@ def real_speech() -> list[Clip]:
             text, _, name = line.rpartition("(")
             text = text.replace("<s>", "").replace("</s>", "").strip()
             audio = load_audio(TESTDATA / folder / f"{name.strip(') ')}.wav")
-            clips.append(Clip(f"{folder}/{name.strip(') ')}", audio, align(audio, text), False))
+            clips.append(Clip(f"{folder}/{name.strip(') ')}", audio, align(audio, text), False, "pocketsphinx"))
+    return clips
+
+
+def read_set(manifest: str | PathLike, split: str) -> list[Clip]:
+    """The clips of one split of a real-speech set: `manifest` is JSON lines with at least id,
+    source, split, wav and phones (the last two relative to the manifest's folder).
+
+    Raises `TalkfaceError` for a missing or malformed manifest, a missing file, an unknown split
+    or a split with no clips.
+    """
+    if split not in SPLITS:
+        raise TalkfaceError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
+    path = Path(manifest)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise TalkfaceError(f"{path}: cannot read the manifest ({getattr(e, 'strerror', None) or e})") from None
+    clips = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            fields = [row[key] for key in ("id", "source", "split", "wav", "phones")]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise TalkfaceError(f"{path}:{number}: not a clip line with id, source, split, wav, phones ({e})") from None
+        name, source, row_split, wav, phones = fields
+        if row_split not in SPLITS:
+            raise TalkfaceError(f"{path}:{number}: unknown split {row_split!r}")
+        if row_split != split:
+            continue
+        table = path.parent / phones
+        if not table.is_file():
+            raise TalkfaceError(f"{table}: no such phone table (line {number} of {path})")
+        clips.append(Clip(name, load_audio(path.parent / wav), read_phones_tsv(str(table)), False, source))
+    if not clips:
+        raise TalkfaceError(f"{path}: no clips in the {split} split")
     return clips
 
 
@@ -90,17 +137,26 @@ def pooled(scores: list[MouthScores]) -> dict[str, tuple[float, int]]:
 
 
 def score_engine(animate: Callable[[np.ndarray], Animation], clips: list[Clip]) -> dict:
-    """Pooled mouth scores and median lag of an engine over the clips."""
+    """Pooled mouth scores and median lag of an engine over the clips; where the clips come from
+    more than one source, the same for each source under "sources"."""
     scores, lags = [], []
     for clip in clips:
         anim = animate(clip.audio)
         scores.append(mouth_scores(anim, clip.reference))
         lags.append(lag_frames(anim, animate_phones(clip.reference, FPS, len(clip.audio) / SAMPLE_RATE)))
-    return {
-        **pooled(scores),
-        "lag_frames": float(np.median(lags)),
-        "seconds": sum(c.audio.size for c in clips) / SAMPLE_RATE,
-    }
+
+    def summary(keep: list[int]) -> dict:
+        return {
+            **pooled([scores[i] for i in keep]),
+            "lag_frames": float(np.median([lags[i] for i in keep])),
+            "seconds": sum(clips[i].audio.size for i in keep) / SAMPLE_RATE,
+        }
+
+    result = summary(list(range(len(clips))))
+    sources = sorted({c.source for c in clips})
+    if len(sources) > 1:
+        result["sources"] = {s: summary([i for i, c in enumerate(clips) if c.source == s]) for s in sources}
+    return result
 
 
 def held_out_voice(animate: Callable[[np.ndarray], Animation], voice: str = "en-us-nyc") -> tuple[float, float]:
@@ -123,11 +179,14 @@ def held_out_voice(animate: Callable[[np.ndarray], Animation], voice: str = "en-
     return float(np.mean(errors)), pooled(scores)["closed_on_bilabials"][0]
 
 
-def evaluate(model: str | None = None) -> dict[str, dict]:
-    """Scores of the neural model (`model` or the packaged one) and of the phonetic baseline."""
+def evaluate(model: str | None = None, clips: list[Clip] | None = None) -> dict[str, dict]:
+    """Scores of the neural model (`model` or the packaged one) and of the phonetic baseline.
+
+    Without `clips`: on `real_speech()` and the held-out TTS voice. With `clips` (a split of a
+    real-speech set, `read_set`): on those alone, pooled and per source.
+    """
     from .animator import Animator
 
-    clips = real_speech()
     results = {}
     for engine in ("neural", "phonetic"):
         animator = Animator(FPS, engine, model)
@@ -135,27 +194,36 @@ def evaluate(model: str | None = None) -> dict[str, dict]:
         def run(audio: np.ndarray, animator: Animator = animator) -> Animation:
             return animator.animate(audio, sample_rate=SAMPLE_RATE)
 
-        mae, closed = held_out_voice(run)
-        results[engine] = score_engine(run, clips) | {"held_out_mae": mae, "held_out_closed": closed}
+        if clips is None:
+            mae, closed = held_out_voice(run)
+            results[engine] = score_engine(run, real_speech()) | {"held_out_mae": mae, "held_out_closed": closed}
+        else:
+            results[engine] = score_engine(run, clips)
     return results
 
 
-def report(results: dict[str, dict]) -> str:
-    """The results as a table."""
+def report(results: dict[str, dict], title: str = "real speech") -> str:
+    """The results as a table: one row per engine, then per engine and source where there are several."""
+    held_out = "held_out_mae" in next(iter(results.values()))
     lines = [
-        "           real speech" + " " * 70 + "held-out TTS voice",
-        "engine     closed p/b/m    open vowels     rounded         rest in pauses  lag(frames)  MAE     closed",
+        f"{title:<22}" + (" " * 59 + "held-out TTS voice" if held_out else ""),
+        "engine     closed p/b/m      open vowels       rounded           rest in pauses    lag(frames)"
+        + ("  MAE     closed" if held_out else ""),
     ]
-    for engine, r in results.items():
+
+    def row(label: str, r: dict, extra: str = "") -> str:
         cells = [
-            f"{r[k][0]:>6.1%} ({r[k][1]:>3})  "
+            f"{r[k][0]:>6.1%} ({r[k][1]:>5})  "
             for k in ("closed_on_bilabials", "open_on_open_vowels", "rounded_on_rounded", "rest_in_pauses")
         ]
-        lines.append(
-            f"{engine:<10} "
-            + " ".join(cells)
-            + f"{r['lag_frames']:>+6.1f}      {r['held_out_mae']:.4f}  {r['held_out_closed']:.1%}"
-        )
+        return f"{label:<10} " + " ".join(cells) + f"{r['lag_frames']:>+6.1f}" + extra
+
+    for engine, r in results.items():
+        extra = f"       {r['held_out_mae']:.4f}  {r['held_out_closed']:.1%}" if held_out else ""
+        lines.append(row(engine, r, extra))
+    for engine, r in results.items():
+        for source, part in r.get("sources", {}).items():
+            lines.append(row(f"  {engine}", part, f"       {source} ({part['seconds'] / 60:.1f} min)"))
     seconds = next(iter(results.values()))["seconds"]
-    lines.append(f"real speech: {seconds:.0f} s; lag at {FPS:.0f} fps, positive = mouth late")
+    lines.append(f"{title}: {seconds / 60:.1f} min; lag at {FPS:.0f} fps, positive = mouth late")
     return "\n".join(lines)
