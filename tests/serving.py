@@ -9,16 +9,15 @@ from contextlib import contextmanager
 
 from aiohttp import web
 
-from talkface.serve import ServerConfig, create_app
-from talkface.serve.app import SERVER_KEY, Server
+from talkface.serve import ServerConfig
+from talkface.serve.app import SERVER_KEY, Server, make_runner
 
 
 @contextmanager
 def running(config: ServerConfig | None = None) -> Iterator[tuple[str, Server]]:
     """Yield (base URL, server state); the server stops gracefully on exit."""
     loop = asyncio.new_event_loop()
-    app = create_app(config or ServerConfig())
-    runner = web.AppRunner(app, shutdown_timeout=2.0)
+    runner = make_runner(config or ServerConfig())  # the runner `talkface serve` runs, with its timeouts
     loop.run_until_complete(runner.setup())
     site = web.TCPSite(runner, "127.0.0.1", 0)
     loop.run_until_complete(site.start())
@@ -26,7 +25,7 @@ def running(config: ServerConfig | None = None) -> Iterator[tuple[str, Server]]:
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{port}", app[SERVER_KEY]
+        yield f"http://127.0.0.1:{port}", runner.app[SERVER_KEY]
     finally:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)

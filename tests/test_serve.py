@@ -3,10 +3,16 @@ metrics, OpenAPI, auth; Live Link packets; and faults that must not take the ser
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
+import re
+import signal
 import socket
 import struct
+import subprocess
+import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -46,7 +52,7 @@ async def stream_file(url: str, audio: np.ndarray, query: str = "format=f32&outp
         for n, i in enumerate(range(0, len(audio), chunk)):
             for at, message in controls:
                 if at == n:
-                    await ws.send_str(json.dumps(message))
+                    await ws.send_str(message if isinstance(message, str) else json.dumps(message))
             data = audio[i : i + chunk]
             await ws.send_bytes(data.astype("<f4" if "f32" in query else "<i2").tobytes())
         await ws.send_str(json.dumps({"type": "end"}))
@@ -336,3 +342,194 @@ def test_a_dead_model_worker_closes_its_streams_and_is_replaced(wav30):
         asyncio.run(scenario())
         assert "talkface_worker_restarts_total 1" in server.metrics.text()
         assert json.load(urllib.request.urlopen(f"{url}/healthz"))["status"] == "ok"
+
+
+def health(url: str) -> tuple[int, dict]:
+    """/healthz: (HTTP status, body)."""
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=10) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def wait_until(check, seconds: float = 10.0) -> bool:
+    """Poll `check` until it is true or `seconds` pass; its last answer."""
+    deadline = time.monotonic() + seconds
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return bool(check())
+
+
+def test_streams_closed_for_bad_audio_give_their_slots_back(wav30):
+    """NaN audio then "end": each stream is closed with 1007 and its slot freed (they leaked: then 503 for all)."""
+    audio = sf.read(wav30, dtype="float32")[0][:16000]
+    with running(ServerConfig(max_streams=2)) as (url, _):
+
+        async def nan_then_end(ws):
+            await ws.send_bytes(np.full(320, np.nan, "<f4").tobytes())
+            await ws.send_str('{"type": "end"}')
+
+        async def scenario() -> None:
+            for _ in range(3):  # more than max_streams
+                assert (await expect_close(url, nan_then_end))[0] == 1007
+            got = await stream_file(url, audio)
+            assert got["close"] == 1000 and got["weights"].shape[0] == 30
+
+        asyncio.run(scenario())
+        assert wait_until(lambda: health(url) == (200, {"status": "ok", "streams": 0, "max_streams": 2}))
+
+
+def test_deeply_nested_json_gets_an_error_and_the_stream_goes_on(wav30):
+    audio = sf.read(wav30, dtype="float32")[0][:16000]
+    nested = "[" * 100_000 + "]" * 100_000  # json.loads: RecursionError
+    deep_object = '{"type": "face", "face": ' + '{"a": ' * 5000 + "1" + "}" * 5000 + "}"
+    with running() as (url, _):
+        controls = [(5, nested), (6, deep_object), (7, '{"type": "start", "seed": 1e999}')]
+        got = asyncio.run(stream_file(url, audio, controls=controls))
+    errors = [m["message"] for m in got["messages"] if m["type"] == "error"]
+    assert len(errors) == 3 and got["close"] == 1000 and got["weights"].shape[0] == 30
+    assert got["messages"][-1] == {"type": "end", "frames": 30}
+
+
+def model_worker_pids(server_pid: int) -> list[int]:
+    """The spawned model worker processes of a server process (not the resource tracker)."""
+    children = []
+    for task in Path(f"/proc/{server_pid}/task").iterdir():
+        children += [int(p) for p in (task / "children").read_text().split()]
+    return [p for p in children if b"resource_tracker" not in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+
+def test_a_stuck_model_worker_is_killed_and_replaced(wav30):
+    """A worker that makes no progress (stopped) is killed after worker_timeout: its streams get 1011, POSTs
+    waiting on it a 503 JSON error, /healthz says degraded until the replacement is up, then all serve again."""
+    audio = sf.read(wav30, dtype="float32")[0]
+    wav = Path("tests/data/arctic_a0009.wav").read_bytes()
+    config = ServerConfig(workers=1, animate_jobs=1, worker_timeout=2.0)
+    with running(config) as (url, server):
+        seen: list[tuple[int, str]] = []
+
+        async def watch() -> None:
+            while True:
+                status, body = await asyncio.to_thread(health, url)
+                seen.append((status, body["status"]))
+                await asyncio.sleep(0.02)
+
+        async def scenario() -> None:
+            watcher = asyncio.create_task(watch())
+            async with aiohttp.ClientSession() as session, session.ws_connect(f"{url}/v1/stream?format=f32") as ws:
+                await ws.receive()  # ready
+                await ws.send_bytes(audio[:16000].astype("<f4").tobytes())
+                assert json.loads((await ws.receive()).data)["type"] == "frames"
+                os.kill(server.workers[0].process.pid, signal.SIGSTOP)
+                started = time.monotonic()
+                await ws.send_bytes(audio[16000:19200].astype("<f4").tobytes())
+                async for _ in ws:
+                    pass
+                assert ws.close_code == 1011 and time.monotonic() - started < 10
+            deadline = time.monotonic() + 60
+            while not ((503, "degraded") in seen and seen[-1] == (200, "ok")) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)  # degraded until the replacement is up, then ok
+            watcher.cancel()
+            assert (503, "degraded") in seen and seen[-1] == (200, "ok")
+            got = await stream_file(url, audio[: 2 * 16000])  # the replacement serves new streams
+            assert got["close"] == 1000 and got["weights"].shape[0] == 60
+
+        asyncio.run(scenario())
+        assert post(url, wav)[0] == 200  # starts the file worker
+        os.kill(server.file_workers[0].process.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        status, body, kind = post(url, wav)
+        assert status == 503 and kind.startswith("application/json") and "worker" in json.loads(body)["error"]
+        assert time.monotonic() - started < 10
+        assert post(url, wav)[0] == 200  # its replacement
+        assert "talkface_worker_restarts_total 2" in server.metrics.text()
+        assert health(url)[1]["status"] == "ok"
+
+
+def test_serve_prints_its_bound_port_and_sigterm_ends_it_despite_stuck_workers():
+    """`serve --port 0` says the real port once it listens; SIGTERM ends it in seconds with every worker stuck."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "talkface.cli", "serve", "--port", "0", "--workers", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    workers: list[int] = []
+    try:
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.append(proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(60)
+        match = re.search(r"serving on http://127\.0\.0\.1:(\d+) ", lines[0] if lines else "")
+        assert match and int(match[1]) > 0, lines
+        url = f"http://127.0.0.1:{match[1]}"
+        assert health(url)[1]["status"] == "ok"  # it listens once it says so
+        assert len(model_worker_pids(proc.pid)) == 1  # streams only: the file workers wait for a file
+        wav = Path("tests/data/arctic_a0009.wav").read_bytes()
+        assert post(url, wav)[0] == 200  # starts the file workers
+        workers = model_worker_pids(proc.pid)
+        assert len(workers) == 3  # one for streams, two for files
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)
+
+        async def stuck_stream() -> None:
+            async with aiohttp.ClientSession() as session, session.ws_connect(f"{url}/v1/stream") as ws:
+                await ws.receive()
+                await ws.send_bytes(np.zeros(16000, "<i2").tobytes())  # a tick the worker never answers
+                async for _ in ws:
+                    pass
+
+        client = threading.Thread(target=lambda: asyncio.run(stuck_stream()), daemon=True)
+        client.start()
+        poster = threading.Thread(target=post, args=(url, wav), daemon=True)
+        poster.start()
+        time.sleep(1.0)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+        assert time.monotonic() - started < 8
+    finally:
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_slow_clients_are_dropped_after_the_request_timeout():
+    """Half-sent headers or bodies are not held open: a body gets 408 (JSON), stalled headers a close."""
+    with running(ServerConfig(request_timeout=1.0)) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        started = time.monotonic()
+        body = socket.create_connection(("127.0.0.1", port))
+        body.sendall(b"POST /v1/animate HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nRIFF")
+        headers = socket.create_connection(("127.0.0.1", port))
+        headers.sendall(b"POST /v1/animate HTTP/1.1\r\nHost: x\r\n")
+        body.settimeout(10)
+        headers.settimeout(10)
+        answer = b""
+        while chunk := body.recv(4096):
+            answer += chunk
+        head, _, payload = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408") and "error" in json.loads(payload)
+        assert headers.recv(4096) == b""  # closed
+        assert time.monotonic() - started < 5
+        body.close()
+        headers.close()
+        assert health(url)[0] == 200
+
+
+def test_every_http_error_is_one_line_json():
+    wav = Path("tests/data/arctic_a0009.wav").read_bytes()
+    with running(ServerConfig(max_upload_mb=0.05)) as (url, _):
+        answers = [post(url, b"RIFF not really a wave file"), post(url, wav * 2), post(url, b"")]
+        for path, method in [("/nowhere", "GET"), ("/v1/animate", "GET"), ("/healthz", "DELETE")]:
+            try:
+                urllib.request.urlopen(urllib.request.Request(url + path, method=method))
+            except urllib.error.HTTPError as e:
+                answers.append((e.code, e.read(), e.headers.get("Content-Type", "")))
+    assert [a[0] for a in answers] == [422, 413, 400, 404, 405, 405]
+    for status, body, kind in answers:
+        assert kind.startswith("application/json") and body.count(b"\n") <= 1, (status, body)
+        error = json.loads(body)["error"]
+        assert isinstance(error, str) and error and " at 0x" not in error and "BytesIO" not in error, error

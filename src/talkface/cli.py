@@ -199,6 +199,11 @@ def _sender(livelink: str | None, fps: float) -> LiveLinkSender | None:
 @click.option("--idle-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
               help="Seconds a stream may send nothing before it is closed.")  # fmt: skip
 @click.option("--workers", type=click.IntRange(min=1), help="Model worker processes  [default: one per CPU core]")
+@click.option("--worker-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Seconds a model worker may go without answering (a tick; a file: per minute of audio, plus one) "
+                   "before it is killed and replaced.")  # fmt: skip
+@click.option("--request-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Seconds a client has to send a request's headers, and again its body (408).")  # fmt: skip
 def serve(**options: Any) -> None:
     """Serve animation over HTTP (POST /v1/animate) and WebSocket (/v1/stream); see /openapi.json."""
     from .livelink import parse_address

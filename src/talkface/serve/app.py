@@ -15,7 +15,8 @@ frames as they become final: JSON ``{"type": "frames", "start": k, "times": [...
 or binary: the 4 bytes ``TFF1``, uint32 first frame, uint16 frames, uint16 channels, float64 fps
 (little-endian), then float32 values frame by frame. Frame k is at ``k / fps`` s of the stream.
 Bad audio (NaN, a torn sample) closes the stream with 1007 and a message; a malformed control
-message gets ``{"type": "error"}`` and the stream goes on; an idle client is closed (1001) after
+message (not JSON, nested past Python's limits, wrong types) gets ``{"type": "error", "message": ...}``
+and the stream goes on; an idle client is closed (1001) after
 `idle_timeout`; a client that does not read its frames is closed (1008) once more than
 `send_buffer_seconds` + `max_pending_seconds` of frames wait for it (the kernel's send buffer is
 kept to 256 KB); a client that sends faster than real time is simply not read until its audio is
@@ -24,7 +25,15 @@ processed, so no stream holds more than `max_pending_seconds` of unprocessed aud
 Each stream is given to one of the model worker processes (`workers`, one per CPU core by
 default), the least busy; a worker advances all of its streams with new audio in one batched model
 step per tick, and the ticks follow the audio (a tick starts as soon as the last one ends and
-audio waits). A worker that dies takes its streams with it (closed with 1011) and is restarted.
+audio waits). Files (``POST /v1/animate``) go to `animate_jobs` workers of their own, started by
+the first such request (a server that only streams does without their memory).
+
+A stuck worker is a dead worker: one that dies, or gives no answer within `worker_timeout` seconds
+for a tick (for a file: per minute of its audio, plus one), is killed and replaced; its streams are
+closed with 1011, the request it was working on gets a 503, and ``/healthz`` answers 503
+``{"status": "degraded"}`` until the replacement is up. A client gets `request_timeout` seconds to
+send a request's headers, and again its body (408). Every HTTP error is one line of JSON,
+``{"error": "..."}``.
 """
 
 from __future__ import annotations
@@ -35,26 +44,26 @@ import hmac
 import io
 import itertools
 import json
+import logging
 import math
 import os
+import signal
 import socket
 import struct
-import tempfile
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soundfile as sf
 from aiohttp import WSMsgType, web
 
-from .. import export
 from ..animation import Animation
 from ..animator import Animator
-from ..audio import SAMPLE_RATE, load_audio
+from ..audio import SAMPLE_RATE
 from ..emotion import parse_emotions
 from ..errors import TalkfaceError
 from ..livelink import LiveLinkSender
@@ -62,7 +71,7 @@ from ..post import FaceParams, parse_assignments
 from ..stream import Engine, Stream
 from .metrics import Metrics
 from .openapi import spec
-from .workers import Item, Result, Worker, new_session, style_of
+from .workers import FileJob, Item, JobError, Result, Worker, WorkerFailed, audio_error, new_session, stop_all
 
 _EXTENSION = {"csv": ".csv", "json": ".json", "npz": ".npz", "rhubarb-tsv": ".tsv", "rhubarb-json": ".json",
               "rhubarb-xml": ".xml", "rhubarb-dat": ".dat", "glb": ".glb", "gltf-anim": ".glb",
@@ -73,7 +82,9 @@ _MEDIA = {".csv": "text/csv", ".json": "application/json", ".tsv": "text/tab-sep
 _BINARY_HEADER = struct.Struct("<4sIHHd")
 _SOCKET_BUFFER = 256 * 1024  # kernel send buffer per stream
 _SAMPLE = {"s16": np.dtype("<i2"), "f32": np.dtype("<f4")}
+_ERROR_CHARS = 300  # an error message quotes at most this much of what it refuses
 SERVER_KEY: web.AppKey[Server] = web.AppKey("server")
+log = logging.getLogger("talkface.serve")
 
 
 @dataclass(frozen=True)
@@ -94,8 +105,10 @@ class ServerConfig:
     idle_timeout: float = 30.0
     send_buffer_seconds: float = 5.0
     max_pending_seconds: float = 10.0
-    animate_jobs: int = 2
-    workers: int | None = None  # model worker processes (None: one per CPU core)
+    animate_jobs: int = 2  # worker processes for POST /v1/animate
+    workers: int | None = None  # model worker processes for streams (None: one per CPU core)
+    worker_timeout: float = 30.0  # a worker silent this long on a tick (or per minute of a file) is stuck
+    request_timeout: float = 30.0  # for a request's headers, and again for its body
 
 
 class _Conn:
@@ -115,9 +128,10 @@ class _Conn:
         self.outbox: deque[tuple[str | bytes, int]] = deque()  # (message, frames in it)
         self.queued_frames = 0
         self.wake_sender = asyncio.Event()
-        self.finished = asyncio.Event()  # the flush's frames are out
+        self.finished = asyncio.Event()  # the flush's frames are out, or the stream was closed
         self.ended = False  # the session has flushed
         self.closed = False
+        self.closing: asyncio.Task | None = None  # the server's close of the WebSocket, once begun
         self.frames = 0  # frames made so far (the next one's number)
         self.livelink: LiveLinkSender | None = None
         self.transport = None  # set once the WebSocket is up
@@ -137,17 +151,20 @@ class Server:
         self.metrics = Metrics()
         self.conns: dict[int, _Conn] = {}
         self.ids = itertools.count(1)
-        self.workers: list[Worker] = []
+        self.workers: list[Worker] = []  # for streams
+        self.file_workers: list[Worker] = []  # for POST /v1/animate, started by the first one
+        self.file_workers_started: asyncio.Future | None = None
+        self.free_file_workers: asyncio.Queue[Worker | None] = asyncio.Queue()  # None: the server is stopping
         self.dropped: dict[Worker, list[int]] = {}  # streams whose clients left, for their worker to forget
         self.threads: ThreadPoolExecutor | None = None  # waits on the workers' pipes
-        self.jobs = asyncio.Semaphore(config.animate_jobs)
         self.waiting_jobs = 0
-        self.tasks: list[asyncio.Task] = []
+        self.tasks: set[asyncio.Task] = set()  # batching loops and worker replacements
+        self.stopping = False
 
     # --- the batching loops, one per worker ---
 
     async def run(self, worker: Worker) -> None:
-        loop = asyncio.get_running_loop()
+        """The batching loop of one stream worker: a tick whenever its streams have work."""
         while True:
             await worker.wake.wait()
             worker.wake.clear()
@@ -160,17 +177,10 @@ class Server:
                 continue
             started = time.perf_counter()
             try:
-                results = await loop.run_in_executor(self.threads, worker.step, work)
-            except (EOFError, OSError):  # the worker died: its streams are gone
-                self.metrics.count("talkface_worker_restarts_total")
-                for c in self.conns.values():
-                    if c.worker is worker and not c.closed:
-                        self._close_later(c, 1011, "the model worker of this stream failed")
-                        c.drained.set()  # a receive loop held back by backpressure sees the close
-                try:
-                    await loop.run_in_executor(self.threads, worker.restart)
-                except TalkfaceError:  # it did not come up: tried again at its next tick
-                    await asyncio.sleep(1.0)
+                results = await self._call(worker, work, self.config.worker_timeout)
+            except WorkerFailed as e:  # its streams are gone
+                self._failed(worker, str(e))
+                await self._replace(worker)
                 continue
             self.metrics.observe("talkface_tick_seconds", time.perf_counter() - started)
             now = time.monotonic()
@@ -184,6 +194,47 @@ class Server:
                 if c is not None:
                     self._deliver(c, result, now)
 
+    async def _call(self, worker: Worker, message: list[tuple[int, list[Item]]] | FileJob, seconds: float) -> Any:
+        """A worker's answer to a message; WorkerFailed if it died or gave none in `seconds` (then it is killed)."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(self.threads, worker.call, message), seconds)
+        except TimeoutError:
+            worker.kill()  # the thread waiting on its pipe sees it close and ends
+            raise WorkerFailed(f"the model worker made no progress in {seconds:.3g} s and was replaced") from None
+
+    def _failed(self, worker: Worker, reason: str) -> None:
+        """A worker died or is stuck: mark it down (/healthz degraded) and close its streams with 1011."""
+        log.warning("model worker %d: %s", worker.process.pid or 0, reason)
+        worker.healthy = False
+        self.metrics.count("talkface_worker_restarts_total")
+        for c in list(self.conns.values()):
+            if c.worker is worker:
+                self._end(c, 1011, "the model worker of this stream failed")
+        if worker in self.dropped:
+            self.dropped[worker] = []  # the replacement never knew those sessions
+
+    async def _replace(self, worker: Worker) -> None:
+        """Start a new process for a failed worker (until one comes up); a file worker then takes jobs again."""
+        loop = asyncio.get_running_loop()
+        while not self.stopping:
+            try:
+                await loop.run_in_executor(self.threads, worker.restart)
+            except TalkfaceError as e:
+                log.warning("a model worker did not restart (%s); trying again", e)
+                await asyncio.sleep(1.0)
+                continue
+            worker.healthy = True
+            if worker in self.file_workers:
+                self.free_file_workers.put_nowait(worker)
+            return
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        """Run a background task that `cleanup` cancels."""
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
     def _deliver(self, c: _Conn, result: Result, now: float) -> None:
         """Frames (or an error) from a tick to a stream's outbox; latency and backpressure bookkeeping."""
         if c.closed:
@@ -191,7 +242,7 @@ class Server:
         anim = result.frames
         if anim is None:
             self.metrics.count("talkface_stream_errors_total", kind="bad_audio")
-            self._close_later(c, 1007, result.error or "bad audio")
+            self._end(c, 1007, result.error or "bad audio")
             return
         c.ended = result.ended
         if anim.num_frames:
@@ -210,7 +261,7 @@ class Server:
             unsent = c.queued_frames + c.ws_buffer() * anim.num_frames / len(message)
             if unsent > (self.config.send_buffer_seconds + self.config.max_pending_seconds) * anim.fps:
                 self.metrics.count("talkface_stream_errors_total", kind="slow_client")
-                self._close_later(c, 1008, "client too slow: it does not read its frames")
+                self._end(c, 1008, "client too slow: it does not read its frames")
                 return
         if c.ended:
             c.outbox.append((json.dumps({"type": "end", "frames": c.frames}), 0))
@@ -234,11 +285,16 @@ class Server:
         frames = np.round(anim.weights.astype(np.float64), 6).tolist()
         return json.dumps({"type": "frames", "start": first, "times": times, "frames": frames})
 
-    def _close_later(self, c: _Conn, code: int, message: str) -> None:
+    def _end(self, c: _Conn, code: int, message: str) -> None:
+        """Close a stream from the server's side (once): drop its unsent frames, wake whatever waits on it."""
+        if c.closing is not None:
+            return
         c.closed = True
         c.outbox.clear()
         c.queued_frames = 0
-        asyncio.get_running_loop().create_task(_close(c, code, message))
+        c.drained.set()  # a receive loop held back by backpressure
+        c.finished.set()  # a receive loop waiting for the flush
+        c.closing = asyncio.get_running_loop().create_task(_close(c, code, message))
 
     # --- WebSocket streams ---
 
@@ -256,19 +312,24 @@ class Server:
         if not ws.can_prepare(request).ok:
             raise _json_error(web.HTTPBadRequest, "this endpoint speaks WebSocket: send an Upgrade request")
         await ws.prepare(request)
-        worker = min(self.workers, key=lambda w: w.streams)
+        worker = min(self.workers, key=lambda w: (not w.healthy, w.streams))  # the least busy that works
         c = _Conn(next(self.ids), ws, worker, settings)
-        worker.streams += 1
         c.transport = request.transport
         sock = request.transport.get_extra_info("socket") if request.transport is not None else None
         if sock is not None:  # bound the kernel's share too (it would grow to 4 MB for a client that never reads)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
-        self.conns[c.id] = c
-        self.metrics.count("talkface_streams_total")
         sender = asyncio.get_running_loop().create_task(self._send_loop(c))
+        # from here every way out (a close either side, an error, a cancel) goes through the finally,
+        # which gives the stream's slot back
+        worker.streams += 1
+        self.conns[c.id] = c
         try:
+            self.metrics.count("talkface_streams_total")
             await self._ready(c, settings, probe)
             await self._receive_loop(c)
+        except Exception:  # a bug: this stream ends, the server goes on
+            log.exception("stream %d failed", c.id)
+            self._end(c, 1011, "internal error")
         finally:
             c.closed = True
             self.conns.pop(c.id, None)
@@ -281,8 +342,10 @@ class Server:
                 await sender
             if c.livelink is not None:
                 c.livelink.close()
-            if not ws.closed:
-                await _close(c, 1000, "")
+            if c.closing is None and not ws.closed:
+                c.closing = asyncio.get_running_loop().create_task(_close(c, 1000, ""))
+            if c.closing is not None:
+                await c.closing
         return ws
 
     async def _ready(self, c: _Conn, settings: dict[str, Any], probe: Stream) -> None:
@@ -303,7 +366,7 @@ class Server:
                 msg = await c.ws.receive(timeout=self.config.idle_timeout)
             except TimeoutError:
                 self.metrics.count("talkface_stream_errors_total", kind="idle")
-                await _close(c, 1001, f"idle for {self.config.idle_timeout:g} s")
+                self._end(c, 1001, f"idle for {self.config.idle_timeout:g} s")
                 return
             if msg.type == WSMsgType.BINARY:
                 started = True
@@ -314,9 +377,10 @@ class Server:
                     await c.drained.wait()  # not reading is the backpressure on a fast sender
             elif msg.type == WSMsgType.TEXT:
                 if await self._control(c, msg.data, started):
-                    await c.finished.wait()
-                    await _drain(c)
-                    await _close(c, 1000, "")
+                    await c.finished.wait()  # the flush, or a close (bad audio, a failed worker)
+                    if not c.closed:
+                        await _drain(c)
+                        self._end(c, 1000, "")
                     return
             else:  # CLOSE, CLOSING, CLOSED, ERROR: the client is gone
                 if msg.type == WSMsgType.ERROR:
@@ -326,12 +390,12 @@ class Server:
     def _audio(self, c: _Conn, data: bytes) -> bool:
         if len(data) % c.dtype.itemsize:
             self.metrics.count("talkface_stream_errors_total", kind="bad_audio")
-            self._close_later(c, 1007, f"a {c.dtype.itemsize}-byte sample format needs whole samples")
+            self._end(c, 1007, f"a {c.dtype.itemsize}-byte sample format needs whole samples")
             return False
         pcm = np.frombuffer(data, c.dtype)
         samples = pcm.size * SAMPLE_RATE / c.sample_rate
         if (c.received + samples) / SAMPLE_RATE > self.config.max_stream_seconds:
-            self._close_later(c, 1009, f"stream longer than {self.config.max_stream_seconds:g} s")
+            self._end(c, 1009, f"stream longer than {self.config.max_stream_seconds:g} s")
             return False
         c.received += samples
         c.pending_samples += samples
@@ -370,9 +434,13 @@ class Server:
                 return True
             else:
                 raise TalkfaceError(f"unknown message type {kind!r}; use start, emotion, face or end")
-        except (ValueError, TalkfaceError) as e:  # json.JSONDecodeError is a ValueError
+        # JSONDecodeError is a ValueError; nesting past Python's limits a RecursionError; 1e999 an OverflowError
+        except (ValueError, TypeError, RecursionError, OverflowError, TalkfaceError) as e:
             self.metrics.count("talkface_stream_errors_total", kind="bad_message")
-            c.outbox.append((json.dumps({"type": "error", "message": str(e)}), 0))
+            message = str(e) or type(e).__name__
+            if isinstance(e, RecursionError):
+                message = "the message is nested too deeply"
+            c.outbox.append((json.dumps({"type": "error", "message": message[:_ERROR_CHARS]}), 0))
             c.wake_sender.set()
         return False
 
@@ -403,49 +471,97 @@ class Server:
             settings = _stream_settings(query, self.config.fps, http=True)
         except TalkfaceError as e:
             raise _json_error(web.HTTPBadRequest, str(e)) from None
-        body = await request.read()
+        try:
+            async with asyncio.timeout(self.config.request_timeout):
+                body = await request.read()
+        except TimeoutError:
+            raise _json_error(
+                web.HTTPRequestTimeout, f"the request body did not arrive within {self.config.request_timeout:g} s"
+            ) from None
         if not body:
             raise _json_error(web.HTTPBadRequest, "send the audio file (WAV, FLAC or Ogg) as the request body")
+        try:
+            seconds = _duration(body)
+            if seconds > self.config.max_audio_seconds:
+                raise TalkfaceError(f"audio longer than {self.config.max_audio_seconds:g} s; stream it instead")
+        except TalkfaceError as e:
+            raise _json_error(web.HTTPUnprocessableEntity, str(e)) from None
+        if self.stopping:
+            raise _json_error(web.HTTPServiceUnavailable, "the server is shutting down")
         if self.waiting_jobs >= 4 * self.config.animate_jobs:
             raise _json_error(web.HTTPServiceUnavailable, "too many animation requests waiting; try again")
         self.waiting_jobs += 1
         try:
-            async with self.jobs:
-                loop = asyncio.get_running_loop()
-                data = await loop.run_in_executor(None, self._animate_file, body, fmt, text, settings)
-        except TalkfaceError as e:
-            raise _json_error(web.HTTPUnprocessableEntity, str(e)) from None
+            job = FileJob(body, fmt, _EXTENSION[fmt], text, settings)
+            answer = await self._file_job(job, self.config.worker_timeout * (1 + seconds / 60))
+        except WorkerFailed as e:
+            raise _json_error(web.HTTPServiceUnavailable, f"{e}; try again") from None
         finally:
             self.waiting_jobs -= 1
+        if isinstance(answer, JobError):
+            if answer.internal:
+                log.error("POST /v1/animate failed: %s", answer.message)
+                raise _json_error(web.HTTPInternalServerError, f"internal error: {answer.message}")
+            raise _json_error(web.HTTPUnprocessableEntity, answer.message)
         self.metrics.count("talkface_animations_total")
-        ext = _EXTENSION[fmt]
-        return web.Response(body=data, content_type=_MEDIA.get(ext, "application/octet-stream"))
+        return web.Response(body=answer, content_type=_MEDIA.get(_EXTENSION[fmt], "application/octet-stream"))
 
-    def _animate_file(self, body: bytes, fmt: str, text: str | None, settings: dict[str, Any]) -> bytes:
+    async def _file_job(self, job: FileJob, seconds: float) -> bytes | JobError:
+        """Run a file job on the next free file worker, with `seconds` for it; WorkerFailed if it failed.
+
+        A worker whose answer did not come (stuck, dead, or this request cancelled) is replaced: its
+        pipe may still carry an answer meant for this job."""
+        if self.file_workers_started is None:
+            self.file_workers_started = asyncio.ensure_future(self._start_file_workers())
+        await asyncio.shield(self.file_workers_started)
+        worker = await self.free_file_workers.get()
+        if worker is None or self.stopping:
+            if worker is not None:
+                self.free_file_workers.put_nowait(worker)
+            raise WorkerFailed("the server is shutting down")
+        answered = False
         try:
-            audio, rate = sf.read(io.BytesIO(body), dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-            raise TalkfaceError(f"not a readable audio file ({e})") from None
-        if audio.shape[0] / rate > self.config.max_audio_seconds:
-            raise TalkfaceError(f"audio longer than {self.config.max_audio_seconds:g} s; stream it instead")
-        pcm = load_audio(audio, int(rate))
-        style = style_of(settings)
-        if text is not None:
-            anim = Animator(settings["fps"], style=style).animate(pcm, text=text, sample_rate=SAMPLE_RATE)
-        else:  # offline is streaming with the whole clip in one chunk
-            session = Stream(self.engine, settings["fps"], style)
-            anim = Animation.join([session.push(pcm), session.flush()])
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"animation{_EXTENSION[fmt]}"
-            export.write(anim, path, fmt)
-            return path.read_bytes()
+            answer = await self._call(worker, job, seconds)
+            answered = True
+            return answer
+        except WorkerFailed as e:
+            if self.stopping:  # killed by `shutdown`
+                raise WorkerFailed("the server is shutting down") from None
+            self._failed(worker, str(e))
+            raise
+        finally:
+            if answered:
+                self.free_file_workers.put_nowait(worker)
+            else:
+                worker.kill()
+                worker.healthy = False
+                self._spawn(self._replace(worker))
+
+    async def _start_file_workers(self) -> None:
+        """Start the file workers (on the first POST: a server that only streams does without their memory)."""
+        self.file_workers = [Worker(self.config.model) for _ in range(self.config.animate_jobs)]
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.gather(*(loop.run_in_executor(self.threads, w.ready) for w in self.file_workers))
+        except TalkfaceError as e:
+            for w in self.file_workers:
+                w.kill()
+            self.file_workers, self.file_workers_started = [], None  # the next request tries again
+            raise WorkerFailed(str(e)) from None
+        for w in self.file_workers:
+            self.free_file_workers.put_nowait(w)
 
     async def healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "streams": len(self.conns), "max_streams": self.config.max_streams})
+        """200 {"status": "ok"} when every worker works; 503 {"status": "degraded"} while one is being replaced."""
+        ok = all(w.healthy for w in self.workers + self.file_workers)
+        streams, most = len(self.conns), self.config.max_streams
+        body = {"status": "ok" if ok else "degraded", "streams": streams, "max_streams": most}
+        return web.json_response(body, status=200 if ok else 503)
 
     async def metrics_text(self, request: web.Request) -> web.Response:
         self._authorise(request)
         self.metrics.gauge("talkface_streams_active", len(self.conns))
+        self.metrics.gauge("talkface_workers_down", sum(not w.healthy for w in self.workers + self.file_workers))
         return web.Response(text=self.metrics.text(), content_type="text/plain", charset="utf-8")
 
     async def openapi(self, request: web.Request) -> web.Response:
@@ -464,37 +580,93 @@ class Server:
     # --- lifecycle ---
 
     async def start(self, app: web.Application) -> None:
-        """Start the model workers (in parallel) and their batching loops."""
+        """Start the model workers (in parallel) and the streams' batching loops."""
         count = self.config.workers or len(os.sched_getaffinity(0))
         self.workers = [Worker(self.config.model) for _ in range(count)]
         self.dropped = {w: [] for w in self.workers}
-        self.threads = ThreadPoolExecutor(count, thread_name_prefix="talkface-worker")
+        # a thread per worker waits on its pipe (file workers too, once started); as many again for
+        # replacements and for calls being abandoned
+        self.threads = ThreadPoolExecutor(2 * (count + self.config.animate_jobs), thread_name_prefix="talkface-worker")
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(self.threads, w.ready) for w in self.workers))
-        self.tasks = [loop.create_task(self.run(w)) for w in self.workers]
+        for w in self.workers:
+            self._spawn(self.run(w))
 
     async def shutdown(self, app: web.Application) -> None:
-        """Close every stream with 1001 (going away) after sending the frames it has."""
-        for c in list(self.conns.values()):
-            c.closed = True
+        """Close every stream with 1001 (going away) after sending the frames it has (all at once, 4 s at most);
+        give the files being animated until then to finish, and answer the rest 503."""
+        self.stopping = True
+        grace = time.monotonic() + 4.0
+        for _ in range(self.waiting_jobs):  # wakes the requests waiting for a file worker
+            self.free_file_workers.put_nowait(None)
+
+        async def going_away(c: _Conn) -> None:
+            c.closed = True  # no more work for it, nothing more into its outbox
             await _drain(c)
-            await _close(c, 1001, "server shutting down")
+            self._end(c, 1001, "server shutting down")
+            if c.closing is not None:
+                await c.closing
+
+        await asyncio.gather(*(going_away(c) for c in list(self.conns.values()) if c.closing is None))
+        while any(w.busy for w in self.file_workers) and time.monotonic() < grace:
+            await asyncio.sleep(0.05)
+        for worker in self.file_workers:
+            if worker.busy:  # its request gets a 503 now, not when aiohttp gives up on it
+                worker.kill()
 
     async def cleanup(self, app: web.Application) -> None:
-        for task in self.tasks:
+        """Stop the loops and the workers: idle ones exit, busy or stuck ones are killed (seconds at most)."""
+        self.stopping = True
+        for task in list(self.tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self.threads is not None:
-            self.threads.shutdown(wait=True)
-        for worker in self.workers:
-            worker.stop()
+        await asyncio.to_thread(stop_all, self.workers + self.file_workers)
+        if self.threads is not None:  # their pipes are closed now: every waiting thread has ended or soon will
+            self.threads.shutdown(wait=True, cancel_futures=True)
+
+
+@web.middleware
+async def _json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every error answer as one line of JSON, {"error": "..."}: the routes' own, aiohttp's (404, 405, 413) too."""
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        message = e.text or e.reason
+        if isinstance(e, web.HTTPNotFound):
+            message = f"no such path: {request.path[:_ERROR_CHARS]} (see /openapi.json)"
+        elif isinstance(e, web.HTTPMethodNotAllowed):
+            message = f"{request.method[:20]} is not allowed here; use {', '.join(sorted(e.allowed_methods))}"
+        elif isinstance(e, web.HTTPRequestEntityTooLarge):
+            message = f"request body over the {request.app[SERVER_KEY].config.max_upload_mb:g} MB limit"
+        headers = {k: e.headers[k] for k in ("Allow", "WWW-Authenticate") if k in e.headers}
+        response = web.json_response({"error": message}, status=e.status, headers=headers)
+    except Exception:  # a bug: a 500 with no traceback for the client, the traceback in the log
+        log.exception("%s %s failed", request.method, request.path)
+        response = web.json_response({"error": "internal error"}, status=500)
+    if response.status == 408:  # no keep-alive after a body that did not come
+        response.force_close()
+    return response
 
 
 def _json_error(
     kind: type[web.HTTPException], message: str, headers: dict[str, str] | None = None
 ) -> web.HTTPException:
-    return kind(text=json.dumps({"error": message}), content_type="application/json", headers=headers)
+    """An HTTP error; the `_json_errors` middleware sends it as {"error": message}."""
+    return kind(text=message, headers=headers)
+
+
+def _duration(body: bytes) -> float:
+    """Seconds of audio in an audio file, from its header; TalkfaceError if it is not one."""
+    try:
+        info = sf.info(io.BytesIO(body))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        raise audio_error(e) from None
+    return info.frames / info.samplerate
 
 
 async def _close(c: _Conn, code: int, message: str) -> None:
@@ -544,7 +716,7 @@ def _stream_settings(values: dict[str, Any], fps: float, http: bool = False) -> 
             out["seed"] = int(values["seed"])
         if "sample_rate" in values:
             out["sample_rate"] = int(values["sample_rate"])
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise TalkfaceError("fps, seed and sample_rate must be numbers") from None
     if not (math.isfinite(out["fps"]) and 1 <= out["fps"] <= 240):
         raise TalkfaceError(f"fps must be from 1 to 240, got {values['fps']!r}")
@@ -571,7 +743,7 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     """The aiohttp application (`serve` runs it; tests run it on a loopback port)."""
     config = config or ServerConfig()
     server = Server(config)
-    app = web.Application(client_max_size=int(config.max_upload_mb * 1024 * 1024))
+    app = web.Application(client_max_size=int(config.max_upload_mb * 1024 * 1024), middlewares=[_json_errors])
     app[SERVER_KEY] = server
     app.router.add_post("/v1/animate", server.animate)
     app.router.add_get("/v1/stream", server.stream)
@@ -584,12 +756,44 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     return app
 
 
+def make_runner(config: ServerConfig) -> web.AppRunner:
+    """The app's runner with the server's connection limits: a connection that has not sent a whole
+    request's headers within `request_timeout` (aiohttp's keep-alive timer runs from the connection's
+    start) is closed, so is an idle keep-alive one; the unread rest of a refused body (408, 413) is
+    taken for 2 s at most (so the client can read the answer before the close), not aiohttp's 10."""
+    return web.AppRunner(
+        create_app(config),
+        access_log=None,
+        shutdown_timeout=5.0,
+        keepalive_timeout=config.request_timeout,
+        lingering_time=2.0,
+    )
+
+
+async def _serve(config: ServerConfig) -> None:
+    runner = make_runner(config)
+    await runner.setup()  # starts the model workers
+    try:
+        try:
+            await web.TCPSite(runner, config.host, config.port).start()
+        except OSError as e:
+            reason = (e.strerror or str(e)).rsplit(": ", 1)[-1]  # asyncio's message repeats the address
+            raise TalkfaceError(f"cannot listen on {config.host}:{config.port}: {reason}") from None
+        host = f"[{config.host}]" if ":" in config.host else config.host
+        port = runner.addresses[0][1]  # the bound port: --port 0 asks for a free one
+        print(f"talkface serving on http://{host}:{port} (WebSocket /v1/stream)", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
 def serve(config: ServerConfig) -> None:
-    """Run the server until SIGINT/SIGTERM, then close the streams gracefully."""
+    """Run the server until SIGINT/SIGTERM, then close the streams gracefully (seconds at most)."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1, "blas")  # many small matrix products: threads would only contend
-    app = create_app(config)
-    print(f"talkface serving on http://{config.host}:{config.port} (WebSocket /v1/stream)", flush=True)
-    web.run_app(app, host=config.host, port=config.port, print=None, shutdown_timeout=5.0, access_log=None)
-
+    asyncio.run(_serve(config))

@@ -15,7 +15,8 @@ HELP = {
     "talkface_animations_total": ("counter", "files animated by POST /v1/animate"),
     "talkface_stream_errors_total": ("counter", "streams or messages refused, by kind"),
     "talkface_rejected_total": ("counter", "requests refused before they started, by reason"),
-    "talkface_worker_restarts_total": ("counter", "model worker processes that died and were replaced"),
+    "talkface_worker_restarts_total": ("counter", "model worker processes that died or got stuck and were replaced"),
+    "talkface_workers_down": ("gauge", "model worker processes being replaced now (/healthz says degraded)"),
     "talkface_tick_seconds": ("histogram", "time of one batched model step over a worker's streams"),
     "talkface_frame_latency_seconds": (
         "histogram",

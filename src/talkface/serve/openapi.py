@@ -65,9 +65,12 @@ def spec(secured: bool) -> dict[str, Any]:
                         },
                         "400": _error("bad parameters or no body"),
                         "401": _error("missing or wrong bearer token"),
-                        "413": {"description": "body over the upload limit"},
+                        "408": _error("the body did not arrive within the request timeout"),
+                        "413": _error("body over the upload limit"),
                         "422": _error("unreadable, empty, silent, non-finite or overlong audio"),
-                        "503": _error("too many requests waiting"),
+                        "500": _error("a bug (the message says which); the server goes on"),
+                        "503": _error("too many requests waiting, the model worker failed (stuck or died), or the "
+                                      "server is shutting down: try again"),
                     },
                 }
             },
@@ -105,7 +108,16 @@ def spec(secured: bool) -> dict[str, Any]:
                                                "max_streams": {"type": "integer"}},
                                 "required": ["status", "streams"],
                             }}},
-                        }
+                        },
+                        "503": {
+                            "description": "degraded: a model worker that died or got stuck is being replaced",
+                            "content": {"application/json": {"schema": {
+                                "type": "object",
+                                "properties": {"status": {"const": "degraded"}, "streams": {"type": "integer"},
+                                               "max_streams": {"type": "integer"}},
+                                "required": ["status", "streams"],
+                            }}},
+                        },
                     },
                 }
             },

@@ -4,24 +4,37 @@ A Python process runs Python on one core at a time, and a stream's model step an
 are mostly Python, so one process tops out at one core. The server therefore keeps the sockets in
 its event loop and hands the streams' audio to worker processes (one per core by default); each
 worker advances all of its streams in one batched step per tick, as `stream.advance` does in
-one process. A stream stays in the worker it was given for its whole life.
+one process. A stream stays in the worker it was given for its whole life. Files sent to
+``POST /v1/animate`` go to workers of their own (`FileJob`), so a long file never holds up a stream.
 
 Messages to a worker are ticks: lists of (stream id, items), an item being ``("start", settings)``,
 ``("audio", pcm)``, ``("emotion", weights)``, ``("face", FaceParams)``, ``("end",)`` or
 ``("drop",)`` (the client went away). The answer is one `Result` per stream that still runs.
+A `FileJob` is answered with the animation file's bytes or a `JobError`.
+
+Work runs in processes, not threads, so that the server can kill it: a worker that does not answer
+within its deadline is stuck (a bug, a runaway input) and is killed and replaced (see `app.Server`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import multiprocessing
 import signal
+import tempfile
+import time
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any, NamedTuple
 
+import soundfile as sf
+
+from .. import export
 from ..animation import Animation
 from ..animator import Animator
+from ..audio import SAMPLE_RATE, load_audio
 from ..errors import TalkfaceError
 from ..post import Style
 from ..stream import Engine, Stream, advance
@@ -37,6 +50,28 @@ class Result(NamedTuple):
     frames: Animation | None
     error: str | None
     ended: bool
+
+
+class FileJob(NamedTuple):
+    """An audio file to animate (``POST /v1/animate``): the file's bytes, the export format and its
+    file suffix, an optional transcript, validated settings (`app._stream_settings`)."""
+
+    body: bytes
+    fmt: str
+    suffix: str
+    text: str | None
+    settings: dict[str, Any]
+
+
+class JobError(NamedTuple):
+    """Why a `FileJob` failed: bad input (a `TalkfaceError`), or a bug (`internal`)."""
+
+    message: str
+    internal: bool = False
+
+
+class WorkerFailed(Exception):
+    """A worker died or was stuck past its deadline (and was killed): its work is lost."""
 
 
 def style_of(settings: dict[str, Any]) -> Style:
@@ -84,8 +119,42 @@ def tick(engine: Engine, streams: dict[int, Stream], work: list[tuple[int, list[
     return out
 
 
+def audio_error(e: Exception) -> TalkfaceError:
+    """A soundfile failure as the user's error, without the repr of the in-memory file it names."""
+    return TalkfaceError(f"not a readable audio file: {getattr(e, 'error_string', None) or e}")
+
+
+def animate_file(engine: Engine, model: str | None, job: FileJob) -> bytes:
+    """The animation file for a `FileJob` (offline is streaming with the whole clip in one chunk)."""
+    try:
+        audio, rate = sf.read(io.BytesIO(job.body), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        raise audio_error(e) from None
+    pcm = load_audio(audio, int(rate))
+    settings = job.settings
+    style = style_of(settings)
+    if job.text is not None:
+        anim = Animator(settings["fps"], model=model, style=style).animate(pcm, text=job.text, sample_rate=SAMPLE_RATE)
+    else:
+        session = Stream(engine, settings["fps"], style)
+        anim = Animation.join([session.push(pcm), session.flush()])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"animation{job.suffix}"
+        export.write(anim, path, job.fmt)
+        return path.read_bytes()
+
+
+def _answer_file(engine: Engine, model: str | None, job: FileJob) -> bytes | JobError:
+    try:
+        return animate_file(engine, model, job)
+    except TalkfaceError as e:
+        return JobError(str(e))
+    except Exception as e:  # a bug: one request fails, the worker and its model stay
+        return JobError(f"{type(e).__name__}: {e}", internal=True)
+
+
 def _work(conn: Connection, model: str | None) -> None:
-    """A worker process: load the model, then answer ticks until told to stop (None) or orphaned."""
+    """A worker process: load the model, then answer ticks and file jobs until told to stop (None) or orphaned."""
     from threadpoolctl import threadpool_limits
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server stops its workers itself
@@ -104,16 +173,18 @@ def _work(conn: Connection, model: str | None) -> None:
             return
         if work is None:
             return
-        conn.send(tick(engine, streams, work))
+        conn.send(_answer_file(engine, model, work) if isinstance(work, FileJob) else tick(engine, streams, work))
 
 
 class Worker:
-    """The server's handle on one worker process; `step` runs a tick there (call it from a thread)."""
+    """The server's handle on one worker process; `call` runs a message there (call it from a thread)."""
 
     def __init__(self, model: str | None) -> None:
         self.model = model
         self.wake = asyncio.Event()  # set when a stream of this worker has work
         self.streams = 0  # streams given to it, for choosing the least busy worker
+        self.healthy = True  # False from a failure until the replacement is up
+        self.busy = False  # a message is out and its answer not yet in
         self._start()
 
     def _start(self) -> None:
@@ -124,32 +195,55 @@ class Worker:
         child.close()
 
     def ready(self) -> None:
-        """Wait until the worker has loaded the model (blocking)."""
-        if not self.conn.poll(_START_SECONDS):
-            raise TalkfaceError(f"a model worker did not start in {_START_SECONDS:g} s")
-        answer = self.conn.recv()
+        """Wait until the worker has loaded the model (blocking); TalkfaceError if it did not."""
+        try:
+            if not self.conn.poll(_START_SECONDS):
+                raise TalkfaceError(f"a model worker did not start in {_START_SECONDS:g} s")
+            answer = self.conn.recv()
+        except (EOFError, OSError):
+            raise TalkfaceError("a model worker exited while starting") from None
         if answer != "ready":
             raise TalkfaceError(f"a model worker failed to start: {answer}")
 
-    def step(self, work: list[tuple[int, list[Item]]]) -> list[Result]:
-        """Run one tick in the worker (blocking); EOFError or OSError if the worker died."""
-        self.conn.send(work)
-        return self.conn.recv()
+    def call(self, message: list[tuple[int, list[Item]]] | FileJob) -> Any:
+        """Send a tick or a file job and wait for the answer (blocking); WorkerFailed if the worker died.
+
+        `kill` from another thread ends the wait: a killed worker's pipe reads as closed."""
+        self.busy = True
+        try:
+            self.conn.send(message)
+            return self.conn.recv()
+        except (EOFError, OSError):
+            raise WorkerFailed("the model worker exited") from None
+        finally:
+            self.busy = False
+
+    def kill(self) -> None:
+        """Kill the process at once (a stuck one too: SIGKILL also ends a stopped process)."""
+        self.process.kill()
 
     def restart(self) -> None:
-        """Replace a worker that died (its streams are lost; the caller closes them)."""
+        """Replace a worker that died or was killed (its streams are lost; the caller closes them)."""
         self.process.kill()
         self.process.join(5)
         self.conn.close()
         self._start()
         self.ready()
 
-    def stop(self) -> None:
-        """Ask the worker to exit; kill it if it does not within 5 s."""
-        with contextlib.suppress(OSError):
-            self.conn.send(None)
-        self.process.join(5)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join(5)
-        self.conn.close()
+
+def stop_all(workers: list[Worker], grace: float = 1.0) -> None:
+    """Kill busy workers, ask idle ones to exit and give them `grace` seconds together, then kill what is left."""
+    for worker in workers:
+        if worker.busy:  # its answer would go nowhere now
+            worker.kill()
+        else:
+            with contextlib.suppress(OSError):  # already gone
+                worker.conn.send(None)
+    deadline = time.monotonic() + grace
+    for worker in workers:
+        worker.process.join(max(0.0, deadline - time.monotonic()))
+    for worker in workers:
+        if worker.process.is_alive():
+            worker.kill()
+            worker.process.join(5)
+        worker.conn.close()
