@@ -1,17 +1,25 @@
-"""Forced alignment and phone recognition against the hand labels of a real CMU ARCTIC clip."""
+"""Forced alignment and phone recognition against the hand labels of a real CMU ARCTIC clip, and
+against espeak-ng's own phone timings for minutes of speech (time and memory must stay linear)."""
 
 from __future__ import annotations
 
 import itertools
+import json
+import logging
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from conftest import ARCTIC_TRANSCRIPT, DATA
 
-from talkface.align import _words, align, boundary_errors, read_htk_labels, recognize
+from talkface import Animator
+from talkface.align import _words, align, align_transcript, boundary_errors, read_htk_labels, recognize
 from talkface.audio import load_audio
 from talkface.errors import TalkfaceError
 from talkface.phonemes import SILENCE, TimedPhone
+from talkface.tts import load_voice
 
 LABELS = DATA / "arctic_a0009_phone.lab"
 
@@ -123,3 +131,106 @@ def test_align_mismatch_is_a_clean_error(audio) -> None:
         align(noise, ARCTIC_TRANSCRIPT)
     with pytest.raises(TalkfaceError, match="could not align"):
         align(audio[:1600], ARCTIC_TRANSCRIPT)
+
+
+WRONG_TRANSCRIPT = "The quick brown fox jumps over the lazy dog."
+
+
+def test_right_transcript_matches_and_a_wrong_one_does_not(audio) -> None:
+    right = align_transcript(audio, ARCTIC_TRANSCRIPT)
+    assert (right.matched, right.words) == (9, 9) and not right.doubtful
+    wrong = align_transcript(audio, WRONG_TRANSCRIPT)  # forced alignment still "succeeds" …
+    assert wrong.words == 9 and wrong.share <= 0.4 and wrong.doubtful  # … but few words fit the sound
+
+
+def test_animator_warns_once_about_a_wrong_transcript(audio, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="talkface")
+    Animator().animate(audio, text=ARCTIC_TRANSCRIPT, sample_rate=16000)
+    assert not caplog.records
+    Animator().animate(audio, text=WRONG_TRANSCRIPT, sample_rate=16000)
+    [record] = caplog.records
+    assert record.name == "talkface.animator"
+    assert re.fullmatch(r"[0-3] of 9 words matched the audio", record.getMessage())
+
+
+def test_align_synthetic_speech_with_digital_silence() -> None:
+    # espeak-ng writes its pauses and stop closures as exact zeros, which derailed pocketsphinx
+    text = "Difference experience game. The birch canoe slid on the smooth planks."
+    speech = load_voice().synthesize(text)
+    phones = align(speech.audio, text, speech.sample_rate)
+    errors = np.abs(boundary_errors(phones, speech.phones))
+    assert len(errors) >= 0.9 * (len(speech.phones) - 2) and np.median(errors) <= 0.015
+
+
+#: Words for minutes of varied synthetic speech (espeak-ng), spoken as random sentences.
+_VOCABULARY = """time year people way day man thing woman life child world school state family student group
+country problem hand part place case week company system program question work government number night
+point home water room mother area money story fact month lot right study book eye job word business issue
+side kind head house service friend father power hour game line end member law car city community name
+president team minute idea kid body information back parent face level office door health person art war
+history party result change morning reason research girl guy moment air teacher force education foot boy
+age policy music market sense nation plan college interest death experience effect class control care
+field development role effort rate heart leader light voice wife police mind price report decision son
+view town road arm difference value building action model season society tax director position player
+record paper space ground form event official matter center couple site project activity star table
+need court oil situation cost industry figure street image phone data picture practice piece land product
+doctor wall patient worker news test movie north love support technology step baby computer type bubble
+bottle blue big bright brown black purple maple mumble pebble"""
+
+#: Run in a fresh process: animates the speech saved by the test as `animate --text` or `animate --engine
+#: phonetic` do, and reports the peak resident memory before and after, the CPU time, and the phone
+#: boundary errors against espeak-ng's own timings.
+_MEASURE = """
+import json, pickle, resource, sys, time
+import numpy as np
+from talkface import Animator
+from talkface.align import _aligner, _recognizer, boundary_errors
+audio = np.load(sys.argv[2])
+with open(sys.argv[3], "rb") as f:
+    text, reference = pickle.load(f)
+text = text if sys.argv[1] == "text" else None
+_aligner() if text else _recognizer()  # the decoder is built before measuring
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+cpu = time.process_time()
+anim, phones = Animator(engine="phonetic").animate_with_phones(audio, text, sample_rate=16000)
+cpu = time.process_time() - cpu
+errors = np.abs(boundary_errors(phones, reference))
+print(json.dumps({"before_mb": before / 1024, "after_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "cpu_s": cpu, "pairs": len(errors), "median": float(np.median(errors)),
+                  "within_30ms": float(np.mean(errors <= 0.03)), "end": phones[-1].end, "seconds": anim.duration}))
+"""
+
+
+@pytest.fixture(scope="module")
+def minutes_of_speech(tmp_path_factory) -> tuple:
+    """Three minutes of espeak-ng speech (audio .npy, pickled text and phones) and its duration."""
+    import pickle
+
+    rng, vocabulary = np.random.default_rng(0), _VOCABULARY.split()
+    sentences = [" ".join(rng.choice(vocabulary, rng.integers(4, 12))).capitalize() + "." for _ in range(62)]
+    text = " ".join(sentences)
+    speech = load_voice().synthesize(text)
+    audio = load_audio(speech.audio, speech.sample_rate)
+    folder = tmp_path_factory.mktemp("long")
+    np.save(folder / "audio.npy", audio)
+    with open(folder / "speech.pkl", "wb") as f:
+        pickle.dump((text, speech.phones), f)
+    return folder / "audio.npy", folder / "speech.pkl", len(audio) / 16000, len(speech.phones)
+
+
+@pytest.mark.parametrize(("path", "max_growth_mb", "max_median_s"), [("text", 120, 0.015), ("phonetic", 120, 0.03)])
+def test_minutes_of_speech_in_bounded_memory(minutes_of_speech, path, max_growth_mb, max_median_s) -> None:
+    # was: --text peak memory grew with the square of the length (4 minutes: 2.5 GB), and the prosody
+    # both paths measure held 40 ms frames and their spectra for the whole clip at once (phonetic, 10 min: 1.8 GB)
+    audio, speech, duration, reference = minutes_of_speech
+    assert duration > 150
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE, path, str(audio), str(speech)], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    assert result["after_mb"] - result["before_mb"] <= max_growth_mb, result
+    assert result["end"] == pytest.approx(duration)
+    assert result["median"] <= max_median_s, result
+    if path == "text":  # forced alignment: phone boundaries within a frame or two of espeak-ng's own
+        assert result["pairs"] >= 0.9 * reference and result["within_30ms"] >= 0.9, result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -17,12 +18,15 @@ from .phonemes import TimedPhone
 from .post import FaceParams, Style
 
 if TYPE_CHECKING:
+    from .align import Alignment
     from .model import FaceModel
     from .stream import Engine, Stream
     from .tts import Speech
 
 #: Ways to animate audio that comes without a transcript.
 ENGINES = ("neural", "phonetic")
+
+log = logging.getLogger(__name__)
 
 
 class Animator:
@@ -84,10 +88,23 @@ class Animator:
         self, audio: AudioSource, text: str | None = None, sample_rate: int | None = None
     ) -> list[TimedPhone]:
         """Timed phones of speech: forced-aligned to `text`, or recognised when there is none."""
-        from . import align  # pocketsphinx loads only when audio is analysed
+        from .align import recognize  # pocketsphinx loads only when audio is analysed
 
         pcm = load_audio(audio, sample_rate)
-        return align.align(pcm, text) if text is not None else align.recognize(pcm)
+        return self.align(pcm, text, SAMPLE_RATE).phones if text is not None else recognize(pcm)
+
+    def align(self, audio: AudioSource, text: str, sample_rate: int | None = None) -> Alignment:
+        """`text` aligned to speech: its timed phones and how many of its words fit the sound.
+
+        When too few fit (`Alignment.doubtful`: probably not the transcript of this audio), logs one
+        warning on the "talkface.animator" logger, e.g. "2 of 9 words matched the audio".
+        """
+        from .align import align_transcript
+
+        alignment = align_transcript(load_audio(audio, sample_rate), text)
+        if alignment.doubtful:
+            log.warning("%d of %d words matched the audio", alignment.matched, alignment.words)
+        return alignment
 
     def animate_phones(
         self,
@@ -140,9 +157,11 @@ class Animator:
         self, text: str, voice: str | None = None, lang: str | None = None, fps: float | None = None
     ) -> tuple[Speech, Animation]:
         """Speak `text` with a TTS voice and animate it from the voice's own phoneme timings."""
+        from .text import normalize_text
         from .tts import load_voice  # a TTS engine loads only when speech is synthesised
 
-        speech = load_voice(voice, lang).synthesize(text)
+        tts = load_voice(voice, lang)
+        speech = tts.synthesize(normalize_text(text, tts.info.language))  # read as `align` reads it
         duration = len(speech.audio) / speech.sample_rate
         pcm = load_audio(speech.audio, speech.sample_rate)
         return speech, self.animate_phones(speech.phones, duration, fps, audio=pcm, text=text)

@@ -67,7 +67,7 @@ def audio_blocks(path: str | os.PathLike, seconds: float = 60.0) -> tuple[int, I
                 size += audio.size
                 if size / rate > MAX_SECONDS:
                     raise TalkfaceError(f"{name}: audio is longer than {MAX_SECONDS // 3600} hours")
-                peak = max(peak, float(np.abs(audio).max(initial=0.0)))
+                peak = max(peak, float(audio.max(initial=0.0)), -float(audio.min(initial=0.0)))
                 yield audio
         except (sf.LibsndfileError, RuntimeError) as e:
             raise TalkfaceError(f"{name}: not a readable audio file ({e})") from None
@@ -90,11 +90,11 @@ def to_mono(audio: np.ndarray, name: str = "audio") -> np.ndarray:
     if audio.dtype.kind in "iu":
         audio = audio.astype(np.float32) / np.float32(np.iinfo(audio.dtype).max)
     if audio.ndim == 2:
-        audio = audio.mean(axis=1)
+        audio = audio[:, 0] if audio.shape[1] == 1 else audio.mean(axis=1)  # no copy of a long mono file
     elif audio.ndim != 1:
         raise TalkfaceError(f"{name}: audio must be 1-D or [samples, channels]")
     audio = audio.astype(np.float32, copy=False)
-    if not np.isfinite(audio).all():
+    if audio.size and not (np.isfinite(audio.min()) and np.isfinite(audio.max())):  # NaN and inf carry through
         raise TalkfaceError(f"{name}: audio contains NaN or infinite samples")
     return audio
 
@@ -107,7 +107,7 @@ def _checked(audio: np.ndarray, rate: int, target_rate: int, name: str) -> np.nd
         raise TalkfaceError(f"{name}: audio is empty")
     if audio.size / rate > MAX_SECONDS:
         raise TalkfaceError(f"{name}: audio is longer than {MAX_SECONDS // 3600} hours")
-    if float(np.abs(audio).max()) < _SILENCE_PEAK:
+    if max(float(audio.max()), -float(audio.min())) < _SILENCE_PEAK:
         raise TalkfaceError(f"{name}: audio is silent")
     if rate != target_rate:
         audio = soxr.resample(audio, rate, target_rate, quality="HQ").astype(np.float32)

@@ -12,6 +12,7 @@ bug; 130 when interrupted.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from importlib.resources import files
@@ -395,8 +396,20 @@ def _bad_path(e: click.ClickException) -> bool:
     )
 
 
+def _warnings_to_stderr() -> None:
+    """The library's warnings (a doubtful transcript, a guessed pronunciation) as `warning: ...` lines."""
+    logger = logging.getLogger("talkface")
+    if not any(getattr(h, "talkface_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("warning: %(message)s"))
+        handler.talkface_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; an error becomes one line on stderr and the exit status the module describes."""
+    _warnings_to_stderr()
     try:
         cli.main(args=argv, prog_name="talkface", standalone_mode=False)
     except TalkfaceError as e:

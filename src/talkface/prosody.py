@@ -23,6 +23,7 @@ _WIN = 0.04  # analysis window (s), two periods of a 50 Hz voice
 _F0_MIN, _F0_MAX = 60.0, 400.0
 _SPEECH_DB = 35.0  # frames within this many dB of the loud parts count as speech
 _MIN_GAP = 0.15  # silences shorter than this (s) inside speech are bridged (stop closures)
+_BLOCK = 3000  # analysis frames (30 s) measured at once
 
 
 @dataclass(frozen=True)
@@ -114,32 +115,48 @@ def analyse(
 
 
 def _frame_measures(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per 10 ms: level in dB relative to the clip's loud parts (95th percentile), and f0 (0 if unvoiced)."""
+    """Per 10 ms: level in dB relative to the clip's loud parts (95th percentile), and f0 (0 if unvoiced).
+
+    Frames are taken `_BLOCK` at a time, so memory stays bounded however long the audio is.
+    """
     hop, win = int(_HOP * SAMPLE_RATE), int(_WIN * SAMPLE_RATE)
     n = 1 + (audio.size - win) // hop
-    idx = np.arange(win)[None, :] + hop * np.arange(n)[:, None]
-    frames = audio[idx].astype(np.float32)
-    frames -= frames.mean(axis=1, keepdims=True)
-    rms = np.sqrt((frames**2).mean(axis=1)) + 1e-9
+    blocks = [(s, min(s + _BLOCK, n)) for s in range(0, n, _BLOCK)]
+    rms = np.concatenate([np.sqrt((_frames(audio, s, e) ** 2).mean(axis=1)) + 1e-9 for s, e in blocks])
     level = 20 * np.log10(rms)
     level -= np.percentile(level, 95)
     f0 = np.zeros(n)
-    loud = np.flatnonzero(level > -_SPEECH_DB)  # pitch only where there may be a voice
-    lo, hi = int(SAMPLE_RATE / _F0_MAX), int(SAMPLE_RATE / _F0_MIN)
-    if loud.size:
-        # normalised autocorrelation through the FFT (long enough that lags below `hi` do not wrap);
-        # the lag of its peak is the period
-        size = 1 << int(np.ceil(np.log2(win + hi)))
-        spec = np.fft.rfft(frames[loud] * np.hanning(win).astype(np.float32), n=size)
-        ac = np.fft.irfft(np.abs(spec) ** 2, n=size)[:, :hi]
-        ac /= np.maximum(ac[:, :1], 1e-12)
-        # search past the first zero crossing, so that the main lobe around lag 0 is never taken for a period
-        first_negative = np.argmax(ac < 0, axis=1)
-        ac = np.where(np.arange(hi)[None, :] < first_negative[:, None], -1.0, ac)
-        lag = lo + np.argmax(ac[:, lo:hi], axis=1)
-        peak = ac[np.arange(loud.size), lag]
-        f0[loud] = np.where(peak > 0.45, SAMPLE_RATE / lag, 0.0)
+    for s, e in blocks:
+        loud = np.flatnonzero(level[s:e] > -_SPEECH_DB)  # pitch only where there may be a voice
+        if loud.size:
+            f0[s + loud] = _f0(_frames(audio, s, e)[loud])
     return level, _median3(f0)
+
+
+def _frames(audio: np.ndarray, start: int, end: int) -> np.ndarray:
+    """Analysis frames `start`..`end` (windows of `_WIN` every `_HOP`), each less its mean."""
+    hop, win = int(_HOP * SAMPLE_RATE), int(_WIN * SAMPLE_RATE)
+    idx = np.arange(win)[None, :] + hop * np.arange(start, end)[:, None]
+    frames = audio[idx].astype(np.float32)
+    return frames - frames.mean(axis=1, keepdims=True)
+
+
+def _f0(frames: np.ndarray) -> np.ndarray:
+    """f0 (Hz) of each frame, 0 where no clear period is found."""
+    win = frames.shape[1]
+    lo, hi = int(SAMPLE_RATE / _F0_MAX), int(SAMPLE_RATE / _F0_MIN)
+    # normalised autocorrelation through the FFT (long enough that lags below `hi` do not wrap);
+    # the lag of its peak is the period
+    size = 1 << int(np.ceil(np.log2(win + hi)))
+    spec = np.fft.rfft(frames * np.hanning(win).astype(np.float32), n=size)
+    ac = np.fft.irfft(np.abs(spec) ** 2, n=size)[:, :hi]
+    ac /= np.maximum(ac[:, :1], 1e-12)
+    # search past the first zero crossing, so that the main lobe around lag 0 is never taken for a period
+    first_negative = np.argmax(ac < 0, axis=1)
+    ac = np.where(np.arange(hi)[None, :] < first_negative[:, None], -1.0, ac)
+    lag = lo + np.argmax(ac[:, lo:hi], axis=1)
+    peak = ac[np.arange(len(frames)), lag]
+    return np.where(peak > 0.45, SAMPLE_RATE / lag, 0.0)
 
 
 def _median3(x: np.ndarray) -> np.ndarray:
