@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,48 +34,42 @@ def load_audio(
             raise TalkfaceError("an audio array needs its sample_rate")
         audio, rate, name = source, sample_rate, "audio"
     else:
-        path = Path(source)
-        name = str(path)
-        if not path.is_file():
-            raise TalkfaceError(f"{name}: no such audio file")
-        try:
-            audio, rate = sf.read(path, dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-            raise TalkfaceError(f"{name}: not a readable audio file ({e})") from None
+        with _reading(source) as name:
+            audio, rate = sf.read(source, dtype="float32", always_2d=True)
     return _checked(np.asarray(audio), int(rate), target_rate, name)
+
+
+@contextlib.contextmanager
+def _reading(path: str | os.PathLike) -> Iterator[str]:
+    """The file's name for messages; a missing or undecodable file as one `TalkfaceError`."""
+    name = str(path)
+    if not Path(path).is_file():
+        raise TalkfaceError(f"{name}: no such audio file")
+    try:
+        yield name
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        raise TalkfaceError(f"{name}: not a readable audio file ({e})") from None
 
 
 def audio_blocks(path: str | os.PathLike, seconds: float = 60.0) -> tuple[int, Iterator[np.ndarray]]:
     """The sample rate of an audio file and its mono float32 samples, `seconds` at a time, so a
     long file never has to be in memory whole. The iterator raises `TalkfaceError` for what
     `load_audio` refuses: a block with NaN at once, an empty, silent or overlong file at the end."""
-    name = str(path)
-    if not Path(path).is_file():
-        raise TalkfaceError(f"{name}: no such audio file")
-    try:
-        info = sf.info(path)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-        raise TalkfaceError(f"{name}: not a readable audio file ({e})") from None
-    rate = int(info.samplerate)
+    with _reading(path) as name:
+        rate = int(sf.info(path).samplerate)
     if rate <= 0:
         raise TalkfaceError(f"{name}: invalid sample rate {rate}")
 
     def blocks() -> Iterator[np.ndarray]:
         size, peak = 0, 0.0
-        try:
+        with _reading(path):
             for block in sf.blocks(path, blocksize=max(1, int(seconds * rate)), dtype="float32", always_2d=True):
                 audio = to_mono(block, name)
                 size += audio.size
-                if size / rate > MAX_SECONDS:
-                    raise TalkfaceError(f"{name}: audio is longer than {MAX_SECONDS // 3600} hours")
-                peak = max(peak, float(audio.max(initial=0.0)), -float(audio.min(initial=0.0)))
+                _refuse(name, size, rate, None)  # an overlong file stops as soon as it is
+                peak = max(peak, _peak(audio))
                 yield audio
-        except (sf.LibsndfileError, RuntimeError) as e:
-            raise TalkfaceError(f"{name}: not a readable audio file ({e})") from None
-        if size == 0:
-            raise TalkfaceError(f"{name}: audio is empty")
-        if peak < _SILENCE_PEAK:
-            raise TalkfaceError(f"{name}: audio is silent")
+        _refuse(name, size, rate, peak)
 
     return rate, blocks()
 
@@ -103,12 +98,22 @@ def _checked(audio: np.ndarray, rate: int, target_rate: int, name: str) -> np.nd
     audio = to_mono(audio, name)
     if rate <= 0:
         raise TalkfaceError(f"{name}: invalid sample rate {rate}")
-    if audio.size == 0:
-        raise TalkfaceError(f"{name}: audio is empty")
-    if audio.size / rate > MAX_SECONDS:
-        raise TalkfaceError(f"{name}: audio is longer than {MAX_SECONDS // 3600} hours")
-    if max(float(audio.max()), -float(audio.min())) < _SILENCE_PEAK:
-        raise TalkfaceError(f"{name}: audio is silent")
+    _refuse(name, audio.size, rate, _peak(audio))
     if rate != target_rate:
         audio = soxr.resample(audio, rate, target_rate, quality="HQ").astype(np.float32)
     return audio
+
+
+def _peak(audio: np.ndarray) -> float:
+    """The largest absolute sample, without a whole-length temporary."""
+    return max(float(audio.max(initial=0.0)), -float(audio.min(initial=0.0)))
+
+
+def _refuse(name: str, samples: int, rate: int, peak: float | None) -> None:
+    """`TalkfaceError` for audio that is overlong, or (given its `peak`) empty or silent."""
+    if samples / rate > MAX_SECONDS:
+        raise TalkfaceError(f"{name}: audio is longer than {MAX_SECONDS // 3600} hours")
+    if peak is not None and samples == 0:
+        raise TalkfaceError(f"{name}: audio is empty")
+    if peak is not None and peak < _SILENCE_PEAK:
+        raise TalkfaceError(f"{name}: audio is silent")
