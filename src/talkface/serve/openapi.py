@@ -15,6 +15,19 @@ def _error(what: str) -> dict[str, Any]:
     return {"description": what, "content": {"application/json": {"schema": _ERROR}}}
 
 
+def _health(status: str, description: str) -> dict[str, Any]:
+    """A `/healthz` answer: its status and the stream counts."""
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {
+            "type": "object",
+            "properties": {"status": {"const": status}, "streams": {"type": "integer"},
+                           "max_streams": {"type": "integer"}},
+            "required": ["status", "streams"],
+        }}},
+    }  # fmt: skip
+
+
 def spec(secured: bool) -> dict[str, Any]:
     """The spec; `secured` adds the bearer-token requirement the server enforces."""
     style_params = [
@@ -100,24 +113,8 @@ def spec(secured: bool) -> dict[str, Any]:
                     "operationId": "healthz",
                     "security": [],
                     "responses": {
-                        "200": {
-                            "description": "serving",
-                            "content": {"application/json": {"schema": {
-                                "type": "object",
-                                "properties": {"status": {"const": "ok"}, "streams": {"type": "integer"},
-                                               "max_streams": {"type": "integer"}},
-                                "required": ["status", "streams"],
-                            }}},
-                        },
-                        "503": {
-                            "description": "degraded: a model worker that died or got stuck is being replaced",
-                            "content": {"application/json": {"schema": {
-                                "type": "object",
-                                "properties": {"status": {"const": "degraded"}, "streams": {"type": "integer"},
-                                               "max_streams": {"type": "integer"}},
-                                "required": ["status", "streams"],
-                            }}},
-                        },
+                        "200": _health("ok", "serving"),
+                        "503": _health("degraded", "degraded: a model worker that died or got stuck is being replaced"),
                     },
                 }
             },
