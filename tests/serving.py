@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from aiohttp import web
 
 from talkface.serve import ServerConfig
-from talkface.serve.app import SERVER_KEY, Server, make_runner
+from talkface.serve.app import SERVER_KEY, Server, close, make_runner
 
 
 @contextmanager
@@ -27,7 +27,7 @@ def running(config: ServerConfig | None = None) -> Iterator[tuple[str, Server]]:
     try:
         yield f"http://127.0.0.1:{port}", runner.app[SERVER_KEY]
     finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        asyncio.run_coroutine_threadsafe(close(runner), loop).result(10)  # as `talkface serve` stops
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()

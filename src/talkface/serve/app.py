@@ -788,7 +788,17 @@ async def _serve(config: ServerConfig) -> None:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
-        await runner.cleanup()
+        await close(runner)
+
+
+async def close(runner: web.AppRunner, seconds: float = 8.0) -> None:
+    """`runner.cleanup()`, bounded: aiohttp can wait without end for a connection it still counts as
+    busy (seen after a refused WebSocket handshake followed by a stream); past `seconds` the
+    connections are left to the process's exit and the workers are stopped here."""
+    try:
+        await asyncio.wait_for(runner.cleanup(), seconds)
+    except TimeoutError:
+        await runner.app[SERVER_KEY].cleanup(runner.app)
 
 
 def serve(config: ServerConfig) -> None:
