@@ -30,7 +30,7 @@ from ..audio import SAMPLE_RATE
 from ..coarticulation import animate_phones
 from ..emotion import random_style
 from ..errors import TalkfaceError
-from ..features import FRAME_RATE, log_mel
+from ..features import FRAME_RATE, HOP, log_mel
 from ..files import atomic_path, write_text
 from ..phonemes import VISEME_OF, VISEMES, TimedPhone
 from ..tts import Speech, espeak, festival, flite, piper
@@ -183,19 +183,25 @@ def emotional(rng: np.random.Generator, targets: Animation) -> tuple[Animation, 
 
 def make_utterance(rng: np.random.Generator, sentences: dict[str, list[str]], config: CorpusConfig,
                    held_out: bool, pickers: dict[str, SentencePicker]) -> dict[str, np.ndarray | str]:  # fmt: skip
-    """Features, targets, visemes and emotion vector of one augmented synthetic utterance."""
+    """Features, targets, visemes and emotion vector of one augmented synthetic utterance, and its
+    augmented 16 kHz audio (16-bit, one hop per feature frame), from which other front ends'
+    features are computed."""
     speech, voice = _synthesize(rng, sentences, config, held_out, pickers)
     speed = rng.uniform(*config.speed)
     # speed perturbation: play faster or slower, so pitch and timing change together
     audio = soxr.resample(speech.audio, speech.sample_rate * speed, SAMPLE_RATE).astype(np.float32)
     phones = [TimedPhone(p.start / speed, p.end / speed, p.phone) for p in speech.phones]
-    mel = log_mel(augment.augment(audio, rng))
+    audio = augment.augment(audio, rng)
+    mel = log_mel(audio)
     targets = animate_phones(phones, FRAME_RATE, duration=mel.shape[0] / FRAME_RATE)
     emotion = np.zeros(config.emotion_dim, np.float32)
     if config.emotion_share > 0 and rng.random() < config.emotion_share:  # no draw at 0: old corpora rebuild
         targets, emotion = emotional(rng, targets)
     n = min(mel.shape[0], targets.num_frames)
+    pcm = np.zeros(n * HOP, np.int16)
+    pcm[: min(audio.size, pcm.size)] = np.round(np.clip(audio[: pcm.size], -1, 1) * 32767)
     return {
+        "audio": pcm,
         "mel": mel[:n].astype(np.float16),
         "targets": targets.weights[:n].astype(np.float16),
         "visemes": _visemes(phones, n),
@@ -219,6 +225,7 @@ def _build_shard(args: tuple[Path, int, bool, CorpusConfig, dict[str, list[str]]
         np.savez(
             f,
             mel=np.concatenate([u["mel"] for u in utterances]),
+            audio=np.concatenate([u["audio"] for u in utterances]),
             targets=np.concatenate([u["targets"] for u in utterances]),
             visemes=np.concatenate([u["visemes"] for u in utterances]),
             emotion=np.stack([u["emotion"] for u in utterances]),
