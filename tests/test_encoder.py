@@ -13,6 +13,7 @@ from talkface.encoder import (
     FRAME,
     SAMPLE_RATE,
     WINDOW_SECONDS,
+    EncoderState,
     SpeechEncoder,
     default_encoder_path,
     mel_filters,
@@ -118,3 +119,16 @@ def test_tampered_or_lonely_encoder_is_refused(tmp_path) -> None:
     path.with_suffix(".json").unlink()
     with pytest.raises(TalkfaceError, match="no such speech encoder"):
         SpeechEncoder(path)
+
+
+def test_audio_in_chunks_gives_the_whole_clip_features(encoder: SpeechEncoder, speech: np.ndarray) -> None:
+    """`advance` (streams) and `features` (files) are one implementation: any chunking, same frames."""
+    long = np.tile(speech, 12)[: 50 * 16000]  # 50 s: three windows
+    whole = encoder.features(long)
+    for chunk in (4001, 16000 * 7):
+        state, parts = EncoderState(), []
+        for i in range(0, len(long), chunk):
+            parts.append(encoder.advance(state, long[i : i + chunk]))
+        parts.append(encoder.advance(state, np.zeros(0, np.float32), ending=True))
+        np.testing.assert_array_equal(np.concatenate(parts), whole)
+        assert len(state.audio) <= 24 * 16000  # only a window's audio is kept

@@ -127,27 +127,59 @@ class SpeechEncoder:
 
         Whisper adds absolute positions, so a frame's features also depend on where it sits in its
         window (the same audio 0.5 s later in a window: cosine ~0.8): train heads on features made by
-        this method, from audio cut as it will be at run time.
+        this method, from audio cut as it will be at run time. It is `advance` with the whole audio
+        in one chunk.
         """
+        return self.advance(EncoderState(), audio, ending=True)
+
+    def advance(self, state: EncoderState, audio: np.ndarray, ending: bool = False) -> np.ndarray:
+        """Audio arriving in chunks: add `audio` to `state` and return the frames that became final
+        (those `features` gives for the whole audio, in order). A window is encoded once the audio
+        after its last kept frame reaches `CONTEXT_SECONDS`; with `ending` the rest is encoded."""
         audio = np.asarray(audio, np.float32)
         if audio.ndim != 1:
             raise TalkfaceError(f"speech encoder needs mono audio, got shape {audio.shape}")
-        n = -(-len(audio) // FRAME)
-        if n == 0:
-            return np.zeros((0, FEATURE_DIM), np.float32)
-        if len(audio) != n * FRAME:
-            audio = np.pad(audio, (0, n * FRAME - len(audio)))
+        state.audio = np.concatenate([state.audio, audio])
+        state.received += audio.size
+        n = -(-state.received // FRAME) if ending else state.received // FRAME  # frames that can be encoded
         window = round(WINDOW_SECONDS * SAMPLE_RATE) // FRAME
-        if n <= window:
-            return self._encode(audio)
         context = round(CONTEXT_SECONDS * SAMPLE_RATE) // FRAME
         step = window - 2 * context
-        out = np.empty((n, FEATURE_DIM), np.float32)
-        for start in range(0, n, step):
-            stop = min(start + step, n)
-            lo, hi = max(0, start - context), min(n, stop + context)
-            out[start:stop] = self._encode(audio[lo * FRAME : hi * FRAME])[start - lo : stop - lo]
-        return out
+        out = []
+        if ending and n <= window and not state.done:  # short audio is encoded whole
+            if n:
+                out.append(self._encode(state.frames(0, n)))
+            state.done = n
+        elif ending or n > window:
+            while state.done < n and (ending or state.done + step + context <= n):
+                start = state.done
+                stop = min(start + step, n)
+                lo, hi = max(0, start - context), min(n, stop + context)
+                out.append(self._encode(state.frames(lo, hi))[start - lo : stop - lo])
+                state.done = stop
+            state.forget(max(0, state.done - context))
+        return np.concatenate(out) if out else np.zeros((0, FEATURE_DIM), np.float32)
+
+
+class EncoderState:
+    """One stream's audio not yet encoded (from frame `start` on), for `SpeechEncoder.advance`."""
+
+    def __init__(self) -> None:
+        self.audio = np.zeros(0, np.float32)
+        self.start = 0  # the frame at which `audio` begins
+        self.received = 0  # samples so far
+        self.done = 0  # frames encoded so far
+
+    def frames(self, lo: int, hi: int) -> np.ndarray:
+        """Audio of frames lo..hi, zero-padded past the end of what arrived."""
+        piece = self.audio[(lo - self.start) * FRAME : (hi - self.start) * FRAME]
+        return np.pad(piece, (0, (hi - lo) * FRAME - piece.size))
+
+    def forget(self, frame: int) -> None:
+        """Drop the audio before `frame`: no later window reads it."""
+        if frame > self.start:
+            self.audio = self.audio[(frame - self.start) * FRAME :]
+            self.start = frame
 
 
 @functools.cache
