@@ -14,7 +14,10 @@ from talkface import Animation, Animator, TalkfaceError, load_audio
 from talkface import mic as live
 from talkface.cli import main
 from talkface.livelink import LiveLinkSender, Packet, decode, encode, parse_address
+from talkface.model import default_model_path
 from talkface.rig import LIVE_LINK_ORDER
+
+LIVE = str(default_model_path())  # what live playback runs
 
 
 @pytest.fixture
@@ -71,7 +74,7 @@ def test_sender_numbers_frames_by_timecode_and_sends_all_61_values(receiver):
 def test_a_file_played_live_gives_the_offline_animation(short_wav):
     shown = SimpleNamespace(lines=[], write=lambda s: shown.lines.append(s), flush=lambda: None)
     anim = live.run(live.FileSource(short_wav, realtime=False), Animator(), show=shown)
-    offline = Animator().animate(short_wav)
+    offline = Animator(model=LIVE).animate(short_wav)  # played live: the live model
     np.testing.assert_allclose(anim.weights, offline.weights, atol=1e-5)
     assert any("dB" in line and "frames" in line for line in shown.lines)
     assert live.meter(np.zeros(320), 0, 0.0).count("#") == 0 and live.meter(np.ones(320), 5, 1.0).count("#") == 30
@@ -114,7 +117,7 @@ def test_microphone_loop_on_a_virtual_device(monkeypatch, receiver):
     anim = live.run(source, Animator(), livelink=sender, seconds=2.0, show=None)
     sender.close()
     assert anim.num_frames == 60
-    offline = Animator().animate(_VirtualInput.audio[:32000], sample_rate=16000)
+    offline = Animator(model=LIVE).animate(_VirtualInput.audio[:32000], sample_rate=16000)
     np.testing.assert_allclose(anim.weights, offline.weights, atol=1e-5)
     packets = [decode(receiver.recv(2048)) for _ in range(anim.num_frames)]
     assert packets[-1]["jawOpen"] == pytest.approx(float(anim["jawOpen"][-1]), abs=1e-6)

@@ -26,6 +26,7 @@ from serving import running
 
 from talkface import Animator, load_audio
 from talkface.livelink import decode
+from talkface.model import default_model_path
 from talkface.rig import LIVE_LINK_ORDER
 from talkface.serve import ServerConfig
 
@@ -75,8 +76,9 @@ async def stream_file(url: str, audio: np.ndarray, query: str = "format=f32&outp
 
 
 def test_a_30s_wav_streamed_in_20ms_chunks_matches_offline(wav30):
+    """Streams run the live model: the frames are what that model gives the whole file."""
     audio = sf.read(wav30, dtype="float32")[0]
-    offline = Animator().animate(wav30)
+    offline = Animator(model=str(default_model_path())).animate(wav30)
     with running() as (url, _):
         got = asyncio.run(stream_file(url, audio))
         assert got["ready"]["names"] == list(offline.names) and got["ready"]["latency"] <= 0.1

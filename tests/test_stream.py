@@ -1,4 +1,9 @@
-"""Streaming SDK: chunks in, final frames out, identical to offline `animate` on the same audio."""
+"""Streaming SDK: chunks in, final frames out, identical to offline `animate` with the same model.
+
+An `Animator` streams with the live model and animates files with the speech-encoder model; given
+one model (`Animator(model=...)`) it uses that for both, which is how offline and streaming are
+compared here.
+"""
 
 import numpy as np
 import pytest
@@ -8,12 +13,13 @@ import soxr
 from talkface import Animation, Animator, TalkfaceError, load_audio
 from talkface.emotion import EmotionSettings
 from talkface.life import LifeConfig
-from talkface.model import load_default
+from talkface.model import OFFLINE_MODEL, default_model_path, load_default
 from talkface.post import FaceParams, Style
 from talkface.rig import INDEX
 from talkface.stream import Engine, Stream, _Articulations
 
 TOL = 1e-5
+LIVE, FILES = str(default_model_path()), str(default_model_path(OFFLINE_MODEL))
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +35,10 @@ def run(session: Stream, audio: np.ndarray, chunk: int, rate: int | None = None)
     return Animation.join([*parts, session.flush()])
 
 
-@pytest.mark.parametrize("chunk", [37, 320, 4801])
-def test_any_chunking_gives_the_offline_frames(speech, chunk):
-    animator = Animator(style=Style(emotion={"joy": 0.6}, face=FaceParams(lower_face_smoothing=0.03), seed=4))
+@pytest.mark.parametrize(("model", "chunk"), [(LIVE, 37), (LIVE, 320), (LIVE, 4801), (FILES, 333), (FILES, 48000)])
+def test_any_chunking_gives_the_offline_frames(speech, model, chunk):
+    style = Style(emotion={"joy": 0.6}, face=FaceParams(lower_face_smoothing=0.03), seed=4)
+    animator = Animator(model=model, style=style)
     offline = animator.animate(speech, sample_rate=16000)
     streamed = run(animator.stream(), speech, chunk)
     assert streamed.names == offline.names and streamed.num_frames == offline.num_frames
@@ -42,7 +49,7 @@ def test_other_sample_rates_and_integer_pcm(speech, tmp_path):
     pcm48 = (soxr.resample(speech, 16000, 48000) * 20000).astype(np.int16)
     path = tmp_path / "speech48.wav"
     sf.write(path, pcm48, 48000)
-    animator = Animator(fps=60)
+    animator = Animator(fps=60, model=LIVE)
     offline = animator.animate(path)
     streamed = run(animator.stream(sample_rate=48000), pcm48, 960, 48000)  # 20 ms chunks
     assert streamed.num_frames == offline.num_frames
@@ -67,7 +74,7 @@ def test_frames_come_within_the_documented_latency(speech):
 
 def test_emotion_and_face_change_mid_stream(speech):
     style = Style(emotion_settings=EmotionSettings(transition=0.1), life=LifeConfig.off())
-    animator = Animator(style=style)
+    animator = Animator(model=LIVE, style=style)
     plain = animator.animate(speech, sample_rate=16000)
     session = animator.stream()
     half = 5 * 16000
@@ -194,3 +201,20 @@ def test_a_rounded_vowel_the_viseme_head_hears_is_seen_rounded_and_eased_out():
     assert (rounding[4:9] > ROUNDED_AT).all()
     assert (np.diff(rounding[8:12]) < 0).all() and weights[12, INDEX["mouthPucker"]] == pytest.approx(0.9)
     assert rounding[17:] == pytest.approx(0.1)  # eased out within 80 ms
+
+
+def test_the_speech_encoder_model_streams_a_long_file_as_it_animates_it(speech):
+    """Past the encoder's 20 s window the audio is encoded in windows as it arrives: same frames."""
+    long = np.tile(speech, 3)  # ~33 s
+    animator = Animator(model=FILES, style=Style(life=LifeConfig.off()))
+    offline = animator.animate(long, sample_rate=16000)
+    session = animator.stream()
+    streamed = run(session, long, 7919)
+    np.testing.assert_allclose(streamed.weights, offline.weights, atol=TOL)
+    assert session.latency > 10  # frames wait for their window: not for live use
+
+
+def test_files_use_the_encoder_model_and_streams_the_live_one(speech):
+    animator = Animator()
+    assert animator.model.input == "speech-encoder" and animator.stream_model.input == "log-mel"
+    assert animator.stream().latency <= 0.1

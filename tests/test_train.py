@@ -312,3 +312,28 @@ def test_cli_corpus_train_evaluate(tmp_path, text_dir):
     assert_one_line_error(run("evaluate", str(tmp_path / "missing.onnx")), "no such model")
     config.write_text("corpus: x\nout: y\nsteps: many\n")
     assert_one_line_error(run("train", "--config", str(config)), "steps must be a number")
+
+
+def test_a_head_over_the_speech_encoder_trains_exports_and_animates(corpus, tmp_path):
+    """`front_end: speech-encoder`: features from the corpus's audio, cached; the exported head runs
+    in the same runtime, as the packaged model for files does."""
+    from talkface.train.export_onnx import export_checkpoint
+
+    raw = yaml.safe_load((ROOT / "configs" / "quick.yaml").read_text())
+    raw |= {"corpus": str(corpus), "out": str(tmp_path / "run"), "steps": 6, "eval_every": 6,
+            "front_end": "speech-encoder", "net": {"channels": 16, "blocks": 1}}  # fmt: skip
+    path = tmp_path / "encoder.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    model = train(TrainConfig.load(path), progress=False)
+    meta = json.loads(model.with_suffix(".json").read_text())
+    assert meta["input"] == "speech-encoder" and meta["lookahead"] == 0 and meta["receptive_field"] == 2
+    assert len(list((corpus / "features").glob("train-*.npz"))) == 2  # encoded once, kept for the next run
+    wav = ROOT / "tests" / "data" / "arctic_a0009.wav"
+    anim = Animator(fps=25, model=str(model)).animate(wav)
+    assert anim.num_frames == 78 and np.isfinite(anim.weights).all()
+    again = export_checkpoint(model.parent / "checkpoint.pt", tmp_path / "mid.onnx")
+    assert runtime.FaceModel(again).input == "speech-encoder"
+    raw["front_end"] = "wav2vec"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(TalkfaceError, match="front_end"):
+        TrainConfig.load(path)

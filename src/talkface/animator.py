@@ -51,14 +51,30 @@ class Animator:
 
     @functools.cached_property
     def model(self) -> FaceModel:
-        """The neural model, loaded on first use."""
+        """The neural model for whole clips and files: `model` if one was given, else the packaged
+        model over the speech encoder (`OFFLINE_MODEL`), loaded on first use."""
+        from .model import OFFLINE_MODEL, FaceModel, load_default
+
+        return load_default(OFFLINE_MODEL) if self.model_path is None else FaceModel(self.model_path)
+
+    @functools.cached_property
+    def stream_model(self) -> FaceModel:
+        """The neural model for live streams: `model` if one was given, else the packaged log-mel
+        model (80 ms of look-ahead), loaded on first use."""
         from .model import FaceModel, load_default
 
         return load_default() if self.model_path is None else FaceModel(self.model_path)
 
     @functools.cached_property
     def stream_engine(self) -> Engine:
-        """The neural model set up for streams (shared by all of this animator's streams)."""
+        """The live model set up for streams (shared by all of this animator's streams)."""
+        from .stream import Engine
+
+        return Engine(self.stream_model)
+
+    @functools.cached_property
+    def file_engine(self) -> Engine:
+        """The model for whole clips, set up like a stream's: a clip is one stream that ends."""
         from .stream import Engine
 
         return Engine(self.model)
@@ -73,16 +89,21 @@ class Animator:
         """A streaming session for audio that arrives in chunks (the neural engine):
         ``session.push(chunk)`` returns the frames that became final, ``session.flush()`` the rest.
         `emotion` and `face` override the animator's style; both can change mid-stream."""
-        from .stream import Stream
 
         if self.engine != "neural":
             raise TalkfaceError("streaming needs the neural engine (the phonetic one aligns whole files)")
+        return self._session(self.stream_engine, fps, emotion, face, sample_rate)
+
+    def _session(self, engine: Engine, fps: float | None = None, emotion: str | Mapping[str, float] | None = None,
+                 face: FaceParams | None = None, sample_rate: int = SAMPLE_RATE) -> Stream:  # fmt: skip
+        from .stream import Stream
+
         style = self.style
         if emotion is not None:
             style = replace(style, emotion=emotion)
         if face is not None:
             style = replace(style, face=face)
-        return Stream(self.stream_engine, fps or self.fps, style, sample_rate)
+        return Stream(engine, fps or self.fps, style, sample_rate)
 
     def phones(
         self, audio: AudioSource, text: str | None = None, sample_rate: int | None = None
@@ -144,10 +165,10 @@ class Animator:
         the neural model made it from the sound alone)."""
         if text is None and self.engine == "neural":  # offline is streaming with the whole clip in one chunk
             if isinstance(audio, np.ndarray):
-                session = self.stream(fps)
+                session = self._session(self.file_engine, fps)
                 return Animation.join([session.push(load_audio(audio, sample_rate)), session.flush()]), None
             rate, blocks = audio_blocks(audio)  # a file is read a minute at a time: an hour needs no 230 MB
-            session = self.stream(fps, sample_rate=rate)
+            session = self._session(self.file_engine, fps, sample_rate=rate)
             return Animation.join([*(session.push(block) for block in blocks), session.flush()]), None
         pcm = load_audio(audio, sample_rate)
         phones = self.phones(pcm, text, SAMPLE_RATE)

@@ -377,7 +377,8 @@ def train(config_path: str, resume: bool) -> None:
 @click.option("--split", type=click.Choice(["validation", "test"]), default="validation", show_default=True,
               help="Split of --set: choose on validation; look at test once per shipped model.")  # fmt: skip
 def evaluate(model: str | None, manifest: str | None, split: str) -> None:
-    """Score MODEL (default: the packaged one) and the phonetic baseline on real speech."""
+    """Score MODEL (default: the packaged models for files and for live streams) and the phonetic baseline
+    on real speech."""
     from .evaluation import evaluate as run_evaluation
     from .evaluation import read_set, report
 

@@ -180,16 +180,21 @@ def held_out_voice(animate: Callable[[np.ndarray], Animation], voice: str = "en-
 
 
 def evaluate(model: str | None = None, clips: list[Clip] | None = None) -> dict[str, dict]:
-    """Scores of the neural model (`model` or the packaged one) and of the phonetic baseline.
+    """Scores of the neural model for files (`model`, or the packaged speech-encoder model), of the
+    packaged live model (what streams run; only when no `model` is given) and of the phonetic baseline.
 
     Without `clips`: on `real_speech()` and the held-out TTS voice. With `clips` (a split of a
     real-speech set, `read_set`): on those alone, pooled and per source.
     """
     from .animator import Animator
+    from .model import default_model_path
 
+    animators = {"neural": Animator(FPS, "neural", model)}
+    if model is None:
+        animators["live"] = Animator(FPS, "neural", str(default_model_path()))
+    animators["phonetic"] = Animator(FPS, "phonetic")
     results = {}
-    for engine in ("neural", "phonetic"):
-        animator = Animator(FPS, engine, model)
+    for engine, animator in animators.items():
 
         def run(audio: np.ndarray, animator: Animator = animator) -> Animation:
             return animator.animate(audio, sample_rate=SAMPLE_RATE)

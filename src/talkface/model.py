@@ -1,8 +1,16 @@
 """The neural audio-to-face model at run time: ONNX through onnxruntime, no torch.
 
 A model is an ``.onnx`` file with a ``.json`` beside it (written by `talkface.train.export_onnx`)
-that gives its frame rate, look-ahead, receptive field and SHA-256; a file that does not match
-its checksum is refused. `talkface.stream` runs it, offline and live alike.
+that gives its input, frame rate, look-ahead, receptive field and SHA-256; a file that does not
+match its checksum is refused. `talkface.stream` runs it, offline and live alike.
+
+Two kinds of input, two packaged models:
+
+- **log-mel** (`talkface-default.onnx`): causal convolutions over 100 Hz log-mel with 80 ms of
+  look-ahead; what streams run (live, ≤ 100 ms latency).
+- **speech encoder** (`talkface-offline.onnx`): a head over the frozen Whisper features of
+  `talkface.encoder`, which hear real voices far better; the encoder reads seconds of audio either
+  side of a frame, so files (and streams that can wait) run it.
 """
 
 from __future__ import annotations
@@ -19,12 +27,15 @@ from .errors import TalkfaceError
 from .features import N_MELS
 from .rig import ARKIT_NAMES
 
-#: The model that ships inside the package.
+#: The packaged models: for live streams, and for files.
 DEFAULT_MODEL = "talkface-default.onnx"
+OFFLINE_MODEL = "talkface-offline.onnx"
+#: Model inputs: log-mel frames, or the packaged speech encoder's features.
+LOG_MEL, ENCODER = "log-mel", "speech-encoder"
 
 
-def default_model_path() -> Path:
-    return Path(str(files("talkface") / "assets" / DEFAULT_MODEL))
+def default_model_path(name: str = DEFAULT_MODEL) -> Path:
+    return Path(str(files("talkface") / "assets" / name))
 
 
 class FaceModel:
@@ -44,11 +55,20 @@ class FaceModel:
             raise TalkfaceError(f"{meta_path}: unreadable model metadata ({e})") from None
         if self.meta.get("format") != "talkface-model/1" or digest != self.meta.get("sha256"):
             raise TalkfaceError(f"{self.path}: corrupt or mismatched model file (checksum differs)")
-        if self.meta["n_mels"] != N_MELS or self.meta["names"] != list(ARKIT_NAMES):
+        self.input = self.meta.get("input", LOG_MEL)
+        if self.input == ENCODER:
+            from .encoder import load_default as load_encoder
+
+            made_for = load_encoder().meta["sha256"]
+            if self.meta.get("encoder_sha256") != made_for or self.meta["names"] != list(ARKIT_NAMES):
+                raise TalkfaceError(f"{self.path}: model was made for another speech encoder or other channels")
+        elif self.input != LOG_MEL or self.meta["n_mels"] != N_MELS or self.meta["names"] != list(ARKIT_NAMES):
             raise TalkfaceError(f"{self.path}: model was made for other features or channels")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # every call has another length: a growing arena would keep the largest ones' memory
+        options.enable_cpu_mem_arena = False
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types for invalid graphs
@@ -66,16 +86,18 @@ class FaceModel:
             raise TalkfaceError(f"emotion vector needs {self.emotion_dim} values, got {vec.shape[1]}")
         return vec
 
-    def run_features(self, mel: np.ndarray, emotion: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Raw outputs (weights [T, 52], viseme logits [T, V]) for log-mel frames [T + lookahead, N_MELS].
+    def run_features(self, features: np.ndarray, emotion: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Raw outputs (weights [T, 52], viseme logits [T, V]) at the model's frame rate.
 
-        Output ``t`` belongs to input frame ``t``; the last `lookahead` input frames are the future
-        it may look at.
+        A log-mel model takes frames [T + lookahead, N_MELS]: output ``t`` belongs to input frame
+        ``t``, and the last `lookahead` input frames are the future it may look at. A speech-encoder
+        model takes encoder frames [T / 2, dim] (20 ms each) and gives two 10 ms frames for each.
         """
+        name = "features" if self.input == ENCODER else "mel"
         weights, visemes = self.session.run(
-            None, {"mel": mel[None].astype(np.float32), "emotion": self._emotion(emotion)}
+            None, {name: features[None].astype(np.float32), "emotion": self._emotion(emotion)}
         )
-        look = self.lookahead
+        look = self.lookahead if self.input == LOG_MEL else 0
         return weights[0, look:], visemes[0, look:]
 
 
@@ -98,6 +120,6 @@ ROUNDING_RELEASE = 0.08
 
 
 @functools.cache
-def load_default() -> FaceModel:
-    """The packaged model, loaded once per process."""
-    return FaceModel()
+def load_default(name: str = DEFAULT_MODEL) -> FaceModel:
+    """A packaged model (`DEFAULT_MODEL` or `OFFLINE_MODEL`), loaded once per process."""
+    return FaceModel(default_model_path(name))

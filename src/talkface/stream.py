@@ -35,10 +35,12 @@ from .animation import Animation
 from .audio import SAMPLE_RATE, to_mono
 from .coarticulation import RELEASE, critical_columns
 from .convnet import NetState, StepNet
+from .encoder import FEATURE_DIM, FRAME, EncoderState
 from .errors import TalkfaceError
 from .features import HOP, N_MELS, SILENCE, WIN, log_mel_of, num_frames, windows
 from .model import (
     CRITICAL_VISEMES,
+    ENCODER,
     MIN_CRITICAL_FRAMES,
     MIN_HOLD,
     ROUNDED_VISEMES,
@@ -55,6 +57,7 @@ _PIECE = 60 * SAMPLE_RATE  # longest audio handled in one step (bounded memory f
 _CLOSE, _JAW_OPEN = INDEX["mouthClose"], INDEX["jawOpen"]
 _ROUNDING = np.array([INDEX["mouthPucker"], INDEX["mouthFunnel"]])
 _ROUNDING_FLOORS = {v: ROUNDING_FLOOR * TARGETS[p][_ROUNDING] for v, p in ROUNDED_VISEMES.items()}
+_OUTPUTS = len(ARKIT_NAMES) + len(VISEMES)  # a model frame: weights, then viseme logits
 SNAP = 0.25  # of a 100 Hz frame: an output frame this close after one takes it without interpolating
 
 
@@ -72,6 +75,12 @@ class ModelState:
     net: NetState | None
     fed: int = 0
     context: np.ndarray = field(default_factory=lambda: np.zeros((0, N_MELS), np.float32))
+    encoder: EncoderState = field(default_factory=EncoderState)  # a speech-encoder model's audio
+    features: np.ndarray = field(default_factory=lambda: np.zeros((0, FEATURE_DIM), np.float32))  # from frame `first`
+    first: int = 0
+    heard: int = 0  # encoder frames whose model frames are made
+    made: np.ndarray = field(default_factory=lambda: np.zeros((0, _OUTPUTS), np.float32))  # not yet handed out
+    handed: int = 0  # model frames handed out
 
 
 class Engine:
@@ -79,17 +88,39 @@ class Engine:
 
     def __init__(self, model: FaceModel) -> None:
         self.model = model
-        self.net = StepNet.load(model)
-        self.lookahead = model.lookahead
         self.rate = model.frame_rate
+        self.encoder = None
+        self.net = None
+        if model.input == ENCODER:
+            from .encoder import CONTEXT_SECONDS, WINDOW_SECONDS
+            from .encoder import load_default as load_encoder
+
+            self.encoder = load_encoder()
+            self.reach = int(model.receptive_field)  # encoder frames either side that an output reads
+            self.lookahead = 0
+            # a frame waits at most for its window's far edge (`SpeechEncoder.advance`) and the head's reach
+            self.delay = WINDOW_SECONDS - CONTEXT_SECONDS + self.reach * FRAME / SAMPLE_RATE
+        else:
+            self.net = StepNet.load(model)
+            self.lookahead = model.lookahead
+            self.delay = self.lookahead / self.rate + (WIN / 2) / SAMPLE_RATE
 
     def state(self) -> ModelState:
         return ModelState(self.net.state() if self.net is not None else None)
 
-    def run(self, states: list[ModelState], mels: list[np.ndarray]) -> list[np.ndarray]:
-        """Feed each stream its new log-mel frames; per stream, the model frames [k, 52 + visemes]
-        that became final (weights, then viseme logits)."""
+    def run(self, states: list[ModelState], windows: list[np.ndarray], audio: list[np.ndarray | None],
+            ending: list[bool]) -> list[np.ndarray]:  # fmt: skip
+        """Feed each stream its new analysis windows (`features.windows`) and, for a speech-encoder
+        model, its new 16 kHz audio; per stream, the model frames [k, 52 + visemes] that became final
+        (weights, then viseme logits). `ending`: the stream has no more audio."""
+        if self.encoder is not None:
+            return [self._encoded(*args) for args in zip(states, windows, audio, ending, strict=True)]
+        mel = np.split(log_mel_of(np.concatenate(windows)), np.cumsum([len(w) for w in windows[:-1]]))
         look = self.lookahead
+        mels = [  # the silence after the audio when a stream ends
+            np.concatenate([m, np.full((look, N_MELS), SILENCE, np.float32)]) if end and s.fed + len(m) else m
+            for s, m, end in zip(states, mel, ending, strict=True)
+        ]
         if self.net is not None:
             raw = self.net.run([s.net for s in states], mels)  # type: ignore[misc]
         else:  # another architecture: recompute the receptive field through onnxruntime
@@ -111,6 +142,29 @@ class Engine:
         start = max(s.fed, first + look)  # positions before it are under `look`: dropped by `run`
         rows = np.concatenate([w, v], axis=1)[start - first - look :]
         return np.concatenate([np.zeros((start - s.fed, rows.shape[1]), np.float32), rows])
+
+    def _encoded(self, s: ModelState, windows: np.ndarray, audio: np.ndarray | None, ending: bool) -> np.ndarray:
+        """A speech-encoder model: encode the audio whose windows are complete, run the head where
+        its reach is covered (everything when ending), and hand out as many model frames as the
+        stream has feature frames (the head gives two per 20 ms encoder frame)."""
+        assert self.encoder is not None and audio is not None
+        s.fed += windows.shape[0]
+        new = self.encoder.advance(s.encoder, audio, ending)
+        s.features = np.concatenate([s.features, new])
+        total = s.first + s.features.shape[0]
+        upto = total if ending else total - self.reach
+        if upto > s.heard:
+            lo = max(s.first, s.heard - self.reach)
+            w, v = self.model.run_features(s.features[lo - s.first :])
+            rows = np.concatenate([w, v], axis=1)[2 * (s.heard - lo) : 2 * (upto - lo)]
+            s.made = np.concatenate([s.made, rows])
+            s.heard = upto
+            keep = max(s.first, s.heard - self.reach)
+            s.features, s.first = s.features[keep - s.first :], keep
+        count = min(s.made.shape[0], s.fed - s.handed)
+        out, s.made = s.made[:count], s.made[count:]
+        s.handed += count
+        return out
 
 
 def _eased_out(frames: int, seconds: float, rate: float) -> float:
@@ -202,6 +256,7 @@ class Stream:
         self._audio_start = 0
         self._received = 0  # 16 kHz samples so far
         self._features_done = 0  # feature frames computed
+        self._given = 0  # samples handed to a speech-encoder model
         self._speech = np.zeros((0, len(ARKIT_NAMES)), np.float32)  # 100 Hz frames from _speech_start on
         self._whole = np.zeros(0, bool)  # which of them hold a closure whole
         self._speech_start = 0
@@ -217,7 +272,7 @@ class Stream:
         rate = self.engine.rate
         pos, last = _positions(np.arange(1000), self.fps, rate)
         gap = max(0.0, float((last - pos).max())) / rate
-        return self.engine.lookahead / rate + (WIN / 2) / SAMPLE_RATE + gap
+        return self.engine.delay + gap
 
     def _make_resampler(self) -> soxr.ResampleStream | None:
         if self.sample_rate == SAMPLE_RATE:
@@ -295,11 +350,13 @@ class Stream:
         self._features_done = stop
         return frames
 
-    def _tail(self, mel: np.ndarray) -> np.ndarray:
-        """The new feature frames, with the silence after the audio when the stream ends."""
-        if self.ending and self._received:
-            return np.concatenate([mel, np.full((self.engine.lookahead, N_MELS), SILENCE, np.float32)])
-        return mel
+    def _new_audio(self) -> np.ndarray | None:
+        """The 16 kHz audio received since the last call, for a speech-encoder model (else None)."""
+        if self.engine.encoder is None:
+            return None
+        audio = self._samples(self._given, self._received)
+        self._given = self._received
+        return audio
 
     def _samples(self, start: int, stop: int) -> np.ndarray:
         """16 kHz audio at absolute sample indices [start, stop), zeros outside what is kept."""
@@ -366,10 +423,9 @@ class Stream:
 
 def advance(engine: Engine, streams: list[Stream]) -> list[Animation]:
     """Run every stream's pending audio through the model as one batch; the frames each made final."""
-    frames = [s._windows() for s in streams]
-    mel = np.split(log_mel_of(np.concatenate(frames)), np.cumsum([len(f) for f in frames[:-1]]))
-    mels = [s._tail(m) for s, m in zip(streams, mel, strict=True)]
-    outs = engine.run([s._model for s in streams], mels)
+    windows = [s._windows() for s in streams]
+    outs = engine.run([s._model for s in streams], windows, [s._new_audio() for s in streams],
+                      [s.ending for s in streams])  # fmt: skip
     speech = [s._resample(o) for s, o in zip(streams, outs, strict=True)]
     measure_ahead([(s._post, x.shape[0], s._samples) for s, x in zip(streams, speech, strict=True) if x.shape[0]])
     return [s._finish(x) for s, x in zip(streams, speech, strict=True)]

@@ -539,7 +539,7 @@ class Server:
 
     async def _start_file_workers(self) -> None:
         """Start the file workers (on the first POST: a server that only streams does without their memory)."""
-        self.file_workers = [Worker(self.config.model) for _ in range(self.config.animate_jobs)]
+        self.file_workers = [Worker(self.config.model, files=True) for _ in range(self.config.animate_jobs)]
         loop = asyncio.get_running_loop()
         try:
             await asyncio.gather(*(loop.run_in_executor(self.threads, w.ready) for w in self.file_workers))

@@ -153,14 +153,16 @@ def _answer_file(engine: Engine, model: str | None, job: FileJob) -> bytes | Job
         return JobError(f"{type(e).__name__}: {e}", internal=True)
 
 
-def _work(conn: Connection, model: str | None) -> None:
-    """A worker process: load the model, then answer ticks and file jobs until told to stop (None) or orphaned."""
+def _work(conn: Connection, model: str | None, files: bool) -> None:
+    """A worker process: load the model (for files, or for live streams), then answer ticks and file
+    jobs until told to stop (None) or orphaned."""
     from threadpoolctl import threadpool_limits
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server stops its workers itself
     threadpool_limits(1, "blas")  # many small matrix products: threads would only contend
     try:
-        engine = Animator(model=model).stream_engine
+        animator = Animator(model=model)
+        engine = animator.file_engine if files else animator.stream_engine
     except TalkfaceError as e:
         conn.send(str(e))
         return
@@ -179,8 +181,8 @@ def _work(conn: Connection, model: str | None) -> None:
 class Worker:
     """The server's handle on one worker process; `call` runs a message there (call it from a thread)."""
 
-    def __init__(self, model: str | None) -> None:
-        self.model = model
+    def __init__(self, model: str | None, files: bool = False) -> None:
+        self.model, self.files = model, files
         self.wake = asyncio.Event()  # set when a stream of this worker has work
         self.streams = 0  # streams given to it, for choosing the least busy worker
         self.healthy = True  # False from a failure until the replacement is up
@@ -190,7 +192,8 @@ class Worker:
     def _start(self) -> None:
         ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads and sockets
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_work, args=(child, self.model), name="talkface-model", daemon=True)
+        args = (child, self.model, self.files)
+        self.process = ctx.Process(target=_work, args=args, name="talkface-model", daemon=True)
         self.process.start()
         child.close()
 

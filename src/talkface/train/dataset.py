@@ -10,15 +10,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..animation import Animation
 from ..audio import load_audio
 from ..errors import TalkfaceError
-from ..features import FRAME_RATE, N_MELS, SILENCE, log_mel
+from ..features import FRAME_RATE, HOP, N_MELS, SILENCE, log_mel
+from ..files import atomic_path
 from ..rig import ARKIT_NAMES, INDEX, LEFT_RIGHT_PAIRS
 from ..solve import solve
+
+if TYPE_CHECKING:
+    from ..encoder import SpeechEncoder
 
 NO_VISEME = -100  # ignored by the viseme loss
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
@@ -174,3 +179,97 @@ def batch(frames: Frames, rng: np.random.Generator, size: int, crop: int,
                 mel[b, :, f0 : f0 + w] = mel[b].mean()
     emotion = frames.emotion[utts].astype(np.float32)
     return mel, emotion, targets, visemes
+
+
+@dataclass
+class EncoderFrames:
+    """Corpus shards for a head over the speech encoder: its features two ways, as run time makes them.
+
+    Whisper's positions make a frame's features depend on where it sits in the window it was
+    encoded in (`SpeechEncoder.features`), so the head sees both cases it will meet: each utterance
+    encoded on its own (a short clip, positions from 0), and each shard's utterances encoded as
+    one long recording (a long file, in windows). Features are cached in the corpus's `features/`
+    folder, keyed by the encoder's checksum.
+    """
+
+    frames: Frames  # targets and visemes at 100 Hz (their mel is not used)
+    features: np.ndarray  # [sum of ceil(length / 2), D] float16: each utterance encoded alone
+    feature_starts: np.ndarray  # [U] first feature row of each utterance
+    long: np.ndarray  # [sum over shards of ceil(frames / 2), D] float16: each shard encoded whole
+    shard_starts: np.ndarray  # [S] first 100 Hz frame of each shard
+    shard_frames: np.ndarray  # [S] 100 Hz frames of each shard
+    long_starts: np.ndarray  # [S] first row of each shard in `long`
+    long_share: float = 0.5  # of the crops taken from the long encoding
+
+    @classmethod
+    def load(cls, paths: list[Path]) -> EncoderFrames:
+        """The shards' targets, and their features (encoded on first use, minutes per hour of audio)."""
+        from ..encoder import load_default
+
+        encoder = load_default()
+        frames = Frames.load(paths)
+        utterance, long = zip(*(_encoded(p, encoder) for p in paths), strict=True)
+        halves = -(-frames.lengths // 2)
+        shard_frames = np.array([int(np.load(p)["lengths"].sum()) for p in paths])
+        return cls(
+            frames=frames,
+            features=np.concatenate(utterance),
+            feature_starts=np.concatenate([[0], np.cumsum(halves)[:-1]]),
+            long=np.concatenate(long),
+            shard_starts=np.concatenate([[0], np.cumsum(shard_frames)[:-1]]),
+            shard_frames=shard_frames,
+            long_starts=np.concatenate([[0], np.cumsum([len(x) for x in long])[:-1]]),
+        )
+
+    def batch(self, rng: np.random.Generator, size: int, crop: int) -> tuple[np.ndarray, ...]:
+        """Random crops of `crop` 100 Hz frames (even): features [B, crop / 2, D], emotion [B, E],
+        targets [B, crop, 52], visemes [B, crop] (`NO_VISEME` past an utterance's end)."""
+        f, half = self.frames, crop // 2
+        x = np.zeros((size, half, self.features.shape[1]), np.float32)
+        targets = np.zeros((size, crop, f.targets.shape[1]), np.float32)
+        visemes = np.full((size, crop), NO_VISEME, np.int64)
+        utts = rng.integers(0, f.lengths.size, size)
+        for b, u in enumerate(utts):
+            if rng.random() < self.long_share:  # a stretch of a shard encoded whole, from an even frame
+                k = int(rng.integers(0, self.shard_starts.size))
+                rows = -(-int(self.shard_frames[k]) // 2)
+                off = int(rng.integers(0, max(1, rows - half + 1)))
+                n = min(half, rows - off)
+                x[b, :n] = self.long[self.long_starts[k] + off : self.long_starts[k] + off + n]
+                first = int(self.shard_starts[k])
+                a, end = first + 2 * off, min(first + 2 * (off + n), first + int(self.shard_frames[k]))
+                utts[b] = np.searchsorted(f.starts, a, side="right") - 1  # the utterance it starts in
+            else:  # one utterance encoded alone
+                length = int(f.lengths[u])
+                off = int(rng.integers(0, max(1, -(-length // 2) - half + 1)))
+                n = min(half, -(-length // 2) - off)
+                start = int(self.feature_starts[u]) + off
+                x[b, :n] = self.features[start : start + n]
+                a = int(f.starts[u]) + 2 * off
+                end = min(a + 2 * n, int(f.starts[u]) + length)
+            targets[b, : end - a] = f.targets[a:end]
+            visemes[b, : end - a] = f.visemes[a:end]
+        return x, f.emotion[utts].astype(np.float32), targets, visemes
+
+
+def _encoded(shard: Path, encoder: SpeechEncoder) -> tuple[np.ndarray, np.ndarray]:
+    """A shard's features, each utterance alone and the shard whole (see `EncoderFrames`), cached."""
+    cache = shard.parent / "features" / f"{shard.stem}.{encoder.meta['sha256'][:12]}.npz"
+    if cache.is_file():
+        with np.load(cache) as z:
+            return z["utterances"], z["whole"]
+    with np.load(shard) as z:
+        if "audio" not in z:
+            raise TalkfaceError(f"{shard}: holds no audio (built before corpora kept it); rebuild the corpus")
+        audio, lengths = z["audio"].astype(np.float32) / 32767, z["lengths"]
+    parts, pos = [], 0
+    for length in lengths:
+        rows = -(-int(length) // 2)
+        feats = encoder.features(audio[pos * HOP : (pos + length) * HOP])[:rows]
+        parts.append(np.pad(feats, ((0, rows - len(feats)), (0, 0))).astype(np.float16))
+        pos += length
+    utterances, whole = np.concatenate(parts), encoder.features(audio).astype(np.float16)
+    cache.parent.mkdir(exist_ok=True)
+    with atomic_path(cache) as tmp, open(tmp, "wb") as out:
+        np.savez(out, utterances=utterances, whole=whole)
+    return utterances, whole

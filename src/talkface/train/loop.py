@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -19,18 +21,21 @@ from tqdm import tqdm
 from .. import evaluation
 from ..animator import Animator
 from ..audio import SAMPLE_RATE
+from ..encoder import FEATURE_DIM
 from ..errors import TalkfaceError
 from ..files import atomic_path
+from ..model import ENCODER, LOG_MEL
 from ..phonemes import VISEMES
 from ..rig import ARKIT_NAMES
 from . import dataset
 from .export_onnx import export
-from .net import FaceNet, NetConfig
+from .net import EncoderFaceNet, EncoderNetConfig, FaceNet, NetConfig
 
 #: Channels the lips and jaw use: where lip-sync error is measured.
 MOUTH = np.array([i for i, n in enumerate(ARKIT_NAMES) if n.startswith(("mouth", "jaw"))])
 #: Viseme classes of the articulations that must be reached (`coarticulation.enforce`).
 CRITICAL = torch.tensor([VISEMES.index(v) for v in ("PP", "FF", "TH")])
+SILENT = VISEMES.index("sil")
 
 
 @dataclass
@@ -48,6 +53,7 @@ class TrainConfig:
     velocity_weight: float = 0.5
     viseme_weight: float = 0.1
     critical_weight: float = 0.0  # extra weight of /p b m/, /f v/, /th dh/ frames in the L1 loss
+    rest_weight: float = 0.0  # extra weight of silent frames (pauses) in the L1 loss
     critical_viseme_weight: float = 1.0  # class weight of those visemes in the viseme loss
     seed: int = 0
     device: str = "auto"
@@ -59,7 +65,10 @@ class TrainConfig:
     blendshapes: str | None = None  # .npz blendshape set the vertex caches are solved into
     vertex_cache_fps: float = 30.0
     init: str | None = None  # a checkpoint.pt whose weights (and feature statistics) a new run starts from
-    net: NetConfig = field(default_factory=NetConfig)
+    #: "log-mel": the causal streaming network (`FaceNet`); "speech-encoder": a head over the frozen
+    #: speech encoder's features (`EncoderFaceNet`), for files; the `net` keys follow the choice
+    front_end: str = LOG_MEL
+    net: NetConfig | EncoderNetConfig = field(default_factory=NetConfig)
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
@@ -77,23 +86,29 @@ class TrainConfig:
             default = getattr(cls, f.name, None)
             if f.name in raw and isinstance(default, int | float) and not isinstance(raw[f.name], int | float):
                 raise TalkfaceError(f"{path}: {f.name} must be a number, got {raw[f.name]!r}")
+        front_end = raw.get("front_end", LOG_MEL)
+        if front_end not in (LOG_MEL, ENCODER):
+            raise TalkfaceError(f"{path}: front_end must be {LOG_MEL!r} or {ENCODER!r}, got {front_end!r}")
+        kind = EncoderNetConfig if front_end == ENCODER else NetConfig
         try:
-            net_config = NetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in net.items()})
+            net_config = kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in net.items()})
             return cls(**raw, net=net_config)
         except TypeError as e:
             raise TalkfaceError(f"{path}: {e}") from None
 
 
-def _losses(model: FaceNet, batch: tuple[np.ndarray, ...], device: torch.device, config: TrainConfig) -> dict:
-    mel, emotion, targets, visemes = (torch.from_numpy(a).to(device) for a in batch)
-    weights, logits = model(mel, emotion)
-    look = model.config.lookahead
+def _losses(model: FaceNet | EncoderFaceNet, batch: tuple[np.ndarray, ...], device: torch.device,
+            config: TrainConfig) -> dict:  # fmt: skip
+    features, emotion, targets, visemes = (torch.from_numpy(a).to(device) for a in batch)
+    weights, logits = model(features, emotion)
+    look = getattr(model.config, "lookahead", 0)
     # the output for frame t comes `look` frames later
     weights, logits = weights[:, look:], logits[:, look:]
     targets, visemes = targets[:, : targets.shape[1] - look], visemes[:, : visemes.shape[1] - look]
     # frames of the articulations a viewer must see (closures, lip-to-teeth, tongue) count more
     critical = CRITICAL.to(device)
     emphasis = 1.0 + config.critical_weight * torch.isin(visemes, critical).float()
+    emphasis = emphasis + config.rest_weight * (visemes == SILENT).float()  # the face at rest in pauses
     l1 = ((weights - targets).abs().mean(dim=2) * emphasis).sum() / emphasis.sum()
     velocity = F.l1_loss(weights.diff(dim=1), targets.diff(dim=1))
     labelled = visemes != dataset.NO_VISEME  # takes and vertex caches have no viseme labels
@@ -113,21 +128,21 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _validate(model: FaceNet, frames: dataset.Frames, device: torch.device, config: TrainConfig) -> dict:
+def _validate(model: FaceNet | EncoderFaceNet, draw: Callable, device: torch.device, config: TrainConfig) -> dict:
     """Mean losses on fixed crops of the held-out voice (no augmentation beyond the corpus's own)."""
     model.eval()
     rng = np.random.default_rng(12345)
     totals: dict[str, float] = {}
     with torch.no_grad():
         for _ in range(8):
-            b = dataset.batch(frames, rng, config.batch, config.crop, augment=False)
+            b = draw(rng, augment=False)
             for k, v in _losses(model, b, device, config).items():
                 totals[k] = totals.get(k, 0.0) + float(v) / 8
     model.train()
     return totals
 
 
-def _real_speech(model: FaceNet, clips: list[evaluation.Clip]) -> dict[str, float]:
+def _real_speech(model: FaceNet | EncoderFaceNet, clips: list[evaluation.Clip]) -> dict[str, float]:
     """Closed lips at /p b m/ and an open mouth at open vowels on real speech (`talkface evaluate`'s
     clips), through the exported model and the runtime, as users will get them."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,24 +157,41 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     corpora = [Path(c) for c in ([config.corpus] if isinstance(config.corpus, str) else config.corpus)]
-    train_frames = dataset.Frames.load([p for c in corpora for p in sorted(c.glob("train-*.npz"))])
-    pairs = [take for folder in config.takes for take in dataset.live_link_takes(folder)]
-    if config.vertex_caches and not config.blendshapes:
-        raise TalkfaceError("vertex_caches need a blendshapes .npz to be solved into")
-    for folder in config.vertex_caches:
-        pairs += dataset.vertex_caches(folder, str(config.blendshapes), config.vertex_cache_fps)
-    if pairs:
-        train_frames = dataset.Frames.join([train_frames, dataset.Frames.from_pairs(pairs, config.net.emotion_dim)])
-    val_frames = dataset.Frames.load([p for c in corpora for p in sorted(c.glob("val-*.npz"))])
+    shards = [p for c in corpora for p in sorted(c.glob("train-*.npz"))]
+    val_shards = [p for c in corpora for p in sorted(c.glob("val-*.npz"))]
     if config.threads:
         torch.set_num_threads(config.threads)
     device = _device(config.device)
     torch.manual_seed(config.seed)
-    model = FaceNet(config.net).to(device)
-    mel = train_frames.mel.astype(np.float32)
-    model.mel_mean.copy_(torch.from_numpy(mel.mean(0)))
-    model.mel_std.copy_(torch.from_numpy(mel.std(0) + 1e-3))
-    del mel
+    if config.front_end == ENCODER:
+        if config.takes or config.vertex_caches:
+            raise TalkfaceError("takes and vertex caches train only the log-mel network for now (front_end: log-mel)")
+        encoded = dataset.EncoderFrames.load(shards), dataset.EncoderFrames.load(val_shards)
+        seconds = encoded[0].frames.seconds()
+        model: FaceNet | EncoderFaceNet = EncoderFaceNet(config.net, FEATURE_DIM).to(device)  # type: ignore[arg-type]
+
+        def draw(rng: np.random.Generator, augment: bool = True, frames: int = 0) -> tuple[np.ndarray, ...]:
+            return encoded[frames].batch(rng, config.batch, config.crop)
+    else:
+        train_frames = dataset.Frames.load(shards)
+        pairs = [take for folder in config.takes for take in dataset.live_link_takes(folder)]
+        if config.vertex_caches and not config.blendshapes:
+            raise TalkfaceError("vertex_caches need a blendshapes .npz to be solved into")
+        for folder in config.vertex_caches:
+            pairs += dataset.vertex_caches(folder, str(config.blendshapes), config.vertex_cache_fps)
+        if pairs:
+            train_frames = dataset.Frames.join([train_frames, dataset.Frames.from_pairs(pairs, config.net.emotion_dim)])
+        splits = train_frames, dataset.Frames.load(val_shards)
+        seconds = train_frames.seconds()
+        model = FaceNet(config.net).to(device)  # type: ignore[arg-type]
+        mel = train_frames.mel.astype(np.float32)
+        model.mel_mean.copy_(torch.from_numpy(mel.mean(0)))
+        model.mel_std.copy_(torch.from_numpy(mel.std(0) + 1e-3))
+        del mel
+
+        def draw(rng: np.random.Generator, augment: bool = True, frames: int = 0) -> tuple[np.ndarray, ...]:
+            return dataset.batch(splits[frames], rng, config.batch, config.crop, augment)
+
     if config.init:
         model.load_state_dict(torch.load(config.init, map_location=device, weights_only=True)["model"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -202,7 +234,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         model.train()
         while step < config.steps:
             rng = np.random.default_rng([config.seed, step])  # per step, so a resumed run draws the same batches
-            losses = _losses(model, dataset.batch(train_frames, rng, config.batch, config.crop), device, config)
+            losses = _losses(model, draw(rng), device, config)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -214,7 +246,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
             if step % config.log_every == 0 or last:
                 row = {k: v.item() for k, v in losses.items()}
                 if step % config.eval_every == 0 or last:
-                    val = _validate(model, val_frames, device, config)
+                    val = _validate(model, functools.partial(draw, frames=1), device, config)
                     row |= {"val_loss": val["loss"], "val_mouth_mae": val["mouth_mae"]} | _real_speech(model, clips)
                     save()
                 row |= {"step": step, "seconds": time.time() - started}
@@ -222,6 +254,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
                 log_file.flush()
                 bar.set_postfix(loss=f"{row['loss']:.4f}", mouth=f"{row['mouth_mae']:.4f}")
     save()
-    extra = {"trained_steps": step, "train_seconds_of_audio": train_frames.seconds(),
+    extra = {"trained_steps": step, "train_seconds_of_audio": seconds,
              "device": str(device), "config": Path(config.out).name}  # fmt: skip
     return export(model, out / "model.onnx", extra)

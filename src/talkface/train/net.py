@@ -68,3 +68,42 @@ class FaceNet(nn.Module):
             x = block(x)
         x = F.gelu(x)
         return torch.sigmoid(self.weights(x)).transpose(1, 2), self.visemes(x).transpose(1, 2)
+
+
+@dataclass(frozen=True)
+class EncoderNetConfig:
+    """A head over the speech encoder's features (`talkface.encoder`); stored like `NetConfig`."""
+
+    channels: int = 256
+    blocks: int = 2
+    kernel: int = 5
+    emotion_dim: int = 10
+
+    @property
+    def receptive_field(self) -> int:
+        """Encoder frames either side of a frame that its outputs read (the head is not causal:
+        the encoder itself reads seconds either side)."""
+        return 1 + -(-self.blocks * (self.kernel // 2) // 2)
+
+
+class EncoderFaceNet(nn.Module):
+    """Encoder features [B, T, D] (20 ms frames) and emotion [B, E] → weights [B, 2T, 52] in [0, 1]
+    and viseme logits [B, 2T, V] at 100 Hz: each encoder frame is repeated, then refined."""
+
+    def __init__(self, config: EncoderNetConfig, feature_dim: int) -> None:
+        super().__init__()
+        self.config = config
+        c = config.channels
+        self.inp = nn.Conv1d(feature_dim, c, 3, padding=1)
+        self.emotion = nn.Linear(config.emotion_dim, c)
+        pad = config.kernel // 2
+        self.blocks = nn.ModuleList(nn.Conv1d(c, c, config.kernel, padding=pad) for _ in range(config.blocks))
+        self.weights = nn.Conv1d(c, len(ARKIT_NAMES), 1)
+        self.visemes = nn.Conv1d(c, len(VISEMES), 1)
+
+    def forward(self, features: torch.Tensor, emotion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = F.gelu(self.inp(features.transpose(1, 2)) + self.emotion(emotion)[:, :, None])
+        x = x.repeat_interleave(2, dim=2)
+        for block in self.blocks:
+            x = x + F.gelu(block(x))
+        return torch.sigmoid(self.weights(x)).transpose(1, 2), self.visemes(x).transpose(1, 2)
