@@ -1,6 +1,7 @@
 """Export formats: Live Link Face CSV, JSON, NPZ round trips, atomic writes and Rhubarb mouth cues."""
 
 import csv
+import io
 import json
 import xml.etree.ElementTree as ET
 from itertools import pairwise
@@ -258,12 +259,16 @@ def test_failed_text_write_keeps_the_old_file(tmp_path, monkeypatch):
     good = tmp_path / "a.csv"
     good.write_text("previous good output")
 
-    def disk_full(self, text, *args, **kwargs):
-        with open(self, "w") as f:
-            f.write(text[:100])
-        raise OSError(28, "No space left on device")
+    class DiskFull(io.StringIO):
+        """A file that takes the first piece written to it, then finds the disk full."""
 
-    monkeypatch.setattr(Path, "write_text", disk_full)
+        def writelines(self, pieces):
+            self.write(next(iter(pieces))[:100])
+            raise OSError(28, "No space left on device")
+
+    real_open = open
+    monkeypatch.setattr("talkface.files.open", lambda path, *a, **k: (real_open(path, "w").close(), DiskFull())[1],
+                        raising=False)  # fmt: skip
     with pytest.raises(TalkfaceError, match="No space left"):
         export.write(random_anim(), good)
     monkeypatch.undo()

@@ -17,7 +17,7 @@ import contextlib
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .errors import TalkfaceError
@@ -111,10 +111,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a text file atomically (UTF-8)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+def write_text(path: str | os.PathLike, text: str | Iterable[str]) -> None:
+    """Write a text file atomically (UTF-8), from one string or from pieces written as they come."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.writelines([text] if isinstance(text, str) else text)
 
 
 def read_text(path: str | os.PathLike, what: str = "text", limit: int = TEXT_LIMIT) -> str:

@@ -9,6 +9,7 @@ formats (CSV, JSON, NPZ) back into an `Animation`.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -65,14 +66,18 @@ def text(anim: Animation, fmt: str, *, sound_file: str | None = None, dat_fps: f
     `sound_file` is recorded in Rhubarb JSON/XML metadata; `dat_fps` is the frame rate of the Moho
     switch-data (``rhubarb-dat``) timeline, by default the animation's own (``--fps``).
     """
-    fmt = format_for("", fmt)
+    return "".join(_pieces(anim, format_for("", fmt), sound_file, dat_fps))
+
+
+def _pieces(anim: Animation, fmt: str, sound_file: str | None, dat_fps: float | None) -> Iterable[str]:
+    """The text of `anim` in `fmt`, in pieces (a long Live Link CSV is made a block at a time)."""
     _check_finite(anim)
     if fmt == "csv":
-        return livelink_csv.csv_text(anim)
+        return livelink_csv.csv_chunks(anim)
     if fmt == "json":
-        return json_format.json_text(anim)
+        return [json_format.json_text(anim)]
     if fmt in rhubarb.FORMATS:
-        return rhubarb.text(anim, fmt, sound_file=sound_file or "", dat_fps=dat_fps)
+        return [rhubarb.text(anim, fmt, sound_file=sound_file or "", dat_fps=dat_fps)]
     raise TalkfaceError(f"{fmt} is a binary format; text formats are {', '.join(TEXT_FORMATS)}")
 
 
@@ -87,7 +92,7 @@ def write(
     """Write `anim` to `path` atomically and return the format used (`sound_file`, `dat_fps`: see `text`)."""
     fmt = format_for(path, fmt)
     if fmt in TEXT_FORMATS:
-        write_text(path, text(anim, fmt, sound_file=sound_file, dat_fps=dat_fps))
+        write_text(path, _pieces(anim, fmt, sound_file, dat_fps))
         return fmt
     _check_finite(anim)
     if fmt == "npz":

@@ -13,6 +13,7 @@ import csv
 import math
 import os
 import re
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -44,12 +45,20 @@ def timecode(frame: int, fps: float) -> str:
 
 def csv_text(anim: Animation) -> str:
     """The CSV text of `anim`: channels it lacks (often the head and eye angles) are written as 0."""
-    values = anim.with_channels(LIVE_LINK_ORDER).weights.astype(np.float64)
-    values = np.round(values, 6) + 0.0  # + 0.0 turns -0.0 into 0.0
+    return "".join(csv_chunks(anim))
+
+
+def csv_chunks(anim: Animation, rows: int = 2000) -> Iterator[str]:
+    """`csv_text` in pieces of `rows` frames, so that an hour is never one string in memory."""
+    weights = anim.with_channels(LIVE_LINK_ORDER).weights
     count = str(len(LIVE_LINK_ORDER))
-    lines = [",".join(LIVE_LINK_HEADER)]
-    lines += [f"{timecode(i, anim.fps)},{count}," + ",".join(f"{v:.6f}" for v in row) for i, row in enumerate(values)]
-    return "\n".join(lines) + "\n"
+    yield ",".join(LIVE_LINK_HEADER) + "\n"
+    for start in range(0, len(weights), rows):
+        values = np.round(weights[start : start + rows].astype(np.float64), 6) + 0.0  # + 0.0: -0.0 as 0.0
+        yield "".join(
+            f"{timecode(start + i, anim.fps)},{count}," + ",".join(f"{v:.6f}" for v in row) + "\n"
+            for i, row in enumerate(values)
+        )
 
 
 def read(path: str | os.PathLike, fps: float | None = None) -> Animation:
