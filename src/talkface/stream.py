@@ -20,6 +20,11 @@ rounded vowels get a floor of lip rounding, and the post-processing looks at mos
 `Animator.animate` without a transcript runs this same code over the whole clip (offline is
 streaming with the whole clip in one chunk), so the two agree to float rounding however the
 audio is cut.
+
+A speech-encoder model (`talkface-offline`, what `Animator.animate` uses for files) takes the
+place of log-mel and the conv net: the stream's audio is encoded window by window as it arrives
+(`SpeechEncoder.advance`) and its head runs where its reach is covered. Everything after it is the
+same; only its frames wait for their window (up to 18 s), so live streams use the log-mel model.
 """
 
 from __future__ import annotations
