@@ -9,14 +9,13 @@ A file that does not match the checksum in the ``.json`` beside it is refused.
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 
 from .errors import TalkfaceError
+from .onnx_file import open_checked
 
 SAMPLE_RATE = 16000
 N_FFT = 400
@@ -88,26 +87,8 @@ class SpeechEncoder:
     """Frozen Whisper tiny.en features (first 2 of 4 encoder layers): 16 kHz audio in, [T, 384] at 50 Hz out."""
 
     def __init__(self, path: str | Path | None = None, threads: int = 1) -> None:
-        import onnxruntime as ort
-
         self.path = Path(path) if path is not None else default_encoder_path()
-        meta_path = self.path.with_suffix(".json")
-        if not self.path.is_file() or not meta_path.is_file():
-            raise TalkfaceError(f"{self.path}: no such speech encoder (it needs its .json beside it)")
-        try:
-            self.meta = json.loads(meta_path.read_text())
-            digest = hashlib.sha256(self.path.read_bytes()).hexdigest()
-        except (OSError, ValueError) as e:
-            raise TalkfaceError(f"{meta_path}: unreadable encoder metadata ({e})") from None
-        if self.meta.get("format") != FORMAT or digest != self.meta.get("sha256"):
-            raise TalkfaceError(f"{self.path}: corrupt or mismatched speech encoder (checksum differs)")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types for invalid graphs
-            raise TalkfaceError(f"{self.path}: not a valid ONNX model ({e})") from None
+        self.meta, self.session = open_checked(self.path, FORMAT, "speech encoder", threads)
 
     def _encode(self, audio: np.ndarray) -> np.ndarray:
         """Features of audio whose length is a positive multiple of `FRAME`: one row per 320 samples."""

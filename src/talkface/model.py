@@ -16,8 +16,6 @@ Two kinds of input, two packaged models:
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 from importlib.resources import files
 from pathlib import Path
 
@@ -25,6 +23,7 @@ import numpy as np
 
 from .errors import TalkfaceError
 from .features import N_MELS
+from .onnx_file import open_checked
 from .rig import ARKIT_NAMES
 
 #: The packaged models: for live streams, and for files.
@@ -42,19 +41,9 @@ class FaceModel:
     """A loaded audio-to-face model: 16 kHz audio in, ARKit weights at the model's frame rate out."""
 
     def __init__(self, path: str | Path | None = None, threads: int = 1) -> None:
-        import onnxruntime as ort
-
         self.path = Path(path) if path is not None else default_model_path()
-        meta_path = self.path.with_suffix(".json")
-        if not self.path.is_file() or not meta_path.is_file():
-            raise TalkfaceError(f"{self.path}: no such model (it needs its .json beside it)")
-        try:
-            self.meta = json.loads(meta_path.read_text())
-            digest = hashlib.sha256(self.path.read_bytes()).hexdigest()
-        except (OSError, ValueError) as e:
-            raise TalkfaceError(f"{meta_path}: unreadable model metadata ({e})") from None
-        if self.meta.get("format") != "talkface-model/1" or digest != self.meta.get("sha256"):
-            raise TalkfaceError(f"{self.path}: corrupt or mismatched model file (checksum differs)")
+        # every call has another length: a growing arena would keep the largest ones' memory
+        self.meta, self.session = open_checked(self.path, "talkface-model/1", "model", threads, arena=False)
         self.input = self.meta.get("input", LOG_MEL)
         if self.input == ENCODER:
             from .encoder import load_default as load_encoder
@@ -64,15 +53,6 @@ class FaceModel:
                 raise TalkfaceError(f"{self.path}: model was made for another speech encoder or other channels")
         elif self.input != LOG_MEL or self.meta["n_mels"] != N_MELS or self.meta["names"] != list(ARKIT_NAMES):
             raise TalkfaceError(f"{self.path}: model was made for other features or channels")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        # every call has another length: a growing arena would keep the largest ones' memory
-        options.enable_cpu_mem_arena = False
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types for invalid graphs
-            raise TalkfaceError(f"{self.path}: not a valid ONNX model ({e})") from None
         self.frame_rate = float(self.meta["frame_rate"])
         self.lookahead = int(self.meta["lookahead"])
         self.receptive_field = int(self.meta["receptive_field"])
