@@ -47,7 +47,7 @@ def export(model: FaceNet | EncoderFaceNet, path: str | Path, extra: dict | None
         "sha256": digest,
         "frame_rate": FRAME_RATE,
         **inputs,
-        "lookahead": 0 if encoder else model.config.lookahead,
+        "lookahead": model.config.lookahead,
         "receptive_field": model.config.receptive_field,
         "emotion_dim": model.config.emotion_dim,
         "names": list(ARKIT_NAMES),

@@ -101,7 +101,7 @@ def _losses(model: FaceNet | EncoderFaceNet, batch: tuple[np.ndarray, ...], devi
             config: TrainConfig) -> dict:  # fmt: skip
     features, emotion, targets, visemes = (torch.from_numpy(a).to(device) for a in batch)
     weights, logits = model(features, emotion)
-    look = getattr(model.config, "lookahead", 0)
+    look = model.config.lookahead
     # the output for frame t comes `look` frames later
     weights, logits = weights[:, look:], logits[:, look:]
     targets, visemes = targets[:, : targets.shape[1] - look], visemes[:, : visemes.shape[1] - look]

@@ -79,6 +79,10 @@ class EncoderNetConfig:
     kernel: int = 5
     emotion_dim: int = 10
 
+    #: Outputs belong to the frame they are made for (the head reads ahead by its receptive field,
+    #: the encoder by its window), so none is read late as `NetConfig.lookahead` frames are.
+    lookahead = 0
+
     @property
     def receptive_field(self) -> int:
         """Encoder frames either side of a frame that its outputs read (the head is not causal:
