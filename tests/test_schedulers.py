@@ -14,7 +14,7 @@ from talkface import emotion as emo
 from talkface import life as lf
 from talkface.coarticulation import RELEASE, animate_phones
 from talkface.model import CRITICAL_VISEMES, ROUNDED_VISEMES, ROUNDING_RELEASE
-from talkface.online import OnlineLife, _Patterns
+from talkface.online import OnlineLife, OnlineProsody, _Patterns
 from talkface.phonemes import VISEMES
 from talkface.prosody import analyse
 from talkface.stream import _Articulations
@@ -168,3 +168,38 @@ def test_closure_and_rounding_holds_release_and_stay_in_range(rate, seed, frames
     last = max((i for i in range(1, frames) if best[i] == best[i - 1] and best[i] in held), default=-1)
     if frames - last > art.min_hold + math.ceil(max(RELEASE, ROUNDING_RELEASE) * rate) + 2:
         assert art.phone is None and art.rounding is None
+
+
+def feed_prosody(levels: np.ndarray, f0s: np.ndarray, chunks: list[int]) -> tuple[list, int]:
+    """Run measured grid frames through `OnlineProsody` in chunks of the given sizes (repeated):
+    the stressed syllables found, and the most grid frames it held at once."""
+    prosody, accents, held, start, k = OnlineProsody(), [], 0, 0, 0
+    while start < len(levels):
+        stop = min(len(levels), start + chunks[k % len(chunks)])
+        prosody.take(levels[start:stop], f0s[start:stop])
+        accents += prosody.advance(stop - 1, lambda a, b: np.zeros(b - a, np.float32))  # all measured
+        held = max(held, len(prosody.rel))
+        start, k = stop, k + 1
+    return accents, held
+
+
+@PROPERTY
+@given(seed=SEEDS, minutes=st.floats(0.01, 20.0), chunks=st.lists(st.integers(1, 400), min_size=1, max_size=5))
+def test_prosody_is_the_same_in_any_chunks_and_holds_little(seed, minutes, chunks):
+    """Syllable peaks do not depend on how the audio was cut, come 120 ms apart, and a long stream
+    keeps only a few hundred grid frames (it once kept them all and rescanned them every frame)."""
+    rng = np.random.default_rng(seed)
+    n = int(minutes * 60 * 100)
+    speaking = activity([(True, 2.5), (False, 0.8)], n, 100.0)
+    levels = np.where(speaking, -20 + 6 * np.sin(np.arange(n) / 3.0), -70.0) + rng.normal(0, 2, n)
+    f0s = np.where(speaking & (rng.random(n) < 0.7), rng.uniform(90, 250, n), 0.0)
+    with bounded(30):
+        whole, _ = feed_prosody(levels, f0s, [n])
+        pieces, held = feed_prosody(levels, f0s, chunks)
+    assert [j for j, _ in pieces] == [j for j, _ in whole]
+    np.testing.assert_allclose([s for _, s in pieces], [s for _, s in whole], atol=1e-9)
+    assert np.all(np.diff([j for j, _ in whole]) >= 12)
+    assert all(0 < s < 1 for _, s in whole)
+    assert held <= 2 * 400 + 200
+    if minutes > 0.5:
+        assert len(whole) >= minutes * 60  # a syllable a second at least, in speech 3/4 of the time

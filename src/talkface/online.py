@@ -73,15 +73,23 @@ def _measure(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class OnlineProsody:
-    """Loudness, speech activity, pitch and stressed syllables on the 100 Hz grid, in order."""
+    """Loudness, speech activity, pitch and stressed syllables on the 100 Hz grid, in order.
+
+    The measured grid frames [base, next) sit in arrays; frames more than `_KEEP` behind the last
+    one checked for a syllable peak are dropped, so an hour-long stream holds a few KB."""
+
+    _KEEP = 100
 
     def __init__(self) -> None:
         self.next = 0  # first grid frame not measured yet
-        self.rel: dict[int, float] = {}  # dB relative to the loud reference
-        self.energy: dict[int, float] = {}  # the same as linear amplitude
-        self.active: dict[int, bool] = {}
-        self.pitch: dict[int, float] = {}  # semitones around the running mean, nan if unvoiced
-        self.ref = -45.0
+        self.base = 0  # grid frame of index 0 in the arrays below
+        self.rel = np.zeros(0)  # dB relative to the loud reference
+        self.energy = np.zeros(0)  # the same as linear amplitude
+        self.active = np.zeros(0, bool)
+        self.pitch = np.zeros(0)  # semitones around the running mean, nan if unvoiced
+        # the reference is the running max of max(level, floor) - decay × age, started at -45 dB;
+        # `top` keeps that max as max(level, floor) + decay × frame, so no chunking changes it
+        self.top = -45.0 - _PEAK_DECAY
         self.log_f0_sum, self.voiced = 0.0, 0
         self.checked = 0  # first grid frame not yet checked for a syllable peak
         self.last_peak = -100
@@ -96,48 +104,57 @@ class OnlineProsody:
 
     def take(self, levels: np.ndarray, f0s: np.ndarray) -> None:
         """Take in the measurements (`_measure`) of the next grid frames, in order."""
-        for j, level, f0 in zip(range(self.next, self.next + len(levels)), levels, f0s, strict=True):
-            self.ref = max(float(level), self.ref - _PEAK_DECAY, _FLOOR_DB)
-            active = level > self.ref - _SPEECH_DB
-            self.rel[j], self.active[j] = float(level - self.ref), bool(active)
-            self.energy[j] = 10 ** (self.rel[j] / 20)
-            semitones = math.nan
-            if f0 > 0 and active:
-                self.voiced += 1
-                self.log_f0_sum += 12 * math.log2(f0)
-                semitones = 12 * math.log2(f0) - self.log_f0_sum / self.voiced
-            self.pitch[j] = semitones
+        if not len(levels):
+            return
+        k = np.arange(self.next, self.next + len(levels))
+        tops = np.maximum.accumulate(np.concatenate([[self.top], np.maximum(levels, _FLOOR_DB) + _PEAK_DECAY * k]))
+        self.top = float(tops[-1])
+        rel = levels - (tops[1:] - _PEAK_DECAY * k)
+        active = rel > -_SPEECH_DB
+        voiced = (f0s > 0) & active
+        semitones = 12 * np.log2(np.where(voiced, f0s, 1.0))
+        sums = self.log_f0_sum + np.cumsum(np.where(voiced, semitones, 0.0))
+        counts = self.voiced + np.cumsum(voiced)
+        self.log_f0_sum, self.voiced = float(sums[-1]), int(counts[-1])
+        pitch = np.where(voiced, semitones - sums / np.maximum(counts, 1), np.nan)
+        drop = max(0, min(self.checked - self._KEEP, self.next) - self.base)
+        self.rel = np.concatenate([self.rel[drop:], rel])
+        self.energy = np.concatenate([self.energy[drop:], 10 ** (rel / 20)])
+        self.active = np.concatenate([self.active[drop:], active])
+        self.pitch = np.concatenate([self.pitch[drop:], pitch])
+        self.base += drop
         self.next += len(levels)
 
-    def advance(self, upto: int, samples: Samples) -> list[tuple[float, float]]:
+    def at(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """Speech activity and pitch of the measured grid frames lo..hi-1."""
+        return self.active[lo - self.base : hi - self.base], self.pitch[lo - self.base : hi - self.base]
+
+    def advance(self, upto: int, samples: Samples) -> list[tuple[int, float]]:
         """Measure grid frames up to `upto` (inclusive); return the stressed-syllable candidates
-        (time s, strength 0–1) whose peak is now known (those up to `upto` - AHEAD)."""
+        (grid frame, strength 0–1) whose peak is now known (those up to `upto` - AHEAD)."""
         windows = self.windows(upto, samples)
         if len(windows):
             self.take(*_measure(windows))
-        accents = []
-        for j in range(self.checked, upto - AHEAD + 1):
-            accent = self._peak(j)
-            if accent is not None:
-                accents.append(accent)
-        self.checked = max(self.checked, upto - AHEAD + 1)
-        if len(self.rel) > 200:  # forget what no later frame looks at
-            for old in [k for k in self.rel if k < upto - 60]:
-                del self.rel[old], self.active[old], self.pitch[old], self.energy[old]
-        return accents
+        first, last = self.checked, upto - AHEAD
+        if last < first:
+            return []
+        self.checked = last + 1
+        # energy smoothed over 110 ms at first-1 .. last+1; frames not measured (or dropped) are quiet
+        lo = first - 6
+        energy = np.full(last + 7 - lo, _QUIET)  # lo .. last+6
+        have = slice(max(lo, self.base), min(last + 7, self.next))
+        energy[have.start - lo : have.stop - lo] = self.energy[have.start - self.base : have.stop - self.base]
+        smooth = np.lib.stride_tricks.sliding_window_view(energy, 11).sum(axis=1) / 11  # at first-1 .. last+1
+        here = smooth[1:-1]
+        rise = (here >= smooth[:-2]) & (here > smooth[2:]) & self.active[first - self.base : last + 1 - self.base]
+        return [a for j in first + np.flatnonzero(rise) if (a := self._peak(int(j))) is not None]
 
-    def _energy(self, j: int) -> float:
-        return sum(self.energy.get(k, _QUIET) for k in range(j - 5, j + 6)) / 11
-
-    def _peak(self, j: int) -> tuple[float, float] | None:
-        """A syllable nucleus at grid frame j: a loudness peak in speech, 120 ms after the last."""
-        if not self.active.get(j) or j - self.last_peak < 12:
-            return None
-        here = self._energy(j)
-        if not (here >= self._energy(j - 1) and here > self._energy(j + 1)):
+    def _peak(self, j: int) -> tuple[int, float] | None:
+        """A syllable nucleus at grid frame j (a loudness peak in speech), 120 ms after the last."""
+        if j - self.last_peak < 12:
             return None
         self.last_peak = j
-        loud, pitch = self.rel[j], self.pitch[j]
+        loud, pitch = float(self.rel[j - self.base]), float(self.pitch[j - self.base])
         strength = 0.5
         if len(self.peaks) >= 3:
             past = np.array(self.peaks)
@@ -147,7 +164,7 @@ class OnlineProsody:
                 score += 0.45 * (pitch - pitches.mean()) / max(pitches.std(), 0.5)
             strength = 1 / (1 + math.exp(-1.5 * score))
         self.peaks = [*self.peaks[-49:], (loud, pitch)]
-        return j / GRID, strength
+        return j, strength
 
 
 def _one_pole(tau: float, fps: float) -> float:
@@ -453,12 +470,20 @@ class OnlinePost:
         times = (self.frame + np.arange(n)) / self.fps
         targets = emo.settle(self.track.sample(times), self.settings)
         busy_now = np.clip(np.abs(speech[:, _MOUTH]).max(axis=1) / 0.06, 0.0, 1.0)
+        # prosody for the whole block: output frame i looks at grid frame js[i] and AHEAD past it
+        js = np.floor((self.frame + np.arange(n)) / self.fps * GRID + 0.5).astype(int)
+        found, active, pitch, heard = [], np.zeros(0, bool), np.zeros(0), np.zeros(0, bool)
+        if n:
+            found = self.prosody.advance(int(js[-1]) + AHEAD, samples)
+            active, pitch = self.prosody.at(int(js[0]), int(js[-1]) + 1)
+            heard = self.prosody.at(int(js[0]), int(js[-1]) + AHEAD + 1)[0]
+        accents: list[list[tuple[float, float]]] = [[] for _ in range(n)]
+        for g, strength in found:  # a peak is known from the first frame that looks at its grid frame
+            accents[int(np.searchsorted(js, g))].append((g / GRID, strength))
         for i in range(n):
             t = self.frame / self.fps
-            j = self.grid(self.frame) - AHEAD
-            accents = self.prosody.advance(j + AHEAD, samples)
-            active = self.prosody.active[j]
-            ahead = any(self.prosody.active[k] for k in range(j, j + AHEAD + 1))
+            j = int(js[i] - js[0])
+            ahead = bool(heard[j : j + AHEAD + 1].any())
             w = speech[i].astype(np.float64)
             target = targets[i]
             if self.emotion_state is None or self.settings.transition <= 0:
@@ -476,7 +501,7 @@ class OnlinePost:
             out[i] = w
             if life_on:
                 blinks[i], gaze[i], head[i], inhale = self.live.step(
-                    t, self.frame, active, ahead, self.prosody.pitch[j], accents
+                    t, self.frame, bool(active[j]), ahead, float(pitch[j]), accents[i]
                 )
                 breath[i] = _BREATH * inhale
             self.frame += 1
