@@ -297,7 +297,7 @@ def test_http_methods_and_paths_fuzzed(server, method, path):
 def test_raw_bytes_on_the_http_port(server, head, junk):
     """Bytes that are not HTTP (or stop being it): a 400 or a close, at once, never a 5xx or a hang.
 
-    (A request line or header aiohttp's parser refuses gets aiohttp's plain-text 400: it never reaches the app.)"""
+    (A request line or header aiohttp's parser refuses never reaches the app: see the test below.)"""
     url, _ = server
     with socket.create_connection(urllib.parse.urlsplit(url).netloc.split(":"), timeout=10) as sock:
         sock.sendall(head + junk + b"\r\n\r\n")
@@ -309,6 +309,47 @@ def test_raw_bytes_on_the_http_port(server, head, junk):
     if answer:
         status = int(answer.split(b" ", 2)[1])
         assert status < 500, answer[:300]
+
+
+def raw_exchange(url: str, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send `data` as is on a new connection; read the answer until the server closes it (or 10 s pass)."""
+    with socket.create_connection(urllib.parse.urlsplit(url).netloc.split(":"), timeout=10) as sock:
+        sock.sendall(data)
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+    return int(status_line.split(" ", 2)[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/9\r\nHost: x\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n",
+        b"POST /v1/animate HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"POST /v1/animate HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 10_000 + b"\r\n\r\n",
+        b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /v1/animate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+    ],
+    ids=["request line", "version", "header line", "control char", "content-length", "two content-lengths",
+         "oversized header", "oversized request line", "chunk size"],
+)  # fmt: skip
+def test_requests_the_parser_refuses_get_json_errors(server, raw):
+    """A request aiohttp's HTTP parser refuses (it never reaches the app's routes or middleware) is
+    answered like every other error: a 4xx with one line of JSON, {"error": "..."}; the server goes on."""
+    url, _ = server
+    status, headers, body = raw_exchange(url, raw)
+    assert 400 <= status < 500, (status, body[:300])
+    assert headers.get("content-type", "").startswith("application/json"), (headers, body[:300])
+    assert body.count(b"\n") == 0 and isinstance(json.loads(body)["error"], str), body[:300]
+    assert request(url, "GET", "/healthz")[0] == 200
 
 
 # --- afterwards ---

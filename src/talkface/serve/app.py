@@ -55,6 +55,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 import numpy as np
@@ -185,9 +186,7 @@ class Server:
             self.metrics.observe("talkface_tick_seconds", time.perf_counter() - started)
             now = time.monotonic()
             for c in mine:
-                c.pending_samples = sum(
-                    len(i[1]) * SAMPLE_RATE / c.sample_rate for i in c.pending if i[0] == "audio"
-                )
+                c.pending_samples = sum(len(i[1]) * SAMPLE_RATE / c.sample_rate for i in c.pending if i[0] == "audio")
                 c.drained.set()
             for result in results:
                 c = self.conns.get(result.stream)
@@ -756,12 +755,59 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     return app
 
 
+class _JsonErrorProtocol(web.RequestHandler):
+    """aiohttp's connection protocol, its own error answers as one line of JSON like the app's.
+
+    A request aiohttp's parser refuses (bad request line, header, Content-Length or chunk size; a line
+    over 8190 bytes) never reaches the app, so `_json_errors` never sees it: aiohttp answers it with
+    `handle_error`, in plain text. aiohttp offers no hook for that answer (aio-libs/aiohttp#3287), hence
+    this override and the two classes below that install it, which use aiohttp internals (as of 3.14:
+    `AppRunner._make_server`, `Server._loop`, `Server._kwargs`);
+    test_serve_fuzz.py::test_requests_the_parser_refuses_get_json_errors fails if any of it changes."""
+
+    def handle_error(
+        self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
+        """aiohttp's answer (it logs the error, raises when an answer has begun), as {"error": "..."}."""
+        super().handle_error(request, status, exc, message)
+        if status >= 500:
+            text = "internal error"
+        elif what := (message or "").strip().split("\n", 1)[0].split(":", 1)[0]:  # after it: the bad bytes
+            text = f"malformed HTTP request: {what}"[:_ERROR_CHARS]
+        else:
+            text = HTTPStatus(status).phrase
+        response = web.json_response({"error": text}, status=status)
+        response.force_close()  # as aiohttp's: what follows a refused request cannot be parsed
+        return response
+
+
+class _JsonErrorServer(web.Server):
+    """aiohttp's low-level server, making `_JsonErrorProtocol`s (Server.__call__ makes RequestHandlers)."""
+
+    def __call__(self) -> web.RequestHandler:
+        return _JsonErrorProtocol(self, loop=self._loop, **self._kwargs)
+
+
+class _Runner(web.AppRunner):
+    """`web.AppRunner` whose server is a `_JsonErrorServer`: aiohttp's own, made again with its settings."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()  # starts the app
+        return _JsonErrorServer(
+            server.request_handler,
+            request_factory=server.request_factory,
+            handler_cancellation=server.handler_cancellation,
+            **server._kwargs,
+        )
+
+
 def make_runner(config: ServerConfig) -> web.AppRunner:
     """The app's runner with the server's connection limits: a connection that has not sent a whole
     request's headers within `request_timeout` (aiohttp's keep-alive timer runs from the connection's
     start) is closed, so is an idle keep-alive one; the unread rest of a refused body (408, 413) is
-    taken for 2 s at most (so the client can read the answer before the close), not aiohttp's 10."""
-    return web.AppRunner(
+    taken for 2 s at most (so the client can read the answer before the close), not aiohttp's 10.
+    Requests aiohttp's parser refuses get JSON errors too (`_JsonErrorProtocol`)."""
+    return _Runner(
         create_app(config),
         access_log=None,
         shutdown_timeout=5.0,
