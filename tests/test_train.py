@@ -185,6 +185,45 @@ def test_a_run_can_start_from_a_checkpoint_on_several_corpora(trained, corpus, t
     assert json.loads(model.with_suffix(".json").read_text())["train_seconds_of_audio"] == pytest.approx(2 * once)
 
 
+def test_a_run_can_start_from_an_exported_model(trained, corpus, tmp_path):
+    """Fine-tuning starts from an .onnx (the packaged model, or any exported one) as from a checkpoint."""
+    import torch
+
+    raw = yaml.safe_load((ROOT / "configs" / "quick.yaml").read_text())
+    raw |= {"corpus": str(corpus), "out": str(tmp_path / "run"), "steps": 2, "lr": 1e-9, "init": str(trained)}
+    path = tmp_path / "init.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    model = train(TrainConfig.load(path), progress=False)
+    start = torch.load(trained.parent / "checkpoint.pt", weights_only=True)["model"]
+    end = torch.load(model.parent / "checkpoint.pt")["model"]
+    assert all(torch.allclose(start[k], end[k], atol=1e-5) for k in start)
+    (tmp_path / "other.onnx").write_bytes(b"not a model")
+    path.write_text(yaml.safe_dump(raw | {"init": str(tmp_path / "other.onnx")}))
+    with pytest.raises(TalkfaceError, match="cannot read model"):
+        train(TrainConfig.load(path), progress=False)
+
+
+def test_distillation_shards_carry_the_file_models_closures(tmp_path):
+    """Real recordings labelled by the file model: the live model's input (log-mel, also as telephone
+    audio) and targets line up, and the teacher's /p b m/ class sits on the hand-labelled bilabials."""
+    from talkface.align import read_htk_labels
+    from talkface.train import dataset, distill
+
+    sample = ROOT / "src" / "talkface" / "samples"
+    (shard,) = distill.build_shards([sample / "arctic_a0009.wav"], tmp_path, shard_seconds=1)
+    frames = dataset.Frames.load([shard])
+    assert frames.lengths.tolist() == [frames.lengths[0]] * 2  # wideband and narrowband, one label track
+    assert frames.mel.shape[0] == frames.targets.shape[0] == frames.visemes.shape[0] == frames.lengths.sum()
+    wide, narrow = np.split(frames.mel.astype(np.float32), 2)
+    assert np.abs(wide - narrow)[:, 60:].mean() > 1.0  # no energy above 4 kHz in the telephone copy
+    visemes = frames.visemes[: frames.lengths[0]]
+    bilabials = [p for p in read_htk_labels(sample / "arctic_a0009_phone.lab") if p.phone in ("p", "b", "m")]
+    heard = [np.any(visemes[int(p.start * 100) : int(p.end * 100) + 1] == VISEMES.index("PP")) for p in bilabials]
+    assert len(bilabials) == 2 and all(heard)
+    jaw = ARKIT_NAMES.index("jawOpen")
+    assert frames.targets[: frames.lengths[0], jaw].astype(np.float32).max() > 0.2  # the mouth opens
+
+
 def test_critical_visemes_weigh_more_in_the_viseme_loss():
     import torch
 

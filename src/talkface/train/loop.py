@@ -64,7 +64,9 @@ class TrainConfig:
     vertex_caches: list[str] = field(default_factory=list)  # folders of .npy/.pc2 caches + audio
     blendshapes: str | None = None  # .npz blendshape set the vertex caches are solved into
     vertex_cache_fps: float = 30.0
-    init: str | None = None  # a checkpoint.pt whose weights (and feature statistics) a new run starts from
+    #: weights (and feature statistics) a new run starts from: a run's checkpoint.pt, or an exported
+    #: model .onnx such as the packaged `talkface-default.onnx`
+    init: str | None = None
     #: "log-mel": the causal streaming network (`FaceNet`); "speech-encoder": a head over the frozen
     #: speech encoder's features (`EncoderFaceNet`), for files; the `net` keys follow the choice
     front_end: str = LOG_MEL
@@ -120,6 +122,27 @@ def _losses(model: FaceNet | EncoderFaceNet, batch: tuple[np.ndarray, ...], devi
     total = l1 + config.velocity_weight * velocity + config.viseme_weight * ce
     mouth_mae = (weights - targets)[..., torch.from_numpy(MOUTH).to(device)].abs().mean()
     return {"loss": total, "l1": l1, "velocity": velocity, "ce": ce, "mouth_mae": mouth_mae}
+
+
+def _initial_weights(path: str, model: torch.nn.Module, device: torch.device) -> dict[str, torch.Tensor]:
+    """The state a run starts from: a checkpoint's, or an exported model's initializers (they keep the
+    network's parameter names; constants the exporter added are left out)."""
+    if Path(path).suffix != ".onnx":
+        return torch.load(path, map_location=device, weights_only=True)["model"]
+    import onnx
+    from google.protobuf.message import DecodeError
+    from onnx import numpy_helper
+
+    try:
+        graph = onnx.load(path).graph
+    except (OSError, DecodeError) as e:
+        raise TalkfaceError(f"{path}: cannot read model ({e})") from None
+    own = model.state_dict()
+    found = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer if i.name in own}
+    missing = sorted(set(own) - set(found))
+    if missing or any(found[k].shape != own[k].shape for k in found):
+        raise TalkfaceError(f"{path}: not a model of this network (missing or other-shaped: {', '.join(missing[:5])})")
+    return found
 
 
 def _device(name: str) -> torch.device:
@@ -193,7 +216,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
             return dataset.batch(splits[frames], rng, config.batch, config.crop, augment)
 
     if config.init:
-        model.load_state_dict(torch.load(config.init, map_location=device, weights_only=True)["model"])
+        model.load_state_dict(_initial_weights(config.init, model, device))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
     def schedule(step: int) -> float:
