@@ -345,7 +345,7 @@ def check_disjoint(rows: list[dict]) -> None:
 
 
 def distill(root: Path, out: Path) -> None:
-    """Decode the Russian and Italian prompts (16 kHz G.722; tones, beeps and silences left out) and
+    """Decode the Russian and Italian prompts (16 kHz G.722; silences, beeps and tones left out) and
     write them as teacher-labelled shards (`talkface.train.distill`) to `out`."""
     from talkface.train.distill import build_shards
 
@@ -354,8 +354,8 @@ def distill(root: Path, out: Path) -> None:
     for spec in DISTILL_DEBS:
         name = spec.split("=")[0]
         for source in sorted((root / name / "usr/share/asterisk/sounds").rglob("*.g722")):
-            if source.stem.startswith(("silence", "beep")) or "tone" in source.stem.split("-")[-1]:
-                continue
+            if source.parent.name == "silence" or source.stem.startswith("beep") or source.stem.endswith("tone"):
+                continue  # silences, beeps and tones are not speech
             target = wavs / name / f"{source.parent.name}-{source.stem}.wav"
             if not target.is_file():  # decoded beside it, then renamed: an interrupted run leaves no half file
                 target.parent.mkdir(parents=True, exist_ok=True)
