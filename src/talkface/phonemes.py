@@ -48,33 +48,47 @@ def normalize(phone: str) -> str:
     return p
 
 
-# IPA (as espeak-ng and Piper print it) → ARPAbet. Multi-symbol entries are matched first.
+# IPA (as espeak-ng and Piper print it) → ARPAbet. Multi-symbol entries are matched first. A sound
+# maps by what the lips do: front rounded vowels (y ʏ ø œ) to rounded phones, unrounded close
+# vowels (ɨ ɯ) to "ih" but Japanese u with compressed lips (ɯᵝ) to "uh", bilabial fricatives
+# (ɸ β) to bilabial stops, not to the labiodental f v. Greek ε is how espeak-ng's Danish writes ɛ.
 _IPA = {
     "aɪ": "ay", "aʊ": "aw", "ɔɪ": "oy", "eɪ": "ey", "oʊ": "ow", "əʊ": "ow", "ɛə": "eh", "ɪə": "ih",
-    "ʊə": "uh", "tʃ": "ch", "dʒ": "jh", "ts": "s", "dz": "z", "ɜː": "er", "ɑː": "aa", "ɔː": "ao",
-    "i": "iy", "ɪ": "ih", "ᵻ": "ih", "ɨ": "ih", "e": "ey", "ɛ": "eh", "æ": "ae", "a": "aa",
-    "ɑ": "aa", "ɒ": "aa", "ɶ": "aa", "ɐ": "ah", "ʌ": "ah", "ə": "ah", "ɘ": "ah", "ɤ": "ah",
+    "ʊə": "uh", "tʃ": "ch", "dʒ": "jh", "tɕ": "ch", "dʑ": "jh", "ʈʂ": "ch", "ɖʐ": "jh", "ts": "s",
+    "dz": "z", "ɯᵝ": "uh",
+    "i": "iy", "ɪ": "ih", "ᵻ": "ih", "ɨ": "ih", "ɯ": "ih", "e": "ey", "ɛ": "eh", "ε": "eh", "æ": "ae",
+    "a": "aa", "ɑ": "aa", "ɒ": "aa", "ɶ": "aa", "ɐ": "ah", "ʌ": "ah", "ə": "ah", "ɘ": "ah", "ɤ": "ah",
     "ɚ": "er", "ɝ": "er", "ɜ": "er", "ɞ": "er", "ɔ": "ao", "o": "ow", "ɵ": "ow", "ø": "ow",
-    "œ": "ow", "ʊ": "uh", "ɯ": "uh", "u": "uw", "y": "uw", "ʉ": "uw", "ʏ": "uh",
-    "p": "p", "b": "b", "m": "m", "ɱ": "m", "f": "f", "v": "v", "ɸ": "f", "β": "v", "ʋ": "v",
-    "θ": "th", "ð": "dh", "t": "t", "d": "d", "ʈ": "t", "ɖ": "d", "ɾ": "d", "ɽ": "d",
-    "s": "s", "z": "z", "ʃ": "sh", "ʒ": "zh", "ʂ": "sh", "ʐ": "zh", "ɕ": "sh", "ʑ": "zh",
-    "k": "k", "g": "g", "ɡ": "g", "c": "k", "ɟ": "g", "q": "k", "ɢ": "g", "x": "hh", "ɣ": "g",
-    "χ": "hh", "ʁ": "r", "ħ": "hh", "ʕ": "hh", "h": "hh", "ɦ": "hh", "ç": "hh", "ʝ": "y",
-    "n": "n", "ɲ": "n", "ɳ": "n", "ŋ": "ng", "ɴ": "ng", "l": "l", "ɫ": "l", "ʎ": "l", "ɬ": "l",
-    "ɭ": "l", "ʟ": "l", "ɹ": "r", "r": "r", "ʀ": "r", "ɻ": "r", "j": "y", "w": "w", "ɥ": "w",
-    "ʍ": "w", "ʔ": SILENCE, "_": SILENCE,
+    "œ": "ow", "ʊ": "uh", "u": "uw", "y": "uw", "ʉ": "uw", "ʏ": "uh",
+    "p": "p", "b": "b", "ɓ": "b", "m": "m", "ɱ": "m", "f": "f", "v": "v", "ɸ": "p", "β": "b",
+    "ʋ": "v", "θ": "th", "ð": "dh", "t": "t", "d": "d", "ɗ": "d", "ʈ": "t", "ɖ": "d", "ɾ": "d",
+    "ɽ": "d", "s": "s", "z": "z", "ʃ": "sh", "ʒ": "zh", "ʂ": "sh", "ʐ": "zh", "ɕ": "sh", "ʑ": "zh",
+    "ɧ": "sh", "k": "k", "g": "g", "ɡ": "g", "ɠ": "g", "c": "k", "ɟ": "g", "ʄ": "g", "q": "k",
+    "ɢ": "g", "x": "hh", "ɣ": "g", "χ": "hh", "ʁ": "r", "ħ": "hh", "ʕ": "hh", "h": "hh", "ɦ": "hh",
+    "ç": "hh", "ʝ": "y", "n": "n", "ɲ": "n", "ɳ": "n", "ŋ": "ng", "ɴ": "ng", "l": "l", "ɫ": "l",
+    "ʎ": "l", "ɬ": "l", "ɭ": "l", "ʟ": "l", "ɹ": "r", "r": "r", "ʀ": "r", "ɻ": "r", "j": "y",
+    "w": "w", "ɥ": "w", "ʍ": "w", "ʔ": SILENCE, "_": SILENCE,
 }  # fmt: skip
-_IPA_MARKS = "ˈˌːˑ̯̩̃ʰʲʷˠˤ̪̥̬͡‿-|"
+#: Characters of the table's own entries (the cedilla of ç, the ᵝ of ɯᵝ) are never dropped as marks.
+_KEPT = frozenset("".join(unicodedata.normalize("NFD", k) for k in _IPA))
+_SEPARATORS = frozenset("‿-|")
+
+
+def _is_mark(ch: str) -> bool:
+    """Whether `ch` only modifies a sound: stress, length, tone, a diacritic or modifier letter."""
+    if ch in _KEPT:
+        return False
+    return ch in _SEPARATORS or unicodedata.category(ch) in {"Mn", "Mc", "Me", "Lm", "Sk", "Nd"}
 
 
 def ipa_to_arpabet(symbol: str) -> list[str]:
     """ARPAbet phones for one IPA phoneme symbol (a diphthong or affricate stays one phone).
 
-    Stress, length and other diacritics are dropped; a symbol with no entry is split into its
-    characters, and characters that still have none are skipped.
+    Stress, length, tone (marks or digits), diacritics and modifier letters are dropped, so a
+    centralised, nasal or syllabic vowel ("ä", "ɑ̃", "n̩") maps like the plain one. A symbol with no
+    entry is split into its characters, and characters that still have none are skipped.
     """
-    s = "".join(ch for ch in unicodedata.normalize("NFD", symbol) if ch not in _IPA_MARKS).strip()
+    s = "".join(ch for ch in unicodedata.normalize("NFD", symbol) if not _is_mark(ch)).strip()
     s = unicodedata.normalize("NFC", s)
     if not s:
         return []

@@ -6,6 +6,7 @@ libespeak-ng keeps global state and is not thread-safe, so every call into it ho
 from __future__ import annotations
 
 import ctypes
+import re
 import threading
 from dataclasses import astuple, dataclass
 from functools import cache
@@ -31,6 +32,25 @@ _NASALS_LIQUIDS = frozenset({"m", "n", "ng", "l", "r", "w", "y"})
 _CLOSURE_LEVEL = 1e-3  # espeak-ng writes its stop closures as digital silence
 _ONSET_SEARCH_MS = 40
 _ONSET_DB = 3.0
+_SWITCH = re.compile(r"\(([a-z-]+)\)")  # "(en)" … "(de)": espeak-ng changes language mid-text
+#: Language → voice to use for it where espeak-ng's first voice for the language reads it wrongly:
+#: its "cmn" voice spells the pinyin of Han characters out as English ("ni three hao three").
+_LANGUAGE_VOICE = {"cmn": "cmn-latn-pinyin", "zh": "cmn-latn-pinyin", "zh-cmn": "cmn-latn-pinyin"}
+#: Phoneme names espeak-ng prints that are not the IPA of the sound it speaks, by language. Where a
+#: language's phoneme table has no IPA for a phoneme, espeak-ng prints its mnemonic read as
+#: Kirshenbaum ASCII-IPA, so Russian ы comes out as "y" (rounded ü) and Welsh y as "ø".
+_IPA_FIXES: dict[str, dict[str, str]] = {
+    "ru": {"y": "ɨ"},  # ы
+    "uk": {"y": "ɨ"},  # и after ж ш
+    "vi": {"y": "ɨ", "yə": "ɨə"},  # ư, ươ
+    "cy": {"ø": "ɨ"},  # y, u
+    "de": {"??": "ʊɐ"},  # "Furcht"
+    "sv": {"sx": "ɧ"},  # sj
+    "cmn": {
+        "ph": "pʰ", "th": "tʰ", "kh": "kʰ", "tsh": "tsʰ", "tɕh": "tɕʰ", "s.": "ʂ", "ts.": "ʈʂ",
+        "ts.h": "ʈʂʰ", "i.": "ɚ", "i̪": "ɨ", "o-": "ɤ", "onɡ": "ʊŋ", "ər": "ɚ",
+    },  # the vowels of "shi", "si", "ge", "dong", "er"
+}  # fmt: skip
 
 
 class _EventId(ctypes.Union):
@@ -120,9 +140,7 @@ class _Engine:
             i += 1
         return 0  # go on
 
-    def synthesize(
-        self, voice: str, text: bytes, prosody: Prosody
-    ) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    def synthesize(self, voice: str, text: bytes, prosody: Prosody) -> tuple[np.ndarray, list[tuple[int, str]]]:
         """Audio (float32) and its phoneme events as (sample, IPA name); KeyError if `voice` fails."""
         if self.voice != voice:
             if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
@@ -218,15 +236,20 @@ def load(name: str, prosody: Prosody = Prosody()) -> EspeakVoice:
 
 
 def load_language(lang: str) -> EspeakVoice:
-    """The espeak-ng voice that fits language `lang` best ("de", "en-GB", "pt_BR")."""
-    entry = _find(lang.strip().lower().replace("_", "-"))
+    """The espeak-ng voice that fits language `lang` best ("de", "en-GB", "pt_BR", "zh")."""
+    entry = _find(lang.strip().lower().replace("_", "-"), by_language=True)
     if entry is None:
         raise unknown_voice(f"language '{lang}'")
     return EspeakVoice(entry, "")
 
 
-def _find(tag: str) -> _Entry | None:
+def _find(tag: str, by_language: bool = False) -> _Entry | None:
+    """The voice named `tag`, else the one that fits language `tag` best; `by_language` puts the
+    language's best voice before a voice of that name ("cmn")."""
     entries = _entries()
+    preferred = entries.get(_LANGUAGE_VOICE.get(tag, ""))
+    if preferred is not None and (by_language or tag not in entries):
+        return preferred
     if tag in entries:
         return entries[tag]
     fits = [(p, i, e) for i, e in enumerate(entries.values()) for p, t in e.languages if t == tag]
@@ -248,6 +271,7 @@ class EspeakVoice:
         suffix = f"+{variant}" if variant else ""
         self.info = VoiceInfo(entry.info.name + suffix, "espeak", entry.info.language, entry.info.description)
         self._espeak_name = entry.identifier + suffix
+        self._language = entry.identifier.rsplit("/", 1)[-1].split("-", 1)[0].lower()
         self.prosody = prosody
 
     def synthesize(self, text: str) -> Speech:
@@ -259,7 +283,27 @@ class EspeakVoice:
                 audio, events = engine.synthesize(self._espeak_name, data, self.prosody)
             except KeyError:
                 raise unknown_voice(f"voice '{self.info.name}'") from None
+        events = _ipa_events(events, self._language)
         return build_speech(audio, engine.sample_rate, _corrected(audio, engine.sample_rate, events))
+
+
+def _ipa_events(events: list[tuple[int, str]], language: str) -> list[tuple[int, str]]:
+    """Phoneme events without espeak-ng's language switches ("(en)" … "(de)"), each named by the
+    IPA of its sound in the language spoken at that point (`_IPA_FIXES`); `language` is the voice's.
+
+    A glottal stop written into a vowel's name (Danish stød, "ʔe") is creaky voice on the vowel,
+    not a pause, so it is left out; a glottal stop of its own stays.
+    """
+    fixes = _IPA_FIXES.get(language, {})
+    out: list[tuple[int, str]] = []
+    for sample, name in events:
+        switch = _SWITCH.fullmatch(name)
+        if switch:
+            fixes = _IPA_FIXES.get(switch[1], {})
+            continue
+        name = fixes.get(name, name)
+        out.append((sample, name.replace("ʔ", "") if len(name) > 1 else name))
+    return out
 
 
 def _corrected(audio: np.ndarray, rate: int, events: list[tuple[int, str]]) -> list[tuple[int, str]]:
