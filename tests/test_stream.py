@@ -218,3 +218,42 @@ def test_files_use_the_encoder_model_and_streams_the_live_one(speech):
     animator = Animator()
     assert animator.model.input == "speech-encoder" and animator.stream_model.input == "log-mel"
     assert animator.stream().latency <= 0.1
+
+
+def syllables(seconds: float, level: float, rng: np.random.Generator) -> np.ndarray:
+    """Noise in 5 Hz bursts at `level` (RMS): speech-like loudness, no model needed to hear it."""
+    t = np.arange(int(seconds * 16000)) / 16000
+    return (level * (0.6 + 0.4 * np.sin(2 * np.pi * 5 * t)) * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def mouth_through_post(audio: np.ndarray, fps: float = 30.0) -> np.ndarray:
+    """jawOpen after stream post-processing when the model says "jaw half open" on every frame."""
+    from talkface.online import OnlinePost
+
+    post = OnlinePost(Style(life=LifeConfig(blink=False, gaze=False, head=False, breathing=False)), fps)
+    n = int(len(audio) / 16000 * fps)
+    speech = np.zeros((n, 52), np.float32)
+    speech[:, INDEX["jawOpen"]] = 0.5
+
+    def samples(a: int, b: int) -> np.ndarray:
+        out = np.zeros(b - a, np.float32)
+        lo, hi = max(a, 0), min(b, len(audio))
+        if hi > lo:
+            out[lo - a : hi - a] = audio[lo:hi]
+        return out
+
+    return np.concatenate([post.process(speech[i : i + 7], samples).weights[:, INDEX["jawOpen"]]
+                           for i in range(0, n, 7)])  # fmt: skip
+
+
+def test_the_face_rests_where_no_voice_is_heard():
+    """Whatever the model says in a pause, the mouth rests there (eased in and out within ~0.2 s);
+    quiet words right after a shout still move it."""
+    rng = np.random.default_rng(0)
+    quiet = 1e-4 * rng.standard_normal(16000).astype(np.float32)  # a room at -80 dB
+    jaw = mouth_through_post(np.concatenate([syllables(1.0, 0.1, rng), quiet, syllables(1.0, 0.1, rng)]))
+    assert jaw[15:28].min() > 0.2  # speaking
+    assert jaw[38:52].max() < 0.02  # the pause, from 0.27 s after the voice stops to 0.27 s before it comes
+    assert jaw[66:].min() > 0.2  # speaking again
+    shout = np.concatenate([syllables(0.3, 0.5, rng), syllables(2.0, 0.5 / 10 ** (20 / 20), rng)])
+    assert mouth_through_post(shout)[40:].min() > 0.2  # 20 dB quieter words, 1 s after the shout

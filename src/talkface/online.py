@@ -44,6 +44,10 @@ _REFRACTORY = 0.6  # s between the blinks of the schedule (a double blink's seco
 _SPEECH_DB = 35.0
 _PEAK_DECAY = 0.01  # dB per grid frame (1 dB/s) of the loudness reference
 _FLOOR_DB = -60.0  # the reference never falls below this (dBFS)
+#: The face rests (its speech weights eased to zero over `_REST_TAU` s) where no grid frame from
+#: `_REST_BEHIND` before to `AHEAD` after is voice: within `_VOICE_DB` of a loudness reference that
+#: decays `_VOICE_DECAY` dB a grid frame (6 dB/s, so quiet words soon after a shout still count).
+_VOICE_DB, _VOICE_DECAY, _REST_BEHIND, _REST_TAU = 16.0, 0.06, 8, 0.03
 _MOUTH = np.array([INDEX[n] for n in emo.LIP_SHAPES if n != "cheekPuff"])
 _WINDOW = np.hanning(2 * _HALF)
 _BATCH = 256  # windows measured at a time
@@ -90,6 +94,8 @@ class OnlineProsody:
         # the reference is the running max of max(level, floor) - decay × age, started at -45 dB;
         # `top` keeps that max as max(level, floor) + decay × frame, so no chunking changes it
         self.top = -45.0 - _PEAK_DECAY
+        self.voice = np.zeros(0, bool)  # loud enough that the face should not rest (`_VOICE_DB`)
+        self.voice_top = -math.inf  # as `top`, for the voice reference (`_VOICE_DECAY`)
         self.log_f0_sum, self.voiced = 0.0, 0
         self.checked = 0  # first grid frame not yet checked for a syllable peak
         self.last_peak = -100
@@ -111,6 +117,9 @@ class OnlineProsody:
         self.top = float(tops[-1])
         rel = levels - (tops[1:] - _PEAK_DECAY * k)
         active = rel > -_SPEECH_DB
+        loud = np.maximum.accumulate(np.concatenate([[self.voice_top], levels + _VOICE_DECAY * k]))
+        self.voice_top = float(loud[-1])
+        voice = levels > loud[1:] - _VOICE_DECAY * k - _VOICE_DB
         voiced = (f0s > 0) & active
         semitones = 12 * np.log2(np.where(voiced, f0s, 1.0))
         sums = self.log_f0_sum + np.cumsum(np.where(voiced, semitones, 0.0))
@@ -121,13 +130,17 @@ class OnlineProsody:
         self.rel = np.concatenate([self.rel[drop:], rel])
         self.energy = np.concatenate([self.energy[drop:], 10 ** (rel / 20)])
         self.active = np.concatenate([self.active[drop:], active])
+        self.voice = np.concatenate([self.voice[drop:], voice])
         self.pitch = np.concatenate([self.pitch[drop:], pitch])
         self.base += drop
         self.next += len(levels)
 
-    def at(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        """Speech activity and pitch of the measured grid frames lo..hi-1."""
-        return self.active[lo - self.base : hi - self.base], self.pitch[lo - self.base : hi - self.base]
+    def at(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Speech activity, voice (`_VOICE_DB`) and pitch of the measured grid frames lo..hi-1;
+        frames before the first one held are silent."""
+        pad, a, b = max(0, self.base - lo), max(lo, self.base) - self.base, hi - self.base
+        return (np.pad(self.active[a:b], (pad, 0)), np.pad(self.voice[a:b], (pad, 0)),
+                np.pad(self.pitch[a:b], (pad, 0), constant_values=np.nan))  # fmt: skip
 
     def advance(self, upto: int, samples: Samples) -> list[tuple[int, float]]:
         """Measure grid frames up to `upto` (inclusive); return the stressed-syllable candidates
@@ -432,6 +445,7 @@ class OnlinePost:
         self.smooth: dict[str, list[np.ndarray] | None] = {"lower": None, "upper": None}
         self.pose = post.keep_pose((), style.face, style.life)  # fixed, so every block has the same channels
         self.frame = 0
+        self.voiced = 1.0  # the share of the speech weights let through (`_VOICE_DB`)
 
     def grid(self, frame: int) -> int:
         """The last prosody grid frame the output frame `frame` needs (80 ms past its time)."""
@@ -472,19 +486,23 @@ class OnlinePost:
         busy_now = np.clip(np.abs(speech[:, _MOUTH]).max(axis=1) / 0.06, 0.0, 1.0)
         # prosody for the whole block: output frame i looks at grid frame js[i] and AHEAD past it
         js = np.floor((self.frame + np.arange(n)) / self.fps * GRID + 0.5).astype(int)
-        found, active, pitch, heard = [], np.zeros(0, bool), np.zeros(0), np.zeros(0, bool)
-        if n:
+        found: list[tuple[int, float]] = []
+        active = voice = np.zeros(n + _REST_BEHIND + AHEAD, bool)
+        pitch = np.zeros(n + _REST_BEHIND + AHEAD)
+        if n:  # grid frames js[0] - _REST_BEHIND .. js[-1] + AHEAD
             found = self.prosody.advance(int(js[-1]) + AHEAD, samples)
-            active, pitch = self.prosody.at(int(js[0]), int(js[-1]) + 1)
-            heard = self.prosody.at(int(js[0]), int(js[-1]) + AHEAD + 1)[0]
+            active, voice, pitch = self.prosody.at(int(js[0]) - _REST_BEHIND, int(js[-1]) + AHEAD + 1)
         accents: list[list[tuple[float, float]]] = [[] for _ in range(n)]
         for g, strength in found:  # a peak is known from the first frame that looks at its grid frame
             accents[int(np.searchsorted(js, g))].append((g / GRID, strength))
         for i in range(n):
             t = self.frame / self.fps
-            j = int(js[i] - js[0])
-            ahead = bool(heard[j : j + AHEAD + 1].any())
+            j = int(js[i] - js[0]) + _REST_BEHIND
+            ahead = bool(active[j : j + AHEAD + 1].any())
             w = speech[i].astype(np.float64)
+            heard = float(voice[j - _REST_BEHIND : j + AHEAD + 1].any())
+            self.voiced += _one_pole(_REST_TAU, self.fps) * (heard - self.voiced)
+            w *= self.voiced
             target = targets[i]
             if self.emotion_state is None or self.settings.transition <= 0:
                 self.emotion_state = target.copy()
