@@ -445,11 +445,15 @@ class OnlinePost:
         self.smooth: dict[str, list[np.ndarray] | None] = {"lower": None, "upper": None}
         self.pose = post.keep_pose((), style.face, style.life)  # fixed, so every block has the same channels
         self.frame = 0
-        self.voiced = 1.0  # the share of the speech weights let through (`_VOICE_DB`)
+        self.voice_gate = 1.0  # the share of the speech weights let through (`_VOICE_DB`)
 
     def grid(self, frame: int) -> int:
         """The last prosody grid frame the output frame `frame` needs (80 ms past its time)."""
-        return math.floor(frame / self.fps * GRID + 0.5) + AHEAD
+        return int(self._nearest(np.array(frame))) + AHEAD
+
+    def _nearest(self, frames: np.ndarray) -> np.ndarray:
+        """The grid frames nearest to output frames' times."""
+        return np.floor(frames / self.fps * GRID + 0.5).astype(int)
 
     def set_emotion(self, weights: dict[str, float] | emo.EmotionTrack) -> None:
         """A new emotion from the next frame on (eased in by the transition time)."""
@@ -485,7 +489,7 @@ class OnlinePost:
         targets = emo.settle(self.track.sample(times), self.settings)
         busy_now = np.clip(np.abs(speech[:, _MOUTH]).max(axis=1) / 0.06, 0.0, 1.0)
         # prosody for the whole block: output frame i looks at grid frame js[i] and AHEAD past it
-        js = np.floor((self.frame + np.arange(n)) / self.fps * GRID + 0.5).astype(int)
+        js = self._nearest(self.frame + np.arange(n))
         found: list[tuple[int, float]] = []
         active = voice = np.zeros(n + _REST_BEHIND + AHEAD, bool)
         pitch = np.zeros(n + _REST_BEHIND + AHEAD)
@@ -501,8 +505,8 @@ class OnlinePost:
             ahead = bool(active[j : j + AHEAD + 1].any())
             w = speech[i].astype(np.float64)
             heard = float(voice[j - _REST_BEHIND : j + AHEAD + 1].any())
-            self.voiced += _one_pole(_REST_TAU, self.fps) * (heard - self.voiced)
-            w *= self.voiced
+            self.voice_gate += _one_pole(_REST_TAU, self.fps) * (heard - self.voice_gate)
+            w *= self.voice_gate
             target = targets[i]
             if self.emotion_state is None or self.settings.transition <= 0:
                 self.emotion_state = target.copy()
