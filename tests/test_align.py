@@ -144,13 +144,48 @@ def test_right_transcript_matches_and_a_wrong_one_does_not(audio) -> None:
 
 
 def test_animator_warns_once_about_a_wrong_transcript(audio, caplog) -> None:
+    """A transcript of other speech is set aside: the face follows the audio, and one warning says so."""
     caplog.set_level(logging.WARNING, logger="talkface")
     Animator().animate(audio, text=ARCTIC_TRANSCRIPT, sample_rate=16000)
     assert not caplog.records
-    Animator().animate(audio, text=WRONG_TRANSCRIPT, sample_rate=16000)
+    anim, phones = Animator().animate_with_phones(audio, text=WRONG_TRANSCRIPT, sample_rate=16000)
     [record] = caplog.records
     assert record.name == "talkface.animator"
-    assert re.fullmatch(r"[0-3] of 9 words matched the audio", record.getMessage())
+    expected = r"[0-3] of 9 words matched the audio; 3\.\d s animated from the audio alone"
+    assert re.fullmatch(expected, record.getMessage())
+    alone = Animator().animate(audio, sample_rate=16000)
+    assert phones is None and np.array_equal(anim.weights, alone.weights)
+    caplog.clear()
+    _, phones = Animator(strict_text=True).animate_with_phones(audio, text=WRONG_TRANSCRIPT, sample_rate=16000)
+    [record] = caplog.records  # strict: the text is kept, with the warning
+    assert re.fullmatch(r"[0-3] of 9 words matched the audio", record.getMessage()) and phones
+
+
+def test_a_transcript_that_cannot_be_aligned_leaves_the_audio_to_animate(audio, caplog, tmp_path) -> None:
+    caplog.set_level(logging.WARNING, logger="talkface")
+    cut = audio[:1600]  # 0.1 s: the transcript cannot fit
+    anim, phones = Animator().animate_with_phones(cut, text=ARCTIC_TRANSCRIPT, sample_rate=16000)
+    assert phones is None and anim.num_frames == 3
+    assert caplog.records[-1].getMessage() == (
+        "could not align the transcript to the audio; 0.1 s animated from the audio alone"
+    )
+    with pytest.raises(TalkfaceError, match="could not align"):
+        Animator(strict_text=True).animate(cut, text=ARCTIC_TRANSCRIPT, sample_rate=16000)
+    import soundfile as sf
+
+    wav = tmp_path / "cut.wav"
+    sf.write(wav, cut, 16000)
+    args = [sys.executable, "-m", "talkface.cli", "animate", str(wav), "--text", ARCTIC_TRANSCRIPT]
+    done = subprocess.run([*args, "-o", str(tmp_path / "a.csv"), "--phonemes-out", str(tmp_path / "a.tsv")],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0 and (tmp_path / "a.csv").is_file() and not (tmp_path / "a.tsv").exists()
+    assert done.stderr.splitlines() == [
+        "warning: could not align the transcript to the audio; 0.1 s animated from the audio alone",
+        f"warning: {tmp_path / 'a.tsv'} not written: the neural model animated the audio alone",
+    ]
+    strict = subprocess.run([*args, "--strict-text", "-o", str(tmp_path / "b.csv")], capture_output=True, text=True)
+    assert strict.returncode == 1 and len(strict.stderr.splitlines()) == 1 and "could not align" in strict.stderr
+    assert not (tmp_path / "b.csv").exists()
 
 
 def test_align_synthetic_speech_with_digital_silence() -> None:

@@ -53,6 +53,9 @@ MATCH_SCORE = -50
 #: Below this share of matched words a transcript is probably not what was said (on the same 18 clips:
 #: right transcripts 0.89–1, wrong ones 0.22–0.67).
 MIN_SHARE = 0.75
+#: Below this share the transcript is taken to be of other speech: `Animator` animates the audio alone
+#: (unless told to keep to the text). Right transcripts with a fifth of their words wrong stay above it.
+AUDIO_ONLY_BELOW = 0.5
 _FAILED = "could not align the transcript to the audio (does the text match the speech?)"
 
 #: Rough letter-to-sound rules for words missing from CMUdict, matched longest spelling first.
@@ -65,6 +68,10 @@ _SPELLINGS = {
     "i": "IH", "j": "JH", "k": "K", "l": "L", "m": "M", "n": "N", "o": "AA", "p": "P", "q": "K",
     "r": "R", "s": "S", "t": "T", "u": "AH", "v": "V", "w": "W", "x": "K S", "y": "Y", "z": "Z",
 }  # fmt: skip
+
+
+class AlignmentError(TalkfaceError):
+    """The transcript could not be aligned to the audio at all."""
 
 
 @dataclass(frozen=True)
@@ -120,8 +127,8 @@ def align_transcript(audio: np.ndarray, text: str, sample_rate: int = SAMPLE_RAT
     The phones are contiguous from 0 to the audio's duration, with pauses as silence. Numbers,
     amounts, times and abbreviations are read as words first (`normalize_text`). Words missing
     from the dictionary get a rough spelled-out pronunciation (a warning is logged the first time
-    each is seen, then the decoder keeps it). Raises `TalkfaceError` for an empty transcript or
-    when the text cannot be aligned to the audio. Time and memory grow linearly with the audio.
+    each is seen, then the decoder keeps it). Raises `TalkfaceError` for an empty transcript, and
+    `AlignmentError` when the text cannot be aligned to the audio. Time and memory grow linearly with the audio.
     """
     audio = load_audio(audio, sample_rate)
     words = _words(text)
@@ -154,7 +161,7 @@ def align_transcript(audio: np.ndarray, text: str, sample_rate: int = SAMPLE_RAT
             with _LOCK:
                 aligned = _align_piece(decoder, _pcm(audio, start, end, dither), rest, open_end=end < n)
         except RuntimeError:
-            raise TalkfaceError(_FAILED) from None
+            raise AlignmentError(_FAILED) from None
         kept, boundary = _keep(aligned, cut - start) if end < n else (len(rest), end - start)
         real = 0  # words of the transcript seen so far in this piece
         for word in aligned:
@@ -167,7 +174,7 @@ def align_transcript(audio: np.ndarray, text: str, sample_rate: int = SAMPLE_RAT
         done += kept
         start += boundary
     if done < len(words):
-        raise TalkfaceError(_FAILED)
+        raise AlignmentError(_FAILED)
     return Alignment(_timeline(segments, len(audio) / SAMPLE_RATE), len(words), matched)
 
 

@@ -37,17 +37,27 @@ class Animator:
     """
 
     def __init__(
-        self, fps: float = 30.0, engine: str = "neural", model: str | None = None, *, style: Style | None = None
+        self,
+        fps: float = 30.0,
+        engine: str = "neural",
+        model: str | None = None,
+        *,
+        style: Style | None = None,
+        strict_text: bool = False,
     ) -> None:
         """`engine` drives audio without a transcript: "neural" (the packaged model, or `model`,
         a path to another) or "phonetic" (pocketsphinx phone recognition, then coarticulation).
-        `style` sets emotion, liveliness and face parameters (default: neutral, alive)."""
+        `style` sets emotion, liveliness and face parameters (default: neutral, alive). A transcript
+        that cannot be aligned, or of which fewer than half the words fit the sound, is set aside
+        with a warning and the audio animated alone; with `strict_text` the first is an error and
+        the second only a warning."""
         if engine not in ENGINES:
             raise TalkfaceError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
         self.fps = fps
         self.engine = engine
         self.model_path = model
         self.style = style or Style()
+        self.strict_text = strict_text
 
     @functools.cached_property
     def model(self) -> FaceModel:
@@ -124,7 +134,7 @@ class Animator:
 
         alignment = align_transcript(load_audio(audio, sample_rate), text)
         if alignment.doubtful:
-            log.warning("%d of %d words matched the audio", alignment.matched, alignment.words)
+            log.warning("%s", _matched(alignment))
         return alignment
 
     def animate_phones(
@@ -150,7 +160,8 @@ class Animator:
         """Animation for speech given as a file path or an array (an array needs `sample_rate`).
 
         With `text` the transcript is aligned to the audio, which gives the most exact lip sync;
-        without it the engine chosen at construction animates the sound alone.
+        without it (or when it does not fit the audio, see `strict_text`) the engine chosen at
+        construction animates the sound alone.
         """
         return self.animate_with_phones(audio, text, fps, sample_rate)[0]
 
@@ -163,7 +174,14 @@ class Animator:
     ) -> tuple[Animation, list[TimedPhone] | None]:
         """Like `animate`, also returning the timed phones the animation was made from (None when
         the neural model made it from the sound alone)."""
-        if text is None and self.engine == "neural":  # offline is streaming with the whole clip in one chunk
+        if text is not None:
+            pcm = load_audio(audio, sample_rate)
+            alignment = self._fitting(pcm, text)
+            if alignment is not None:
+                anim = self.animate_phones(alignment.phones, len(pcm) / SAMPLE_RATE, fps, audio=pcm, text=text)
+                return anim, alignment.phones
+            audio, sample_rate, text = pcm, SAMPLE_RATE, None
+        if self.engine == "neural":  # offline is streaming with the whole clip in one chunk
             if isinstance(audio, np.ndarray):
                 session = self._session(self.file_engine, fps)
                 return Animation.join([session.push(load_audio(audio, sample_rate)), session.flush()]), None
@@ -171,8 +189,29 @@ class Animator:
             session = self._session(self.file_engine, fps, sample_rate=rate)
             return Animation.join([*(session.push(block) for block in blocks), session.flush()]), None
         pcm = load_audio(audio, sample_rate)
-        phones = self.phones(pcm, text, SAMPLE_RATE)
-        return self.animate_phones(phones, len(pcm) / SAMPLE_RATE, fps, audio=pcm, text=text), phones
+        phones = self.phones(pcm, sample_rate=SAMPLE_RATE)
+        return self.animate_phones(phones, len(pcm) / SAMPLE_RATE, fps, audio=pcm), phones
+
+    def _fitting(self, pcm: np.ndarray, text: str) -> Alignment | None:
+        """`text` aligned to 16 kHz speech, or None (with a warning) where it does not fit the audio
+        and the sound alone should drive the face (see `strict_text`)."""
+        from .align import AUDIO_ONLY_BELOW, AlignmentError, align_transcript
+
+        alone = f"{len(pcm) / SAMPLE_RATE:.1f} s animated from the audio alone"
+        try:
+            alignment = align_transcript(pcm, text)
+        except AlignmentError as e:
+            if self.strict_text:
+                raise
+            log.warning("%s; %s", str(e).split(" (")[0], alone)
+            return None
+        if not alignment.doubtful:
+            return alignment
+        if self.strict_text or alignment.share >= AUDIO_ONLY_BELOW:
+            log.warning("%s", _matched(alignment))
+            return alignment
+        log.warning("%s; %s", _matched(alignment), alone)
+        return None
 
     def say(
         self, text: str, voice: str | None = None, lang: str | None = None, fps: float | None = None
@@ -186,3 +225,7 @@ class Animator:
         duration = len(speech.audio) / speech.sample_rate
         pcm = load_audio(speech.audio, speech.sample_rate)
         return speech, self.animate_phones(speech.phones, duration, fps, audio=pcm, text=text)
+
+
+def _matched(alignment: Alignment) -> str:
+    return f"{alignment.matched} of {alignment.words} words matched the audio"

@@ -101,6 +101,8 @@ def _say(
               help="Output file; '-': standard output (a text format, CSV unless --format says).")  # fmt: skip
 @click.option("--text", help="Transcript: aligns it to the audio for exact lip sync.")
 @click.option("--text-file", type=click.Path(dir_okay=False), help="Transcript from a UTF-8 text file (up to 1 MB).")
+@click.option("--strict-text", is_flag=True,
+              help="A transcript that cannot be aligned is an error (default: warn, animate the audio).")  # fmt: skip
 @click.option("--format", "fmt", type=click.Choice(_export_choices()), help="Output format (default: by extension).")
 @click.option("--phonemes-out", type=click.Path(dir_okay=False), help="Also write the timed phones (TSV).")
 @click.option(
@@ -119,6 +121,7 @@ def animate(
     out: str,
     text: str | None,
     text_file: str | None,
+    strict_text: bool,
     fmt: str | None,
     phonemes_out: str | None,
     engine: str,
@@ -135,13 +138,15 @@ def animate(
     fmt = _output_format(out, fmt)
     if phonemes_out:
         output_target(phonemes_out)
-    animator = Animator(fps, engine, model, style=style_from(**style))
+    animator = Animator(fps, engine, model, style=style_from(**style), strict_text=strict_text)
     sender = _sender(livelink, fps)
     if text_file is not None:
         text = read_text(text_file, "transcript")
     anim, phones = animator.animate_with_phones(audio, text)
     _write(anim, out, fmt, sound_file=audio)
-    if phonemes_out and phones is not None:
+    if phonemes_out and phones is None:
+        click.echo(f"warning: {phonemes_out} not written: the neural model animated the audio alone", err=True)
+    elif phonemes_out:
         write_text(phonemes_out, phones_tsv(phones))
     if sender:
         with contextlib.closing(sender):
