@@ -163,11 +163,11 @@ def test_animator_warns_once_about_a_wrong_transcript(audio, caplog) -> None:
 
 def test_a_transcript_that_cannot_be_aligned_leaves_the_audio_to_animate(audio, caplog, tmp_path) -> None:
     caplog.set_level(logging.WARNING, logger="talkface")
-    cut = audio[:1600]  # 0.1 s: the transcript cannot fit
+    cut = audio[:12800]  # its first 0.8 s: the whole transcript cannot fit
     anim, phones = Animator().animate_with_phones(cut, text=ARCTIC_TRANSCRIPT, sample_rate=16000)
-    assert phones is None and anim.num_frames == 3
+    assert phones is None and anim.num_frames == 24
     assert caplog.records[-1].getMessage() == (
-        "could not align the transcript to the audio; 0.1 s animated from the audio alone"
+        "could not align the transcript to the audio; 0.8 s animated from the audio alone"
     )
     with pytest.raises(TalkfaceError, match="could not align"):
         Animator(strict_text=True).animate(cut, text=ARCTIC_TRANSCRIPT, sample_rate=16000)
@@ -180,12 +180,23 @@ def test_a_transcript_that_cannot_be_aligned_leaves_the_audio_to_animate(audio, 
                           capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0 and (tmp_path / "a.csv").is_file() and not (tmp_path / "a.tsv").exists()
     assert done.stderr.splitlines() == [
-        "warning: could not align the transcript to the audio; 0.1 s animated from the audio alone",
+        "warning: could not align the transcript to the audio; 0.8 s animated from the audio alone",
         f"warning: {tmp_path / 'a.tsv'} not written: the neural model animated the audio alone",
     ]
     strict = subprocess.run([*args, "--strict-text", "-o", str(tmp_path / "b.csv")], capture_output=True, text=True)
     assert strict.returncode == 1 and len(strict.stderr.splitlines()) == 1 and "could not align" in strict.stderr
     assert not (tmp_path / "b.csv").exists()
+
+
+def test_a_transcript_over_noise_is_an_error() -> None:
+    """Without speech there is nothing the transcript could be of: one clear error, strict or not."""
+    rng = np.random.default_rng(0)
+    for level in (0.1, 1e-4):  # loud white noise; a quiet room
+        noise = rng.normal(0, level, 48000).astype(np.float32)
+        with pytest.raises(TalkfaceError, match="the audio holds no speech to align the transcript to"):
+            Animator().animate(noise, text=ARCTIC_TRANSCRIPT, sample_rate=16000)
+        with pytest.raises(TalkfaceError, match="could not align"):
+            Animator(strict_text=True).animate(noise, text=ARCTIC_TRANSCRIPT, sample_rate=16000)
 
 
 def test_align_synthetic_speech_with_digital_silence() -> None:

@@ -178,6 +178,16 @@ def align_transcript(audio: np.ndarray, text: str, sample_rate: int = SAMPLE_RAT
     return Alignment(_timeline(segments, len(audio) / SAMPLE_RATE), len(words), matched)
 
 
+def has_speech(audio: np.ndarray) -> bool:
+    """Whether 16 kHz audio holds anything like speech: 10 ms levels that rise at least 15 dB over
+    its quiet parts and above -60 dBFS. Digital silence and steady noise do not."""
+    levels = _frame_levels(audio)
+    if not len(levels):
+        return False
+    loud, quiet = np.percentile(levels, [99, 5])
+    return bool(loud >= -60 and loud - quiet >= 15)
+
+
 def recognize(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> list[TimedPhone]:
     """Phones heard in `audio` without a transcript (phone-loop recognition), contiguous 0..duration.
 

@@ -194,8 +194,9 @@ class Animator:
 
     def _fitting(self, pcm: np.ndarray, text: str) -> Alignment | None:
         """`text` aligned to 16 kHz speech, or None (with a warning) where it does not fit the audio
-        and the sound alone should drive the face (see `strict_text`)."""
-        from .align import AUDIO_ONLY_BELOW, AlignmentError, align_transcript
+        and the sound alone should drive the face (see `strict_text`); an error when the audio
+        holds no speech at all."""
+        from .align import AUDIO_ONLY_BELOW, AlignmentError, align_transcript, has_speech
 
         alone = f"{len(pcm) / SAMPLE_RATE:.1f} s animated from the audio alone"
         try:
@@ -203,6 +204,8 @@ class Animator:
         except AlignmentError as e:
             if self.strict_text:
                 raise
+            if not has_speech(pcm):
+                raise TalkfaceError("the audio holds no speech to align the transcript to") from None
             log.warning("%s; %s", str(e).split(" (")[0], alone)
             return None
         if not alignment.doubtful:
@@ -210,6 +213,8 @@ class Animator:
         if self.strict_text or alignment.share >= AUDIO_ONLY_BELOW:
             log.warning("%s", _matched(alignment))
             return alignment
+        if not has_speech(pcm):
+            raise TalkfaceError("the audio holds no speech to align the transcript to")
         log.warning("%s; %s", _matched(alignment), alone)
         return None
 
