@@ -198,10 +198,8 @@ def make_utterance(rng: np.random.Generator, sentences: dict[str, list[str]], co
     if config.emotion_share > 0 and rng.random() < config.emotion_share:  # no draw at 0: old corpora rebuild
         targets, emotion = emotional(rng, targets)
     n = min(mel.shape[0], targets.num_frames)
-    pcm = np.zeros(n * HOP, np.int16)
-    pcm[: min(audio.size, pcm.size)] = np.round(np.clip(audio[: pcm.size], -1, 1) * 32767)
     return {
-        "audio": pcm,
+        "audio": pcm_frames(audio, n),
         "mel": mel[:n].astype(np.float16),
         "targets": targets.weights[:n].astype(np.float16),
         "visemes": _visemes(phones, n),
@@ -220,7 +218,19 @@ def _build_shard(args: tuple[Path, int, bool, CorpusConfig, dict[str, list[str]]
         u = make_utterance(rng, sentences, config, held_out, pickers)
         utterances.append(u)
         seconds += u["mel"].shape[0] / FRAME_RATE
-    lengths = np.array([u["mel"].shape[0] for u in utterances])
+    write_shard(path, utterances)
+    return seconds
+
+
+def pcm_frames(audio: np.ndarray, frames: int) -> np.ndarray:
+    """16-bit audio of exactly `frames` feature hops (cut or zero-padded), as shards keep it."""
+    pcm = np.zeros(frames * HOP, np.int16)
+    pcm[: min(audio.size, pcm.size)] = np.round(np.clip(audio[: pcm.size], -1, 1) * 32767)
+    return pcm
+
+
+def write_shard(path: Path, utterances: list[dict[str, np.ndarray | str]]) -> None:
+    """Write utterances (mel, audio, targets, visemes, emotion, voice) as one corpus shard, atomically."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(
             f,
@@ -229,10 +239,9 @@ def _build_shard(args: tuple[Path, int, bool, CorpusConfig, dict[str, list[str]]
             targets=np.concatenate([u["targets"] for u in utterances]),
             visemes=np.concatenate([u["visemes"] for u in utterances]),
             emotion=np.stack([u["emotion"] for u in utterances]),
-            lengths=lengths,
+            lengths=np.array([u["mel"].shape[0] for u in utterances]),
             voices=np.array([u["voice"] for u in utterances]),
         )
-    return seconds
 
 
 #: Settings added after the first corpora were built, with the values those corpora were built with.

@@ -21,8 +21,8 @@ import soxr
 from ..audio import SAMPLE_RATE, load_audio
 from ..errors import TalkfaceError
 from ..features import log_mel, num_frames
-from ..files import atomic_path
 from ..model import OFFLINE_MODEL, FaceModel, load_default
+from .corpus import pcm_frames, write_shard
 
 log = logging.getLogger(__name__)
 
@@ -61,25 +61,13 @@ def build_shards(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    pending: list[dict[str, np.ndarray]] = []
+    pending: list[dict[str, np.ndarray | str]] = []
 
     def flush() -> None:
-        if not pending:
-            return
-        path = out / f"train-{len(written):05d}.npz"
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(
-                f,
-                mel=np.concatenate([u["mel"] for u in pending]),
-                audio=np.concatenate([u["audio"] for u in pending]),
-                targets=np.concatenate([u["targets"] for u in pending]),
-                visemes=np.concatenate([u["visemes"] for u in pending]),
-                emotion=np.zeros((len(pending), emotion_dim), np.float16),
-                lengths=np.array([len(u["mel"]) for u in pending]),
-                voices=np.array([str(u["voice"]) for u in pending]),
-            )
-        written.append(path)
-        pending.clear()
+        if pending:
+            written.append(out / f"train-{len(written):05d}.npz")
+            write_shard(written[-1], pending)
+            pending.clear()
 
     seconds = 0.0
     for recording in recordings:
@@ -93,11 +81,10 @@ def build_shards(
         weights, visemes = label(audio, teacher)
         for heard, kind in [(audio, "wide"), *([(_narrowband(audio), "narrow")] if narrowband else [])]:
             n = len(weights)
-            pcm = np.zeros(n * (SAMPLE_RATE // 100), np.int16)
-            pcm[: min(heard.size, pcm.size)] = np.round(np.clip(heard[: pcm.size], -1, 1) * 32767)
-            pending.append({"mel": log_mel(heard)[:n].astype(np.float16), "audio": pcm,
+            pending.append({"mel": log_mel(heard)[:n].astype(np.float16), "audio": pcm_frames(heard, n),
                             "targets": weights.astype(np.float16), "visemes": visemes,
-                            "voice": np.array(f"{Path(recording).stem}:{kind}")})  # fmt: skip
+                            "emotion": np.zeros(emotion_dim, np.float16),
+                            "voice": f"{Path(recording).stem}:{kind}"})  # fmt: skip
             seconds += n / 100
         if seconds >= shard_seconds:
             flush()
