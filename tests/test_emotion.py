@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 from synthetic import phrases, sequence
 
-from talkface import TalkfaceError
-from talkface import emotion as emo
+from talkface import Animation, TalkfaceError
 from talkface.coarticulation import animate_phones
-from talkface.life import LifeConfig
 from talkface.metrics import CLOSED_BELOW, lip_aperture, mouth_scores
-from talkface.post import Style
+from talkface.post import EMOTIONS, EmotionSettings, EmotionTrack, LifeConfig, Style, load_track, parse_emotions
+from talkface.post.emotion import auto, from_text, settle
+from talkface.post.settings import vector
+from talkface.train.styles import random_style
 
 # "Bob bought a pepper, and a map." at a brisk pace, with short bilabials
 WORDS = sequence(
@@ -21,9 +22,14 @@ WORDS = sequence(
 )  # fmt: skip
 
 
+def with_emotion(base, emotion, **settings):
+    """`base` with an emotion (weights or a track) and no liveliness."""
+    return Style(emotion=emotion, emotion_settings=EmotionSettings(**settings), life=LifeConfig.off()).apply(base)
+
+
 def emotional(phones, weights, fps=30, **settings):
     base = animate_phones(phones, fps)
-    return base, emo.apply(base, weights, emo.EmotionSettings(**settings) if settings else None)
+    return base, with_emotion(base, weights, **settings)
 
 
 def mean_of(anim, *names):
@@ -31,7 +37,7 @@ def mean_of(anim, *names):
 
 
 @pytest.mark.parametrize("fps", [24, 30, 60])
-@pytest.mark.parametrize("name", emo.EMOTIONS)
+@pytest.mark.parametrize("name", EMOTIONS)
 def test_every_emotion_keeps_lip_closures_and_open_vowels(name, fps):
     base, anim = emotional(WORDS, {name: 1.0}, fps)
     before, after = mouth_scores(base, WORDS), mouth_scores(anim, WORDS)
@@ -45,7 +51,7 @@ def test_every_emotion_keeps_lip_closures_and_open_vowels(name, fps):
 
 
 def test_mixed_emotions_at_full_strength_keep_closures():
-    _, anim = emotional(WORDS, {e: 1.0 for e in emo.EMOTIONS}, max_emotions=10)
+    _, anim = emotional(WORDS, {e: 1.0 for e in EMOTIONS}, max_emotions=10)
     assert mouth_scores(anim, WORDS).closed_on_bilabials == 1.0
 
 
@@ -63,7 +69,7 @@ SIGNATURES = {
 }
 
 
-@pytest.mark.parametrize("name", emo.EMOTIONS)
+@pytest.mark.parametrize("name", EMOTIONS)
 def test_each_emotion_shows_its_facs_signature(name):
     base, anim = emotional(WORDS, {name: 1.0})
     shapes, at_least = SIGNATURES[name]
@@ -99,9 +105,9 @@ def test_keyframe_track_changes_emotion_over_time(tmp_path):
     path = tmp_path / "track.json"
     keys = [{"time": 0.0, "emotions": {"joy": 1.0}}, {"time": 3.0, "emotions": {"sadness": 1.0}}]
     path.write_text(json.dumps(keys))
-    track = emo.load_track(path)
+    track = load_track(path)
     base = animate_phones(phrases(6.0, seed=1), 30, 6.0)
-    anim = emo.apply(base, track)
+    anim = with_emotion(base, track)
     early, late = slice(0, 30), slice(150, 180)
     assert anim["mouthSmileLeft"][early].mean() > 0.5 > anim["mouthSmileLeft"][late].mean()
     assert anim["mouthFrownLeft"][late].mean() > 0.3 > anim["mouthFrownLeft"][early].mean()
@@ -126,7 +132,7 @@ def test_malformed_keyframe_files_are_rejected(tmp_path, content, fragment):
     path = tmp_path / "track.json"
     path.write_text(content)
     with pytest.raises(TalkfaceError, match=fragment):
-        emo.load_track(path)
+        load_track(path)
 
 
 @pytest.mark.parametrize(
@@ -135,20 +141,20 @@ def test_malformed_keyframe_files_are_rejected(tmp_path, content, fragment):
 )
 def test_bad_emotion_specs_are_rejected(spec, fragment):
     with pytest.raises(TalkfaceError, match=fragment):
-        emo.parse_emotions(spec)
+        parse_emotions(spec)
 
 
 def test_emotion_spec_parsing():
-    assert emo.parse_emotions("joy=0.7, sadness=0.2") == {"joy": 0.7, "sadness": 0.2}
-    assert emo.parse_emotions("neutral") == {} and emo.parse_emotions("Anger") == {"anger": 1.0}
+    assert parse_emotions("joy=0.7, sadness=0.2") == {"joy": 0.7, "sadness": 0.2}
+    assert parse_emotions("neutral") == {} and parse_emotions("Anger") == {"anger": 1.0}
 
 
 def test_post_processing_settings():
     w = {"joy": 0.6, "sadness": 0.3, "fear": 0.2, "anger": 0.1}
-    col = {e: i for i, e in enumerate(emo.EMOTIONS)}
+    col = {e: i for i, e in enumerate(EMOTIONS)}
 
     def at_end(**kw):
-        return emo.curves(w, 30, 30.0, emo.EmotionSettings(transition=0.0, **kw))[-1]
+        return settle(vector(w)[None].astype(np.float64), EmotionSettings(**kw))[-1]
 
     plain = at_end(max_emotions=10)
     assert plain[col["joy"]] == pytest.approx(0.6)
@@ -166,12 +172,16 @@ def test_post_processing_settings():
 
 
 def test_transition_time_smooths_changes():
-    track = emo.EmotionTrack.from_keyframes(
+    track = EmotionTrack.from_keyframes(
         [{"time": 0.0, "emotions": {}}, {"time": 1.0, "emotions": {}}, {"time": 1.001, "emotions": {"joy": 1.0}}]
     )
-    joy = emo.EMOTIONS.index("joy")
-    fast = emo.curves(track, 90, 30.0, emo.EmotionSettings(transition=0.0))[:, joy]
-    slow = emo.curves(track, 90, 30.0, emo.EmotionSettings(transition=0.5))[:, joy]
+    still = Animation.zeros(90, 30.0)
+    smile = with_emotion(still, {"joy": 1.0}, transition=0.0)["mouthSmileLeft"][0]
+
+    def joy(transition: float) -> np.ndarray:  # how far joy has come, from the smile it brings
+        return with_emotion(still, track, transition=transition)["mouthSmileLeft"] / smile
+
+    fast, slow = joy(0.0), joy(0.5)
     assert fast[35] == pytest.approx(1.0)
     assert 0.1 < slow[35] < 0.5 and slow[-1] > 0.9  # after ~0.17 s on the way, settled by 2 s
 
@@ -183,30 +193,30 @@ def test_transition_time_smooths_changes():
 )  # fmt: skip
 def test_bad_settings_are_rejected(kwargs):
     with pytest.raises(TalkfaceError):
-        emo.EmotionSettings(**kwargs)
+        EmotionSettings(**kwargs)
 
 
 def test_random_styles_vary_reproducibly_and_keep_lips_right():
-    styles = [emo.random_style(np.random.default_rng(i), duration=3.0) for i in range(40)]
-    again = emo.random_style(np.random.default_rng(7), duration=3.0)
+    styles = [random_style(np.random.default_rng(i), duration=3.0) for i in range(40)]
+    again = random_style(np.random.default_rng(7), duration=3.0)
     assert np.array_equal(again.emotion.weights, styles[7].emotion.weights)
-    used = {emo.EMOTIONS[j] for s in styles for j in np.flatnonzero(s.emotion.weights.max(axis=0))}
+    used = {EMOTIONS[j] for s in styles for j in np.flatnonzero(s.emotion.weights.max(axis=0))}
     assert len(used) >= 8 and any(not s.emotion.weights.any() for s in styles)
     base = animate_phones(WORDS, 30)
-    for i, style in enumerate(styles):
-        anim = style.apply(base, seed=i)
+    for style in styles:
+        anim = style.apply(base)
         assert mouth_scores(anim, WORDS).closed_on_bilabials == 1.0
 
 
 def test_text_emotion_from_the_lexicon():
-    assert emo.from_text("What a lovely, wonderful day.").keys() == {"joy"}
-    assert emo.from_text("I am so sad, she died.").keys() == {"sadness"}
-    assert emo.from_text("I hate you!").keys() == {"anger"}
-    assert emo.from_text("The meeting is at noon.") == {}
+    assert from_text("What a lovely, wonderful day.").keys() == {"joy"}
+    assert from_text("I am so sad, she died.").keys() == {"sadness"}
+    assert from_text("I hate you!").keys() == {"anger"}
+    assert from_text("The meeting is at noon.") == {}
     # arousal of the voice scales the intensity
-    calm, excited = emo.auto("What a lovely day.", 0.0), emo.auto("What a lovely day.", 1.0)
+    calm, excited = auto("What a lovely day.", 0.0), auto("What a lovely day.", 1.0)
     assert excited["joy"] > calm["joy"] > 0
-    assert emo.auto(None, 1.0) == {}
+    assert auto(None, 1.0) == {}
 
 
 def test_style_with_auto_emotion_reads_the_text():

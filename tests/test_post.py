@@ -6,9 +6,8 @@ from synthetic import phrases, sequence
 
 from talkface import Animation, TalkfaceError
 from talkface.coarticulation import animate_phones
-from talkface.life import LifeConfig
 from talkface.metrics import lip_aperture, mouth_scores
-from talkface.post import PARAMETERS, FaceParams, Style, parse_assignments, process
+from talkface.post import PARAMETERS, FaceParams, LifeConfig, Style, parse_assignments
 from talkface.rig import ARKIT_NAMES, POSE_NAMES
 
 FPS = 30
@@ -79,9 +78,9 @@ def test_smoothing_softens_motion_per_region():
     weights[:, [ARKIT_NAMES.index(n) for n in upper]] = jitter
     jittery = Animation(weights, FPS)
     lower = ["jawOpen", "mouthPressLeft", "mouthRollLower"]
-    plain = process(jittery, None)
-    smooth_upper = process(jittery, None, FaceParams(upper_face_smoothing=0.05))
-    smooth_lower = process(jittery, None, FaceParams(lower_face_smoothing=0.05))
+    plain = Style(life=STILL).apply(jittery)
+    smooth_upper = Style(face=FaceParams(upper_face_smoothing=0.05), life=STILL).apply(jittery)
+    smooth_lower = Style(face=FaceParams(lower_face_smoothing=0.05), life=STILL).apply(jittery)
     assert roughness(smooth_upper, upper) < 0.3 * roughness(plain, upper)
     assert np.array_equal(smooth_upper.with_channels(lower).weights, plain.with_channels(lower).weights)
     assert roughness(smooth_lower, lower) < 0.6 * roughness(plain, lower)
@@ -167,7 +166,7 @@ def test_snake_case_names_work_too():
 def test_pipeline_on_an_animation_alone_as_from_the_neural_model():
     phones = phrases(8.0, seed=4)
     speech = animate_phones(phones, FPS, 8.0)  # stands in for a model's output: curves, no phones or audio
-    anim = process(speech, None, emotion={"joy": 0.7}, life=ALIVE, seed=1)
+    anim = Style(emotion={"joy": 0.7}, life=ALIVE, seed=1).apply(speech)
     assert anim.names == (*ARKIT_NAMES, *POSE_NAMES)
     assert anim["mouthSmileLeft"].mean() > 0.4 and anim["eyeBlinkLeft"].max() > 0.8 and anim["headYaw"].any()
     assert mouth_scores(anim, phones).closed_on_bilabials == 1.0
@@ -178,11 +177,11 @@ def test_existing_head_and_eye_channels_are_kept():
     read_back = SPEECH.with_channels((*ARKIT_NAMES, *POSE_NAMES))
     weights = read_back.weights.copy()
     weights[:, -9] = 0.1  # a captured head yaw
-    out = process(Animation(weights, FPS, read_back.names), None)
+    out = Style(life=STILL).apply(Animation(weights, FPS, read_back.names))
     assert np.allclose(out["headYaw"], 0.1)
 
 
 @pytest.mark.parametrize("frames", [0, 1, 2])
 def test_tiny_animations_pass_through(frames):
-    out = process(Animation.zeros(frames, FPS), None, emotion={"joy": 1.0}, life=ALIVE)
+    out = Style(emotion={"joy": 1.0}, life=ALIVE).apply(Animation.zeros(frames, FPS))
     assert out.num_frames == frames and out.names == (*ARKIT_NAMES, *POSE_NAMES)

@@ -10,14 +10,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from synthetic import phrases
 
-from talkface import emotion as emo
-from talkface import life as lf
-from talkface.coarticulation import RELEASE, animate_phones
+from talkface.articulation import Articulations
+from talkface.coarticulation import RELEASE
 from talkface.model import CRITICAL_VISEMES, ROUNDED_VISEMES, ROUNDING_RELEASE
-from talkface.online import OnlineLife, OnlineProsody, _Patterns
 from talkface.phonemes import VISEMES
-from talkface.prosody import analyse
-from talkface.stream import _Articulations
+from talkface.post import LifeConfig
+from talkface.post.emotion import Patterns
+from talkface.post.life import Life
+from talkface.post.prosody import Cues, Listener, analyse
+from talkface.post.settings import vector
 
 FPS_CHOICES = [24.0, 25.0, 29.97, 30.0, 60.0, 120.0]
 RATES = st.one_of(st.sampled_from([2.0, 60.0]), st.floats(2.0, 60.0))
@@ -51,28 +52,29 @@ def activity(pattern: list[tuple[bool, float]], n: int, fps: float) -> np.ndarra
     return on[np.searchsorted(edges, phase, side="right").clip(0, len(on) - 1)]
 
 
-def run_online(life: OnlineLife, speaking: np.ndarray, fps: float, seed: int) -> dict[str, list]:
-    """Step `life` over the frames; check every step's invariants; the blink and nod starts seen."""
+def run_life(life: Life, speaking: np.ndarray, fps: float, seed: int, block: int = 1) -> dict[str, list]:
+    """Step `life` over the frames in blocks of up to `block` (random sizes); check every step's
+    invariants; the blink, nod and saccade starts seen."""
     rng = np.random.default_rng(seed)
+    n = len(speaking)
+    ahead = speaking[np.minimum(np.arange(n) + 2, n - 1)]
+    pitch = rng.normal(0, 2, n)
+    stressed = speaking & (rng.random(n) < 0.15)
     seen: dict[str, list] = {"blinks": [], "nods": [], "saccades": []}
-    known: set[tuple[str, float]] = set()
-    for i, active in enumerate(speaking):
-        t = i / fps
-        ahead = bool(speaking[min(i + 2, len(speaking) - 1)])
-        accents = [(t, float(rng.random()))] if active and rng.random() < 0.15 else []
-        blinks, gaze, head, inhale = life.step(t, i, bool(active), ahead, float(rng.normal(0, 2)), accents)
-        assert np.all((blinks >= 0) & (blinks <= 1)) and 0 <= inhale <= 1
-        assert np.all(np.abs(gaze) < 25 * math.pi / 180) and np.all(np.abs(head) < 25 * math.pi / 180)
+    first = 0
+    while first < n:
+        stop = min(n, first + int(rng.integers(1, block + 1)))
+        accents = [(i - first, i / fps, float(rng.random())) for i in np.flatnonzero(stressed[first:stop]) + first]
+        layers = life.step(first, Cues(speaking[first:stop], ahead[first:stop], pitch[first:stop], accents))
+        assert np.all((layers.blinks >= 0) & (layers.blinks <= 1)) and np.all(layers.breath <= 0.08 + 1e-9)
+        assert np.all(np.abs(layers.gaze) < 25 * math.pi / 180) and np.all(np.abs(layers.head) < 25 * math.pi / 180)
         # nothing piles up: a handful of blinks and nods in flight, a few extra blinks waiting
         assert len(life.blinks) <= 6 and len(life.nods) <= 3 and len(life.pending) <= 4
         assert life.next_blink > life.last_blink
-        for kind, starts in (("blinks", [b.start for b in life.blinks]), ("nods", [a for a, _, _ in life.nods])):
-            for start in starts:
-                if (kind, start) not in known:
-                    known.add((kind, start))
-                    seen[kind].append(start)
-        if not seen["saccades"] or life.saccade_start != seen["saccades"][-1]:
-            seen["saccades"].append(life.saccade_start)
+        seen["blinks"] += layers.blink_times
+        seen["nods"] += layers.nod_times
+        seen["saccades"] += layers.saccade_times
+        first = stop
     return seen
 
 
@@ -91,19 +93,20 @@ def test_blinks_at_the_highest_rate_do_not_hang():
     """The scheduler once spun forever when a drawn interval fell under the 0.6 s gap."""
     with bounded(20):
         for seed in range(6):
-            life = OnlineLife(lf.LifeConfig(blink_rate=60), 30.0, seed)
-            seen = run_online(life, activity([(True, 2.0), (False, 0.5)], 30 * 15, 30.0), 30.0, seed)
+            life = Life(LifeConfig(blink_rate=60), 30.0, seed)
+            seen = run_life(life, activity([(True, 2.0), (False, 0.5)], 30 * 15, 30.0), 30.0, seed, block=40)
             # about one a second (gamma intervals of mean 1 s, floored at 0.6 s), never stuck
             assert 8 <= len(seen["blinks"]) <= 30
 
 
 @PROPERTY
-@given(seed=SEEDS, rate=RATES, fps=st.sampled_from(FPS_CHOICES), minutes=st.floats(0.05, 6.0), pattern=PATTERN)
-def test_online_life_ends_in_order_and_bounded(seed, rate, fps, minutes, pattern):
+@given(seed=SEEDS, rate=RATES, fps=st.sampled_from(FPS_CHOICES), minutes=st.floats(0.05, 6.0), pattern=PATTERN,
+       block=st.sampled_from([1, 7, 100, 10**6]))  # fmt: skip
+def test_life_ends_in_order_and_bounded(seed, rate, fps, minutes, pattern, block):
     n = int(minutes * 60 * fps)
-    life = OnlineLife(lf.LifeConfig(blink_rate=rate), fps, seed)
+    life = Life(LifeConfig(blink_rate=rate), fps, seed)
     with bounded(30):
-        seen = run_online(life, activity(pattern, n, fps), fps, seed)
+        seen = run_life(life, activity(pattern, n, fps), fps, seed, block)
     check_times(seen, minutes * 60)
     if minutes > 2:  # the eyes do blink: at the lowest rate a minute has ~2 scheduled blinks
         assert len(seen["blinks"]) >= 1
@@ -111,10 +114,10 @@ def test_online_life_ends_in_order_and_bounded(seed, rate, fps, minutes, pattern
 
 def test_an_hour_of_stepping_stays_bounded():
     fps, seconds = 24.0, 3600
-    life = OnlineLife(lf.LifeConfig(blink_rate=60), fps, 11)
+    life = Life(LifeConfig(blink_rate=60), fps, 11)
     with bounded(60):
-        seen = run_online(life, activity([(True, 3.0), (False, 0.7), (True, 0.2), (False, 4)], int(seconds * fps), fps),
-                          fps, 11)  # fmt: skip
+        seen = run_life(life, activity([(True, 3.0), (False, 0.7), (True, 0.2), (False, 4)], int(seconds * fps), fps),
+                        fps, 11, block=50)  # fmt: skip
     check_times(seen, seconds)
     assert 0.5 * 3600 / 1.0 <= len(seen["blinks"]) <= 3600 / 0.6 + 200
 
@@ -124,10 +127,9 @@ def test_an_hour_of_stepping_stays_bounded():
        pause=st.tuples(st.floats(0.05, 0.5), st.floats(0.5, 5.0)))  # fmt: skip
 def test_whole_clip_life_ends_in_order_and_bounded(seed, rate, fps, seconds, pause):
     phones = phrases(seconds, seed=seed % 1000, pause=pause)
-    base = animate_phones(phones, fps, seconds)
-    prosody = analyse(fps, base.num_frames, phones)
+    cues = analyse(seconds, phones).cues(fps, round(seconds * fps))
     with bounded(30):
-        layers = lf.generate(prosody, lf.LifeConfig(blink_rate=rate), seed=seed)
+        layers = Life(LifeConfig(blink_rate=rate), fps, seed, zero_lag=True, breath_ahead=True).step(0, cues)
     blinks, saccades = np.array(layers.blink_times), np.array(layers.saccade_times)
     assert np.all(np.diff(blinks) >= 0.25) and len(blinks) <= seconds / 0.25 + 2
     assert np.all(np.diff(saccades) > 0) and len(saccades) <= seconds / 0.2 + 3
@@ -139,11 +141,11 @@ def test_whole_clip_life_ends_in_order_and_bounded(seed, rate, fps, seconds, pau
 @given(seed=SEEDS, fps=st.sampled_from(FPS_CHOICES), minutes=st.floats(0.05, 10.0))
 def test_emotion_patterns_keep_a_bounded_schedule(seed, fps, minutes):
     """Panting, winces and trembling: the wince schedule only ever holds the next two seconds."""
-    patterns = _Patterns(seed, fps)
-    w = emo.vector({"pain": 1.0, "outofbreath": 1.0, "grief": 1.0})
+    patterns = Patterns(seed, fps)
+    w = vector({"pain": 1.0, "outofbreath": 1.0, "grief": 1.0})[None]
     with bounded(30):
-        for i in range(0, int(minutes * 60 * fps), 7):  # every 7th frame: gaps between calls are allowed
-            out = patterns.step(i / fps, w)
+        for i in range(0, int(minutes * 60 * fps), 7):  # blocks of 7 frames
+            out = patterns.step((i + np.arange(7)) / fps, np.repeat(w, 7, axis=0))
             assert np.all(np.isfinite(out)) and len(patterns.winces) <= 4
             assert np.all(np.diff(patterns.winces) > 0)
 
@@ -158,7 +160,7 @@ def test_closure_and_rounding_holds_release_and_stay_in_range(rate, seed, frames
         best[i] = rng.integers(len(VISEMES)) if rng.random() < flicker else best[i - 1]
     visemes = np.eye(len(VISEMES))[best]
     weights = rng.uniform(0, 1, (frames, 52))
-    art = _Articulations(rate)
+    art = Articulations(rate)
     with bounded(30):
         whole = np.concatenate([art.apply(weights[i : i + 37], visemes[i : i + 37]) for i in range(0, frames, 37)])
     assert whole.shape == (frames,) and np.all((weights >= 0) & (weights <= 1))
@@ -171,9 +173,9 @@ def test_closure_and_rounding_holds_release_and_stay_in_range(rate, seed, frames
 
 
 def feed_prosody(levels: np.ndarray, f0s: np.ndarray, chunks: list[int]) -> tuple[list, int]:
-    """Run measured grid frames through `OnlineProsody` in chunks of the given sizes (repeated):
+    """Run measured grid frames through a `Listener` in chunks of the given sizes (repeated):
     the stressed syllables found, and the most grid frames it held at once."""
-    prosody, accents, held, start, k = OnlineProsody(), [], 0, 0, 0
+    prosody, accents, held, start, k = Listener(100.0), [], 0, 0, 0
     while start < len(levels):
         stop = min(len(levels), start + chunks[k % len(chunks)])
         prosody.take(levels[start:stop], f0s[start:stop])

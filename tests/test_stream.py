@@ -11,12 +11,11 @@ import soundfile as sf
 import soxr
 
 from talkface import Animation, Animator, TalkfaceError, load_audio
-from talkface.emotion import EmotionSettings
-from talkface.life import LifeConfig
+from talkface.articulation import Articulations
 from talkface.model import OFFLINE_MODEL, default_model_path, load_default
-from talkface.post import FaceParams, Style
+from talkface.post import EmotionSettings, FaceParams, LifeConfig, Style
 from talkface.rig import INDEX
-from talkface.stream import Engine, Stream, _Articulations
+from talkface.stream import Engine, Stream
 
 TOL = 1e-5
 LIVE, FILES = str(default_model_path()), str(default_model_path(OFFLINE_MODEL))
@@ -97,9 +96,10 @@ def test_liveliness_streams_blinks_gaze_and_head(speech):
     yaw = np.degrees(anim["headYaw"])
     assert 0.3 < yaw.std() < 5 and np.abs(np.degrees(anim["headPitch"])).max() < 15
     assert np.abs(np.diff(anim["leftEyeYaw"])).max() > np.radians(2)  # saccades
-    assert Animator(style=Style(seed=3)).animate(speech, sample_rate=16000).weights.tolist() != anim.weights[
-        : len(speech) * 30 // 16000
-    ].tolist()
+    assert (
+        Animator(style=Style(seed=3)).animate(speech, sample_rate=16000).weights.tolist()
+        != anim.weights[: len(speech) * 30 // 16000].tolist()
+    )
 
 
 def test_bad_chunks_are_refused_and_the_stream_goes_on(speech):
@@ -149,7 +149,7 @@ def test_closures_hold_from_the_second_frame_and_release_over_30_ms():
     visemes[3:7, VISEMES.index("PP")] = 5  # /p/ heard for 40 ms
     weights = np.zeros((12, 52), np.float32)
     weights[:, INDEX["jawOpen"]] = 0.4
-    _Articulations(100.0).apply(weights, visemes)
+    Articulations(100.0).apply(weights, visemes)
     press = weights[:, INDEX["mouthClose"]]
     assert press[3] == 0 and (press[4:7] >= 0.4).all()  # the lips meet however open the jaw is
     assert press[6] > press[7] > press[8] > press[9] == 0
@@ -163,7 +163,7 @@ def test_a_closure_heard_for_two_frames_is_held_whole_for_20_ms():
     visemes[3:5, VISEMES.index("PP")] = 5  # /b/ heard for only 20 ms
     weights = np.zeros((10, 52), np.float32)
     weights[:, INDEX["jawOpen"]] = 0.4
-    _Articulations(100.0).apply(weights, visemes)
+    Articulations(100.0).apply(weights, visemes)
     press = weights[:, INDEX["mouthClose"]]
     assert press[3] == 0 and press[4] == press[5] == 0.4  # whole from the second frame heard, for 20 ms
     assert press[5] > press[6] > press[7] > press[8] == 0
@@ -195,7 +195,7 @@ def test_a_rounded_vowel_the_viseme_head_hears_is_seen_rounded_and_eased_out():
     weights = np.zeros((20, 52), np.float32)
     weights[:, INDEX["mouthPucker"]] = 0.1  # the regression's damped rounding
     weights[12, INDEX["mouthPucker"]] = 0.9  # rounder than the floor: kept as it is
-    _Articulations(100.0).apply(weights, visemes)
+    Articulations(100.0).apply(weights, visemes)
     rounding = weights[:, INDEX["mouthPucker"]] + weights[:, INDEX["mouthFunnel"]]
     assert rounding[3] == pytest.approx(0.1)  # one frame heard is not enough
     assert (rounding[4:9] > ROUNDED_AT).all()
@@ -228,22 +228,18 @@ def syllables(seconds: float, level: float, rng: np.random.Generator) -> np.ndar
 
 def mouth_through_post(audio: np.ndarray, fps: float = 30.0) -> np.ndarray:
     """jawOpen after stream post-processing when the model says "jaw half open" on every frame."""
-    from talkface.online import OnlinePost
+    from talkface.post.driver import Post
+    from talkface.post.prosody import Listener, reader
 
-    post = OnlinePost(Style(life=LifeConfig(blink=False, gaze=False, head=False, breathing=False)), fps)
+    post, listener = Post(Style(life=LifeConfig.off()), fps), Listener(fps)
     n = int(len(audio) / 16000 * fps)
     speech = np.zeros((n, 52), np.float32)
     speech[:, INDEX["jawOpen"]] = 0.5
 
-    def samples(a: int, b: int) -> np.ndarray:
-        out = np.zeros(b - a, np.float32)
-        lo, hi = max(a, 0), min(b, len(audio))
-        if hi > lo:
-            out[lo - a : hi - a] = audio[lo:hi]
-        return out
-
-    return np.concatenate([post.process(speech[i : i + 7], samples).weights[:, INDEX["jawOpen"]]
-                           for i in range(0, n, 7)])  # fmt: skip
+    samples = reader(audio)
+    blocks = [speech[i : i + 7] for i in range(0, n, 7)]
+    return np.concatenate([post.process(b, listener.cues(post.frame, len(b), samples)).weights[:, INDEX["jawOpen"]]
+                           for b in blocks])  # fmt: skip
 
 
 def test_the_face_rests_where_no_voice_is_heard():

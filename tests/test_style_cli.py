@@ -10,11 +10,9 @@ from conftest import ARCTIC_TRANSCRIPT
 
 from talkface import export
 from talkface.cli_style import style_from_values
-from talkface.emotion import EmotionSettings
-from talkface.life import LifeConfig
 from talkface.metrics import mouth_scores
 from talkface.phonemes import read_phones_tsv
-from talkface.post import FaceParams, Style
+from talkface.post import EmotionSettings, FaceParams, LifeConfig, Style
 from talkface.rig import ARKIT_NAMES, POSE_NAMES
 
 LINE = "I can't believe we won! Bob bought a map, maybe."

@@ -5,5 +5,16 @@ from .animator import Animator
 from .audio import load_audio
 from .errors import TalkfaceError
 from .phonemes import TimedPhone
+from .post import EmotionSettings, FaceParams, LifeConfig, Style
 
-__all__ = ["Animation", "Animator", "TalkfaceError", "TimedPhone", "load_audio"]
+__all__ = [
+    "Animation",
+    "Animator",
+    "EmotionSettings",
+    "FaceParams",
+    "LifeConfig",
+    "Style",
+    "TalkfaceError",
+    "TimedPhone",
+    "load_audio",
+]

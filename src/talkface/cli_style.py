@@ -10,10 +10,17 @@ from typing import Any
 
 import click
 
-from .emotion import EmotionSettings, load_track, parse_emotions
 from .errors import TalkfaceError
-from .life import LifeConfig
-from .post import PARAMETERS, FaceParams, Style, parse_assignments
+from .post import (
+    PARAMETERS,
+    EmotionSettings,
+    FaceParams,
+    LifeConfig,
+    Style,
+    load_track,
+    parse_assignments,
+    parse_emotions,
+)
 
 _OPTIONS = [
     click.option(

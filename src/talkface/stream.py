@@ -1,7 +1,7 @@
 """Streaming: audio in as it arrives, finished animation frames out, the same frames as offline.
 
     pcm chunks ─▶ 16 kHz ─▶ log-mel (100 Hz) ─▶ conv net, cached per layer ─▶ lip closures
-              ─▶ resample to fps ─▶ OnlinePost (emotion, liveliness, face parameters) ─▶ frames
+              ─▶ resample to fps ─▶ Post (emotion, liveliness, face parameters) ─▶ frames
 
 A frame is final once the audio it depends on has arrived. For the frame at time T that is the
 audio up to T + `latency`:
@@ -16,7 +16,7 @@ That is 99.2 ms at 30 and 60 fps, at most 100 ms at any rate; nothing else waits
 are enforced causally (a closure holds from the second frame the viseme head hears it, for at
 least 20 ms, and is released over 30 ms; an output frame next to a whole closure shows it whole),
 rounded vowels get a floor of lip rounding, and the post-processing looks at most 80 ms ahead
-(see `online`).
+(see `post.prosody.Listener`).
 `Animator.animate` without a transcript runs this same code over the whole clip (offline is
 streaming with the whole clip in one chunk), so the two agree to float rounding however the
 audio is cut.
@@ -35,33 +35,22 @@ from dataclasses import dataclass, field
 import numpy as np
 import soxr
 
-from . import emotion as emo
 from .animation import Animation
+from .articulation import Articulations
 from .audio import SAMPLE_RATE, to_mono
-from .coarticulation import RELEASE, critical_columns
 from .convnet import NetState, StepNet
 from .encoder import FEATURE_DIM, FRAME, EncoderState
 from .errors import TalkfaceError
 from .features import HOP, N_MELS, SILENCE, WIN, log_mel_of, num_frames, windows
-from .model import (
-    CRITICAL_VISEMES,
-    ENCODER,
-    MIN_CRITICAL_FRAMES,
-    MIN_HOLD,
-    ROUNDED_VISEMES,
-    ROUNDING_FLOOR,
-    ROUNDING_RELEASE,
-    FaceModel,
-)
-from .online import OnlinePost, measure_ahead
-from .phonemes import BILABIALS, TARGETS, VISEMES
+from .model import ENCODER, FaceModel
+from .phonemes import VISEMES
 from .post import FaceParams, Style
-from .rig import ARKIT_NAMES, INDEX
+from .post.driver import Post
+from .post.prosody import Listener, measure_ahead
+from .post.settings import check_emotions, parse_emotions
+from .rig import ARKIT_NAMES
 
 _PIECE = 60 * SAMPLE_RATE  # longest audio handled in one step (bounded memory for long files)
-_CLOSE, _JAW_OPEN = INDEX["mouthClose"], INDEX["jawOpen"]
-_ROUNDING = np.array([INDEX["mouthPucker"], INDEX["mouthFunnel"]])
-_ROUNDING_FLOORS = {v: ROUNDING_FLOOR * TARGETS[p][_ROUNDING] for v, p in ROUNDED_VISEMES.items()}
 _OUTPUTS = len(ARKIT_NAMES) + len(VISEMES)  # a model frame: weights, then viseme logits
 SNAP = 0.25  # of a 100 Hz frame: an output frame this close after one takes it without interpolating
 
@@ -172,78 +161,6 @@ class Engine:
         return out
 
 
-def _eased_out(frames: int, seconds: float, rate: float) -> float:
-    """Strength of a pose `frames` into its release over `seconds`: from 1 eased to 0, then 0."""
-    ramp = frames / (seconds * rate)
-    return 0.5 + 0.5 * math.cos(math.pi * ramp) if ramp < 1 else 0.0
-
-
-class _Articulations:
-    """What the viseme head decides, causally, where it hears a class two frames running. Lip
-    closure on /p b m/, lip-to-teeth on /f v/ and tongue on /th dh/ are enforced (as
-    `coarticulation.enforce`, without looking ahead), held whole for at least `MIN_HOLD`, then
-    released over `RELEASE`. Rounded vowels get a floor of lip rounding, released over
-    `ROUNDING_RELEASE`."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.viseme, self.run = -1, 0
-        self.phone: str | None = None
-        self.since = 0
-        self.min_hold = max(1, round(MIN_HOLD * rate))
-        self.hold = 0  # frames the current articulation is still held whole
-        self.rounding: np.ndarray | None = None  # the floor of pucker and funnel now in force
-        self.unrounding = 0  # frames since a rounded class was last heard
-
-    def apply(self, weights: np.ndarray, visemes: np.ndarray) -> np.ndarray:
-        """Enforce in `weights` [k, 52] in place; which of the k frames hold an articulation whole."""
-        whole = np.zeros(weights.shape[0], bool)
-        for i, best in enumerate(visemes.argmax(axis=1)):
-            self.viseme, self.run = (best, self.run + 1) if best == self.viseme else (best, 1)
-            viseme = VISEMES[best]
-            whole[i] = self._enforce(weights[i], viseme)
-            self._round(weights[i], viseme)
-        return whole
-
-    def _enforce(self, frame: np.ndarray, viseme: str) -> bool:
-        phone = CRITICAL_VISEMES.get(viseme)
-        if phone and self.run >= MIN_CRITICAL_FRAMES:
-            if self.run == MIN_CRITICAL_FRAMES:
-                self.hold = self.min_hold
-            self.phone, self.since, strength = phone, 0, 1.0
-            self.hold -= 1
-        elif self.phone is not None and self.hold > 0:
-            self.hold -= 1
-            strength = 1.0
-        elif self.phone is not None:
-            self.since += 1
-            strength = _eased_out(self.since, RELEASE, self.rate)
-            if not strength:
-                self.phone = None
-                return False
-        else:
-            return False
-        cols = critical_columns(self.phone)
-        target = TARGETS[self.phone].copy()
-        if self.phone in BILABIALS:  # the lips meet however open the jaw is
-            target[_CLOSE] = max(target[_CLOSE], frame[_JAW_OPEN])
-        frame[cols] = (1 - strength) * frame[cols] + strength * target[cols]
-        return strength == 1.0
-
-    def _round(self, frame: np.ndarray, viseme: str) -> None:
-        if viseme in _ROUNDING_FLOORS and self.run >= MIN_CRITICAL_FRAMES:
-            self.rounding, self.unrounding, strength = _ROUNDING_FLOORS[viseme], 0, 1.0
-        elif self.rounding is None:
-            return
-        else:
-            self.unrounding += 1
-            strength = _eased_out(self.unrounding, ROUNDING_RELEASE, self.rate)
-            if not strength:
-                self.rounding = None
-                return
-        frame[_ROUNDING] = np.maximum(frame[_ROUNDING], strength * self.rounding)
-
-
 class Stream:
     """A streaming session (from `Animator.stream`): `push` audio chunks, get the frames that are
     final; `flush` at the end for the rest. Frames come in order, numbered from 0 at 1/fps."""
@@ -255,8 +172,9 @@ class Stream:
         self.sample_rate = _rate(sample_rate)
         self._resampler = self._make_resampler()
         self._model = engine.state()
-        self._articulations = _Articulations(engine.rate)
-        self._post = OnlinePost(style, self.fps)
+        self._articulations = Articulations(engine.rate)
+        self._post = Post(style, self.fps)
+        self._listener = Listener(self.fps)
         self._audio = np.zeros(0, np.float32)  # 16 kHz samples from _audio_start on
         self._audio_start = 0
         self._received = 0  # 16 kHz samples so far
@@ -267,7 +185,6 @@ class Stream:
         self._speech_start = 0
         self._model_frames = 0
         self.frames_out = 0
-        self._empty: Animation | None = None
         self.ending = False
         self.closed = False
 
@@ -287,7 +204,7 @@ class Stream:
     def set_emotion(self, emotion: str | dict[str, float] | None) -> None:
         """Change the emotion from the next frame on ("joy=0.7", {"joy": 0.7}, or None for neutral);
         it eases in over the style's transition time."""
-        weights = emo.parse_emotions(emotion) if isinstance(emotion, str) else emo.check_emotions(emotion or {})
+        weights = parse_emotions(emotion) if isinstance(emotion, str) else check_emotions(emotion or {})
         self._post.set_emotion(weights)
 
     def set_face(self, face: FaceParams) -> None:
@@ -339,7 +256,7 @@ class Stream:
 
     def _post_names(self) -> tuple[str, ...]:
         """The channels of this stream's frames."""
-        return self._post.process(np.zeros((0, len(ARKIT_NAMES)), np.float32), self._samples).names
+        return self._post.names
 
     # --- the steps `advance` runs ---
 
@@ -404,10 +321,8 @@ class Stream:
     def _finish(self, speech: np.ndarray) -> Animation:
         """Post-processing of the output frames from `_resample`."""
         if not speech.shape[0]:
-            if self._empty is None:
-                self._empty = self._post.process(speech, self._samples)
-            return self._empty
-        out = self._post.process(speech, self._samples)
+            return Animation.zeros(0, self.fps, self._post.names)
+        out = self._post.process(speech, self._listener.cues(self.frames_out, speech.shape[0], self._samples))
         self.frames_out += speech.shape[0]
         self._trim()
         return out
@@ -419,7 +334,7 @@ class Stream:
             self._speech = self._speech[keep - self._speech_start :]
             self._whole = self._whole[keep - self._speech_start :]
             self._speech_start = keep
-        need = min((self._features_done - 2) * HOP, self._post.prosody.next * HOP - 2 * WIN)
+        need = min((self._features_done - 2) * HOP, self._listener.next * HOP - 2 * WIN)
         need = max(self._audio_start, need - need % HOP)
         if need > self._audio_start:
             self._audio = self._audio[need - self._audio_start :]
@@ -432,7 +347,8 @@ def advance(engine: Engine, streams: list[Stream]) -> list[Animation]:
     outs = engine.run([s._model for s in streams], windows, [s._new_audio() for s in streams],
                       [s.ending for s in streams])  # fmt: skip
     speech = [s._resample(o) for s, o in zip(streams, outs, strict=True)]
-    measure_ahead([(s._post, x.shape[0], s._samples) for s, x in zip(streams, speech, strict=True) if x.shape[0]])
+    measure_ahead([(s._listener, s.frames_out + x.shape[0] - 1, s._samples)
+                   for s, x in zip(streams, speech, strict=True) if x.shape[0]])  # fmt: skip
     return [s._finish(x) for s, x in zip(streams, speech, strict=True)]
 
 

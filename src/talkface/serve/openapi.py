@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..emotion import EMOTIONS
-from ..post import PARAMETERS
+from ..post import EMOTIONS, PARAMETERS
 
 FORMATS = ["csv", "json", "npz", "rhubarb-tsv", "rhubarb-json", "rhubarb-xml", "rhubarb-dat", "glb", "gltf-anim", "usd"]
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}

@@ -28,13 +28,13 @@ from tqdm import tqdm
 from ..animation import Animation
 from ..audio import SAMPLE_RATE
 from ..coarticulation import animate_phones
-from ..emotion import random_style
 from ..errors import TalkfaceError
 from ..features import FRAME_RATE, HOP, log_mel
 from ..files import atomic_path, write_text
 from ..phonemes import VISEME_OF, VISEMES, TimedPhone
 from ..tts import Speech, espeak, festival, flite, piper
 from . import augment
+from .styles import random_style
 
 log = logging.getLogger(__name__)
 
@@ -174,11 +174,11 @@ def _visemes(phones: list[TimedPhone], frames: int) -> np.ndarray:
 
 
 def emotional(rng: np.random.Generator, targets: Animation) -> tuple[Animation, np.ndarray]:
-    """The targets in a random emotional style (`emotion.random_style`: lips kept intact) and the
+    """The targets in a random emotional style (`styles.random_style`: lips kept intact) and the
     style's mean emotion weights, which the network gets as its emotion input."""
     style = random_style(rng, targets.duration)
     vector = style.emotion.sample(targets.times).mean(axis=0)
-    return style.apply(targets, seed=int(rng.integers(1 << 31))), vector.astype(np.float32)
+    return style.apply(targets), vector.astype(np.float32)
 
 
 def make_utterance(rng: np.random.Generator, sentences: dict[str, list[str]], config: CorpusConfig,

@@ -57,13 +57,12 @@ from ..animation import Animation
 from ..animator import Animator
 from ..audio import SAMPLE_RATE, AudioSource, load_audio
 from ..cli_style import style_from_values
-from ..emotion import EMOTIONS
 from ..errors import TalkfaceError
 from ..export import EXTENSIONS, read
 from ..export.gltf import glb_bytes
 from ..export.json_format import json_text
 from ..phonemes import TimedPhone, read_phones_tsv
-from ..post import PARAMETERS, FaceParams
+from ..post import EMOTIONS, PARAMETERS, FaceParams
 
 STATIC = files("talkface") / "viewer" / "static"
 MAX_UPLOAD = 64 * 1024 * 1024

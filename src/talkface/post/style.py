@@ -1,0 +1,69 @@
+"""`Style`: everything post-processing needs besides the speech, and its use on a whole clip."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ..animation import Animation
+from ..phonemes import TimedPhone
+from ..rig import ARKIT_NAMES, POSE_NAMES
+from .driver import WHOLE_CLIP, Post
+from .emotion import BUSY_AROUND, auto, mouth_motion
+from .prosody import Cues, analyse
+from .settings import EmotionSettings, EmotionTrack, FaceParams, LifeConfig, check_emotions, parse_emotions
+from .smoothing import window_max
+
+#: What `Style.emotion` takes: "auto", weights by name, a keyframe track, or None (neutral).
+EmotionSpec = str | Mapping[str, float] | EmotionTrack | None
+
+
+@dataclass(frozen=True)
+class Style:
+    """Everything post-processing needs besides the speech: the emotion, its post-processing,
+    liveliness, face parameters and the random seed. The default is neutral and alive.
+
+    `emotion` "auto" reads it from the text (VADER lexicon) scaled by the voice's arousal; a
+    string like "joy=0.7,sadness=0.2" or a mapping sets it for the whole clip; an `EmotionTrack`
+    changes it over time.
+    """
+
+    emotion: EmotionSpec = None
+    emotion_settings: EmotionSettings = field(default_factory=EmotionSettings)
+    face: FaceParams = field(default_factory=FaceParams)
+    life: LifeConfig = field(default_factory=LifeConfig)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.emotion, str) and self.emotion != "auto":
+            object.__setattr__(self, "emotion", parse_emotions(self.emotion))
+        elif isinstance(self.emotion, Mapping):
+            object.__setattr__(self, "emotion", check_emotions(self.emotion))
+
+    def apply(
+        self,
+        anim: Animation,
+        phones: Sequence[TimedPhone] | None = None,
+        audio: np.ndarray | None = None,
+        text: str | None = None,
+    ) -> Animation:
+        """The finished animation of a whole clip's speech curves `anim`: the stream's
+        post-processing run over all of its frames in one block, seeing the whole clip
+        (`WHOLE_CLIP`), timed by its phones and/or 16 kHz audio when known (else by the mouth's
+        motion). The result has the 52 ARKit shapes, plus the head and eye angles when gaze or
+        head motion is on or `anim` had them; the same seed and input give the same output."""
+        n, fps = anim.num_frames, anim.fps
+        speech = anim.with_channels(ARKIT_NAMES).weights
+        prosody = analyse(n / fps, phones, audio) if phones or audio is not None else None
+        if prosody is not None:
+            cues = prosody.cues(fps, n)
+        else:  # speech is where the mouth moves
+            k = round(BUSY_AROUND * fps)
+            cues = Cues.from_activity(window_max(mouth_motion(speech), np.zeros(0), k, k) > 0.5, fps)
+        style = self
+        if self.emotion == "auto":
+            style = replace(self, emotion=auto(text, prosody.arousal() if prosody is not None else 0.5))
+        post = Post(style, fps, WHOLE_CLIP, anim.names)
+        return post.process(speech, cues, anim.with_channels(POSE_NAMES).weights)
