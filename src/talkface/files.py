@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import stat
 from collections.abc import Iterable, Iterator
@@ -32,6 +33,8 @@ _KINDS = (
 )
 #: Largest text file `read_text` takes by default: a transcript of many hours is a few hundred kB.
 TEXT_LIMIT = 1 << 20
+#: The temporary files `atomic_path` writes: `.NAME.XXXXXXXX.partSUFFIX` beside NAME.
+_TEMP = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.part(?P<suffix>\.[^.]*)?")
 
 
 def output_target(path: str | os.PathLike) -> Path:
@@ -64,6 +67,13 @@ def output_target(path: str | os.PathLike) -> Path:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise TalkfaceError(f"{given}: cannot write here ({folder} is not writable)")
     return target
+
+
+def temp_target(name: str) -> str | None:
+    """The name of the file that the temporary file `name` (one of `atomic_path`'s) was to replace,
+    or None if `name` is not one: what a writer killed mid-write leaves behind, to be cleared."""
+    match = _TEMP.fullmatch(name)
+    return match["name"] if match and (match["suffix"] or "") == Path(match["name"]).suffix else None
 
 
 def _new_temp(target: Path, old: os.stat_result | None) -> tuple[Path, int]:

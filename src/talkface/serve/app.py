@@ -65,18 +65,15 @@ from aiohttp import WSMsgType, web
 from ..animation import Animation
 from ..animator import Animator
 from ..audio import SAMPLE_RATE
-from ..emotion import parse_emotions
 from ..errors import TalkfaceError
+from ..export import SUFFIXES
 from ..livelink import LiveLinkSender
-from ..post import FaceParams, parse_assignments
+from ..post import FaceParams, parse_assignments, parse_emotions
 from ..stream import Engine, Stream
 from .metrics import Metrics
 from .openapi import spec
 from .workers import FileJob, Item, JobError, Result, Worker, WorkerFailed, audio_error, new_session, stop_all
 
-_EXTENSION = {"csv": ".csv", "json": ".json", "npz": ".npz", "rhubarb-tsv": ".tsv", "rhubarb-json": ".json",
-              "rhubarb-xml": ".xml", "rhubarb-dat": ".dat", "glb": ".glb", "gltf-anim": ".glb",
-              "usd": ".usda"}  # fmt: skip
 _MEDIA = {".csv": "text/csv", ".json": "application/json", ".tsv": "text/tab-separated-values",
           ".xml": "application/xml", ".dat": "text/plain", ".glb": "model/gltf-binary",
           ".usda": "text/plain"}  # fmt: skip
@@ -464,8 +461,8 @@ class Server:
         try:
             query = dict(request.query)
             fmt = query.pop("format", "json").lower()
-            if fmt not in _EXTENSION:
-                raise TalkfaceError(f"unknown format {fmt!r}; choose one of: {', '.join(_EXTENSION)}")
+            if fmt not in SUFFIXES:
+                raise TalkfaceError(f"unknown format {fmt!r}; choose one of: {', '.join(SUFFIXES)}")
             text = query.pop("text", None)
             settings = _stream_settings(query, self.config.fps, http=True)
         except TalkfaceError as e:
@@ -491,7 +488,7 @@ class Server:
             raise _json_error(web.HTTPServiceUnavailable, "too many animation requests waiting; try again")
         self.waiting_jobs += 1
         try:
-            job = FileJob(body, fmt, _EXTENSION[fmt], text, settings)
+            job = FileJob(body, fmt, SUFFIXES[fmt], text, settings)
             answer = await self._file_job(job, self.config.worker_timeout * (1 + seconds / 60))
         except WorkerFailed as e:
             raise _json_error(web.HTTPServiceUnavailable, f"{e}; try again") from None
@@ -503,7 +500,7 @@ class Server:
                 raise _json_error(web.HTTPInternalServerError, f"internal error: {answer.message}")
             raise _json_error(web.HTTPUnprocessableEntity, answer.message)
         self.metrics.count("talkface_animations_total")
-        return web.Response(body=answer, content_type=_MEDIA.get(_EXTENSION[fmt], "application/octet-stream"))
+        return web.Response(body=answer, content_type=_MEDIA.get(SUFFIXES[fmt], "application/octet-stream"))
 
     async def _file_job(self, job: FileJob, seconds: float) -> bytes | JobError:
         """Run a file job on the next free file worker, with `seconds` for it; WorkerFailed if it failed.

@@ -124,29 +124,24 @@ def audio_error(e: Exception) -> TalkfaceError:
     return TalkfaceError(f"not a readable audio file: {getattr(e, 'error_string', None) or e}")
 
 
-def animate_file(engine: Engine, model: str | None, job: FileJob) -> bytes:
-    """The animation file for a `FileJob` (offline is streaming with the whole clip in one chunk)."""
+def animate_file(animator: Animator, job: FileJob) -> bytes:
+    """The animation file for a `FileJob`, made as `talkface animate` and `talkface batch` make one
+    (`Animator.clip`, over the worker's loaded model)."""
     try:
         audio, rate = sf.read(io.BytesIO(job.body), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         raise audio_error(e) from None
     pcm = load_audio(audio, int(rate))
-    settings = job.settings
-    style = style_of(settings)
-    if job.text is not None:
-        anim = Animator(settings["fps"], model=model, style=style).animate(pcm, text=job.text, sample_rate=SAMPLE_RATE)
-    else:
-        session = Stream(engine, settings["fps"], style)
-        anim = Animation.join([session.push(pcm), session.flush()])
+    clip = animator.restyled(style_of(job.settings)).clip(pcm, job.text, job.settings["fps"], SAMPLE_RATE)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"animation{job.suffix}"
-        export.write(anim, path, job.fmt)
+        export.write(clip.animation, path, job.fmt)
         return path.read_bytes()
 
 
-def _answer_file(engine: Engine, model: str | None, job: FileJob) -> bytes | JobError:
+def _answer_file(animator: Animator, job: FileJob) -> bytes | JobError:
     try:
-        return animate_file(engine, model, job)
+        return animate_file(animator, job)
     except TalkfaceError as e:
         return JobError(str(e))
     except Exception as e:  # a bug: one request fails, the worker and its model stay
@@ -175,7 +170,7 @@ def _work(conn: Connection, model: str | None, files: bool) -> None:
             return
         if work is None:
             return
-        conn.send(_answer_file(engine, model, work) if isinstance(work, FileJob) else tick(engine, streams, work))
+        conn.send(_answer_file(animator, work) if isinstance(work, FileJob) else tick(engine, streams, work))
 
 
 class Worker:

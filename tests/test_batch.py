@@ -1,0 +1,217 @@
+"""`talkface batch`: every line animated or reported, resumable after Ctrl-C or SIGKILL, the same
+outputs from one worker, two, or a Ray cluster."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import ARCTIC_TRANSCRIPT
+
+from talkface import export
+from talkface.batch import REPORT, Settings, read_manifest, run
+from talkface.cli import main
+
+TALKFACE = [sys.executable, "-m", "talkface.cli"]
+
+
+@pytest.fixture
+def library(tmp_path: Path, arctic_wav: Path) -> Path:
+    """A folder of clips: speech (twice), corrupt, empty and silent files, and a transcript."""
+    folder = tmp_path / "lib"
+    (folder / "vo").mkdir(parents=True)
+    shutil.copy(arctic_wav, folder / "vo" / "a.wav")
+    speech, rate = sf.read(arctic_wav, dtype="float32")
+    sf.write(folder / "vo" / "b.flac", speech[: rate * 2], rate)
+    (folder / "corrupt.wav").write_bytes(b"RIFF" + bytes(range(256)) * 8)
+    (folder / "empty.wav").write_bytes(b"")
+    sf.write(folder / "silent.wav", np.zeros(rate, np.float32), rate)
+    (folder / "vo" / "a.txt").write_text(ARCTIC_TRANSCRIPT)
+    return folder
+
+
+def _records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / REPORT).read_text().splitlines()]
+
+
+def _manifest(folder: Path, rows: list[str]) -> Path:
+    path = folder / "lines.csv"
+    path.write_text("\n".join(["audio,text_file,emotion,fps,output,speaker", *rows]) + "\n")
+    return path
+
+
+def test_every_line_is_animated_or_reported_and_a_rerun_does_only_what_changed(library, tmp_path, capsys):
+    manifest = _manifest(library, [
+        "vo/a.wav,vo/a.txt,joy=0.5,,,bob",
+        "vo/b.flac,,,60,b60.json,alice",
+        "corrupt.wav,,,,,",
+        "empty.wav,,,,,",
+        "silent.wav,vo/a.txt,,,,",
+        "missing.wav,,,,,",
+        "vo/a.wav,,joyful=2,,bad_emotion.csv,",
+        "vo/a.wav,,,fast,bad_fps.csv,",
+        ",,,,,",
+    ])  # fmt: skip
+    out = tmp_path / "out"
+    assert main(["batch", str(manifest), "-o", str(out), "--jobs", "2"]) == 1
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    assert "9 lines: 2 done, 7 failed, 0 skipped" in captured.out
+    assert "columns not used: speaker" in captured.err
+    errors = {r["line"]: r["error"] for r in _records(out) if r["status"] == "failed"}
+    assert [r["line"] for r in _records(out)] == list(range(2, 11))  # one record per line, in manifest order
+    assert "not a readable audio file" in errors[4]
+    assert "audio is empty" in errors[5]
+    assert "silent" in errors[6]
+    assert "no such audio file" in errors[7]
+    assert "unknown emotion 'joyful'" in errors[8]
+    assert "fps must be a number, not 'fast'" in errors[9]
+    assert "no audio file given" in errors[10]
+    for line, error in errors.items():
+        assert f"line {line} (" in captured.err and error in captured.err  # each failure on stderr as it comes
+    aligned = next(r for r in _records(out) if r["line"] == 2)
+    assert (aligned["output"], aligned["words"], aligned["words_matched"]) == ("vo/a.csv", 9, 9)
+    assert export.read(out / "vo" / "a.csv").duration == pytest.approx(3.1, abs=0.1)
+    assert export.read(out / "b60.json").fps == 60
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["a.csv", "b60.json", REPORT]
+
+    before = (out / "b60.json").stat().st_mtime_ns
+    (library / "vo" / "a.txt").write_text("He turned sharply.")  # line 2's transcript changes
+    assert main(["batch", str(manifest), "-o", str(out), "--jobs", "2"]) == 1
+    assert "9 lines: 1 done, 7 failed, 1 skipped" in capsys.readouterr().out
+    assert (out / "b60.json").stat().st_mtime_ns == before
+    assert next(r for r in _records(out) if r["line"] == 2)["words"] == 3
+    assert main(["batch", str(manifest), "-o", str(out), "--jobs", "2", "--force"]) == 1
+    assert "9 lines: 2 done, 7 failed, 0 skipped" in capsys.readouterr().out
+    assert len(_records(out)) == 9
+
+
+def test_outputs_are_the_same_whatever_runs_them_and_seeds_come_from_the_lines(library, tmp_path):
+    rows = [
+        {"audio": "vo/a.wav", "output": "first.csv"},
+        {"audio": "vo/a.wav", "output": "second.csv"},
+        {"audio": "vo/a.wav", "output": "seeded1.csv", "seed": 7},
+        {"audio": "vo/a.wav", "output": "seeded2.csv", "seed": "7"},
+        {"audio": "vo/b.flac", "face": {"jawStrength": 0.5}, "emotion": "sadness=0.8", "format": "rhubarb-tsv"},
+        {"audio": "vo/a.wav", "text_file": "vo/a.txt", "output": "aligned.json"},
+    ]
+    manifest = library / "lines.jsonl"
+    manifest.write_text("\n".join([*map(json.dumps, rows[:3]), "{not json", *map(json.dumps, rows[3:])]) + "\n")
+    lines = read_manifest(manifest)
+    assert lines[3].error == "not a JSON object"
+    outputs = {}
+    for jobs in (1, 2):
+        out = tmp_path / f"out{jobs}"
+        results = list(run(lines, out, Settings(fps=25), jobs=jobs))
+        assert sorted(r.status for r in results) == ["failed"] + ["ok"] * 6
+        outputs[jobs] = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*.*") if p.name != REPORT}
+    assert sorted(outputs[1]) == ["aligned.json", "first.csv", "second.csv", "seeded1.csv", "seeded2.csv", "vo/b.tsv"]
+    assert outputs[1] == outputs[2]
+    assert outputs[1]["seeded1.csv"] == outputs[1]["seeded2.csv"]  # the same seed, the same blinks
+    assert outputs[1]["first.csv"] != outputs[1]["second.csv"]  # each line its own seed
+    assert export.read(tmp_path / "out1" / "first.csv").fps == 25
+
+
+def test_a_ray_cluster_runs_the_same_worker_with_the_same_outputs(library, tmp_path):
+    ray = pytest.importorskip("ray", reason="the batch extra (ray) is not installed")
+    lines = read_manifest(library / "vo", "json")  # a folder: a.wav with a.txt beside it, b.flac without
+    pooled = list(run(lines, tmp_path / "pool", jobs=2))
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
+    try:
+        on_ray = list(run(lines, tmp_path / "ray", ray="auto"))
+    finally:
+        ray.shutdown()
+    summary = sorted((r.output, r.status, r.words) for r in on_ray)
+    assert summary == [("a.json", "ok", 9), ("b.json", "ok", None)]
+    assert sorted((r.output, r.status, r.words) for r in pooled) == summary
+    for name in ("a.json", "b.json"):
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "pool" / name).read_bytes()
+
+
+def _long_manifest(library: Path, count: int) -> Path:
+    return _manifest(library, [f"vo/a.wav,,,,line{k:02d}.csv," for k in range(count)])
+
+
+def _start(manifest: Path, out: Path) -> subprocess.Popen:
+    command = [*TALKFACE, "batch", str(manifest), "-o", str(out), "--jobs", "1"]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _wait_for_records(out: Path, count: int, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        with contextlib.suppress(FileNotFoundError):
+            if (out / REPORT).read_text().count("\n") >= count:
+                return
+        time.sleep(0.01)
+    pytest.fail(f"the batch did not get to {count} lines while running: {process.communicate()}")
+
+
+def _check_complete(out: Path, count: int) -> None:
+    records = _records(out)
+    assert sorted(r["output"] for r in records) == [f"line{k:02d}.csv" for k in range(count)]  # each line once
+    assert {r["status"] for r in records} == {"ok"}
+    for k in range(count):
+        assert export.read(out / f"line{k:02d}.csv").num_frames > 80  # whole files only
+    assert sorted(p.name for p in out.iterdir()) == sorted([REPORT] + [f"line{k:02d}.csv" for k in range(count)])
+
+
+def test_a_run_killed_with_sigkill_is_finished_by_the_next_each_line_once(library, tmp_path):
+    count = 16
+    manifest, out = _long_manifest(library, count), tmp_path / "out"
+    process = _start(manifest, out)
+    _wait_for_records(out, 3, process)
+    os.killpg(process.pid, signal.SIGKILL)  # the run and its worker, mid-line
+    process.wait()
+    done = len(_records(out))
+    assert 3 <= done < count
+    assert main(["batch", str(manifest), "-o", str(out), "--jobs", "1"]) == 0
+    _check_complete(out, count)
+
+
+def test_ctrl_c_finishes_the_lines_in_progress_and_the_next_run_does_the_rest(library, tmp_path, capsys):
+    count = 16
+    manifest, out = _long_manifest(library, count), tmp_path / "out"
+    process = _start(manifest, out)
+    _wait_for_records(out, 2, process)
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal sends it, to the whole process group
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted: run the same command again to do the rest" in stderr
+    assert "Traceback" not in stderr
+    written = sorted(p.name for p in out.glob("*.csv"))
+    assert sorted(r["output"] for r in _records(out)) == written  # every output written is in the report
+    assert main(["batch", str(manifest), "-o", str(out), "--jobs", "1"]) == 0
+    assert f"{count} lines: {count - len(written)} done, 0 failed, {len(written)} skipped" in capsys.readouterr().out
+    _check_complete(out, count)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("lines.csv", b"\x00\x01garbage\x00", "no 'audio' column"),
+        ("lines.csv", b"audio\n" + b"x" * 200_000, "not a readable CSV manifest"),
+        ("lines.csv", b"\xff\xfe\x00binary", "not UTF-8"),
+        ("lines.csv", b"file,text\na.wav,hello\n", "no 'audio' column"),
+        ("lines.csv", b"audio\n", "no lines in it"),
+        ("lines.jsonl", b"audio,text\na.wav,hello\n", "line 1 is not a JSON object"),
+        ("lines.txt", b"a.wav\n", "a manifest is a .csv or .jsonl file"),
+    ],
+)
+def test_a_manifest_that_cannot_be_read_is_one_usage_error(tmp_path, capsys, name, content, message):
+    (tmp_path / name).write_bytes(content)
+    assert main(["batch", str(tmp_path / name), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "out").exists()
