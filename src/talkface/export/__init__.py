@@ -9,8 +9,9 @@ formats (CSV, JSON, NPZ) back into an `Animation`.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +38,19 @@ EXTENSIONS: dict[str, str] = {
     ".usda": "usd",
     ".usdc": "usd",
 }
+#: The file suffix each format is written with when only the format is given (a batch line, a server answer).
+SUFFIXES: dict[str, str] = {
+    "csv": ".csv",
+    "json": ".json",
+    "npz": ".npz",
+    "rhubarb-tsv": ".tsv",
+    "rhubarb-json": ".json",
+    "rhubarb-xml": ".xml",
+    "rhubarb-dat": ".dat",
+    "glb": ".glb",
+    "gltf-anim": ".glb",
+    "usd": ".usda",
+}
 
 
 def format_for(path: str | os.PathLike, fmt: str | None = None) -> str:
@@ -60,22 +74,32 @@ def _check_finite(anim: Animation) -> None:
         raise TalkfaceError("animation has non-finite values; refusing to export it")
 
 
-def text(anim: Animation, fmt: str, *, sound_file: str | None = None, dat_fps: float | None = None) -> str:
+def text(
+    anim: Animation,
+    fmt: str,
+    *,
+    sound_file: str | None = None,
+    dat_fps: float | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> str:
     """`anim` in the text format `fmt` (one of `TEXT_FORMATS`); TalkfaceError for a binary format.
 
     `sound_file` is recorded in Rhubarb JSON/XML metadata; `dat_fps` is the frame rate of the Moho
-    switch-data (``rhubarb-dat``) timeline, by default the animation's own (``--fps``).
+    switch-data (``rhubarb-dat``) timeline, by default the animation's own (``--fps``); `metadata`
+    (JSON values: how the animation was made) goes into talkface JSON and NPZ files.
     """
-    return "".join(_pieces(anim, format_for("", fmt), sound_file, dat_fps))
+    return "".join(_pieces(anim, format_for("", fmt), sound_file, dat_fps, metadata))
 
 
-def _pieces(anim: Animation, fmt: str, sound_file: str | None, dat_fps: float | None) -> Iterable[str]:
+def _pieces(
+    anim: Animation, fmt: str, sound_file: str | None, dat_fps: float | None, metadata: Mapping[str, Any] | None
+) -> Iterable[str]:
     """The text of `anim` in `fmt`, in pieces (a long Live Link CSV is made a block at a time)."""
     _check_finite(anim)
     if fmt == "csv":
         return livelink_csv.csv_chunks(anim)
     if fmt == "json":
-        return [json_format.json_text(anim)]
+        return [json_format.json_text(anim, metadata)]
     if fmt in rhubarb.FORMATS:
         return [rhubarb.text(anim, fmt, sound_file=sound_file or "", dat_fps=dat_fps)]
     raise TalkfaceError(f"{fmt} is a binary format; text formats are {', '.join(TEXT_FORMATS)}")
@@ -88,15 +112,17 @@ def write(
     *,
     sound_file: str | None = None,
     dat_fps: float | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> str:
-    """Write `anim` to `path` atomically and return the format used (`sound_file`, `dat_fps`: see `text`)."""
+    """Write `anim` to `path` atomically and return the format used (`sound_file`, `dat_fps`,
+    `metadata`: see `text`)."""
     fmt = format_for(path, fmt)
     if fmt in TEXT_FORMATS:
-        write_text(path, _pieces(anim, fmt, sound_file, dat_fps))
+        write_text(path, _pieces(anim, fmt, sound_file, dat_fps, metadata))
         return fmt
     _check_finite(anim)
     if fmt == "npz":
-        npz.write(anim, path)
+        npz.write(anim, path, metadata)
     elif fmt in gltf.FORMATS:
         gltf.write(anim, path, fmt)
     else:

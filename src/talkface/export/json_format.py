@@ -1,13 +1,16 @@
 """talkface JSON: ``{"fps": F, "names": [...], "frames": [[...], ...]}`` for web players and scripts.
 
 One frame per line, values rounded to 6 decimals (the CSV's precision), names as the animation has
-them (ARKit camelCase, plus any head / eye channels).
+them (ARKit camelCase, plus any head / eye channels). A ``"metadata"`` object, when there is one, says
+how the animation was made (e.g. how many words of a transcript matched the audio).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -15,10 +18,11 @@ from ..animation import Animation
 from ..errors import TalkfaceError
 
 
-def json_text(anim: Animation) -> str:
-    """The JSON text of `anim`."""
+def json_text(anim: Animation, metadata: Mapping[str, Any] | None = None) -> str:
+    """The JSON text of `anim`, with `metadata` (JSON values) when given."""
     frames = (np.round(anim.weights.astype(np.float64), 6) + 0.0).tolist()
-    head = f'{{"fps": {json.dumps(anim.fps)}, "names": {json.dumps(list(anim.names))}, "frames": ['
+    meta = f'"metadata": {json.dumps(dict(metadata))}, ' if metadata else ""
+    head = f'{{"fps": {json.dumps(anim.fps)}, {meta}"names": {json.dumps(list(anim.names))}, "frames": ['
     body = ",\n".join(json.dumps(row) for row in frames)
     return f"{head}\n{body}\n]}}\n" if frames else f"{head}]}}\n"
 

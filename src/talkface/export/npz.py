@@ -1,12 +1,16 @@
-"""NumPy NPZ: arrays ``weights`` (float32 [frames, channels]), ``fps`` and ``names``; lossless.
+"""NumPy NPZ: arrays ``weights`` (float32 [frames, channels]), ``fps`` and ``names``; lossless. A
+``metadata`` array, when there is one, holds a JSON object as a string (see the JSON format).
 
 Loads without pickle (`names` is a unicode array), so reading an untrusted file runs no code.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import zipfile
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -15,10 +19,12 @@ from ..errors import TalkfaceError
 from ..files import atomic_path
 
 
-def write(anim: Animation, path: str | os.PathLike) -> None:
-    """Write `anim` as a compressed NPZ, atomically."""
+def write(anim: Animation, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None) -> None:
+    """Write `anim` (and `metadata`, JSON values, when given) as a compressed NPZ, atomically."""
+    extra = {"metadata": np.array(json.dumps(dict(metadata)))} if metadata else {}
     with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: savez adds no ".npz"
-        np.savez_compressed(f, weights=anim.weights, fps=np.float64(anim.fps), names=np.array(anim.names, dtype=str))
+        names = np.array(anim.names, dtype=str)
+        np.savez_compressed(f, weights=anim.weights, fps=np.float64(anim.fps), names=names, **extra)
 
 
 def read(path: str | os.PathLike) -> Animation:

@@ -25,6 +25,8 @@ _INITIALIZE_PHONEME_IPA = 0x0002
 _INITIALIZE_DONT_EXIT = 0x8000
 _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
+_PHONEME_MODE = 0x02 | ord("_") << 8  # IPA names, "_" between them (espeakPHONEMES_IPA, separator)
+_STRESS = "ˈˌ"
 _EVENT_LIST_TERMINATED = 0
 _EVENT_PHONEME = 7
 _STOPS = frozenset({"p", "b", "t", "d", "k", "g", "ch", "jh"})
@@ -140,12 +142,28 @@ class _Engine:
             i += 1
         return 0  # go on
 
-    def synthesize(self, voice: str, text: bytes, prosody: Prosody) -> tuple[np.ndarray, list[tuple[int, str]]]:
-        """Audio (float32) and its phoneme events as (sample, IPA name); KeyError if `voice` fails."""
+    def _use(self, voice: str) -> None:
+        """Switch to `voice`; KeyError if espeak-ng cannot load it."""
         if self.voice != voice:
             if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
                 raise KeyError(voice)
             self.voice = voice
+
+    def phonemes(self, voice: str, text: bytes) -> str:
+        """`text` as `voice` reads it, in IPA phoneme names (no audio): names joined by "_", words
+        by spaces; KeyError if `voice` fails."""
+        self._use(voice)
+        buffer = ctypes.create_string_buffer(text)
+        position = ctypes.c_void_p(ctypes.addressof(buffer))
+        clauses = []
+        while position.value:  # one clause per call; espeak-ng moves `position` on, to NULL at the end
+            clause = self.lib.espeak_TextToPhonemes(ctypes.byref(position), _CHARS_UTF8, _PHONEME_MODE)
+            clauses.append((clause or b"").decode("utf-8", "ignore"))
+        return " ".join(clauses)
+
+    def synthesize(self, voice: str, text: bytes, prosody: Prosody) -> tuple[np.ndarray, list[tuple[int, str]]]:
+        """Audio (float32) and its phoneme events as (sample, IPA name); KeyError if `voice` fails."""
+        self._use(voice)
         for parameter, value in zip(_PROSODY_PARAMETERS, astuple(prosody), strict=True):
             self.lib.espeak_SetParameter(parameter, value, 0)
         self._chunks.clear()
@@ -169,6 +187,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.espeak_ListVoices.restype = c.POINTER(c.POINTER(_VoiceSpec))
     lib.espeak_Info.argtypes = [c.POINTER(c.c_char_p)]
     lib.espeak_Info.restype = c.c_char_p
+    lib.espeak_TextToPhonemes.argtypes = [c.POINTER(c.c_void_p), c.c_int, c.c_int]
+    lib.espeak_TextToPhonemes.restype = c.c_char_p
 
 
 _lock = threading.RLock()
@@ -285,6 +305,24 @@ class EspeakVoice:
                 raise unknown_voice(f"voice '{self.info.name}'") from None
         events = _ipa_events(events, self._language)
         return build_speech(audio, engine.sample_rate, _corrected(audio, engine.sample_rate, events))
+
+    def pronounce(self, text: str) -> list[list[str]]:
+        """ARPAbet phones of each word of `text` as espeak-ng reads it (numbers and abbreviations
+        spelled out in this language, so there may be more words than in `text`), named as
+        `synthesize` names them; no audio is made. Words with nothing to pronounce are left out."""
+        with _lock:
+            try:
+                read = _engine().phonemes(self._espeak_name, check_text(text).encode("utf-8"))
+            except KeyError:
+                raise unknown_voice(f"voice '{self.info.name}'") from None
+        names = [(0, n.lstrip(_STRESS)) for word in read.split() for n in [*word.split("_"), " "] if n]
+        words: list[list[str]] = [[]]
+        for _, name in _ipa_events(names, self._language):
+            if name == " ":
+                words.append([])
+            else:
+                words[-1] += ipa_to_arpabet(name)
+        return [w for w in words if w]
 
 
 def _ipa_events(events: list[tuple[int, str]], language: str) -> list[tuple[int, str]]:

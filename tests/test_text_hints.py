@@ -1,0 +1,127 @@
+"""A transcript is a hint: words replaced, a sentence left out or added, words cut off at the edges.
+
+Every case animates; the lips close on the /p b m/ of the words that were said (CMU ARCTIC a0009, hand
+labelled); speech the transcript does not explain is animated from the sound; the warning and the
+output's metadata say how much of the transcript matched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import ARCTIC_TRANSCRIPT, DATA
+
+from talkface import Animator
+from talkface.align import read_htk_labels
+from talkface.audio import SAMPLE_RATE, load_audio
+from talkface.metrics import mouth_scores
+from talkface.phonemes import SILENCE, TimedPhone
+from talkface.tts import load_voice
+
+WORDS = len(ARCTIC_TRANSCRIPT.split())  # 9
+OTHER = "Bob bought a map and a big pepper by the pump."
+
+
+@pytest.fixture(scope="module")
+def arctic() -> tuple[np.ndarray, list[TimedPhone]]:
+    return load_audio(DATA / "arctic_a0009.wav"), read_htk_labels(DATA / "arctic_a0009_phone.lab")
+
+
+def _bilabials_close(clip, reference: list[TimedPhone]) -> float:
+    return mouth_scores(clip.animation, reference).closed_on_bilabials
+
+
+def _clip(audio: np.ndarray, text: str, caplog) -> tuple:
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="talkface.animator"):
+        clip = Animator().clip(audio, text, sample_rate=SAMPLE_RATE)
+    return clip, [r.getMessage() for r in caplog.records if r.name == "talkface.animator"]
+
+
+def test_a_right_transcript_animates_from_the_text_alone(arctic, caplog) -> None:
+    audio, reference = arctic
+    clip, warnings = _clip(audio, ARCTIC_TRANSCRIPT, caplog)
+    assert clip.alignment.matched == WORDS and not clip.alignment.unexplained and not warnings
+    assert _bilabials_close(clip, reference) == 1.0
+
+
+def test_replaced_words_are_reported_and_the_rest_still_closes_the_lips(arctic, caplog) -> None:
+    audio, reference = arctic
+    text = ARCTIC_TRANSCRIPT.replace("He turned", "Nobody asked").replace("Gregson", "elephants")
+    clip, warnings = _clip(audio, text, caplog)
+    assert clip.phones is not None  # the transcript was used, not set aside
+    assert abs(clip.alignment.share - 6 / WORDS) <= 0.15  # three of nine words replaced
+    assert _bilabials_close(clip, reference) == 1.0  # sharply, table
+    assert len(warnings) == 1 and f"of {WORDS} words matched" in warnings[0]
+
+
+def test_a_sentence_missing_from_the_transcript_is_animated_from_the_sound(arctic, caplog) -> None:
+    audio, reference = arctic
+    speech = load_voice().synthesize(OTHER)
+    before = load_audio(speech.audio, speech.sample_rate)
+    pause = np.zeros(SAMPLE_RATE // 2, np.float32)
+    joined = np.concatenate([before, pause, audio])
+    shift = (len(before) + len(pause)) / SAMPLE_RATE
+    clip, warnings = _clip(joined, ARCTIC_TRANSCRIPT, caplog)
+    spoken = [p for p in speech.phones if p.phone != SILENCE]
+    heard = sum(any(s <= p.mid < e for s, e in clip.alignment.unexplained) for p in spoken)
+    assert heard >= 0.8 * len(spoken)  # the sentence the text leaves out comes from the sound
+    moved = [TimedPhone(p.start + shift, p.end + shift, p.phone) for p in reference]
+    assert _bilabials_close(clip, moved) == 1.0
+    assert "animated from the audio alone" in warnings[0]
+
+
+def test_a_sentence_that_was_never_said_does_not_stop_the_rest(arctic, caplog) -> None:
+    audio, reference = arctic
+    clip, warnings = _clip(audio, f"{ARCTIC_TRANSCRIPT} Then we went home.", caplog)
+    assert clip.phones is not None
+    assert abs(clip.alignment.share - WORDS / (WORDS + 4)) <= 0.15
+    assert _bilabials_close(clip, reference) == 1.0
+    assert len(warnings) == 1
+
+
+def test_words_cut_off_at_both_edges(arctic, caplog) -> None:
+    audio, reference = arctic
+    spoken = [p for p in reference if p.phone != SILENCE]
+    start, end = spoken[0].mid, spoken[-1].mid  # inside "He" and inside "table"
+    cut = audio[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
+    clip, _ = _clip(cut, ARCTIC_TRANSCRIPT, caplog)
+    assert clip.phones is not None and clip.alignment.matched >= WORDS - 2
+    moved = [TimedPhone(p.start - start, p.end - start, p.phone) for p in reference if start <= p.mid < end]
+    assert _bilabials_close(clip, moved) == 1.0
+
+
+def test_a_transcript_of_other_speech_is_set_aside_and_says_so(arctic, caplog, tmp_path) -> None:
+    audio, _ = arctic
+    wav, out = tmp_path / "a0009.wav", tmp_path / "a0009.json"
+    sf.write(wav, audio, SAMPLE_RATE)
+    result = subprocess.run(
+        [sys.executable, "-m", "talkface.cli", "animate", str(wav), "--text", OTHER, "-o", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    warning = result.stderr.strip().splitlines()
+    assert len(warning) == 1 and "words matched the audio" in warning[0] and "from the audio alone" in warning[0]
+    metadata = json.loads(out.read_text())["metadata"]
+    assert metadata["transcript_words"] == len(OTHER.split())
+    assert metadata["seconds_from_audio_alone"] == pytest.approx(len(audio) / SAMPLE_RATE, abs=0.01)
+
+
+def test_metadata_in_npz_says_how_many_words_matched(arctic, tmp_path) -> None:
+    audio, _ = arctic
+    wav, out = tmp_path / "a0009.wav", tmp_path / "a0009.npz"
+    sf.write(wav, audio, SAMPLE_RATE)
+    result = subprocess.run(
+        [sys.executable, "-m", "talkface.cli", "animate", str(wav), "--text", ARCTIC_TRANSCRIPT, "-o", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with np.load(out, allow_pickle=False) as data:
+        metadata = json.loads(str(data["metadata"]))
+    assert metadata == {"transcript_words": WORDS, "words_matched": WORDS, "seconds_from_audio_alone": 0.0}
