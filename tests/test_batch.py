@@ -127,7 +127,8 @@ def test_a_ray_cluster_runs_the_same_worker_with_the_same_outputs(library, tmp_p
     ray = pytest.importorskip("ray", reason="the batch extra (ray) is not installed")
     lines = read_manifest(library / "vo", "json")  # a folder: a.wav with a.txt beside it, b.flac without
     pooled = list(run(lines, tmp_path / "pool", jobs=2))
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
+    # a cluster of its own, even where another one runs on this machine
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
     try:
         on_ray = list(run(lines, tmp_path / "ray", ray="auto"))
     finally:
