@@ -1,6 +1,6 @@
 """Throughput of `talkface batch` on a dialogue library: a process pool of one and two workers, and Ray.
 
-Run: python benchmarks/batch_throughput.py [--lines 500] [--library build/batch_library] [--skip-ray].
+Run: python benchmarks/batch_throughput.py [--lines 500] [--library build/batch_library] [--runs 1 2 ray].
 It first builds (once, then reuses) a library of TTS lines of 1–8 s spoken by espeak-ng voices
 (`talkface.tts`): a CSV manifest whose lines have a transcript in a `text` column, in a `text_file`
 beside the audio, or none, and a few corrupt, empty and silent files. Then it runs, each in a fresh
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import random
 import resource
@@ -191,15 +192,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lines", type=int, default=500)
     parser.add_argument("--library", type=Path, default=Path("build/batch_library"))
-    parser.add_argument("--skip-ray", action="store_true", help="Only the process pool.")
+    parser.add_argument("--runs", nargs="+", choices=["1", "2", "ray"], default=["1", "2", "ray"],
+                        help="Which to run: --jobs 1, --jobs 2, Ray (default: all three).")  # fmt: skip
     args = parser.parse_args()
     manifest = build_library(args.library, args.lines)
     print(f"library: {manifest} ({args.lines} lines); load before: {os.getloadavg()[0]:.2f}")
     results = []
-    for jobs in (1, 2):
+    for jobs in [run for run in ("1", "2") if run in args.runs]:
         out = args.library / f"out-jobs{jobs}"
-        results.append(measure(f"--jobs {jobs}", manifest, out, ["--jobs", str(jobs)], on_ray=False))
-    if not args.skip_ray:
+        results.append(measure(f"--jobs {jobs}", manifest, out, ["--jobs", jobs], on_ray=False))
+    if "ray" in args.runs:
         ray = str(Path(sys.executable).with_name("ray"))
         subprocess.run([ray, "start", "--head", "--num-cpus", "2", "--include-dashboard=false"], check=True,
                        capture_output=True)  # fmt: skip
@@ -207,8 +209,8 @@ def main() -> None:
             results.append(measure("--ray auto", manifest, args.library / "out-ray", ["--ray", "auto"], on_ray=True))
         finally:
             subprocess.run([ray, "stop", "--force"], capture_output=True)
-    base = results[0]["lines/s"]
-    pool = results[1]["lines/s"]
+    speeds = {r["run"]: r["lines/s"] for r in results}
+    base, pool = speeds.get("--jobs 1", math.nan), speeds.get("--jobs 2", math.nan)
     print(f"{'run':<12} {'lines':>5} {'ok':>4} {'failed':>6} {'wall s':>7} {'lines/s':>8} {'audio h/h':>9} "
           f"{'run CPU s':>9} {'busy cores':>10} {'vs jobs 1':>9} {'vs jobs 2':>9}")  # fmt: skip
     for r in results:
