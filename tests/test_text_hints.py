@@ -97,15 +97,20 @@ def test_words_cut_off_at_both_edges(arctic, caplog) -> None:
     assert _bilabials_close(clip, moved) == 1.0
 
 
+def _animate_cli(audio: np.ndarray, text: str, out) -> subprocess.CompletedProcess:
+    """`talkface animate` of `audio` (written beside `out` as a WAV) with `text`, writing `out`."""
+    wav = out.with_suffix(".wav")
+    sf.write(wav, audio, SAMPLE_RATE)
+    command = [sys.executable, "-m", "talkface.cli", "animate", str(wav), "--text", text, "-o", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def test_a_transcript_of_other_speech_is_set_aside_and_says_so(arctic, caplog, tmp_path) -> None:
     audio, _ = arctic
-    wav, out = tmp_path / "a0009.wav", tmp_path / "a0009.json"
-    sf.write(wav, audio, SAMPLE_RATE)
-    result = subprocess.run(
-        [sys.executable, "-m", "talkface.cli", "animate", str(wav), "--text", OTHER, "-o", str(out)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    out = tmp_path / "a0009.json"
+    result = _animate_cli(audio, OTHER, out)
     warning = result.stderr.strip().splitlines()
     assert len(warning) == 1 and "words matched the audio" in warning[0] and "from the audio alone" in warning[0]
     metadata = json.loads(out.read_text())["metadata"]
@@ -115,13 +120,8 @@ def test_a_transcript_of_other_speech_is_set_aside_and_says_so(arctic, caplog, t
 
 def test_metadata_in_npz_says_how_many_words_matched(arctic, tmp_path) -> None:
     audio, _ = arctic
-    wav, out = tmp_path / "a0009.wav", tmp_path / "a0009.npz"
-    sf.write(wav, audio, SAMPLE_RATE)
-    result = subprocess.run(
-        [sys.executable, "-m", "talkface.cli", "animate", str(wav), "--text", ARCTIC_TRANSCRIPT, "-o", str(out)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    out = tmp_path / "a0009.npz"
+    _animate_cli(audio, ARCTIC_TRANSCRIPT, out)
     with np.load(out, allow_pickle=False) as data:
         metadata = json.loads(str(data["metadata"]))
     assert metadata == {"transcript_words": WORDS, "words_matched": WORDS, "seconds_from_audio_alone": 0.0}
