@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import ARCTIC_TRANSCRIPT, DATA
+from synthetic import sentences
 
 from talkface import Animator
 from talkface.align import (
@@ -217,21 +218,6 @@ def test_align_synthetic_speech_with_digital_silence() -> None:
     assert len(errors) >= 0.85 * (len(speech.phones) - 2) and np.median(errors) <= 0.015
 
 
-#: Words for minutes of varied synthetic speech (espeak-ng), spoken as random sentences.
-_VOCABULARY = """time year people way day man thing woman life child world school state family student group
-country problem hand part place case week company system program question work government number night
-point home water room mother area money story fact month lot right study book eye job word business issue
-side kind head house service friend father power hour game line end member law car city community name
-president team minute idea kid body information back parent face level office door health person art war
-history party result change morning reason research girl guy moment air teacher force education foot boy
-age policy music market sense nation plan college interest death experience effect class control care
-field development role effort rate heart leader light voice wife police mind price report decision son
-view town road arm difference value building action model season society tax director position player
-record paper space ground form event official matter center couple site project activity star table
-need court oil situation cost industry figure street image phone data picture practice piece land product
-doctor wall patient worker news test movie north love support technology step baby computer type bubble
-bottle blue big bright brown black purple maple mumble pebble"""
-
 #: Run in a fresh process: animates the speech saved by the test as `animate --text` or `animate --engine
 #: phonetic` do, and reports the peak resident memory before and after, the CPU time, and the phone
 #: boundary errors against espeak-ng's own timings.
@@ -261,9 +247,7 @@ def minutes_of_speech(tmp_path_factory) -> tuple:
     """Three minutes of espeak-ng speech (audio .npy, pickled text and phones) and its duration."""
     import pickle
 
-    rng, vocabulary = np.random.default_rng(0), _VOCABULARY.split()
-    sentences = [" ".join(rng.choice(vocabulary, rng.integers(4, 12))).capitalize() + "." for _ in range(62)]
-    text = " ".join(sentences)
+    text = sentences(62)
     speech = load_voice().synthesize(text)
     audio = load_audio(speech.audio, speech.sample_rate)
     folder = tmp_path_factory.mktemp("long")

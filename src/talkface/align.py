@@ -19,11 +19,13 @@ import bisect
 import functools
 import itertools
 import logging
+import multiprocessing
 import re
 import threading
 import unicodedata
 import warnings
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from os import PathLike
@@ -45,6 +47,10 @@ _MAX_PIECE = 30 * FRAME_RATE  # frames: longest piece of audio decoded at once, 
 _MIN_PIECE = 10 * FRAME_RATE  # frames: shortest piece cut off a longer stretch
 _MIN_PAUSE = 20  # frames of quiet that make a pause where audio may be cut
 _LOOKAHEAD = 2 * FRAME_RATE  # frames: at least this much of the next piece is aligned with each piece
+#: Seconds: long audio is cut into parts aligned in processes of their own (`jobs`), none shorter than this.
+_PART = 300
+_ANCHOR = 10 * FRAME_RATE  # frames after a cut aligned (to the next pause) to find the words said there
+_ANCHOR_WORDS = 8  # words in a row that must fit the sound after a cut, and occur once near there
 _MIN_UNEXPLAINED = 20  # frames: speech no word was aligned to counts from this long (a short word's length)
 #: Weight of the path that takes any word of the transcript as other speech (`_UNSAID`, pocketsphinx's
 #: "spoken noise" model): a replaced word is aligned as that, and its neighbours keep their own sound.
@@ -158,7 +164,13 @@ def align(audio: np.ndarray, text: str, sample_rate: int = SAMPLE_RATE, lang: st
 
 
 def align_transcript(
-    audio: np.ndarray, text: str, sample_rate: int = SAMPLE_RATE, lang: str | None = None, *, strict: bool = False
+    audio: np.ndarray,
+    text: str,
+    sample_rate: int = SAMPLE_RATE,
+    lang: str | None = None,
+    *,
+    strict: bool = False,
+    jobs: int = 1,
 ) -> Alignment:
     """Phones of `text` timed against the speech in `audio`, with the share of words that fit it.
 
@@ -172,13 +184,72 @@ def align_transcript(
     words count as not matched. With `strict`, every word must be aligned. Raises `TalkfaceError`
     for an empty transcript or an unknown language, and `AlignmentError` when the text cannot be
     aligned to the audio at all. Time and memory grow linearly with the audio.
+
+    With `jobs` > 1, audio of more than `_PART` is cut at pauses into up to `jobs` parts, each aligned
+    in a process of its own with the words said in it (found by aligning a little of the audio after
+    each cut against the transcript around where it should be). Where such a place is not found for
+    certain, the audio is not cut there.
     """
     audio = load_audio(audio, sample_rate)
     words = _words(text) if _english(lang) else _espeak_words(text, str(lang))
     if not words:
         raise TalkfaceError(f"transcript is empty or has nothing to pronounce: {text!r}")
-    decoder = _aligner()
     match = MATCH_SCORE if _english(lang) else MATCH_SCORE_ACROSS
+    cuts = _parts(audio, words, jobs, match) if jobs > 1 and len(audio) > 2 * _PART * SAMPLE_RATE else []
+    if not cuts:
+        return _aligned(audio, words, match, strict)
+    return _aligned_in_parts(audio, words, cuts, match, strict)
+
+
+def _aligned_in_parts(
+    audio: np.ndarray, words: Sequence[str], cuts: Sequence[tuple[int, int]], match: float, strict: bool
+) -> Alignment:
+    """`_aligned` of the parts of `audio` between `cuts` ((frame, first word) each), in processes of
+    their own, joined. A part that cannot be aligned at all is unexplained (an error with `strict`)."""
+    bounds = [(0, 0), *cuts, (-(-len(audio) // _HOP), len(words))]  # the last part ends with the audio
+    with ProcessPoolExecutor(len(bounds) - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        parts = [
+            pool.submit(_aligned_part, _pcm(audio, a, b, 0.0), words[i:k], match, strict)
+            for (a, i), (b, k) in itertools.pairwise(bounds)
+        ]
+        try:
+            results = [part.result() for part in parts]
+        except AlignmentError:  # with `strict`
+            raise AlignmentError(_FAILED, len(words)) from None
+    if all(part is None for part in results):
+        raise AlignmentError(_FAILED, len(words))
+    phones, spans, matched = [], [], 0
+    for ((first, _), (last, _)), part in zip(itertools.pairwise(bounds), results, strict=True):
+        shift, end = first / FRAME_RATE, min(last / FRAME_RATE, len(audio) / SAMPLE_RATE)
+        if part is None:
+            phones.append(TimedPhone(shift, end, SILENCE))
+            spans.append((shift, end))
+            continue
+        phones += [TimedPhone(p.start + shift, p.end + shift, p.phone) for p in part.phones]
+        spans += [(s + shift, e + shift) for s, e in part.unexplained]
+        matched += part.matched
+    joined = spans[:1]
+    for s, e in spans[1:]:  # spans that meet at a cut are one
+        joined[-1:] = [(joined[-1][0], e)] if s <= joined[-1][1] else [joined[-1], (s, e)]
+    return Alignment(merge_silences(phones), len(words), matched, tuple(joined))
+
+
+def _aligned_part(pcm: bytes, words: list[str], match: float, strict: bool) -> Alignment | None:
+    """`_aligned` in a worker process, for one part of long audio (16-bit PCM) and its words; None
+    when they cannot be aligned at all (without `strict`)."""
+    with _LOCK:
+        _add_words(_aligner(), words)
+    try:
+        return _aligned(np.frombuffer(pcm, np.int16).astype(np.float32) / 32767, words, match, strict)
+    except AlignmentError:
+        if strict:
+            raise
+        return None
+
+
+def _aligned(audio: np.ndarray, words: Sequence[str], match: float, strict: bool) -> Alignment:
+    """The transcript's `words` (in the aligner's dictionary) aligned to 16 kHz `audio`, piece by piece."""
+    decoder = _aligner()
     levels = _frame_levels(audio)
     n = len(levels)
     quiet = levels < _quiet_threshold(levels)
@@ -319,12 +390,63 @@ def _recognizer() -> Decoder:
     return Decoder(allphone=phone_lm, dict=None, lw=2.0, loglevel="FATAL")
 
 
-def _align_piece(decoder: Decoder, pcm: bytes, words: Sequence[str], open_end: bool) -> list[_Word]:
+def _parts(audio: np.ndarray, words: Sequence[str], jobs: int, match: float) -> list[tuple[int, int]]:
+    """(frame, word) where long audio is cut into parts for `jobs` processes: one of the three longest
+    pauses within 30 s of each equal share of it, and the first word said after it (`_anchor`). Where
+    that word is not found for certain after any of them, the audio is not cut."""
+    levels = _frame_levels(audio)
+    n = len(levels)
+    quiet = levels < _quiet_threshold(levels)
+    pauses = _pauses(quiet)
+    speech = np.cumsum(~quiet)
+    count = min(jobs, n // (_PART * FRAME_RATE))
+    dither = _DITHER * _loud_level(levels)
+    cuts: list[tuple[int, int]] = []
+    for k in range(1, count):
+        target = n * k // count
+        near = sorted((p for p in pauses if abs(p[0] - target) < 30 * FRAME_RATE), key=lambda p: -p[1])
+        middles = [m for m, _ in pauses]
+        for frame, _ in near[:3]:  # the longest pauses first
+            guess = round(len(words) * speech[frame] / speech[-1])
+            end = middles[min(bisect.bisect_left(middles, frame + _ANCHOR), len(middles) - 1)]  # in a pause
+            if not frame < end <= frame + 3 * _ANCHOR:
+                continue
+            word = _anchor(_pcm(audio, frame, end, dither), words, guess, match)
+            if word is not None and word > (cuts[-1][1] if cuts else 0):
+                cuts.append((frame, word))
+                break
+    return cuts
+
+
+def _anchor(pcm: bytes, words: Sequence[str], guess: int, match: float) -> int | None:
+    """The index of the first word said in `pcm` (audio that starts in a pause), found by aligning
+    it against the transcript around word `guess`, starting with any word there. None unless the
+    first `_ANCHOR_WORDS` words aligned there were said, all but two fit their sound, and they occur
+    in a row only once in that stretch of the transcript."""
+    reach = max(50, len(words) // 20)
+    low, high = max(0, guess - reach), min(len(words), guess + reach)
+    stretch = words[low : high + _ANCHOR_WORDS * 20]  # starting late, 30 s hold fewer than this
+    try:
+        with _LOCK:
+            aligned = _align_piece(_aligner(), pcm, stretch, open_end=True, starts=high - low)
+    except RuntimeError:
+        return None
+    said = [w for w in aligned if not w.filler][:_ANCHOR_WORDS]
+    if len(said) < _ANCHOR_WORDS or any(w.unsaid for w in said) or sum(w.fits(match) for w in said) < len(said) - 2:
+        return None
+    names = [re.sub(r"\(\d+\)$", "", w.name) for w in said]  # "the(2)": another pronunciation of "the"
+    found = [i for i in range(high - low) if list(stretch[i : i + _ANCHOR_WORDS]) == names]
+    return low + found[0] if len(found) == 1 else None
+
+
+def _align_piece(decoder: Decoder, pcm: bytes, words: Sequence[str], open_end: bool, starts: int = 1) -> list[_Word]:
     """Word and phone alignment of `words` in one piece of audio; with `open_end` the alignment may
-    stop after any word, in a pause (the rest of the stretch is spoken in the next piece). Raises
-    RuntimeError when the words cannot be aligned."""
+    stop after any word, in a pause (the rest of the stretch is spoken in the next piece), and it
+    may start with any of the first `starts` words (after a pause). Raises RuntimeError when the words cannot be
+    aligned."""
     n = len(words)
     transitions: list[tuple] = [(i, i + 1, 1.0, word) for i, word in enumerate(words)]
+    transitions += [(0, i, 1.0, "<sil>") for i in range(1, starts)]  # start later, in a pause
     transitions += [(i, i + 1, _NOT_SAID, _UNSAID) for i in range(n)]  # each word may be something else
     if open_end:  # a real silence word, not an empty transition: the phone pass cannot take those
         transitions += [(i, n + 1, 1.0, "<sil>") for i in range(n + 1)]
@@ -482,12 +604,8 @@ def _words(text: str) -> list[str]:
     text = unicodedata.normalize("NFKD", normalize_text(text)).encode("ascii", "ignore").decode()
     words = [token.strip("'") for token in re.findall(r"[a-z']+", text.lower()) if token.strip("'")]
     with _LOCK:
-        decoder = _aligner()
-        for word in dict.fromkeys(words):
-            if decoder.lookup_word(word) is None:
-                phones = _guess_pronunciation(word)
-                log.warning("%r is not in the pronunciation dictionary; guessing %s", word, phones)
-                decoder.add_word(word, phones)
+        for word in _add_words(_aligner(), words):
+            log.warning("%r is not in the pronunciation dictionary; guessing %s", word, _guess_pronunciation(word))
     return words
 
 
@@ -501,11 +619,19 @@ def _espeak_words(text: str, lang: str) -> list[str]:
         return []
     words = ["@" + "_".join(phones) for phones in voice.pronounce(text)]
     with _LOCK:
-        decoder = _aligner()
-        new = [w for w in dict.fromkeys(words) if decoder.lookup_word(w) is None]
-        for k, word in enumerate(new):
-            decoder.add_word(word, word[1:].replace("_", " ").upper(), update=k == len(new) - 1)
+        _add_words(_aligner(), words)
     return words
+
+
+def _add_words(decoder: Decoder, words: Iterable[str]) -> list[str]:
+    """Adds the words the decoder's dictionary lacks, and returns them: a word spelled by its
+    pronunciation ("@m_ih", from espeak-ng) as that, another with a pronunciation guessed from its
+    spelling. The caller holds `_LOCK`."""
+    new = [w for w in dict.fromkeys(words) if decoder.lookup_word(w) is None]
+    for k, word in enumerate(new):
+        phones = word[1:].replace("_", " ").upper() if word.startswith("@") else _guess_pronunciation(word)
+        decoder.add_word(word, phones, update=k == len(new) - 1)
+    return [w for w in new if not w.startswith("@")]
 
 
 def _guess_pronunciation(word: str) -> str:

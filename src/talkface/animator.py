@@ -30,6 +30,7 @@ ENGINES = ("neural", "phonetic")
 #: Shapes of speech: where a transcript does not explain the sound, these come from the sound alone.
 _MOUTH = [INDEX[n] for n in (*GROUPS["jaw"], *GROUPS["mouth"], *GROUPS["tongue"], "cheekPuff")]
 _SEAM = 0.06  # seconds over which the mouth passes from the transcript's animation to the sound's
+_CONTEXT = 1.0  # seconds of sound either side of a span the transcript does not explain, heard with it
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +71,16 @@ class Animator:
         *,
         style: Style | None = None,
         strict_text: bool = False,
+        jobs: int = 1,
     ) -> None:
         """`engine` drives audio without a transcript: "neural" (the packaged model, or `model`,
         a path to another) or "phonetic" (pocketsphinx phone recognition, then coarticulation).
         `style` sets emotion, liveliness and face parameters (default: neutral, alive). A transcript
         that cannot be aligned, or of which fewer than half the words fit the sound, is set aside
         with a warning and the audio animated alone; with `strict_text` the first is an error and
-        the second only a warning."""
+        the second only a warning. With `jobs` > 1, a transcript of more than ten minutes of audio
+        is aligned in up to that many processes (started with "spawn": a script that asks for them
+        must guard its own work with ``if __name__ == "__main__":``)."""
         if engine not in ENGINES:
             raise TalkfaceError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
         self.fps = fps
@@ -84,6 +88,7 @@ class Animator:
         self.model_path = model
         self.style = style or Style()
         self.strict_text = strict_text
+        self.jobs = jobs
 
     def restyled(self, style: Style) -> Animator:
         """This animator with another style, sharing the models it has already loaded: one worker
@@ -238,8 +243,27 @@ class Animator:
             return self._from_sound(pcm, fps, SAMPLE_RATE)._replace(alignment=alignment)
         anim = self.animate_phones(alignment.phones, len(pcm) / SAMPLE_RATE, fps, audio=pcm, text=text)
         if alignment.unexplained and not self.strict_text:
-            anim = _patched(anim, self._from_sound(pcm, fps, SAMPLE_RATE).animation, alignment.unexplained)
+            anim = _patched(anim, self._heard(pcm, anim, alignment.unexplained), alignment.unexplained)
         return Clip(anim, alignment.phones, alignment)
+
+    def _heard(self, pcm: np.ndarray, anim: Animation, spans: Sequence[tuple[float, float]]) -> np.ndarray:
+        """Weights for `anim`'s frames animated from the sound over `spans` (seconds), zero elsewhere.
+        Only the spans are animated, each with `_CONTEXT` of sound either side, so that an hour with a
+        few unexplained seconds costs the model seconds, not the hour."""
+        weights = np.zeros_like(anim.weights)
+        reach = _CONTEXT + _SEAM
+        pieces: list[list[float]] = []
+        for start, end in spans:  # merged where their context overlaps
+            if pieces and start - reach <= pieces[-1][1]:
+                pieces[-1][1] = end + reach
+            else:
+                pieces.append([start - reach, end + reach])
+        for start, end in pieces:
+            first = max(0, int(start * anim.fps))
+            sound = pcm[round(first * SAMPLE_RATE / anim.fps) : round(end * SAMPLE_RATE)]
+            part = self._from_sound(sound, anim.fps, SAMPLE_RATE).animation.weights[: len(weights) - first]
+            weights[first : first + len(part)] = part
+        return weights
 
     def _from_sound(self, audio: AudioSource, fps: float | None, sample_rate: int | None) -> Clip:
         """The clip animated from its sound alone, by the engine chosen at construction."""
@@ -265,7 +289,7 @@ class Animator:
         alone = f"{duration:.1f} s animated from the audio alone"
         whole = ((0.0, duration),)
         try:
-            alignment = align_transcript(pcm, text, lang=lang, strict=self.strict_text)
+            alignment = align_transcript(pcm, text, lang=lang, strict=self.strict_text, jobs=self.jobs)
         except AlignmentError as e:
             if self.strict_text:
                 raise
@@ -302,9 +326,9 @@ def _matched(alignment: Alignment) -> str:
     return f"{alignment.matched} of {alignment.words} words matched the audio"
 
 
-def _patched(anim: Animation, heard: Animation, spans: Sequence[tuple[float, float]]) -> Animation:
-    """`anim` with its mouth, jaw and tongue taken from `heard` (the same clip animated from its sound)
-    over `spans` (seconds), cross-faded over `_SEAM` either side so that no seam shows."""
+def _patched(anim: Animation, heard: np.ndarray, spans: Sequence[tuple[float, float]]) -> Animation:
+    """`anim` with its mouth, jaw and tongue taken from `heard` (weights of the same frames animated
+    from the sound) over `spans` (seconds), cross-faded over `_SEAM` either side so that no seam shows."""
     t = anim.times
     inside = np.zeros(len(t))
     for start, end in spans:  # 1 inside a span, falling to 0 over _SEAM outside it
@@ -312,6 +336,5 @@ def _patched(anim: Animation, heard: Animation, spans: Sequence[tuple[float, flo
         inside = np.maximum(inside, np.clip(1.0 - outside, 0.0, 1.0))
     mix = (0.5 - 0.5 * np.cos(np.pi * inside))[:, None]  # a smooth ramp, flat at both ends
     weights = anim.weights.copy()
-    same = heard.weights[np.minimum(np.arange(len(t)), heard.num_frames - 1)]  # frame counts may differ by one
-    weights[:, _MOUTH] += mix * (same[:, _MOUTH] - weights[:, _MOUTH])
+    weights[:, _MOUTH] += mix * (heard[:, _MOUTH] - weights[:, _MOUTH])
     return Animation(weights, anim.fps, anim.names)

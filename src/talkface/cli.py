@@ -148,7 +148,8 @@ def animate(
     fmt = _output_format(out, fmt)
     if phonemes_out:
         output_target(phonemes_out)
-    animator = Animator(fps, engine, model, style=style_from(**style), strict_text=strict_text)
+    cores = len(os.sched_getaffinity(0))  # a long transcript is aligned on every core
+    animator = Animator(fps, engine, model, style=style_from(**style), strict_text=strict_text, jobs=cores)
     sender = _sender(livelink, fps)
     if text_file is not None:
         text = read_text(text_file, "transcript")

@@ -1,0 +1,55 @@
+"""Long transcripts aligned in parts, each in a process of its own (`align_transcript(jobs=...)`): the
+parts must give the alignment one process gives, and audio is cut only where the words said there are
+certain."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from synthetic import sentences
+
+from talkface import align
+from talkface.align import _parts, _words, align_transcript, boundary_errors
+from talkface.audio import load_audio
+from talkface.tts import load_voice
+
+
+@pytest.fixture(scope="module")
+def speech() -> tuple[np.ndarray, str]:
+    """About 80 s of espeak-ng speech of random sentences, and its text."""
+    text = sentences(24, seed=3)
+    spoken = load_voice().synthesize(text)
+    return load_audio(spoken.audio, spoken.sample_rate), text
+
+
+@pytest.fixture
+def short_parts(monkeypatch) -> None:
+    """Parts of 20 s instead of minutes, so that a test's audio is cut into three."""
+    monkeypatch.setattr(align, "_PART", 20)
+
+
+def test_parts_align_as_one_process_does(speech, short_parts) -> None:
+    audio, text = speech
+    assert len(audio) / 16000 > 70
+    cuts = _parts(audio, _words(text), 3, align.MATCH_SCORE)
+    assert len(cuts) == 2  # each at a pause, with the word said after it
+    whole = align_transcript(audio, text)
+    parts = align_transcript(audio, text, jobs=3)
+    errors = np.abs(boundary_errors(parts.phones, whole.phones))
+    assert len(errors) >= 0.98 * (len(whole.phones) - 1) and np.mean(errors <= 0.02) >= 0.98
+    assert parts.phones[-1].end == pytest.approx(len(audio) / 16000)
+    # each part measures its own loudness and is cut into its own pieces: a few words scored at the
+    # edge of `MATCH_SCORE` (espeak-ng's speech has many) may fall either way
+    assert parts.words == whole.words and abs(parts.matched - whole.matched) <= 0.03 * whole.words
+    assert parts.unexplained_seconds <= whole.unexplained_seconds + 1.5
+
+
+def test_where_the_words_are_not_certain_the_audio_is_not_cut(speech, short_parts) -> None:
+    audio = speech[0]
+    other = sentences(24, seed=4)  # another recording's transcript: no stretch of it fits the audio
+    assert _parts(audio, _words(other), 3, align.MATCH_SCORE) == []
+    line = "The birch canoe slid on the smooth planks."  # the same words at every place
+    spoken = load_voice().synthesize(" ".join([line] * 18))
+    repeated = load_audio(spoken.audio, spoken.sample_rate)
+    assert len(repeated) / 16000 > 40
+    assert _parts(repeated, _words(" ".join([line] * 18)), 2, align.MATCH_SCORE) == []
