@@ -32,13 +32,21 @@ from .post import Style
 
 if TYPE_CHECKING:
     from .animation import Animation
+    from .character import Plan
     from .livelink import LiveLinkSender
+    from .retarget import Rig
 
 _FPS = click.option(
     "--fps", type=click.FloatRange(min=1, max=1000), default=30.0, show_default=True, help="Frame rate."
 )
 _LIVELINK = click.option(
     "--livelink", metavar="HOST:PORT", help="Also send the frames as Live Link Face UDP packets (Unreal: port 11111)."
+)
+_RIG = click.option(
+    "--rig",
+    metavar="NAME|FILE.json",
+    help="Write the weights on another rig: oculus (Meta's 15 visemes), vrm (VRM 1.0 expressions), vrm0 "
+    "(VRM 0.x names) or a JSON mapping of your own (see the README). Not for Live Link (ARKit only) or Rhubarb.",
 )
 #: `-o -`: write the animation to standard output (text formats only).
 STDOUT = "-"
@@ -65,11 +73,14 @@ def cli() -> None:
 @click.option("--voice", help="Voice name from `talkface voices` (default: espeak-ng en-us).")
 @click.option("--lang", help="Language code, e.g. en-gb, de, fr (espeak-ng).")
 @_FPS
+@_RIG
 @style_options
-def say(text: str, out_dir: str, voice: str | None, lang: str | None, fps: float, **style: Any) -> None:
-    """Speak TEXT and write speech.wav, animation.csv and phonemes.tsv to a folder."""
+def say(
+    text: str, out_dir: str, voice: str | None, lang: str | None, fps: float, rig: str | None, **style: Any
+) -> None:
+    """Speak TEXT and write speech.wav, animation.csv (with --rig: animation.json) and phonemes.tsv to a folder."""
     out = _folder(out_dir)
-    for path in _say(text, out, voice, lang, fps, style_from(**style)):
+    for path in _say(text, out, voice, lang, fps, style_from(**style), _rig(rig, "json", None)):
         click.echo(path)
 
 
@@ -81,19 +92,31 @@ def _folder(out_dir: str) -> Path:
 
 
 def _say(
-    text: str, out: Path, voice: str | None, lang: str | None, fps: float, style: Style | None = None
+    text: str,
+    out: Path,
+    voice: str | None,
+    lang: str | None,
+    fps: float,
+    style: Style | None = None,
+    rig: Rig | None = None,
 ) -> list[Path]:
+    """Speak `text` into `out`: the speech, its animation (Live Link CSV, or JSON on a `rig`) and phones."""
     from . import export
+    from .export.provenance import tts_provenance
+    from .tts import load_voice
 
-    wav, csv, tsv = out / "speech.wav", out / "animation.csv", out / "phonemes.tsv"
-    for path in (wav, csv, tsv):
-        output_target(path)  # before the speech is made
+    wav, tsv = out / "speech.wav", out / "phonemes.tsv"
+    animation = out / ("animation.csv" if rig is None else "animation.json")
+    fmt = export.format_for(animation)
+    for path in (wav, animation, export.sidecar_path(animation, fmt), tsv):
+        if path is not None:
+            output_target(path)  # before the speech is made
     speech, anim = Animator(fps, style=style).say(text, voice=voice, lang=lang)
     with atomic_path(wav) as tmp:
         sf.write(tmp, speech.audio, speech.sample_rate, subtype="PCM_16", format="WAV")
-    export.write(anim, csv)
+    export.write(anim, animation, fmt, metadata=tts_provenance(load_voice(voice, lang).info.name, wav), rig=rig)
     write_text(tsv, phones_tsv(speech.phones))
-    return [wav, csv, tsv]
+    return [wav, animation, tsv]
 
 
 @cli.command()
@@ -115,6 +138,10 @@ def _say(
     help="Without a transcript: the neural model, or phone recognition + coarticulation.",
 )
 @click.option("--model", type=click.Path(dir_okay=False), help="A trained .onnx model instead of the packaged one.")
+@_RIG
+@click.option("--character", type=click.Path(dir_okay=False),
+              help="Your .glb or .vrm model: OUT (*.glb, *.vrm) is a copy of it with the animation on its own morph "
+                   "targets (ARKit names, Oculus visemes or VRM expressions).")  # fmt: skip
 @_LIVELINK
 @_FPS
 @style_options
@@ -129,6 +156,8 @@ def animate(
     phonemes_out: str | None,
     engine: str,
     model: str | None,
+    rig: str | None,
+    character: str | None,
     livelink: str | None,
     fps: float,
     **style: Any,
@@ -145,7 +174,11 @@ def animate(
             raise click.UsageError("--lang is the transcript's language: give --text or --text-file")
         with option_values():
             load_voice(None, lang)  # an unknown language is a usage error, found before any work
-    fmt = _output_format(out, fmt)
+    if character is None:
+        fmt = _output_format(out, fmt)
+        retarget = _rig(rig, fmt, livelink)
+    else:
+        cast = _character(character, out, fmt, rig)
     if phonemes_out:
         output_target(phonemes_out)
     cores = len(os.sched_getaffinity(0))  # a long transcript is aligned on every core
@@ -155,7 +188,18 @@ def animate(
         text = read_text(text_file, "transcript")
     clip = animator.clip(audio, text, lang=lang)
     anim, phones = clip.animation, clip.phones
-    _write(anim, out, fmt, sound_file=audio, metadata=clip.metadata)
+    from .export.provenance import clip_provenance
+
+    metadata = clip_provenance(clip, animator, audio) | clip.metadata
+    if character is None:
+        _write(anim, out, fmt, sound_file=audio, metadata=metadata, rig=retarget)
+    else:
+        from . import character as characters
+
+        characters.write(cast, anim, out, metadata)
+        click.echo(out)
+        for missing in cast.missing:
+            click.echo(f"note: {character} has no target for these {missing}", err=True)
     if phonemes_out and phones is None:
         click.echo(f"warning: {phonemes_out} not written: the neural model animated the audio alone", err=True)
     elif phonemes_out:
@@ -176,21 +220,56 @@ def _output_format(out: str, fmt: str | None) -> str:
         elif (fmt := export.format_for(out, fmt or "csv")) not in export.TEXT_FORMATS:
             raise TalkfaceError(f"-o - writes text to standard output; {fmt} is binary, write it to a file")
     if out != STDOUT:
-        output_target(out)
+        for path in (out, export.sidecar_path(out, fmt)):
+            if path is not None:
+                output_target(path)
     return fmt
 
 
+def _character(path: str, out: str, fmt: str | None, rig: str | None) -> Plan:
+    """What --character can drive in the model at `path`, found before any work; OUT must be a .glb or
+    .vrm, and --format and --rig do not go with it (the model's own targets decide)."""
+    from . import character
+
+    if fmt is not None or rig is not None:
+        raise click.UsageError("--character drives the model's own targets: give no --format or --rig with it")
+    if out == STDOUT or Path(out).suffix.lower() not in character.SUFFIXES:
+        raise click.UsageError("--character writes a copy of the model: name OUT *.glb or *.vrm")
+    output_target(out)
+    return character.plan(path)
+
+
+def _rig(spec: str | None, fmt: str, livelink: str | None) -> Rig | None:
+    """The rig --rig names, checked before any work: an unknown name, a bad mapping file or a format
+    (or --livelink) that takes no rig is a usage error."""
+    if spec is None:
+        return None
+    from . import export
+    from .retarget import load_rig
+
+    if livelink is not None:
+        raise click.UsageError("--livelink sends Live Link Face's ARKit shapes only and takes no --rig")
+    with option_values():
+        export.check_rig(fmt)
+        return load_rig(spec)
+
+
 def _write(
-    anim: Animation, out: str, fmt: str, sound_file: str | None = None, metadata: dict[str, Any] | None = None
+    anim: Animation,
+    out: str,
+    fmt: str,
+    sound_file: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    rig: Rig | None = None,
 ) -> None:
-    """Write `anim` to OUT and say where, or to standard output for `-o -` (`metadata`: see `export.text`)."""
+    """Write `anim` to OUT and say where, or to standard output for `-o -` (`metadata`, `rig`: see `export.write`)."""
     from . import export
 
     if out == STDOUT:
-        sys.stdout.write(export.text(anim, fmt, sound_file=sound_file, metadata=metadata))
+        sys.stdout.write(export.text(anim, fmt, sound_file=sound_file, metadata=metadata, rig=rig))
         sys.stdout.flush()
     else:
-        export.write(anim, out, fmt, sound_file=sound_file, metadata=metadata)
+        export.write(anim, out, fmt, sound_file=sound_file, metadata=metadata, rig=rig)
         click.echo(out)
 
 

@@ -4,14 +4,22 @@
 `talkface.files`), so a failed export never leaves a half-written or clobbered file. `text` gives
 the text formats as a string (``-o -`` sends it to standard output). `read` loads the lossless
 formats (CSV, JSON, NPZ) back into an `Animation`.
+
+`metadata` (how the animation was made, see `provenance`) goes into JSON and NPZ ``metadata``, glTF
+``asset.extras`` and USD layer metadata; Live Link Face CSV and the Rhubarb formats, whose importers
+expect the file exactly as it is, get it in a sidecar ``NAME.EXT.json``. `rig` (a `retarget.Rig`)
+writes the weights on another rig's targets: JSON and NPZ name its targets as channels, glTF and USD
+give the head (or the placeholder) morph targets by its names; Live Link Face CSV is ARKit only and
+Rhubarb cues have their own mouth shapes, so neither takes one.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,10 +28,18 @@ from ..errors import TalkfaceError
 from ..files import write_text
 from . import gltf, json_format, livelink_csv, npz, rhubarb, usd
 
+if TYPE_CHECKING:
+    from ..retarget import Rig
+
 #: Every format `write` accepts.
 FORMATS: tuple[str, ...] = ("csv", "json", "npz", *rhubarb.FORMATS, *gltf.FORMATS, "usd")
 #: The formats that are text, which `text` returns; the others are binary.
 TEXT_FORMATS: tuple[str, ...] = ("csv", "json", *rhubarb.FORMATS)
+
+#: The formats that take a `rig`; the others are ARKit (Live Link) or their own shapes (Rhubarb).
+RIG_FORMATS: tuple[str, ...] = ("json", "npz", *gltf.FORMATS, "usd")
+#: The formats whose metadata goes in a sidecar ``NAME.EXT.json``: their importers take nothing else.
+SIDECAR_FORMATS: tuple[str, ...] = ("csv", *rhubarb.FORMATS)
 
 #: Format of each recognised extension; ``.json`` means talkface JSON, Rhubarb JSON needs ``--format``.
 EXTENSIONS: dict[str, str] = {
@@ -69,6 +85,22 @@ def format_for(path: str | os.PathLike, fmt: str | None = None) -> str:
     return EXTENSIONS[ext]
 
 
+def check_rig(fmt: str) -> None:
+    """TalkfaceError unless the format `fmt` can carry a rig's targets."""
+    if fmt == "csv":
+        raise TalkfaceError(
+            f"Live Link Face CSV is ARKit only and takes no --rig; write {', '.join(RIG_FORMATS)} for a rig"
+        )
+    if fmt not in RIG_FORMATS:
+        raise TalkfaceError(f"{fmt} mouth cues have Rhubarb's own shapes (A-H, X) and take no --rig")
+
+
+def sidecar_path(path: str | os.PathLike, fmt: str) -> Path | None:
+    """Where the metadata of a `fmt` file at `path` goes beside it (``NAME.EXT.json``), or None when
+    the format keeps it inside."""
+    return Path(f"{os.fspath(path)}.json") if fmt in SIDECAR_FORMATS else None
+
+
 def _check_finite(anim: Animation) -> None:
     if not np.isfinite(anim.weights).all():
         raise TalkfaceError("animation has non-finite values; refusing to export it")
@@ -81,14 +113,20 @@ def text(
     sound_file: str | None = None,
     dat_fps: float | None = None,
     metadata: Mapping[str, Any] | None = None,
+    rig: Rig | None = None,
 ) -> str:
     """`anim` in the text format `fmt` (one of `TEXT_FORMATS`); TalkfaceError for a binary format.
 
     `sound_file` is recorded in Rhubarb JSON/XML metadata; `dat_fps` is the frame rate of the Moho
     switch-data (``rhubarb-dat``) timeline, by default the animation's own (``--fps``); `metadata`
-    (JSON values: how the animation was made) goes into talkface JSON and NPZ files.
+    (JSON values: how the animation was made) goes into talkface JSON (the other text formats keep
+    it only in a file's sidecar, see `write`); `rig`: the weights on that rig's targets (JSON only).
     """
-    return "".join(_pieces(anim, format_for("", fmt), sound_file, dat_fps, metadata))
+    fmt = format_for("", fmt)
+    if rig is not None:
+        check_rig(fmt)
+        anim, metadata = rig.apply(anim), {**(metadata or {}), "rig": rig.name}
+    return "".join(_pieces(anim, fmt, sound_file, dat_fps, metadata))
 
 
 def _pieces(
@@ -113,20 +151,29 @@ def write(
     sound_file: str | None = None,
     dat_fps: float | None = None,
     metadata: Mapping[str, Any] | None = None,
+    rig: Rig | None = None,
 ) -> str:
-    """Write `anim` to `path` atomically and return the format used (`sound_file`, `dat_fps`,
-    `metadata`: see `text`)."""
+    """Write `anim` to `path` atomically and return the format used (`sound_file`, `dat_fps`: see
+    `text`). `metadata` goes where the module says, a sidecar written atomically after the file;
+    `rig`: the weights on that rig's targets (TalkfaceError for a format that takes none)."""
     fmt = format_for(path, fmt)
+    poses = None
+    if rig is not None:
+        check_rig(fmt)
+        anim, poses, metadata = rig.apply(anim), rig.poses(), {**(metadata or {}), "rig": rig.name}
     if fmt in TEXT_FORMATS:
         write_text(path, _pieces(anim, fmt, sound_file, dat_fps, metadata))
-        return fmt
-    _check_finite(anim)
-    if fmt == "npz":
-        npz.write(anim, path, metadata)
-    elif fmt in gltf.FORMATS:
-        gltf.write(anim, path, fmt)
     else:
-        usd.write(anim, path)
+        _check_finite(anim)
+        if fmt == "npz":
+            npz.write(anim, path, metadata)
+        elif fmt in gltf.FORMATS:
+            gltf.write(anim, path, fmt, metadata=metadata, poses=poses)
+        else:
+            usd.write(anim, path, metadata=metadata, poses=poses)
+    sidecar = sidecar_path(path, fmt)
+    if sidecar is not None and metadata:
+        write_text(sidecar, json.dumps(dict(metadata), indent=2) + "\n")
     return fmt
 
 

@@ -6,6 +6,10 @@ morph-target ``weights`` with linear interpolation. ``gltf-anim`` writes the sam
 placeholder node with a one-triangle mesh and 52 empty ARKit targets, to be applied to your own
 ARKit-rigged model (in Blender the action keys the shape keys by name). Written by hand: the layout
 is small and needs no dependency.
+
+With a rig (``--rig``) the morph targets are the rig's, named by it: on the head each shows the
+rig's preview pose of that target (`retarget.Rig.poses`). ``asset.generator`` names talkface and its
+version; the output's metadata (provenance) is ``asset.extras``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +26,7 @@ from ..animation import Animation
 from ..files import atomic_path
 from ..head import Head
 from ..rig import ARKIT_NAMES
+from .provenance import generator
 
 FORMATS = ("glb", "gltf-anim")
 
@@ -75,18 +82,19 @@ def _bounds(data: np.ndarray) -> dict:
     return {"min": flat.min(0).tolist(), "max": flat.max(0).tolist()}
 
 
-def _mesh(b: _Builder, head: Head | None) -> dict:
-    """The head mesh, or (`head` None) a one-triangle placeholder carrying 52 empty ARKit targets."""
+def _mesh(b: _Builder, head: Head | None, names: tuple[str, ...], poses: np.ndarray | None) -> dict:
+    """The head mesh, or (`head` None) a one-triangle placeholder carrying empty targets, with one morph
+    target per name: the head's ARKit shapes, or with `poses` [names, 52] each name's ARKit pose."""
     if head is None:
         verts = np.array([[0, 0, 0], [0.01, 0, 0], [0, 0.01, 0]], np.float32)
         attributes = {"POSITION": b.accessor(verts, "VEC3", _ARRAY_BUFFER, bounds=True)}
-        targets = [{"POSITION": b.sparse_vec3(np.zeros_like(verts))} for _ in ARKIT_NAMES]
+        targets = [{"POSITION": b.sparse_vec3(np.zeros_like(verts))} for _ in names]
         primitive = {"attributes": attributes, "targets": targets}
         return {
-            "name": "arkit_targets",
+            "name": "arkit_targets" if poses is None else "rig_targets",
             "primitives": [primitive],
-            "weights": [0.0] * len(ARKIT_NAMES),
-            "extras": {"targetNames": list(ARKIT_NAMES)},
+            "weights": [0.0] * len(names),
+            "extras": {"targetNames": list(names)},
         }
     linear = (head.colors.astype(np.float32) / 255) ** 2.2  # glTF vertex colours are linear
     attributes = {
@@ -95,26 +103,41 @@ def _mesh(b: _Builder, head: Head | None) -> dict:
         "COLOR_0": b.accessor(linear.astype(np.float32), "VEC3", _ARRAY_BUFFER),
     }
     indices = b.accessor(head.triangles.reshape(-1).astype(np.uint16), "SCALAR", _ELEMENT_ARRAY_BUFFER)
-    targets = [{"POSITION": b.sparse_vec3(t)} for t in head.targets]
+    offsets = head.targets if poses is None else np.einsum("kj,jvc->kvc", poses, head.targets).astype(np.float32)
+    targets = [{"POSITION": b.sparse_vec3(t)} for t in offsets]
     primitive = {"attributes": attributes, "indices": indices, "material": 0, "targets": targets}
     return {
         "name": "talkface_head",
         "primitives": [primitive],
-        "weights": [0.0] * len(ARKIT_NAMES),
-        "extras": {"targetNames": list(ARKIT_NAMES)},
+        "weights": [0.0] * len(names),
+        "extras": {"targetNames": list(names)},
     }
 
 
-def glb_bytes(anim: Animation | None, with_head: bool = True) -> bytes:
-    """A GLB of the head (or, without it, a placeholder with the ARKit targets) and `anim` if given."""
+def glb_bytes(
+    anim: Animation | None,
+    with_head: bool = True,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    poses: np.ndarray | None = None,
+) -> bytes:
+    """A GLB of the head (or, without it, a placeholder with the targets) and `anim` if given.
+
+    Without `poses` the targets are the 52 ARKit shapes; with them (a rig's, [targets, 52]) they are
+    the first ``len(poses)`` channels of `anim`, shaped by those poses. `metadata` is ``asset.extras``."""
     b = _Builder()
     head = Head.load() if with_head else None
+    names = ARKIT_NAMES if poses is None or anim is None else anim.names[: len(poses)]
+    asset: dict = {"version": "2.0", "generator": generator()}
+    if metadata:
+        asset["extras"] = dict(metadata)
+    mesh = _mesh(b, head, names, poses)
     doc: dict = {
-        "asset": {"version": "2.0", "generator": "talkface"},
+        "asset": asset,
         "scene": 0,
         "scenes": [{"name": "talkface", "nodes": [0]}],
-        "nodes": [{"name": "talkface_head" if head else "arkit_targets", "mesh": 0}],
-        "meshes": [_mesh(b, head)],
+        "nodes": [{"name": mesh["name"], "mesh": 0}],
+        "meshes": [mesh],
     }
     if head is not None:
         doc["materials"] = [
@@ -128,7 +151,7 @@ def glb_bytes(anim: Animation | None, with_head: bool = True) -> bytes:
             }
         ]
     if anim is not None and anim.num_frames:
-        weights = np.clip(anim.with_channels(ARKIT_NAMES).weights, 0, 1)
+        weights = np.clip(anim.with_channels(names).weights, 0, 1)
         times = b.accessor(anim.times.astype(np.float32), "SCALAR", bounds=True)
         values = b.accessor(weights.reshape(-1), "SCALAR")
         doc["animations"] = [
@@ -161,8 +184,16 @@ def _pack(doc: dict, blob: bytes) -> bytes:
     )
 
 
-def write(anim: Animation, path: str | os.PathLike, fmt: str = "glb") -> None:
-    """Write `anim` as ``glb`` (head and animation) or ``gltf-anim`` (animation only), atomically."""
-    data = glb_bytes(anim, with_head=fmt == "glb")
+def write(
+    anim: Animation,
+    path: str | os.PathLike,
+    fmt: str = "glb",
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    poses: np.ndarray | None = None,
+) -> None:
+    """Write `anim` as ``glb`` (head and animation) or ``gltf-anim`` (animation only), atomically
+    (`metadata`, `poses`: see `glb_bytes`)."""
+    data = glb_bytes(anim, with_head=fmt == "glb", metadata=metadata, poses=poses)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

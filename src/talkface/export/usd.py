@@ -10,11 +10,18 @@ Layout (metres, y up, one time code per frame at the animation's fps)::
 
 Omniverse, Houdini (Solaris), usdview and Blender's USD importer play it. Needs the ``usd`` extra
 (``pip install 'talkface[usd]'``, Pixar's usd-core).
+
+With a rig (``--rig``) the blend shapes are the rig's targets, each shaped by its preview pose
+(`retarget.Rig.poses`); a name that is no valid prim name gets a valid one, the blend-shape list
+keeps the rig's spelling. The root layer's documentation names talkface and its version; the
+output's metadata (provenance) is the layer's ``customLayerData``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -23,18 +30,39 @@ from ..errors import TalkfaceError
 from ..files import atomic_path
 from ..head import Head
 from ..rig import ARKIT_NAMES
+from .provenance import generator
 
 
-def write(anim: Animation, path: str | os.PathLike) -> None:
-    """Write the head animated by `anim` as a USD stage, atomically (format by extension)."""
+def write(
+    anim: Animation,
+    path: str | os.PathLike,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    poses: np.ndarray | None = None,
+) -> None:
+    """Write the head animated by `anim` as a USD stage, atomically (format by extension). Without
+    `poses` the blend shapes are the 52 ARKit shapes; with them (a rig's, [targets, 52]) they are the
+    first ``len(poses)`` channels of `anim`, shaped by those poses. `metadata`: the layer's custom data."""
     try:
-        from pxr import Gf, Sdf, Usd, UsdGeom, UsdSkel, Vt
+        from pxr import Gf, Sdf, Tf, Usd, UsdGeom, UsdSkel, Vt
     except ImportError:
         raise TalkfaceError("USD export needs the usd extra: pip install 'talkface[usd]'") from None
     head = Head.load()
-    weights = np.clip(anim.with_channels(ARKIT_NAMES).weights, 0, 1)
+    names = ARKIT_NAMES if poses is None else anim.names[: len(poses)]
+    offsets = head.targets if poses is None else np.einsum("kj,jvc->kvc", poses, head.targets).astype(np.float32)
+    weights = np.clip(anim.with_channels(names).weights, 0, 1)
+    prims: list[str] = []
+    for name in names:  # valid, distinct prim names
+        prim = Tf.MakeValidIdentifier(name)
+        while prim in prims:
+            prim += "_"
+        prims.append(prim)
     with atomic_path(path) as tmp:
         stage = Usd.Stage.CreateNew(str(tmp))
+        layer = stage.GetRootLayer()
+        layer.documentation = f"Made by {generator()}"
+        if metadata:
+            layer.customLayerData = dict(metadata)
         UsdGeom.SetStageUpAxis(stage, UsdGeom.Tokens.y)
         UsdGeom.SetStageMetersPerUnit(stage, 1.0)
         stage.SetTimeCodesPerSecond(anim.fps)
@@ -56,7 +84,7 @@ def write(anim: Animation, path: str | os.PathLike) -> None:
         skel_anim.CreateTranslationsAttr(Vt.Vec3fArray([Gf.Vec3f(0)]))
         skel_anim.CreateRotationsAttr(Vt.QuatfArray([Gf.Quatf(1)]))
         skel_anim.CreateScalesAttr(Vt.Vec3hArray([Gf.Vec3h(1)]))
-        skel_anim.CreateBlendShapesAttr(list(ARKIT_NAMES))
+        skel_anim.CreateBlendShapesAttr(list(names))
         weights_attr = skel_anim.CreateBlendShapeWeightsAttr()
         for i, row in enumerate(weights):
             weights_attr.Set(Vt.FloatArray.FromNumpy(row), Usd.TimeCode(i))
@@ -78,13 +106,13 @@ def write(anim: Animation, path: str | os.PathLike) -> None:
         binding.CreateJointIndicesPrimvar(True, 1).Set(Vt.IntArray([0]))
         binding.CreateJointWeightsPrimvar(True, 1).Set(Vt.FloatArray([1.0]))
         binding.CreateGeomBindTransformAttr(Gf.Matrix4d(1))
-        binding.CreateBlendShapesAttr(list(ARKIT_NAMES))
+        binding.CreateBlendShapesAttr(list(names))
         shape_paths = []
-        for name, offsets in zip(ARKIT_NAMES, head.targets, strict=True):
-            moved = np.flatnonzero(np.abs(offsets).max(axis=1) > 0)
-            shape = UsdSkel.BlendShape.Define(stage, mesh.GetPath().AppendChild(name))
-            shape.CreateOffsetsAttr(Vt.Vec3fArray.FromNumpy(np.ascontiguousarray(offsets[moved])))
+        for prim, moves in zip(prims, offsets, strict=True):
+            moved = np.flatnonzero(np.abs(moves).max(axis=1) > 0)
+            shape = UsdSkel.BlendShape.Define(stage, mesh.GetPath().AppendChild(prim))
+            shape.CreateOffsetsAttr(Vt.Vec3fArray.FromNumpy(np.ascontiguousarray(moves[moved])))
             shape.CreatePointIndicesAttr(Vt.IntArray.FromNumpy(moved.astype(np.int32)))
             shape_paths.append(shape.GetPath())
         binding.CreateBlendShapeTargetsRel().SetTargets([Sdf.Path(p) for p in shape_paths])
-        stage.GetRootLayer().Save()
+        layer.Save()

@@ -1,0 +1,78 @@
+"""Provenance: what made an animation, recorded in every file talkface writes.
+
+The talkface version, the engine (``neural``: the model from the sound; ``phonetic``: recognised
+phones; ``text-aligned``: a transcript aligned to the sound; ``tts``: a voice's own phone timings),
+the neural model's name and SHA-256 where it animated any of the clip, the SHA-256 of the speech
+audio, and the rig the weights were retargeted to. `export.write` puts it where each format keeps
+such things (JSON and NPZ ``metadata``, glTF ``asset.extras``, USD layer metadata) or, for formats
+whose importers expect the file exactly as it is (Live Link Face CSV, Rhubarb), in a sidecar
+``NAME.EXT.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from importlib.metadata import version
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..animator import Animator, Clip
+
+
+def talkface_version() -> str:
+    return version("talkface")
+
+
+def generator() -> str:
+    """The tool and version, as glTF's ``asset.generator`` and USD's layer documentation give it."""
+    return f"talkface {talkface_version()}"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 (hex) of a file's bytes, read a megabyte at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _model(animator: Animator) -> dict[str, str]:
+    """The neural model's name and SHA-256 (checked against its file when it was loaded)."""
+    model = animator.model
+    info = {"name": model.path.name, "sha256": str(model.meta["sha256"])}
+    if "encoder_sha256" in model.meta:
+        info["encoder_sha256"] = str(model.meta["encoder_sha256"])
+    return info
+
+
+def clip_provenance(clip: Clip, animator: Animator, audio: str | os.PathLike | None) -> dict[str, Any]:
+    """Provenance of a clip `animator` made from the speech file `audio` (None: not from a file)."""
+    alignment = clip.alignment
+    spans = alignment.unexplained if alignment is not None else ()
+    anim = clip.animation
+    set_aside = len(spans) == 1 and spans[0][0] <= 0.0 and spans[0][1] >= anim.duration - 1.0 / anim.fps
+    if alignment is None or set_aside:
+        engine, from_sound = animator.engine, animator.engine
+    else:  # the text drives the face; where it did not fit, the sound (unless strict)
+        engine, from_sound = "text-aligned", animator.engine if spans and not animator.strict_text else None
+    record: dict[str, Any] = {"generator": generator(), "talkface_version": talkface_version(), "engine": engine}
+    if from_sound is not None and from_sound != engine:
+        record["engine_without_text"] = from_sound
+    if from_sound == "neural":
+        record["model"] = _model(animator)
+    if audio is not None:
+        record["audio_sha256"] = file_sha256(audio)
+    return record
+
+
+def tts_provenance(voice: str, audio: str | os.PathLike) -> dict[str, Any]:
+    """Provenance of speech a TTS `voice` spoke into the file `audio` and talkface animated from its phones."""
+    return {
+        "generator": generator(),
+        "talkface_version": talkface_version(),
+        "engine": "tts",
+        "voice": voice,
+        "audio_sha256": file_sha256(audio),
+    }

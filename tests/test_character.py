@@ -1,0 +1,311 @@
+"""`animate --character`: the user's own .glb / .vrm gets the animation on the morph targets it has, by
+ARKit name (any case, any prefix), Oculus viseme or VRM expression (1.0 and 0.x), the rest of the file
+kept; models built here with each naming convention, checked with the Khronos validator."""
+
+import json
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ARCTIC_TRANSCRIPT
+from test_gltf_usd import accessor, read_glb, validate
+
+from talkface import export
+from talkface.character import arkit_name, viseme_name
+from talkface.retarget import load_rig
+from talkface.rig import ARKIT_NAMES
+
+COMMON = ("--text", ARCTIC_TRANSCRIPT, "--seed", "1")
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "talkface.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def build_glb(path, meshes: list[list[str]], extensions: dict | None = None) -> None:
+    """A GLB with one node per mesh, each a triangle with the named (empty but distinct) morph targets,
+    a material and an image-free texture-less scene: enough for the validator and to see it kept."""
+    blob = bytearray()
+    views, accessors, gltf_meshes = [], [], []
+
+    def add(values: np.ndarray, kind: str, bounds: bool = False) -> int:
+        blob.extend(b"\0" * (-len(blob) % 4))
+        views.append({"buffer": 0, "byteOffset": len(blob), "byteLength": values.nbytes})
+        blob.extend(values.astype("<f4").tobytes())
+        acc = {"bufferView": len(views) - 1, "componentType": 5126, "count": len(values), "type": kind}
+        if bounds:
+            acc |= {"min": values.min(0).tolist(), "max": values.max(0).tolist()}
+        accessors.append(acc)
+        return len(accessors) - 1
+
+    for k, names in enumerate(meshes):
+        position = add(np.array([[0, 0, k], [1, 0, k], [0, 1, k]], np.float32), "VEC3", bounds=True)
+        targets = []
+        for j in range(len(names)):
+            offset = np.zeros((3, 3), np.float32)
+            offset[j % 3, 1] = 0.01 * (j + 1)
+            targets.append({"POSITION": add(offset, "VEC3", bounds=True)})
+        gltf_meshes.append(
+            {
+                "name": f"mesh{k}",
+                "primitives": [{"attributes": {"POSITION": position}, "targets": targets, "material": 0}],
+                "weights": [0.0] * len(names),
+                "extras": {"targetNames": names},
+            }
+        )
+    doc = {
+        "asset": {"version": "2.0", "generator": "talkface tests", "copyright": "kept as it is"},
+        "scene": 0,
+        "scenes": [{"nodes": list(range(len(meshes)))}],
+        "nodes": [{"name": f"node{k}", "mesh": k} for k in range(len(meshes))],
+        "meshes": gltf_meshes,
+        "materials": [{"name": "skin", "pbrMetallicRoughness": {"baseColorFactor": [0.8, 0.6, 0.5, 1]}}],
+        "accessors": accessors,
+        "bufferViews": views,
+        "buffers": [{"byteLength": len(blob)}],
+    }
+    if extensions:
+        doc["extensions"] = extensions
+        doc["extensionsUsed"] = list(extensions)
+    text = json.dumps(doc).encode()
+    text += b" " * (-len(text) % 4)
+    blob.extend(b"\0" * (-len(blob) % 4))
+    total = 28 + len(text) + len(blob)
+    path.write_bytes(
+        struct.pack("<4sII", b"glTF", 2, total)
+        + struct.pack("<I4s", len(text), b"JSON")
+        + text
+        + struct.pack("<I4s", len(blob), b"BIN\0")
+        + bytes(blob)
+    )
+
+
+def curves(path, mesh: int) -> tuple[np.ndarray, np.ndarray]:
+    """(key times, weights [keys, targets]) of the talkface animation's channel on `mesh`'s node."""
+    doc, blob = read_glb(path)
+    clip = next(a for a in doc["animations"] if a["name"] == "talkface")
+    channel = next(c for c in clip["channels"] if c["target"]["node"] == mesh)
+    sampler = clip["samplers"][channel["sampler"]]
+    times = accessor(doc, blob, sampler["input"])[:, 0]
+    return times, accessor(doc, blob, sampler["output"]).reshape(len(times), -1)
+
+
+@pytest.fixture(scope="module")
+def reference(
+    tmp_path_factory,
+):
+    """The same animation as ARKit JSON, to compare the characters' curves with."""
+    out = tmp_path_factory.mktemp("ref") / "arkit.json"
+    from conftest import DATA
+
+    result = run("animate", str(DATA / "arctic_a0009.wav"), *COMMON, "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    return export.read(out)
+
+
+def animate_character(tmp_path, arctic_wav, model, out_name="out.glb") -> subprocess.CompletedProcess:
+    out = tmp_path / out_name
+    result = run("animate", str(arctic_wav), *COMMON, "--character", str(model), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    issues, before = validate(out), validate(model)
+    assert issues["numErrors"] == 0 and issues["numWarnings"] == before["numWarnings"], issues["messages"][:5]
+    return result
+
+
+def test_target_names_are_recognised_in_any_spelling() -> None:
+    assert arkit_name("blendShape1.JawOpen") == "jawOpen"
+    assert arkit_name("Face|MOUTHSMILELEFT") == "mouthSmileLeft"
+    assert arkit_name("mouth_smile_right") == "mouthSmileRight"
+    assert arkit_name("eyeBlink_L") == "eyeBlinkLeft"
+    assert arkit_name("Fcl_MTH_A") is None and arkit_name("jawOpenWide") is None
+    assert viseme_name("viseme_PP") == "viseme_PP" and viseme_name("vrc.v_pp") == "viseme_PP"
+    assert viseme_name("vrc.v_ih") == "viseme_I" and viseme_name("VISEME_sil") == "viseme_sil"
+    assert viseme_name("jawOpen") is None
+
+
+def test_arkit_character_with_prefixed_names_on_head_and_teeth(tmp_path, arctic_wav, reference) -> None:
+    model = tmp_path / "avatar.glb"
+    head = ["blendShape1.JawOpen", "blendShape1.MOUTHCLOSE", "Body.mouth_smile_left", "eyeBlink_L", "Extra_Custom"]
+    build_glb(model, [head, ["Teeth.jawOpen"], ["hair"]])
+    result = animate_character(tmp_path, arctic_wav, model)
+    note = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert len(note) == 1 and "48 of 52" in note[0] and "mouthSmileRight" in note[0], result.stderr
+    times, head_w = curves(tmp_path / "out.glb", 0)
+    assert times[-1] == pytest.approx(reference.duration, abs=1e-4) and len(times) == reference.num_frames + 1
+    for i, name in enumerate(["jawOpen", "mouthClose", "mouthSmileLeft", "eyeBlinkLeft"]):
+        assert np.allclose(head_w[:-1, i], reference[name], atol=1e-5), name
+    assert not head_w[:, 4].any()  # a target of no convention stays at its default
+    _, teeth = curves(tmp_path / "out.glb", 1)
+    assert np.allclose(teeth[:-1, 0], reference["jawOpen"], atol=1e-5)
+    doc, _ = read_glb(tmp_path / "out.glb")
+    assert not [c for c in doc["animations"][0]["channels"] if c["target"]["node"] == 2]  # hair: nothing to drive
+    assert doc["animations"][0]["extras"]["engine"] == "text-aligned"
+
+
+def test_the_rest_of_the_model_is_kept(tmp_path, arctic_wav) -> None:
+    model = tmp_path / "avatar.glb"
+    build_glb(model, [["jawOpen", "mouthFunnel"]])
+    animate_character(tmp_path, arctic_wav, model)
+    before, before_bin = read_glb(model)
+    after, after_bin = read_glb(tmp_path / "out.glb")
+    assert after_bin[: len(before_bin)] == before_bin
+    for key in ("asset", "scene", "scenes", "nodes", "meshes", "materials"):
+        assert after[key] == before[key], key
+    assert after["accessors"][: len(before["accessors"])] == before["accessors"]
+    assert after["bufferViews"][: len(before["bufferViews"])] == before["bufferViews"]
+    assert [a["name"] for a in after["animations"]] == ["talkface"]
+
+
+def test_oculus_viseme_character(tmp_path, arctic_wav, reference) -> None:
+    model = tmp_path / "rpm.glb"
+    names = ["viseme_sil", "vrc.v_pp", "viseme_aa", "viseme_O", "EyeBlink"]  # not ARKit: "EyeBlink" has no side
+    build_glb(model, [names])
+    result = animate_character(tmp_path, arctic_wav, model)
+    assert "Oculus visemes (11 of 15)" in result.stderr
+    _, w = curves(tmp_path / "out.glb", 0)
+    visemes = load_rig("oculus").apply(reference)
+    for i, name in enumerate(["viseme_sil", "viseme_PP", "viseme_aa", "viseme_O"]):
+        assert np.allclose(w[:-1, i], visemes[name], atol=1e-4), name
+    assert w[:, 1].max() > 0.7 and not w[:, 4].any()
+
+
+def test_vrm1_expressions_drive_their_binds(tmp_path, arctic_wav, reference) -> None:
+    model = tmp_path / "avatar.vrm"
+    vrmc = {
+        "specVersion": "1.0",
+        "expressions": {
+            "preset": {
+                "aa": {"morphTargetBinds": [{"node": 0, "index": 0, "weight": 1.0}]},
+                "blink": {"morphTargetBinds": [{"node": 0, "index": 1, "weight": 1.0}]},
+                "happy": {"morphTargetBinds": [{"node": 0, "index": 2, "weight": 0.5}]},
+                "surprised": {"morphTargetBinds": [{"node": 9, "index": 0, "weight": 1.0}]},  # no such node: skipped
+            }
+        },
+    }
+    build_glb(model, [["Fcl_MTH_A", "Fcl_EYE_Close", "Fcl_ALL_Joy"]], {"VRMC_vrm": vrmc})
+    result = animate_character(tmp_path, arctic_wav, model, "out.vrm")
+    assert "VRM expressions (14 of 17)" in result.stderr and "surprised" in result.stderr
+    _, w = curves(tmp_path / "out.vrm", 0)
+    vrm = load_rig("vrm").apply(reference)
+    assert np.allclose(w[:-1, 0], vrm["aa"], atol=1e-4) and w[:, 0].max() > 0.3
+    assert np.allclose(w[:-1, 1], vrm["blink"], atol=1e-4) and np.allclose(w[:-1, 2], 0.5 * vrm["happy"], atol=1e-4)
+    doc, _ = read_glb(tmp_path / "out.vrm")
+    assert doc["extensions"]["VRMC_vrm"] == vrmc
+
+
+def test_vrm0_blend_shape_groups_drive_their_binds(tmp_path, arctic_wav, reference) -> None:
+    model = tmp_path / "old.vrm"
+    groups = [
+        {"name": "A", "presetName": "a", "binds": [{"mesh": 0, "index": 0, "weight": 100}]},
+        {"name": "O", "presetName": "o", "binds": [{"mesh": 0, "index": 1, "weight": 50}]},
+        {"name": "Blink_L", "presetName": "blink_l", "binds": [{"mesh": 0, "index": 2, "weight": 100}]},
+    ]
+    build_glb(model, [["MTH_A", "MTH_O", "EYE_Close_L"]], {"VRM": {"blendShapeMaster": {"blendShapeGroups": groups}}})
+    result = animate_character(tmp_path, arctic_wav, model, "out.vrm")
+    assert "VRM expressions (13 of 16)" in result.stderr  # 0.x has no surprised
+    _, w = curves(tmp_path / "out.vrm", 0)
+    vrm = load_rig("vrm").apply(reference)
+    assert np.allclose(w[:-1, 0], vrm["aa"], atol=1e-4) and np.allclose(w[:-1, 1], 0.5 * vrm["oh"], atol=1e-4)
+    assert np.allclose(w[:-1, 2], vrm["blinkLeft"], atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("make", "out", "extra", "code", "fragment"),
+    [
+        ("nothing", "out.glb", (), 1, "no morph targets talkface can drive"),
+        ("text", "out.glb", (), 1, "not a binary glTF"),
+        ("malformed", "out.glb", (), 1, "malformed glTF document"),
+        ("arkit", "out.json", (), 2, "name OUT *.glb or *.vrm"),
+        ("arkit", "out.glb", ("--rig", "vrm"), 2, "give no --format or --rig"),
+    ],
+)
+def test_bad_characters_are_one_line(tmp_path, arctic_wav, make, out, extra, code, fragment) -> None:
+    model = tmp_path / "model.glb"
+    if make == "text":
+        model.write_text("not a model")
+    elif make == "malformed":
+        binds = {"aa": {"morphTargetBinds": [{"node": "the head", "index": 0}]}}
+        build_glb(model, [["Fcl_MTH_A"]], {"VRMC_vrm": {"expressions": {"preset": binds}}})
+    else:
+        build_glb(model, [["Fcl_MTH_A", "Hair_Up"] if make == "nothing" else ["jawOpen"]])
+    result = run("animate", str(arctic_wav), "--character", str(model), *extra, "-o", str(tmp_path / out))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == code and len(lines) == 1 and fragment in lines[0], result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.glb"]
+
+
+def test_the_talkface_head_as_a_character(tmp_path, arctic_wav, reference) -> None:
+    """A real mesh (6,116 vertices, 52 sparse ARKit targets) without an animation of its own."""
+    from talkface.export.gltf import glb_bytes
+
+    model = tmp_path / "head.glb"
+    model.write_bytes(glb_bytes(None))
+    result = animate_character(tmp_path, arctic_wav, model)
+    assert "note:" not in result.stderr  # all 52 there
+    _, w = curves(tmp_path / "out.glb", 0)
+    assert w.shape == (reference.num_frames + 1, 52)
+    assert np.allclose(w[:-1], reference.with_channels(ARKIT_NAMES).weights, atol=1e-5)
+
+
+THREE_JS = """async ([url, times]) => {
+  const THREE = await import('/three.bundle.js');
+  const gltf = await new THREE.GLTFLoader().loadAsync(url);
+  const mixer = new THREE.AnimationMixer(gltf.scene);
+  mixer.clipAction(gltf.animations.find((a) => a.name === 'talkface')).play();
+  const meshes = [];
+  gltf.scene.traverse((o) => { if (o.isMesh && o.morphTargetDictionary) meshes.push(o); });
+  return times.map((t) => {
+    mixer.setTime(t);
+    return Object.fromEntries(meshes.map((m) => [m.name, Object.fromEntries(
+      Object.entries(m.morphTargetDictionary).map(([name, i]) => [name, m.morphTargetInfluences[i]]))]));
+  });
+}"""
+
+
+def test_three_js_plays_the_character_on_the_right_targets(tmp_path, arctic_wav, reference) -> None:
+    """The output loads in three.js (the viewer's bundle, headless Chromium) and its mixer sets each
+    named target to talkface's weight at that time."""
+    import functools
+    import http.server
+    import shutil
+    import threading
+    from importlib.resources import files
+    from pathlib import Path
+
+    from test_viewer import CHROMIUM, CHROMIUM_FLAGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs Debian's chromium (installed by `make install`)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    site = tmp_path / "site"
+    site.mkdir()
+    shutil.copy(files("talkface") / "viewer" / "static" / "three.bundle.js", site)
+    (site / "index.html").write_text("<!doctype html><title>t</title>")
+    build_glb(tmp_path / "avatar.glb", [["blendShape1.JawOpen", "Body.mouth_smile_left"], ["Teeth.jawOpen"]])
+    animate_character(tmp_path, arctic_wav, tmp_path / "avatar.glb")
+    shutil.copy(tmp_path / "out.glb", site / "out.glb")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    times = [i / reference.fps for i in (10, 25, 40, 60)]
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            try:
+                page = browser.new_page()
+                page.goto(f"http://127.0.0.1:{httpd.server_address[1]}/index.html")
+                shown = page.evaluate(THREE_JS, ["/out.glb", times])
+            finally:
+                browser.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    for t, frame in zip(times, shown, strict=True):
+        want = reference.at(t)
+        jaw, smile = want[reference.index("jawOpen")], want[reference.index("mouthSmileLeft")]
+        assert frame["node0"]["blendShape1.JawOpen"] == pytest.approx(jaw, abs=1e-4), (t, frame)
+        assert frame["node0"]["Body.mouth_smile_left"] == pytest.approx(smile, abs=1e-4), (t, frame)
+        assert frame["node1"]["Teeth.jawOpen"] == pytest.approx(jaw, abs=1e-4), (t, frame)
+    assert max(f["node0"]["blendShape1.JawOpen"] for f in shown) > 0.1
