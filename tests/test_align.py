@@ -157,7 +157,7 @@ def test_animator_warns_once_about_a_wrong_transcript(audio, caplog) -> None:
     caplog.set_level(logging.WARNING, logger="talkface")
     Animator().animate(audio, text=ARCTIC_TRANSCRIPT, sample_rate=16000)
     assert not caplog.records
-    anim, phones = Animator().animate_with_phones(audio, text=WRONG_TRANSCRIPT, sample_rate=16000)
+    anim, phones, _ = Animator().clip(audio, text=WRONG_TRANSCRIPT, sample_rate=16000)
     [record] = caplog.records
     assert record.name == "talkface.animator"
     expected = r"[0-4] of 9 words matched the audio; 3\.\d s animated from the audio alone"
@@ -165,7 +165,7 @@ def test_animator_warns_once_about_a_wrong_transcript(audio, caplog) -> None:
     alone = Animator().animate(audio, sample_rate=16000)
     assert phones is None and np.array_equal(anim.weights, alone.weights)
     caplog.clear()
-    _, phones = Animator(strict_text=True).animate_with_phones(audio, text=WRONG_TRANSCRIPT, sample_rate=16000)
+    _, phones, _ = Animator(strict_text=True).clip(audio, text=WRONG_TRANSCRIPT, sample_rate=16000)
     [record] = caplog.records  # strict: the text is kept, with the warning
     assert re.fullmatch(r"[0-4] of 9 words matched the audio", record.getMessage()) and phones
 
@@ -173,7 +173,7 @@ def test_animator_warns_once_about_a_wrong_transcript(audio, caplog) -> None:
 def test_a_transcript_that_cannot_be_aligned_leaves_the_audio_to_animate(audio, caplog, tmp_path) -> None:
     caplog.set_level(logging.WARNING, logger="talkface")
     cut = audio[:12800]  # its first 0.8 s: the whole transcript cannot fit
-    anim, phones = Animator().animate_with_phones(cut, text=ARCTIC_TRANSCRIPT, sample_rate=16000)
+    anim, phones, _ = Animator().clip(cut, text=ARCTIC_TRANSCRIPT, sample_rate=16000)
     assert phones is None and anim.num_frames == 24
     assert caplog.records[-1].getMessage() == (
         "could not align the transcript to the audio; 0.8 s animated from the audio alone"
@@ -233,7 +233,7 @@ text = text if sys.argv[1] == "text" else None
 _aligner() if text else _recognizer()  # the decoder is built before measuring
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 cpu = time.process_time()
-anim, phones = Animator(engine="phonetic").animate_with_phones(audio, text, sample_rate=16000)
+anim, phones, _ = Animator(engine="phonetic").clip(audio, text, sample_rate=16000)
 cpu = time.process_time() - cpu
 errors = np.abs(boundary_errors(phones, reference))
 print(json.dumps({"before_mb": before / 1024, "after_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -97,7 +97,7 @@ def test_the_language_changes_the_pronunciation() -> None:
 
 def test_animate_with_a_german_transcript_closes_the_lips() -> None:
     audio, reference = _spoken("de")
-    anim, phones = Animator().animate_with_phones(audio, SENTENCES["de"], sample_rate=SAMPLE_RATE, lang="de")
+    anim, phones, _ = Animator().clip(audio, SENTENCES["de"], sample_rate=SAMPLE_RATE, lang="de")
     assert phones is not None and any(p.phone == "b" for p in phones)
     assert mouth_scores(anim, reference).closed_on_bilabials >= 0.9
 

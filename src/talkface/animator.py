@@ -208,21 +208,7 @@ class Animator:
         when it does not fit the audio, see `strict_text`) the engine chosen at construction
         animates the sound alone.
         """
-        return self.animate_with_phones(audio, text, fps, sample_rate, lang=lang)[0]
-
-    def animate_with_phones(
-        self,
-        audio: AudioSource,
-        text: str | None = None,
-        fps: float | None = None,
-        sample_rate: int | None = None,
-        *,
-        lang: str | None = None,
-    ) -> tuple[Animation, list[TimedPhone] | None]:
-        """Like `animate`, also returning the timed phones the animation was made from (None when
-        the neural model made it from the sound alone)."""
-        clip = self.clip(audio, text, fps, sample_rate, lang=lang)
-        return clip.animation, clip.phones
+        return self.clip(audio, text, fps, sample_rate, lang=lang).animation
 
     def clip(
         self,

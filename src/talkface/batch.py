@@ -50,7 +50,7 @@ import numpy as np
 from . import export
 from .animator import ENGINES, Animator
 from .errors import TalkfaceError
-from .files import read_text, temp_target, write_text
+from .files import opened, read_text, temp_target, write_text
 from .post import FaceParams, Style, load_track, parse_assignments
 
 log = logging.getLogger(__name__)
@@ -371,17 +371,10 @@ def _digest(task: Task, style: Style, fps: float, text: str | None, lang: str | 
     what = {"run": task.key, "output": line.output, "format": line.fmt, "sound_file": line.source, "fps": fps,
             "text": text, "lang": lang, "style": _plain(style)}  # fmt: skip
     digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode())
-    try:
-        with open(line.audio, "rb") as f:
-            if not os.fstat(f.fileno()).st_size:
-                raise TalkfaceError(f"{line.audio}: audio is empty (a file of 0 bytes)")
-            digest.update(hashlib.file_digest(f, "sha256").digest())
-    except FileNotFoundError:
-        raise TalkfaceError(f"{line.audio}: no such audio file") from None
-    except IsADirectoryError:
-        raise TalkfaceError(f"{line.audio}: is a folder, not an audio file") from None
-    except OSError as e:
-        raise TalkfaceError(f"{line.audio}: cannot read the audio file ({e.strerror or e})") from None
+    with opened(line.audio, "audio") as f:
+        if not os.fstat(f.fileno()).st_size:
+            raise TalkfaceError(f"{line.audio}: audio is empty (a file of 0 bytes)")
+        digest.update(hashlib.file_digest(f, "sha256").digest())
     return digest.hexdigest()
 
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from .animation import Animation
 from .errors import TalkfaceError
-from .files import atomic_path
+from .files import atomic_path, opened
 from .phonemes import VISEMES
 from .retarget import OCULUS_SPELLING, OCULUS_VISEMES, VRM0_NAMES, load_rig
 from .rig import ARKIT_NAMES
@@ -98,10 +98,8 @@ class Plan:
 
 def read_glb(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
     """The JSON document and the binary chunk (empty when there is none) of a GLB file."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise TalkfaceError(f"{path}: cannot read the character ({e.strerror or e})") from None
+    with opened(path, "character") as f:
+        data = f.read()
     if len(data) < 20 or data[:4] != b"glTF":
         raise TalkfaceError(f"{path}: not a binary glTF (.glb or .vrm) file")
     version, total = struct.unpack_from("<II", data, 4)

@@ -453,7 +453,7 @@ def demo(out_dir: str) -> None:
     sample = str(files("talkface") / "samples" / "arctic_a0009.wav")
     animator = Animator()
     audio_only = animator.animate(sample)  # the neural model, from the sound alone
-    aligned, phones = animator.animate_with_phones(sample, SAMPLE_TRANSCRIPT)
+    aligned, phones, _ = animator.clip(sample, SAMPLE_TRANSCRIPT)
     written = [out / "sample.csv", out / "sample.json", out / "sample_aligned.csv", out / "sample_phonemes.tsv"]
     export.write(audio_only, written[0])
     export.write(audio_only, written[1])

@@ -20,6 +20,7 @@ import secrets
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import TalkfaceError
 
@@ -127,21 +128,30 @@ def write_text(path: str | os.PathLike, text: str | Iterable[str]) -> None:
         f.writelines([text] if isinstance(text, str) else text)
 
 
+@contextlib.contextmanager
+def opened(path: str | os.PathLike, what: str) -> Iterator[BinaryIO]:
+    """The `what` file at `path` open for reading bytes; a missing, folder or unreadable path, or a
+    failed read, as one `TalkfaceError` line that says which file and why."""
+    a = "an" if what[:1] in "aeiou" else "a"
+    try:
+        with open(path, "rb") as f:
+            yield f
+    except FileNotFoundError:
+        raise TalkfaceError(f"{path}: no such {what} file") from None
+    except IsADirectoryError:
+        raise TalkfaceError(f"{path}: is a folder, not {a} {what} file") from None
+    except OSError as e:
+        raise TalkfaceError(f"{path}: cannot read the {what} file ({e.strerror or e})") from None
+
+
 def read_text(path: str | os.PathLike, what: str = "text", limit: int = TEXT_LIMIT) -> str:
     """The UTF-8 text of the `what` file at `path` (a leading byte-order mark dropped).
 
     Reads at most `limit` + 1 bytes, so an endless source (``/dev/zero``, a pipe) ends too;
     TalkfaceError (one line) if the file is missing, unreadable, larger than `limit` or not UTF-8.
     """
-    try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-    except FileNotFoundError:
-        raise TalkfaceError(f"{path}: no such {what} file") from None
-    except IsADirectoryError:
-        raise TalkfaceError(f"{path}: is a folder, not a {what} file") from None
-    except OSError as e:
-        raise TalkfaceError(f"{path}: cannot read the {what} file ({e.strerror or e})") from None
+    with opened(path, what) as f:
+        data = f.read(limit + 1)
     if len(data) > limit:
         raise TalkfaceError(f"{path}: larger than {limit / (1 << 20):g} MB; not a {what} file talkface reads")
     try:

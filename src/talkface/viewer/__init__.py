@@ -99,7 +99,7 @@ def analyse(
 ) -> tuple[Animation, Speech]:
     """`animator`'s animation of `audio`, and the speech it came from."""
     pcm = load_audio(audio, sample_rate)
-    anim, phones = animator.animate_with_phones(pcm, text, sample_rate=SAMPLE_RATE)
+    anim, phones, _ = animator.clip(pcm, text, sample_rate=SAMPLE_RATE)
     return anim, Speech(pcm, phones, text, anim.fps)
 
 
