@@ -6,11 +6,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -216,3 +218,38 @@ def test_a_manifest_that_cannot_be_read_is_one_usage_error(tmp_path, capsys, nam
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_worker_that_dies_fails_only_its_own_line(library, tmp_path):
+    manifest = _manifest(library, ["vo/a.wav,,,,first.csv,", "vo/b.flac,,,,second.csv,", "vo/a.wav,,,,third.csv,"])
+    out = tmp_path / "out"
+    killed = []
+
+    def kill_the_first_worker() -> None:  # while it starts up, with the first line already sent to it
+        deadline = time.monotonic() + 60
+        while not killed and time.monotonic() < deadline:
+            for child in multiprocessing.active_children():
+                if child.name == "talkface-batch":
+                    time.sleep(0.3)
+                    os.kill(child.pid, signal.SIGKILL)
+                    killed.append(child.pid)
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_the_first_worker)
+    killer.start()
+    results = {r.output: r for r in run(manifest, out, jobs=1)}
+    killer.join()
+    assert killed
+    assert results["first.csv"].status == "failed" and "worker process died" in results["first.csv"].error
+    assert results["second.csv"].status == "ok" and results["third.csv"].status == "ok"
+    assert sorted(p.name for p in out.iterdir()) == ["report.jsonl", "second.csv", "third.csv"]
+
+
+def test_a_worker_that_dies_between_lines_is_replaced(library, tmp_path):
+    manifest = _manifest(library, ["vo/a.wav,,,,first.csv,", "vo/b.flac,,,,second.csv,"])
+    results = run(manifest, tmp_path / "out", jobs=1)
+    assert next(results).status == "ok"
+    (worker,) = [c for c in multiprocessing.active_children() if c.name == "talkface-batch"]
+    os.kill(worker.pid, signal.SIGKILL)  # idle, waiting for its next line
+    worker.join(5)
+    assert [r.status for r in results] == ["ok"]

@@ -481,7 +481,7 @@ def _serve(conn: Connection) -> None:
 
 def _pooled(tasks: Iterator[Task], jobs: int, stop: threading.Event) -> Iterator[LineResult]:
     """Results of `tasks` from up to `jobs` worker processes, as they finish. A process that dies
-    fails only its own line and is replaced. Once `stop` is set no task is started."""
+    fails only its own line (none, if it was idle) and is replaced. Once `stop` is set no task is started."""
     ctx = multiprocessing.get_context("spawn")  # a clean process, no fork of this one's threads
     workers: list[_Worker] = []
     try:
@@ -493,10 +493,15 @@ def _pooled(tasks: Iterator[Task], jobs: int, stop: threading.Event) -> Iterator
                 task = next(tasks, None)
                 if task is None:
                     break
+                if worker is not None and not worker.process.is_alive():  # it died while idle
+                    workers.remove(worker)
+                    worker.conn.close()
+                    worker = None
                 if worker is None:
                     worker = _Worker(ctx)
                     workers.append(worker)
-                worker.conn.send(task)
+                with contextlib.suppress(OSError):  # it died just now: the line fails below, as on any death
+                    worker.conn.send(task)
                 worker.task = task
             busy = [w for w in workers if w.task is not None]
             if not busy:
