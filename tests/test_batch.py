@@ -118,8 +118,13 @@ def test_outputs_are_the_same_whatever_runs_them_and_seeds_come_from_the_lines(l
         results = list(run(lines, out, Settings(fps=25), jobs=jobs))
         assert sorted(r.status for r in results) == ["failed"] + ["ok"] * 6
         outputs[jobs] = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*.*") if p.name != REPORT}
-    assert sorted(outputs[1]) == ["aligned.json", "first.csv", "second.csv", "seeded1.csv", "seeded2.csv", "vo/b.tsv"]
+    written = ["aligned.json", "first.csv", "second.csv", "seeded1.csv", "seeded2.csv", "vo/b.tsv"]
+    sidecars = [f"{name}.json" for name in written if not name.endswith(".json")]  # what made them
+    assert sorted(outputs[1]) == sorted(written + sidecars)
     assert outputs[1] == outputs[2]
+    made = json.loads(outputs[1]["aligned.json"])["metadata"]
+    assert made["engine"] == "text-aligned" and made["words_matched"] == made["transcript_words"] == 9
+    assert json.loads(outputs[1]["first.csv.json"])["engine"] == "neural"
     assert outputs[1]["seeded1.csv"] == outputs[1]["seeded2.csv"]  # the same seed, the same blinks
     assert outputs[1]["first.csv"] != outputs[1]["second.csv"]  # each line its own seed
     assert export.read(tmp_path / "out1" / "first.csv").fps == 25

@@ -50,6 +50,7 @@ import numpy as np
 from . import export
 from .animator import ENGINES, Animator
 from .errors import TalkfaceError
+from .export.provenance import clip_provenance
 from .files import opened, read_text, temp_target, write_text
 from .post import FaceParams, Style, load_track, parse_assignments
 
@@ -299,8 +300,10 @@ def animate_line(task: Task) -> LineResult:
         if digest == task.previous and target.is_file():
             return done("skipped", seconds=round(time.perf_counter() - started, 4), hash=digest)
         with _warnings() as warnings:
-            clip = _animator(task.settings).restyled(style).clip(line.audio, text, fps, lang=lang)
-            export.write(clip.animation, target, line.fmt, sound_file=line.source)
+            animator = _animator(task.settings).restyled(style)
+            clip = animator.clip(line.audio, text, fps, lang=lang)
+            metadata = clip_provenance(clip, animator, line.audio) | clip.metadata
+            export.write(clip.animation, target, line.fmt, sound_file=line.source, metadata=metadata)
         aligned = clip.alignment
         return done(
             "ok",
