@@ -86,7 +86,7 @@ def test_every_line_is_animated_or_reported_and_a_rerun_does_only_what_changed(l
     assert (aligned["output"], aligned["words"], aligned["words_matched"]) == ("vo/a.csv", 9, 9)
     assert export.read(out / "vo" / "a.csv").duration == pytest.approx(3.1, abs=0.1)
     assert export.read(out / "b60.json").fps == 60
-    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["a.csv", "b60.json", REPORT]
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["a.csv", "a.csv.json", "b60.json", REPORT]
 
     before = (out / "b60.json").stat().st_mtime_ns
     (library / "vo" / "a.txt").write_text("He turned sharply.")  # line 2's transcript changes
@@ -172,7 +172,8 @@ def _check_complete(out: Path, count: int) -> None:
     assert {r["status"] for r in records} == {"ok"}
     for k in range(count):
         assert export.read(out / f"line{k:02d}.csv").num_frames > 80  # whole files only
-    assert sorted(p.name for p in out.iterdir()) == sorted([REPORT] + [f"line{k:02d}.csv" for k in range(count)])
+    lines = [f"line{k:02d}.csv" for k in range(count)]
+    assert sorted(p.name for p in out.iterdir()) == sorted([REPORT, *lines, *(f"{name}.json" for name in lines)])
 
 
 def test_a_run_killed_with_sigkill_is_finished_by_the_next_each_line_once(library, tmp_path):
@@ -247,7 +248,8 @@ def test_a_worker_that_dies_fails_only_its_own_line(library, tmp_path):
     assert killed
     assert results["first.csv"].status == "failed" and "worker process died" in results["first.csv"].error
     assert results["second.csv"].status == "ok" and results["third.csv"].status == "ok"
-    assert sorted(p.name for p in out.iterdir()) == ["report.jsonl", "second.csv", "third.csv"]
+    written = ["report.jsonl", "second.csv", "second.csv.json", "third.csv", "third.csv.json"]
+    assert sorted(p.name for p in out.iterdir()) == written
 
 
 def test_a_worker_that_dies_between_lines_is_replaced(library, tmp_path):
