@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml Makefile
 	$(MAKE) system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[piper,train,render,usd,dev,batch]'
+	$(BIN)/pip install -q -e '.[piper,train,render,usd,dev,batch,grpc]'
 	npm install --silent --no-audit --no-fund --prefix $(VENV)/node gltf-validator@2.0.0-dev.3.10
 	touch $(STAMP)
 

@@ -352,6 +352,28 @@ def test_requests_the_parser_refuses_get_json_errors(server, raw):
     assert request(url, "GET", "/healthz")[0] == 200
 
 
+@pytest.mark.parametrize(
+    "rest", [b"\r\nzz\r\nabc\r\n0\r\n\r\n", b"xx\r\n0\r\n\r\n"], ids=["bad chunk size", "chunk past its size"]
+)
+def test_a_body_that_turns_malformed_is_refused_at_once(server, rest):
+    """A chunked body whose first chunk (the start of a real WAV) was fine and whose next is malformed gets
+    the one-line JSON 400 as soon as the bad bytes come, not a 408 after the 30 s request timeout (the
+    socket gives up after 10 s), and the connection closes; the server goes on."""
+    url, _ = server
+    head = b"POST /v1/animate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with socket.create_connection(urllib.parse.urlsplit(url).netloc.split(":"), timeout=10) as sock:
+        sock.sendall(head + b"%x\r\n" % 1000 + WAV[:1000])
+        time.sleep(0.3)  # the handler is reading the body by now
+        sock.sendall(rest)
+        answer = b""
+        while chunk := sock.recv(65536):  # until the server closes the connection
+            answer += chunk
+    headers, _, body = answer.partition(b"\r\n\r\n")
+    assert headers.split(b" ", 2)[1] == b"400", answer[:300]
+    assert body.count(b"\n") == 0 and json.loads(body)["error"].startswith("malformed HTTP request"), body
+    assert request(url, "GET", "/healthz")[0] == 200
+
+
 # --- afterwards ---
 
 

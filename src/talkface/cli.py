@@ -336,6 +336,10 @@ def batch(manifest: str, out_dir: str, fmt: str | None, jobs: int | None, ray_ad
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(min=0, max=65535), default=8000, show_default=True)
+@click.option("--grpc-port", type=click.IntRange(min=0, max=65535),
+              help="Also serve NVIDIA Audio2Face-3D's gRPC API on this port (needs the grpc extra).")  # fmt: skip
+@click.option("--http/--no-http", default=True, show_default=True,
+              help="Serve HTTP and the WebSocket on --port; --no-http with --grpc-port serves gRPC only.")  # fmt: skip
 @click.option("--token", envvar="TALKFACE_TOKEN", help="Bearer token clients must send (env TALKFACE_TOKEN).")
 @click.option("--model", type=click.Path(dir_okay=False), help="A trained .onnx model instead of the packaged one.")
 @_LIVELINK
@@ -353,13 +357,16 @@ def batch(manifest: str, out_dir: str, fmt: str | None, jobs: int | None, ray_ad
 @click.option("--request-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
               help="Seconds a client has to send a request's headers, and again its body (408).")  # fmt: skip
 def serve(**options: Any) -> None:
-    """Serve animation over HTTP (POST /v1/animate) and WebSocket (/v1/stream); see /openapi.json."""
+    """Serve animation over HTTP (POST /v1/animate) and WebSocket (/v1/stream), see /openapi.json; and
+    with --grpc-port, over NVIDIA Audio2Face-3D's gRPC API (see the README, "Coming from Audio2Face")."""
     from .livelink import parse_address
     from .serve import ServerConfig, serve
 
     if options["livelink"]:
         with option_values():
             parse_address(options["livelink"])
+    if not options["http"] and options["grpc_port"] is None:
+        raise click.UsageError("--no-http leaves nothing to serve without --grpc-port")
     serve(ServerConfig(**options))
 
 

@@ -47,7 +47,7 @@ from .phonemes import VISEMES
 from .post import FaceParams, Style
 from .post.driver import Post
 from .post.prosody import Listener, measure_ahead
-from .post.settings import check_emotions, parse_emotions
+from .post.settings import EmotionTrack, check_emotions, parse_emotions
 from .rig import ARKIT_NAMES
 
 _PIECE = 60 * SAMPLE_RATE  # longest audio handled in one step (bounded memory for long files)
@@ -201,9 +201,12 @@ class Stream:
             return None
         return soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
 
-    def set_emotion(self, emotion: str | dict[str, float] | None) -> None:
-        """Change the emotion from the next frame on ("joy=0.7", {"joy": 0.7}, or None for neutral);
-        it eases in over the style's transition time."""
+    def set_emotion(self, emotion: str | dict[str, float] | EmotionTrack | None) -> None:
+        """Change the emotion from the next frame on ("joy=0.7", {"joy": 0.7}, None for neutral, or keyframes
+        in the stream's time); it eases in over the style's transition time."""
+        if isinstance(emotion, EmotionTrack):
+            self._post.set_emotion(emotion)
+            return
         weights = parse_emotions(emotion) if isinstance(emotion, str) else check_emotions(emotion or {})
         self._post.set_emotion(weights)
 

@@ -6,7 +6,8 @@
     GET  /metrics        Prometheus text format
     GET  /openapi.json   the OpenAPI 3.1 description of the HTTP API
 
-See `app` for the protocol and limits, `openapi` for the spec.
+and with ``--grpc-port``, NVIDIA Audio2Face-3D's gRPC API (`grpc`, needs the grpc extra) on the same
+model workers. See `app` for the protocol and limits, `openapi` for the spec.
 """
 
 from .app import ServerConfig, create_app, serve

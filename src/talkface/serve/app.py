@@ -22,6 +22,9 @@ and the stream goes on; an idle client is closed (1001) after
 kept to 256 KB); a client that sends faster than real time is simply not read until its audio is
 processed, so no stream holds more than `max_pending_seconds` of unprocessed audio.
 
+A stream is a `Conn` whatever its transport: the WebSocket here, Audio2Face-3D's gRPC API in
+`grpc` (``--grpc-port``); both share the workers, the limits and the metrics below.
+
 Each stream is given to one of the model worker processes (`workers`, one per CPU core by
 default), the least busy; a worker advances all of its streams with new audio in one batched model
 step per tick, and the ticks follow the audio (a tick starts as soon as the last one ends and
@@ -56,11 +59,12 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import soundfile as sf
 from aiohttp import WSMsgType, web
+from aiohttp.web_protocol import _ErrInfo
 
 from ..animation import Animation
 from ..animator import Animator
@@ -68,11 +72,14 @@ from ..audio import SAMPLE_RATE
 from ..errors import TalkfaceError
 from ..export import SUFFIXES
 from ..livelink import LiveLinkSender
-from ..post import FaceParams, parse_assignments, parse_emotions
+from ..post import EmotionSettings, FaceParams, parse_assignments, parse_emotions
 from ..stream import Engine, Stream
 from .metrics import Metrics
 from .openapi import spec
 from .workers import FileJob, Item, JobError, Result, Worker, WorkerFailed, audio_error, new_session, stop_all
+
+if TYPE_CHECKING:
+    from .grpc import A2FServer
 
 _MEDIA = {".csv": "text/csv", ".json": "application/json", ".tsv": "text/tab-separated-values",
           ".xml": "application/xml", ".dat": "text/plain", ".glb": "model/gltf-binary",
@@ -91,6 +98,8 @@ class ServerConfig:
 
     host: str = "127.0.0.1"
     port: int = 8000
+    http: bool = True  # serve HTTP and the WebSocket on `port` (False: gRPC only)
+    grpc_port: int | None = None  # serve Audio2Face-3D's gRPC API there too (0: a free port; see `grpc`)
     token: str | None = None  # bearer token every request but /healthz needs (None: open)
     fps: float = 30.0
     model: str | None = None
@@ -109,34 +118,93 @@ class ServerConfig:
     request_timeout: float = 30.0  # for a request's headers, and again for its body
 
 
-class _Conn:
-    """One WebSocket stream: its session, the work waiting for the model, the frames waiting to go out."""
+class Conn:
+    """One stream, whatever its transport: its session, the work waiting for the model, the messages
+    waiting to go out. A transport (the WebSocket here, gRPC in `grpc`) subclasses it: `encode` makes
+    its message of frames, `send` sends one, `close` ends the stream from the server's side.
 
-    def __init__(self, ident: int, ws: web.WebSocketResponse, worker: Worker, settings: dict[str, Any]) -> None:
-        self.id, self.ws, self.worker = ident, ws, worker
-        self.latency = 0.0  # the session's algorithmic latency (s), from the "ready" message
-        self.binary = settings["output"] == "binary"
+    Close codes are WebSocket's, the server's one vocabulary: 1000 done, 1001 idle or shutting down,
+    1007 bad audio, 1008 a client that does not read, 1009 too long, 1011 a failed worker or a bug."""
+
+    def __init__(self, ident: int, worker: Worker, settings: dict[str, Any]) -> None:
+        self.id, self.worker = ident, worker
+        self.latency = 0.0  # the session's algorithmic latency (s)
         self.sample_rate, self.dtype = settings["sample_rate"], _SAMPLE[settings["format"]]
-        self.subject = settings["subject"]
         self.pending: list[Item] = [("start", settings)]
         self.pending_samples = 0.0  # unprocessed audio, in 16 kHz samples
         self.received = 0.0  # 16 kHz samples so far
         self.arrivals: deque[tuple[float, float]] = deque()  # (received after a chunk, when it came)
         self.drained = asyncio.Event()
-        self.outbox: deque[tuple[str | bytes, int]] = deque()  # (message, frames in it)
+        self.outbox: deque[tuple[Any, int]] = deque()  # (message, frames in it)
         self.queued_frames = 0
         self.wake_sender = asyncio.Event()
+        self.sending = asyncio.Lock()  # held while a message is being sent
         self.finished = asyncio.Event()  # the flush's frames are out, or the stream was closed
         self.ended = False  # the session has flushed
         self.closed = False
-        self.closing: asyncio.Task | None = None  # the server's close of the WebSocket, once begun
+        self.closing: asyncio.Task | None = None  # the server's close of the stream, once begun
         self.frames = 0  # frames made so far (the next one's number)
         self.livelink: LiveLinkSender | None = None
-        self.transport = None  # set once the WebSocket is up
 
-    def ws_buffer(self) -> int:
-        """Bytes written to the socket but not yet taken by the kernel."""
-        return self.transport.get_write_buffer_size() if self.transport is not None else 0
+    def encode(self, anim: Animation, first: int) -> Any:
+        """The message carrying frames `first`... of the stream."""
+        raise NotImplementedError
+
+    def end_messages(self) -> list[Any]:
+        """The messages that follow the last frames."""
+        raise NotImplementedError
+
+    async def send(self, message: Any) -> None:
+        """Send one message; ConnectionResetError if the client is gone."""
+        raise NotImplementedError
+
+    async def close(self, code: int, message: str) -> None:
+        """End the stream from the server's side with a close code (see the class doc) and a reason."""
+        raise NotImplementedError
+
+    def unsent_frames(self, message: Any, frames: int) -> float:
+        """Frames of `message` (which holds `frames`) still in the transport's own buffer, not yet sent."""
+        return 0.0
+
+
+class _WsConn(Conn):
+    """A WebSocket stream (``/v1/stream``): JSON or binary frames, a JSON end message, WebSocket closes."""
+
+    def __init__(self, ident: int, ws: web.WebSocketResponse, worker: Worker, settings: dict[str, Any],
+                 transport: asyncio.Transport | None) -> None:  # fmt: skip
+        super().__init__(ident, worker, settings)
+        self.ws, self.transport = ws, transport
+        self.binary = settings["output"] == "binary"
+
+    def encode(self, anim: Animation, first: int) -> str | bytes:
+        if self.binary:
+            head = _BINARY_HEADER.pack(b"TFF1", first, anim.num_frames, len(anim.names), anim.fps)
+            return head + anim.weights.astype("<f4").tobytes()
+        times = [round((first + i) / anim.fps, 6) for i in range(anim.num_frames)]
+        frames = np.round(anim.weights.astype(np.float64), 6).tolist()
+        return json.dumps({"type": "frames", "start": first, "times": times, "frames": frames})
+
+    def end_messages(self) -> list[str]:
+        return [json.dumps({"type": "end", "frames": self.frames})]
+
+    async def send(self, message: str | bytes) -> None:
+        try:
+            await (self.ws.send_bytes(message) if isinstance(message, bytes) else self.ws.send_str(message))
+        except RuntimeError:  # aiohttp's "closing transport"
+            raise ConnectionResetError from None
+
+    async def close(self, code: int, message: str) -> None:
+        """Close the WebSocket; drop the connection if the client does not take the close in 2 s."""
+        try:
+            await asyncio.wait_for(self.ws.close(code=code, message=message.encode()[:120]), 2.0)
+        except Exception:  # a stuck or broken client: cut it off
+            if self.transport is not None:
+                self.transport.abort()
+
+    def unsent_frames(self, message: str | bytes, frames: int) -> float:
+        """From the bytes written to the socket but not yet taken by the kernel."""
+        buffered = self.transport.get_write_buffer_size() if self.transport is not None else 0
+        return buffered * frames / len(message)
 
 
 class Server:
@@ -147,7 +215,7 @@ class Server:
         self.animator = Animator(config.fps, model=config.model)
         self.engine: Engine = self.animator.stream_engine
         self.metrics = Metrics()
-        self.conns: dict[int, _Conn] = {}
+        self.conns: dict[int, Conn] = {}
         self.ids = itertools.count(1)
         self.workers: list[Worker] = []  # for streams
         self.file_workers: list[Worker] = []  # for POST /v1/animate, started by the first one
@@ -158,6 +226,7 @@ class Server:
         self.waiting_jobs = 0
         self.tasks: set[asyncio.Task] = set()  # batching loops and worker replacements
         self.stopping = False
+        self.grpc: A2FServer | None = None  # the gRPC server, with --grpc-port
 
     # --- the batching loops, one per worker ---
 
@@ -206,7 +275,7 @@ class Server:
         self.metrics.count("talkface_worker_restarts_total")
         for c in list(self.conns.values()):
             if c.worker is worker:
-                self._end(c, 1011, "the model worker of this stream failed")
+                self.end(c, 1011, "the model worker of this stream failed")
         if worker in self.dropped:
             self.dropped[worker] = []  # the replacement never knew those sessions
 
@@ -231,14 +300,14 @@ class Server:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    def _deliver(self, c: _Conn, result: Result, now: float) -> None:
+    def _deliver(self, c: Conn, result: Result, now: float) -> None:
         """Frames (or an error) from a tick to a stream's outbox; latency and backpressure bookkeeping."""
         if c.closed:
             return
         anim = result.frames
         if anim is None:
             self.metrics.count("talkface_stream_errors_total", kind="bad_audio")
-            self._end(c, 1007, result.error or "bad audio")
+            self.end(c, 1007, result.error or "bad audio")
             return
         c.ended = result.ended
         if anim.num_frames:
@@ -247,24 +316,24 @@ class Server:
             self._latencies(c, anim, first, now)
             if c.livelink is not None:
                 c.livelink.send(anim)
-            message = self._encode(c, anim, first)
+            message = c.encode(anim, first)
             c.outbox.append((message, anim.num_frames))
             c.queued_frames += anim.num_frames
             self.metrics.count("talkface_frames_total", anim.num_frames)
             c.wake_sender.set()
-            # frames waiting in the outbox and in the socket's user-space buffer: a burst of up to
+            # frames waiting in the outbox and in the transport's user-space buffer: a burst of up to
             # max_pending_seconds of audio is fine, more than that is a client that does not read
-            unsent = c.queued_frames + c.ws_buffer() * anim.num_frames / len(message)
+            unsent = c.queued_frames + c.unsent_frames(message, anim.num_frames)
             if unsent > (self.config.send_buffer_seconds + self.config.max_pending_seconds) * anim.fps:
                 self.metrics.count("talkface_stream_errors_total", kind="slow_client")
-                self._end(c, 1008, "client too slow: it does not read its frames")
+                self.end(c, 1008, "client too slow: it does not read its frames")
                 return
         if c.ended:
-            c.outbox.append((json.dumps({"type": "end", "frames": c.frames}), 0))
+            c.outbox.extend((m, 0) for m in c.end_messages())
             c.wake_sender.set()
             c.finished.set()
 
-    def _latencies(self, c: _Conn, anim: Animation, first: int, now: float) -> None:
+    def _latencies(self, c: Conn, anim: Animation, first: int, now: float) -> None:
         """Seconds from the arrival of the audio that made each frame final to its hand-over to the socket."""
         for k in range(first, first + anim.num_frames):
             need = (k / anim.fps + c.latency) * SAMPLE_RATE
@@ -273,15 +342,7 @@ class Server:
             if not c.ended and c.arrivals and c.arrivals[0][0] >= need - 1:
                 self.metrics.observe("talkface_frame_latency_seconds", now - c.arrivals[0][1])
 
-    def _encode(self, c: _Conn, anim: Animation, first: int) -> str | bytes:
-        if c.binary:
-            head = _BINARY_HEADER.pack(b"TFF1", first, anim.num_frames, len(anim.names), anim.fps)
-            return head + anim.weights.astype("<f4").tobytes()
-        times = [round((first + i) / anim.fps, 6) for i in range(anim.num_frames)]
-        frames = np.round(anim.weights.astype(np.float64), 6).tolist()
-        return json.dumps({"type": "frames", "start": first, "times": times, "frames": frames})
-
-    def _end(self, c: _Conn, code: int, message: str) -> None:
+    def end(self, c: Conn, code: int, message: str) -> None:
         """Close a stream from the server's side (once): drop its unsent frames, wake whatever waits on it."""
         if c.closing is not None:
             return
@@ -290,42 +351,35 @@ class Server:
         c.queued_frames = 0
         c.drained.set()  # a receive loop held back by backpressure
         c.finished.set()  # a receive loop waiting for the flush
-        c.closing = asyncio.get_running_loop().create_task(_close(c, code, message))
+        c.closing = asyncio.get_running_loop().create_task(c.close(code, message))
 
-    # --- WebSocket streams ---
+    # --- streams, whatever their transport ---
 
-    async def stream(self, request: web.Request) -> web.StreamResponse:
-        self._authorise(request)
-        if len(self.conns) >= self.config.max_streams:
-            self.metrics.count("talkface_rejected_total", reason="too_many_streams")
-            raise _json_error(web.HTTPServiceUnavailable, f"too many streams (at most {self.config.max_streams})")
-        try:
-            settings = _stream_settings(dict(request.query), self.config.fps)
-            probe = new_session(self.engine, settings)  # checks what only a session can
-        except TalkfaceError as e:
-            raise _json_error(web.HTTPBadRequest, str(e)) from None
-        ws = web.WebSocketResponse(max_msg_size=self.config.max_message_bytes, timeout=5.0, heartbeat=None)
-        if not ws.can_prepare(request).ok:
-            raise _json_error(web.HTTPBadRequest, "this endpoint speaks WebSocket: send an Upgrade request")
-        await ws.prepare(request)
-        worker = min(self.workers, key=lambda w: (not w.healthy, w.streams))  # the least busy that works
-        c = _Conn(next(self.ids), ws, worker, settings)
-        c.transport = request.transport
-        sock = request.transport.get_extra_info("socket") if request.transport is not None else None
-        if sock is not None:  # bound the kernel's share too (it would grow to 4 MB for a client that never reads)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
+    def full(self) -> bool:
+        """Whether a new stream would pass `max_streams` (counted as refused when so)."""
+        if len(self.conns) < self.config.max_streams:
+            return False
+        self.metrics.count("talkface_rejected_total", reason="too_many_streams")
+        return True
+
+    def least_busy(self) -> Worker:
+        """The worker for a new stream: the one with the fewest streams, among those that work."""
+        return min(self.workers, key=lambda w: (not w.healthy, w.streams))
+
+    async def run_stream(self, c: Conn, receive: Callable[[], Awaitable[None]]) -> None:
+        """Run a stream from its start to its end: `receive` reads the client's messages (with `take_audio`,
+        `hold_back`, `finish`) while the send loop sends what the worker makes. Every way out (a close
+        either side, an error, a cancel) gives the stream's slot back."""
+        worker = c.worker
         sender = asyncio.get_running_loop().create_task(self._send_loop(c))
-        # from here every way out (a close either side, an error, a cancel) goes through the finally,
-        # which gives the stream's slot back
         worker.streams += 1
         self.conns[c.id] = c
         try:
             self.metrics.count("talkface_streams_total")
-            await self._ready(c, settings, probe)
-            await self._receive_loop(c)
+            await receive()
         except Exception:  # a bug: this stream ends, the server goes on
             log.exception("stream %d failed", c.id)
-            self._end(c, 1011, "internal error")
+            self.end(c, 1011, "internal error")
         finally:
             c.closed = True
             self.conns.pop(c.id, None)
@@ -338,60 +392,27 @@ class Server:
                 await sender
             if c.livelink is not None:
                 c.livelink.close()
-            if c.closing is None and not ws.closed:
-                c.closing = asyncio.get_running_loop().create_task(_close(c, 1000, ""))
-            if c.closing is not None:
-                await c.closing
-        return ws
+            if c.closing is None:
+                c.closing = asyncio.get_running_loop().create_task(c.close(1000, ""))
+            await c.closing
 
-    async def _ready(self, c: _Conn, settings: dict[str, Any], probe: Stream) -> None:
-        """Tell the client the stream's settings; `probe` is a session like the worker's."""
+    def start_livelink(self, c: Conn, subject: str | None, fps: float) -> None:
+        """Send the stream's frames as Live Link Face packets too, when the server was asked to."""
+        if c.livelink is not None:
+            c.livelink.close()
         if self.config.livelink:
-            subject = settings["subject"] or f"talkface-{c.id}"
-            c.livelink = LiveLinkSender(self.config.livelink, subject, settings["fps"])
-        c.latency, names = probe.latency, probe._post_names()
-        await c.ws.send_str(json.dumps({
-            "type": "ready", "id": c.id, "fps": settings["fps"], "latency": round(c.latency, 4),
-            "sample_rate": c.sample_rate, "format": settings["format"], "output": settings["output"], "names": names,
-        }))  # fmt: skip
+            c.livelink = LiveLinkSender(self.config.livelink, subject or f"talkface-{c.id}", fps)
 
-    async def _receive_loop(self, c: _Conn) -> None:
-        started = False
-        while not c.closed:
-            try:
-                msg = await c.ws.receive(timeout=self.config.idle_timeout)
-            except TimeoutError:
-                self.metrics.count("talkface_stream_errors_total", kind="idle")
-                self._end(c, 1001, f"idle for {self.config.idle_timeout:g} s")
-                return
-            if msg.type == WSMsgType.BINARY:
-                started = True
-                if not self._audio(c, msg.data):
-                    return
-                while c.pending_samples > self.config.max_pending_seconds * SAMPLE_RATE and not c.closed:
-                    c.drained.clear()
-                    await c.drained.wait()  # not reading is the backpressure on a fast sender
-            elif msg.type == WSMsgType.TEXT:
-                if await self._control(c, msg.data, started):
-                    await c.finished.wait()  # the flush, or a close (bad audio, a failed worker)
-                    if not c.closed:
-                        await _drain(c)
-                        self._end(c, 1000, "")
-                    return
-            else:  # CLOSE, CLOSING, CLOSED, ERROR: the client is gone
-                if msg.type == WSMsgType.ERROR:
-                    self.metrics.count("talkface_stream_errors_total", kind="protocol")
-                return
-
-    def _audio(self, c: _Conn, data: bytes) -> bool:
+    def take_audio(self, c: Conn, data: bytes) -> bool:
+        """A chunk of the stream's PCM (in its sample format) for its worker; False if it ended the stream."""
         if len(data) % c.dtype.itemsize:
             self.metrics.count("talkface_stream_errors_total", kind="bad_audio")
-            self._end(c, 1007, f"a {c.dtype.itemsize}-byte sample format needs whole samples")
+            self.end(c, 1007, f"a {c.dtype.itemsize}-byte sample format needs whole samples")
             return False
         pcm = np.frombuffer(data, c.dtype)
         samples = pcm.size * SAMPLE_RATE / c.sample_rate
         if (c.received + samples) / SAMPLE_RATE > self.config.max_stream_seconds:
-            self._end(c, 1009, f"stream longer than {self.config.max_stream_seconds:g} s")
+            self.end(c, 1009, f"stream longer than {self.config.max_stream_seconds:g} s")
             return False
         c.received += samples
         c.pending_samples += samples
@@ -401,7 +422,98 @@ class Server:
         c.worker.wake.set()
         return True
 
-    async def _control(self, c: _Conn, text: str, started: bool) -> bool:
+    async def hold_back(self, c: Conn) -> None:
+        """Wait while the stream holds more than `max_pending_seconds` of unprocessed audio: not reading
+        is the backpressure on a client that sends faster than real time."""
+        while c.pending_samples > self.config.max_pending_seconds * SAMPLE_RATE and not c.closed:
+            c.drained.clear()
+            await c.drained.wait()
+
+    async def finish(self, c: Conn) -> None:
+        """The client's audio has ended: flush the session, send the last frames and end the stream normally."""
+        c.pending.append(("end",))
+        c.worker.wake.set()
+        await c.finished.wait()  # the flush, or a close (bad audio, a failed worker)
+        if not c.closed:
+            await _drain(c)
+            self.end(c, 1000, "")
+
+    async def _send_loop(self, c: Conn) -> None:
+        while True:
+            await c.wake_sender.wait()
+            c.wake_sender.clear()
+            while c.outbox and not c.closed:
+                async with c.sending:
+                    if not c.outbox:  # `_drain` sent it
+                        break
+                    item, frames = c.outbox.popleft()
+                    try:
+                        await c.send(item)
+                    except ConnectionResetError:  # the client went away
+                        c.closed = True
+                        return
+                    c.queued_frames -= frames
+
+    # --- WebSocket streams ---
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        self._authorise(request)
+        if self.full():
+            raise _json_error(web.HTTPServiceUnavailable, f"too many streams (at most {self.config.max_streams})")
+        try:
+            settings = stream_settings(dict(request.query), self.config.fps)
+            probe = new_session(self.engine, settings)  # checks what only a session can
+        except TalkfaceError as e:
+            raise _json_error(web.HTTPBadRequest, str(e)) from None
+        ws = web.WebSocketResponse(max_msg_size=self.config.max_message_bytes, timeout=5.0, heartbeat=None)
+        if not ws.can_prepare(request).ok:
+            raise _json_error(web.HTTPBadRequest, "this endpoint speaks WebSocket: send an Upgrade request")
+        await ws.prepare(request)
+        c = _WsConn(next(self.ids), ws, self.least_busy(), settings, request.transport)
+        sock = request.transport.get_extra_info("socket") if request.transport is not None else None
+        if sock is not None:  # bound the kernel's share too (it would grow to 4 MB for a client that never reads)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
+
+        async def receive() -> None:
+            await self._ready(c, settings, probe)
+            await self._receive_loop(c)
+
+        await self.run_stream(c, receive)
+        return ws
+
+    async def _ready(self, c: _WsConn, settings: dict[str, Any], probe: Stream) -> None:
+        """Tell the client the stream's settings; `probe` is a session like the worker's."""
+        self.start_livelink(c, settings["subject"], settings["fps"])
+        c.latency, names = probe.latency, probe._post_names()
+        await c.ws.send_str(json.dumps({
+            "type": "ready", "id": c.id, "fps": settings["fps"], "latency": round(c.latency, 4),
+            "sample_rate": c.sample_rate, "format": settings["format"], "output": settings["output"], "names": names,
+        }))  # fmt: skip
+
+    async def _receive_loop(self, c: _WsConn) -> None:
+        started = False
+        while not c.closed:
+            try:
+                msg = await c.ws.receive(timeout=self.config.idle_timeout)
+            except TimeoutError:
+                self.metrics.count("talkface_stream_errors_total", kind="idle")
+                self.end(c, 1001, f"idle for {self.config.idle_timeout:g} s")
+                return
+            if msg.type == WSMsgType.BINARY:
+                started = True
+                if not self.take_audio(c, msg.data):
+                    return
+                await self.hold_back(c)
+            elif msg.type == WSMsgType.TEXT:
+                if await self._control(c, msg.data, started):
+                    await self.finish(c)
+                    return
+            else:  # CLOSE, CLOSING, CLOSED, ERROR: the client is gone
+                if msg.type == WSMsgType.ERROR:
+                    self.metrics.count("talkface_stream_errors_total", kind="protocol")
+                return
+
+    async def _control(self, c: _WsConn, text: str, started: bool) -> bool:
         """Handle a JSON message; True when it ends the stream."""
         try:
             message = json.loads(text)
@@ -411,13 +523,11 @@ class Server:
             if kind == "start":
                 if started:
                     raise TalkfaceError('"start" must come before any audio')
-                settings = _stream_settings({k: v for k, v in message.items() if k != "type"}, self.config.fps)
+                settings = stream_settings({k: v for k, v in message.items() if k != "type"}, self.config.fps)
                 probe = new_session(self.engine, settings)
                 c.pending.append(("start", settings))
-                c.binary, c.subject = settings["output"] == "binary", settings["subject"]
+                c.binary = settings["output"] == "binary"
                 c.sample_rate, c.dtype = settings["sample_rate"], _SAMPLE[settings["format"]]
-                if c.livelink is not None:
-                    c.livelink.close()
                 await self._ready(c, settings, probe)
                 return False
             if kind == "emotion":
@@ -425,8 +535,6 @@ class Server:
             elif kind == "face":
                 c.pending.append(("face", _face(message.get("face"))))
             elif kind == "end":
-                c.pending.append(("end",))
-                c.worker.wake.set()
                 return True
             else:
                 raise TalkfaceError(f"unknown message type {kind!r}; use start, emotion, face or end")
@@ -440,19 +548,6 @@ class Server:
             c.wake_sender.set()
         return False
 
-    async def _send_loop(self, c: _Conn) -> None:
-        while True:
-            await c.wake_sender.wait()
-            c.wake_sender.clear()
-            while c.outbox and not c.closed:
-                item, frames = c.outbox.popleft()
-                try:
-                    await (c.ws.send_bytes(item) if isinstance(item, bytes) else c.ws.send_str(item))
-                except (ConnectionResetError, RuntimeError):  # the client went away
-                    c.closed = True
-                    return
-                c.queued_frames -= frames
-
     # --- HTTP ---
 
     async def animate(self, request: web.Request) -> web.Response:
@@ -464,12 +559,12 @@ class Server:
             if fmt not in SUFFIXES:
                 raise TalkfaceError(f"unknown format {fmt!r}; choose one of: {', '.join(SUFFIXES)}")
             text = query.pop("text", None)
-            settings = _stream_settings(query, self.config.fps, http=True)
+            settings = stream_settings(query, self.config.fps, http=True)
         except TalkfaceError as e:
             raise _json_error(web.HTTPBadRequest, str(e)) from None
         try:
             async with asyncio.timeout(self.config.request_timeout):
-                body = await request.read()
+                body = await _read_body(request)
         except TimeoutError:
             raise _json_error(
                 web.HTTPRequestTimeout, f"the request body did not arrive within {self.config.request_timeout:g} s"
@@ -587,6 +682,23 @@ class Server:
         await asyncio.gather(*(loop.run_in_executor(self.threads, w.ready) for w in self.workers))
         for w in self.workers:
             self._spawn(self.run(w))
+        if self.config.grpc_port is not None:
+            try:
+                await self._start_grpc()
+            except TalkfaceError:
+                await asyncio.to_thread(stop_all, self.workers)
+                raise
+
+    async def _start_grpc(self) -> None:
+        """Serve Audio2Face-3D's gRPC API on `grpc_port` too; TalkfaceError without the grpc extra or the port."""
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # gRPC's C core logs to stderr beside our one line
+        try:
+            from .grpc import A2FServer
+        except ImportError as e:
+            message = f"the gRPC API needs talkface's grpc extra: pip install 'talkface[grpc]' ({e})"
+            raise TalkfaceError(message) from None
+        self.grpc = A2FServer(self)
+        await self.grpc.start()
 
     async def shutdown(self, app: web.Application) -> None:
         """Close every stream with 1001 (going away) after sending the frames it has (all at once, 4 s at most);
@@ -596,14 +708,16 @@ class Server:
         for _ in range(self.waiting_jobs):  # wakes the requests waiting for a file worker
             self.free_file_workers.put_nowait(None)
 
-        async def going_away(c: _Conn) -> None:
+        async def going_away(c: Conn) -> None:
             c.closed = True  # no more work for it, nothing more into its outbox
             await _drain(c)
-            self._end(c, 1001, "server shutting down")
+            self.end(c, 1001, "server shutting down")
             if c.closing is not None:
                 await c.closing
 
         await asyncio.gather(*(going_away(c) for c in list(self.conns.values()) if c.closing is None))
+        if self.grpc is not None:
+            await self.grpc.stop()
         while any(w.busy for w in self.file_workers) and time.monotonic() < grace:
             await asyncio.sleep(0.05)
         for worker in self.file_workers:
@@ -656,6 +770,14 @@ def _json_error(
     return kind(text=message, headers=headers)
 
 
+async def _read_body(request: web.Request) -> bytes:
+    """The request's body; the 400 `_JsonErrorProtocol.data_received` set if the parser refused it midway."""
+    body = await request.read()
+    if isinstance(refused := request.content.exception(), web.HTTPException):
+        raise refused
+    return body
+
+
 def _duration(body: bytes) -> float:
     """Seconds of audio in an audio file, from its header; TalkfaceError if it is not one."""
     try:
@@ -665,22 +787,13 @@ def _duration(body: bytes) -> float:
     return info.frames / info.samplerate
 
 
-async def _close(c: _Conn, code: int, message: str) -> None:
-    """Close a stream's WebSocket; drop the connection if the client does not take the close in 2 s."""
-    try:
-        await asyncio.wait_for(c.ws.close(code=code, message=message.encode()[:120]), 2.0)
-    except Exception:  # a stuck or broken client: cut it off
-        if c.transport is not None:
-            c.transport.abort()
-
-
-async def _drain(c: _Conn) -> None:
-    """Send what waits in a stream's outbox (at most 2 s, for a client that does not read)."""
+async def _drain(c: Conn) -> None:
+    """Send what waits in a stream's outbox, after what is being sent (at most 2 s, for a client that does not read)."""
     with contextlib.suppress(Exception):
-        async with asyncio.timeout(2.0):
+        async with asyncio.timeout(2.0), c.sending:
             while c.outbox:
                 item, _ = c.outbox.popleft()
-                await (c.ws.send_bytes(item) if isinstance(item, bytes) else c.ws.send_str(item))
+                await c.send(item)
 
 
 def _text(value: object, what: str) -> str:
@@ -697,14 +810,15 @@ def _face(value: object) -> FaceParams:
     raise TalkfaceError('face must be an object like {"jawStrength": 0.8} or a string like "jawStrength=0.8"')
 
 
-def _stream_settings(values: dict[str, Any], fps: float, http: bool = False) -> dict[str, Any]:
+def stream_settings(values: dict[str, Any], fps: float, http: bool = False) -> dict[str, Any]:
     """Validated settings of a stream or an HTTP request, with defaults."""
     known = {"fps", "emotion", "face", "seed"} | (set() if http else {"sample_rate", "format", "output", "subject"})
     unknown = sorted(set(values) - known - {"token"})
     if unknown:
         raise TalkfaceError(f"unknown setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
     out: dict[str, Any] = {"fps": fps, "emotion": None, "face": FaceParams(), "seed": 0, "sample_rate": SAMPLE_RATE,
-                           "format": "s16", "output": "json", "subject": None}  # fmt: skip
+                           "format": "s16", "output": "json", "subject": None,
+                           "emotion_settings": EmotionSettings()}  # fmt: skip
     try:
         if "fps" in values:
             out["fps"] = float(values["fps"])
@@ -759,23 +873,44 @@ class _JsonErrorProtocol(web.RequestHandler):
     over 8190 bytes) never reaches the app, so `_json_errors` never sees it: aiohttp answers it with
     `handle_error`, in plain text. aiohttp offers no hook for that answer (aio-libs/aiohttp#3287), hence
     this override and the two classes below that install it, which use aiohttp internals (as of 3.14:
-    `AppRunner._make_server`, `Server._loop`, `Server._kwargs`);
-    test_serve_fuzz.py::test_requests_the_parser_refuses_get_json_errors fails if any of it changes."""
+    `AppRunner._make_server`, `Server._loop`, `Server._kwargs`; for a body refused after its request
+    began, `RequestHandler._messages`, `_current_request`, `_ErrInfo`);
+    test_serve_fuzz.py::test_requests_the_parser_refuses_get_json_errors and
+    ::test_a_body_that_turns_malformed_is_refused_at_once fail if any of it changes."""
 
     def handle_error(
         self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
     ) -> web.StreamResponse:
         """aiohttp's answer (it logs the error, raises when an answer has begun), as {"error": "..."}."""
         super().handle_error(request, status, exc, message)
-        if status >= 500:
-            text = "internal error"
-        elif what := (message or "").strip().split("\n", 1)[0].split(":", 1)[0]:  # after it: the bad bytes
-            text = f"malformed HTTP request: {what}"[:_ERROR_CHARS]
-        else:
-            text = HTTPStatus(status).phrase
+        text = "internal error" if status >= 500 else _refusal(message) or HTTPStatus(status).phrase
         response = web.json_response({"error": text}, status=status)
         response.force_close()  # as aiohttp's: what follows a refused request cannot be parsed
         return response
+
+    def data_received(self, data: bytes) -> None:
+        """aiohttp's; and when the parser refuses the body of the request being handled (a malformed chunk
+        after good ones), that request's read fails at once with a 400 instead of waiting for the rest of
+        its body until the request timeout: aiohttp queues the parser's error as if it were the next
+        request and leaves the body open. The connection closes after the answer."""
+        queued = len(self._messages)
+        super().data_received(data)
+        request = self._current_request
+        if request is None or request.content.is_eof() or len(self._messages) == queued:
+            return
+        error, _ = self._messages[-1]  # the body is not over: what was queued is the parser's error
+        if isinstance(error, _ErrInfo):
+            self._messages.pop()
+            refused = _json_error(web.HTTPBadRequest, _refusal(error.message) or "malformed request body")
+            request.content.set_exception(refused)
+            request.content.feed_eof()  # a read woken by the chunk before the error ends: `_read_body` raises
+            self.close()
+
+
+def _refusal(message: str | None) -> str:
+    """The answer to a request aiohttp's parser refused, from its message (after the colon: the bad bytes)."""
+    what = (message or "").strip().split("\n", 1)[0].split(":", 1)[0]
+    return f"malformed HTTP request: {what}"[:_ERROR_CHARS] if what else ""
 
 
 class _JsonErrorServer(web.Server):
@@ -815,16 +950,20 @@ def make_runner(config: ServerConfig) -> web.AppRunner:
 
 async def _serve(config: ServerConfig) -> None:
     runner = make_runner(config)
-    await runner.setup()  # starts the model workers
+    await runner.setup()  # starts the model workers (and the gRPC server)
     try:
-        try:
-            await web.TCPSite(runner, config.host, config.port).start()
-        except OSError as e:
-            reason = (e.strerror or str(e)).rsplit(": ", 1)[-1]  # asyncio's message repeats the address
-            raise TalkfaceError(f"cannot listen on {config.host}:{config.port}: {reason}") from None
         host = f"[{config.host}]" if ":" in config.host else config.host
-        port = runner.addresses[0][1]  # the bound port: --port 0 asks for a free one
-        print(f"talkface serving on http://{host}:{port} (WebSocket /v1/stream)", flush=True)
+        if config.http:
+            try:
+                await web.TCPSite(runner, config.host, config.port).start()
+            except OSError as e:
+                reason = (e.strerror or str(e)).rsplit(": ", 1)[-1]  # asyncio's message repeats the address
+                raise TalkfaceError(f"cannot listen on {config.host}:{config.port}: {reason}") from None
+            port = runner.addresses[0][1]  # the bound port: --port 0 asks for a free one
+            print(f"talkface serving on http://{host}:{port} (WebSocket /v1/stream)", flush=True)
+        grpc = runner.app[SERVER_KEY].grpc
+        if grpc is not None:
+            print(f"talkface serving Audio2Face-3D gRPC on {host}:{grpc.port}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -8,8 +8,8 @@ from collections import defaultdict
 #: Histogram bucket bounds (seconds) for latencies and tick times.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5)
 HELP = {
-    "talkface_streams_active": ("gauge", "WebSocket streams open now"),
-    "talkface_streams_total": ("counter", "WebSocket streams opened"),
+    "talkface_streams_active": ("gauge", "streams open now (WebSocket and gRPC)"),
+    "talkface_streams_total": ("counter", "streams opened (WebSocket and gRPC)"),
     "talkface_frames_total": ("counter", "animation frames sent on streams"),
     "talkface_audio_seconds_total": ("counter", "seconds of audio received on streams"),
     "talkface_animations_total": ("counter", "files animated by POST /v1/animate"),

@@ -53,10 +53,17 @@ def spec(secured: bool) -> dict[str, Any]:
                     "summary": "Animate an audio file",
                     "operationId": "animate",
                     "parameters": [
-                        {"name": "format", "in": "query", "schema": {"type": "string", "enum": FORMATS,
-                                                                      "default": "json"}},
-                        {"name": "text", "in": "query", "schema": {"type": "string"},
-                         "description": "transcript: aligned to the audio for exact lip sync"},
+                        {
+                            "name": "format",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": FORMATS, "default": "json"},
+                        },
+                        {
+                            "name": "text",
+                            "in": "query",
+                            "schema": {"type": "string"},
+                            "description": "transcript: aligned to the audio for exact lip sync",
+                        },
                         *style_params,
                     ],
                     "requestBody": {
@@ -81,8 +88,10 @@ def spec(secured: bool) -> dict[str, Any]:
                         "413": _error("body over the upload limit"),
                         "422": _error("unreadable, empty, silent, non-finite or overlong audio"),
                         "500": _error("a bug (the message says which); the server goes on"),
-                        "503": _error("too many requests waiting, the model worker failed (stuck or died), or the "
-                                      "server is shutting down: try again"),
+                        "503": _error(
+                            "too many requests waiting, the model worker failed (stuck or died), or the "
+                            "server is shutting down: try again"
+                        ),
                     },
                 }
             },
@@ -91,8 +100,11 @@ def spec(secured: bool) -> dict[str, Any]:
                     "summary": "WebSocket: PCM chunks in, animation frames out",
                     "operationId": "stream",
                     "parameters": [
-                        {"name": "sample_rate", "in": "query",
-                         "schema": {"type": "integer", "minimum": 1000, "maximum": 384000, "default": 16000}},
+                        {
+                            "name": "sample_rate",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1000, "maximum": 384000, "default": 16000},
+                        },
                         {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["s16", "f32"]}},
                         {"name": "output", "in": "query", "schema": {"type": "string", "enum": ["json", "binary"]}},
                         {"name": "subject", "in": "query", "schema": {"type": "string"}},

@@ -54,7 +54,7 @@ class Result(NamedTuple):
 
 class FileJob(NamedTuple):
     """An audio file to animate (``POST /v1/animate``): the file's bytes, the export format and its
-    file suffix, an optional transcript, validated settings (`app._stream_settings`)."""
+    file suffix, an optional transcript, validated settings (`app.stream_settings`)."""
 
     body: bytes
     fmt: str
@@ -75,8 +75,8 @@ class WorkerFailed(Exception):
 
 
 def style_of(settings: dict[str, Any]) -> Style:
-    """The post-processing style that validated settings (`app._stream_settings`) ask for."""
-    return Style(emotion=settings["emotion"], face=settings["face"], seed=settings["seed"])
+    """The post-processing style that validated settings (`app.stream_settings`) ask for."""
+    return Style(settings["emotion"], settings["emotion_settings"], settings["face"], seed=settings["seed"])
 
 
 def new_session(engine: Engine, settings: dict[str, Any]) -> Stream:
