@@ -66,36 +66,41 @@ def long_text(minutes: float) -> str:
 
 
 def timed(args: list[str], timeout: float) -> tuple[float, float]:
-    """Wall seconds and peak resident memory (MB) of a command: the larger of its own peak (getrusage)
-    and the sum over it and the processes it starts (`animate --text` aligns long audio in several),
-    sampled every 50 ms."""
+    """Wall seconds and peak resident memory (MB) of a command: the larger of its own peak (its
+    VmHWM, from its exec on; getrusage would count the pages it shared with this process before
+    exec) and the sum over it and the processes it starts (`animate --text` aligns long audio in
+    several), both sampled every 50 ms."""
     start = time.perf_counter()
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # returns after exec
     peak = _Peak(process.pid)
     peak.start()
-    killer = threading.Timer(timeout, process.kill)
-    killer.start()
-    _, status, usage = os.wait4(process.pid, 0)
+    try:
+        _, error = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, error = process.communicate()
     wall = time.perf_counter() - start
-    killer.cancel()
     peak.running = False
     peak.join()
-    error = process.stderr.read().decode(errors="replace").strip() if process.stderr else ""
-    if os.waitstatus_to_exitcode(status):
-        raise RuntimeError(f"{' '.join(args[2:5])}…: {error[-400:] or 'killed after the timeout'}")
-    return wall, max(peak.peak, usage.ru_maxrss / 1024)
+    if process.returncode:
+        message = error.decode(errors="replace").strip()[-400:] or f"ended by signal {-process.returncode}"
+        raise RuntimeError(f"{' '.join(args[2:5])}…: {message}")
+    return wall, peak.peak
+
+
+def _status_mb(pid: int, field: str) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        return next((int(line.split()[1]) for line in status if line.startswith(field + ":")), 0) / 1024  # 0: a zombie
 
 
 def _family_rss_mb(pid: int) -> float:
-    total = 0
-    for p in [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]:
-        with open(f"/proc/{p}/status") as status:
-            total += next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
-    return total / 1024
+    children = map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+    return sum(_status_mb(p, "VmRSS") for p in [pid, *children])
 
 
 class _Peak(threading.Thread):
-    """Samples the RSS of a process and its children every 50 ms."""
+    """Samples every 50 ms the RSS of a process and its children together, and the process's own
+    high-water mark; `peak` is the larger."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
@@ -103,8 +108,8 @@ class _Peak(threading.Thread):
 
     def run(self) -> None:
         while self.running:
-            with contextlib.suppress(OSError, StopIteration):  # a worker that just went
-                self.peak = max(self.peak, _family_rss_mb(self.pid))
+            with contextlib.suppress(OSError):  # a worker that just went
+                self.peak = max(self.peak, _family_rss_mb(self.pid), _status_mb(self.pid, "VmHWM"))
             time.sleep(0.05)
 
 
