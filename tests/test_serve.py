@@ -25,10 +25,12 @@ import soundfile as sf
 from serving import running
 
 from talkface import Animator, load_audio
+from talkface.errors import TalkfaceError
 from talkface.livelink import decode
 from talkface.model import default_model_path
 from talkface.rig import LIVE_LINK_ORDER
 from talkface.serve import ServerConfig
+from talkface.serve.app import stream_settings
 
 HEADER = struct.Struct("<4sIHHd")
 
@@ -535,3 +537,31 @@ def test_every_http_error_is_one_line_json():
         assert kind.startswith("application/json") and body.count(b"\n") <= 1, (status, body)
         error = json.loads(body)["error"]
         assert isinstance(error, str) and error and " at 0x" not in error and "BytesIO" not in error, error
+
+
+def test_streams_and_files_on_another_rig(wav30):
+    audio = load_audio(wav30)[: 4 * 16000]
+    wav = Path("tests/data/arctic_a0009.wav").read_bytes()
+    with running() as (url, _):
+        got = asyncio.run(stream_file(url, audio, "format=f32&output=binary&rig=oculus"))
+        names = got["ready"]["names"]
+        assert names[:15] == ["viseme_sil", "viseme_PP", "viseme_FF", "viseme_TH", "viseme_DD", "viseme_kk",
+                              "viseme_CH", "viseme_SS", "viseme_nn", "viseme_RR", "viseme_aa", "viseme_E",
+                              "viseme_I", "viseme_O", "viseme_U"]  # fmt: skip
+        assert got["weights"].shape[1] == len(names) and got["close"] == 1000
+        np.testing.assert_allclose(got["weights"][:, :15].sum(axis=1), 1.0, atol=1e-4)  # they sum to 1
+        status, body, _ = post(url, wav, "format=json&rig=vrm")
+        made = json.loads(body)
+        assert status == 200 and made["names"][:5] == ["aa", "ih", "ou", "ee", "oh"]
+        assert made["metadata"]["rig"] == "vrm" and len(made["metadata"]["audio_sha256"]) == 64
+        for query in ("format=csv&rig=oculus", "format=json&rig=my_rig.json", "format=json&rig=../../etc/passwd"):
+            status, body, _ = post(url, wav, query)  # Live Link is ARKit only; no file on the server is read
+            assert status == 400 and "error" in json.loads(body), query
+
+
+def test_a_stream_rig_may_be_a_mapping_of_its_own():
+    rig = stream_settings({"rig": {"MouthOpen": {"jawOpen": 1.0}, "Lips": {"viseme_PP": 1.0}}}, 30.0)["rig"]
+    assert rig.targets == ("MouthOpen", "Lips")
+    for bad in ({"MouthOpen": {"jawOpen": "wide"}}, {"MouthOpen": {"mouthWide": 1.0}}, {"MouthOpen": 1.0}, 7):
+        with pytest.raises(TalkfaceError):
+            stream_settings({"rig": bad}, 30.0)

@@ -4,7 +4,9 @@ WebSocket protocol (``/v1/stream``), all optional settings in the query string o
 ``{"type": "start", ...}`` message: ``sample_rate`` (default 16000), ``format`` ("s16" little-endian
 16-bit or "f32" little-endian float, default s16), ``fps`` (default the server's), ``output``
 ("json" or "binary"), ``emotion`` ("joy=0.7"), ``face`` ({"jawStrength": 0.8} or "jawStrength=0.8"),
-``seed``, ``subject`` (the Live Link subject name). Then:
+``seed``, ``subject`` (the Live Link subject name), ``rig`` ("oculus", "vrm", "vrm0", or in the start
+message a mapping {target: {term: weight}} as `talkface.retarget` reads a rig file: frames then carry
+the rig's targets; Live Link stays ARKit). Then:
 
 - binary messages: PCM chunks of any length;
 - ``{"type": "emotion", "emotion": "joy=0.5"}``, ``{"type": "face", "face": {...}}``: change mid-stream;
@@ -70,9 +72,10 @@ from ..animation import Animation
 from ..animator import Animator
 from ..audio import SAMPLE_RATE
 from ..errors import TalkfaceError
-from ..export import SUFFIXES
+from ..export import SUFFIXES, check_rig
 from ..livelink import LiveLinkSender
 from ..post import EmotionSettings, FaceParams, parse_assignments, parse_emotions
+from ..retarget import BUILTIN, Rig, load_rig
 from ..stream import Engine, Stream
 from .metrics import Metrics
 from .openapi import spec
@@ -175,8 +178,10 @@ class _WsConn(Conn):
         super().__init__(ident, worker, settings)
         self.ws, self.transport = ws, transport
         self.binary = settings["output"] == "binary"
+        self.rig: Rig | None = settings["rig"]  # frames go out on its targets; Live Link stays ARKit
 
     def encode(self, anim: Animation, first: int) -> str | bytes:
+        anim = self.rig.apply(anim) if self.rig else anim
         if self.binary:
             head = _BINARY_HEADER.pack(b"TFF1", first, anim.num_frames, len(anim.names), anim.fps)
             return head + anim.weights.astype("<f4").tobytes()
@@ -485,6 +490,8 @@ class Server:
         """Tell the client the stream's settings; `probe` is a session like the worker's."""
         self.start_livelink(c, settings["subject"], settings["fps"])
         c.latency, names = probe.latency, probe._post_names()
+        if c.rig:
+            names = list(c.rig.apply(Animation(np.zeros((0, len(names)), np.float32), settings["fps"], names)).names)
         await c.ws.send_str(json.dumps({
             "type": "ready", "id": c.id, "fps": settings["fps"], "latency": round(c.latency, 4),
             "sample_rate": c.sample_rate, "format": settings["format"], "output": settings["output"], "names": names,
@@ -560,6 +567,8 @@ class Server:
                 raise TalkfaceError(f"unknown format {fmt!r}; choose one of: {', '.join(SUFFIXES)}")
             text = query.pop("text", None)
             settings = stream_settings(query, self.config.fps, http=True)
+            if settings["rig"] is not None:
+                check_rig(fmt)
         except TalkfaceError as e:
             raise _json_error(web.HTTPBadRequest, str(e)) from None
         try:
@@ -812,13 +821,14 @@ def _face(value: object) -> FaceParams:
 
 def stream_settings(values: dict[str, Any], fps: float, http: bool = False) -> dict[str, Any]:
     """Validated settings of a stream or an HTTP request, with defaults."""
-    known = {"fps", "emotion", "face", "seed"} | (set() if http else {"sample_rate", "format", "output", "subject"})
+    known = {"fps", "emotion", "face", "seed", "rig"}
+    known |= set() if http else {"sample_rate", "format", "output", "subject"}
     unknown = sorted(set(values) - known - {"token"})
     if unknown:
         raise TalkfaceError(f"unknown setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
     out: dict[str, Any] = {"fps": fps, "emotion": None, "face": FaceParams(), "seed": 0, "sample_rate": SAMPLE_RATE,
                            "format": "s16", "output": "json", "subject": None,
-                           "emotion_settings": EmotionSettings()}  # fmt: skip
+                           "emotion_settings": EmotionSettings(), "rig": None}  # fmt: skip
     try:
         if "fps" in values:
             out["fps"] = float(values["fps"])
@@ -846,7 +856,23 @@ def stream_settings(values: dict[str, Any], fps: float, http: bool = False) -> d
             out[key] = values[key]
     if "subject" in values:
         out["subject"] = _text(values["subject"], "subject")[:200]
+    if "rig" in values:
+        out["rig"] = _rig(values["rig"])
     return out
+
+
+def _rig(value: object) -> Rig | None:
+    """A built-in rig by name, or a mapping {target: {term: weight}} (a client names no server file)."""
+    if isinstance(value, dict):
+        try:
+            mapping = {str(target): {str(k): float(w) for k, w in terms.items()} for target, terms in value.items()}
+            return Rig.from_terms("rig", mapping)
+        except (AttributeError, TypeError, ValueError, OverflowError):
+            raise TalkfaceError("rig must map each target to {term: weight, ...} with numbers as weights") from None
+    name = _text(value, "rig")
+    if name not in BUILTIN:
+        raise TalkfaceError(f"rig must be one of {', '.join(BUILTIN)} or a mapping, got {name!r}")
+    return load_rig(name)
 
 
 def create_app(config: ServerConfig | None = None) -> web.Application:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import io
 import multiprocessing
 import signal
@@ -36,6 +37,7 @@ from ..animation import Animation
 from ..animator import Animator
 from ..audio import SAMPLE_RATE, load_audio
 from ..errors import TalkfaceError
+from ..export.provenance import clip_provenance
 from ..post import Style
 from ..stream import Engine, Stream, advance
 
@@ -132,10 +134,12 @@ def animate_file(animator: Animator, job: FileJob) -> bytes:
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         raise audio_error(e) from None
     pcm = load_audio(audio, int(rate))
-    clip = animator.restyled(style_of(job.settings)).clip(pcm, job.text, job.settings["fps"], SAMPLE_RATE)
+    animator = animator.restyled(style_of(job.settings))
+    clip = animator.clip(pcm, job.text, job.settings["fps"], SAMPLE_RATE)
+    made = clip_provenance(clip, animator, None) | {"audio_sha256": hashlib.sha256(job.body).hexdigest()}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"animation{job.suffix}"
-        export.write(clip.animation, path, job.fmt)
+        export.write(clip.animation, path, job.fmt, metadata=made | clip.metadata, rig=job.settings["rig"])
         return path.read_bytes()
 
 
