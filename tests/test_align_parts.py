@@ -1,6 +1,6 @@
 """Long transcripts aligned in parts, each in a process of its own (`align_transcript(jobs=...)`): the
-parts must give the alignment one process gives, and audio is cut only where the words said there are
-certain."""
+parts must give the alignment one process gives, and audio is cut only where the words said after the
+cut are found in the transcript."""
 
 from __future__ import annotations
 
@@ -44,12 +44,18 @@ def test_parts_align_as_one_process_does(speech, short_parts) -> None:
     assert parts.unexplained_seconds <= whole.unexplained_seconds + 1.5
 
 
-def test_where_the_words_are_not_certain_the_audio_is_not_cut(speech, short_parts) -> None:
-    audio = speech[0]
+def test_where_the_words_do_not_fit_the_audio_is_not_cut(speech, short_parts) -> None:
     other = sentences(24, seed=4)  # another recording's transcript: no stretch of it fits the audio
-    assert _parts(audio, _words(other), 3, align.MATCH_SCORE) == []
-    line = "The birch canoe slid on the smooth planks."  # the same words at every place
-    spoken = load_voice().synthesize(" ".join([line] * 18))
-    repeated = load_audio(spoken.audio, spoken.sample_rate)
-    assert len(repeated) / 16000 > 40
-    assert _parts(repeated, _words(" ".join([line] * 18)), 2, align.MATCH_SCORE) == []
+    assert _parts(speech[0], _words(other), 3, align.MATCH_SCORE) == []
+
+
+def test_where_the_same_words_recur_the_nearest_place_is_taken(short_parts) -> None:
+    text = " ".join(["The birch canoe slid on the smooth planks."] * 18)  # the same eight words every 2 s
+    spoken = load_voice().synthesize(text)
+    audio = load_audio(spoken.audio, spoken.sample_rate)
+    assert len(audio) / 16000 > 40
+    assert len(_parts(audio, _words(text), 2, align.MATCH_SCORE)) == 1
+    whole, parts = align_transcript(audio, text), align_transcript(audio, text, jobs=2)
+    errors = np.abs(boundary_errors(parts.phones, whole.phones))
+    assert len(errors) >= 0.98 * (len(whole.phones) - 1) and np.mean(errors <= 0.02) >= 0.98
+    assert abs(parts.matched - whole.matched) <= 0.03 * whole.words

@@ -240,7 +240,7 @@ def _aligned_part(pcm: bytes, words: list[str], match: float, strict: bool) -> A
     with _LOCK:
         _add_words(_aligner(), words)
     try:
-        return _aligned(np.frombuffer(pcm, np.int16).astype(np.float32) / 32767, words, match, strict)
+        return _aligned(np.frombuffer(pcm, np.int16), words, match, strict)  # read as it is: no float copy
     except AlignmentError:
         if strict:
             raise
@@ -248,7 +248,8 @@ def _aligned_part(pcm: bytes, words: list[str], match: float, strict: bool) -> A
 
 
 def _aligned(audio: np.ndarray, words: Sequence[str], match: float, strict: bool) -> Alignment:
-    """The transcript's `words` (in the aligner's dictionary) aligned to 16 kHz `audio`, piece by piece."""
+    """The transcript's `words` (in the aligner's dictionary) aligned to 16 kHz `audio` (float, or
+    16-bit), piece by piece."""
     decoder = _aligner()
     levels = _frame_levels(audio)
     n = len(levels)
@@ -421,8 +422,8 @@ def _parts(audio: np.ndarray, words: Sequence[str], jobs: int, match: float) -> 
 def _anchor(pcm: bytes, words: Sequence[str], guess: int, match: float) -> int | None:
     """The index of the first word said in `pcm` (audio that starts in a pause), found by aligning
     it against the transcript around word `guess`, starting with any word there. None unless the
-    first `_ANCHOR_WORDS` words aligned there were said, all but two fit their sound, and they occur
-    in a row only once in that stretch of the transcript."""
+    first `_ANCHOR_WORDS` words aligned there were said, all but two fit their sound, and occur in a
+    row in that stretch of the transcript (where they recur, the place nearest `guess` is taken)."""
     reach = max(50, len(words) // 20)
     low, high = max(0, guess - reach), min(len(words), guess + reach)
     stretch = words[low : high + _ANCHOR_WORDS * 20]  # starting late, 30 s hold fewer than this
@@ -435,8 +436,8 @@ def _anchor(pcm: bytes, words: Sequence[str], guess: int, match: float) -> int |
     if len(said) < _ANCHOR_WORDS or any(w.unsaid for w in said) or sum(w.fits(match) for w in said) < len(said) - 2:
         return None
     names = [re.sub(r"\(\d+\)$", "", w.name) for w in said]  # "the(2)": another pronunciation of "the"
-    found = [i for i in range(high - low) if list(stretch[i : i + _ANCHOR_WORDS]) == names]
-    return low + found[0] if len(found) == 1 else None
+    found = [low + i for i in range(high - low) if list(stretch[i : i + _ANCHOR_WORDS]) == names]
+    return min(found, key=lambda i: abs(i - guess)) if found else None  # words that recur: the nearest
 
 
 def _align_piece(decoder: Decoder, pcm: bytes, words: Sequence[str], open_end: bool, starts: int = 1) -> list[_Word]:
@@ -492,10 +493,10 @@ def _frame_levels(audio: np.ndarray) -> np.ndarray:
     levels = np.empty(n, np.float32)
     block = 6000  # frames
     for i in range(0, n, block):
-        frames = audio[i * _HOP : min(i + block, n) * _HOP].reshape(-1, _HOP).astype(np.float32)
+        frames = _float(audio[i * _HOP : min(i + block, n) * _HOP]).reshape(-1, _HOP)
         levels[i : i + len(frames)] = 10 * np.log10(np.einsum("ij,ij->i", frames, frames) / _HOP + 1e-10)
     if len(audio) > n * _HOP:  # the last, partial frame
-        tail = audio[n * _HOP :].astype(np.float32)
+        tail = _float(audio[n * _HOP :])
         levels = np.append(levels, np.float32(10 * np.log10(np.mean(tail * tail) + 1e-10)))
     return levels
 
@@ -561,9 +562,14 @@ def _lookahead(cut: int, cuts: Sequence[int], pauses: Sequence[tuple[int, int]])
     return middles[i] if i < len(middles) and middles[i] < following else following
 
 
+def _float(samples: np.ndarray) -> np.ndarray:
+    """Float32 samples in [-1, 1] from float or 16-bit audio (a part of long audio comes as 16-bit)."""
+    return samples * np.float32(1 / 32767) if samples.dtype == np.int16 else samples.astype(np.float32)
+
+
 def _pcm(audio: np.ndarray, start: int, end: int, dither: float) -> bytes:
     """16-bit PCM of frames `start`..`end`, with a little fixed noise (see `_DITHER`)."""
-    piece = audio[start * _HOP : end * _HOP].astype(np.float32)
+    piece = _float(audio[start * _HOP : end * _HOP])
     piece += dither * np.random.default_rng(start).standard_normal(len(piece), dtype=np.float32)
     return (np.clip(piece, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
 
