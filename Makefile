@@ -50,6 +50,23 @@ head:
 	build/head-venv/bin/pip install -q numpy pillow
 	build/head-venv/bin/python scripts/build_head.py
 
+# The Blender add-on (integrations/blender/) as a zip for Preferences > Add-ons > Install.
+.PHONY: blender-addon test-blender
+blender-addon:
+	mkdir -p build
+	$(PYTHON) -c "import pathlib, zipfile; src = pathlib.Path('integrations/blender'); \
+	  z = zipfile.ZipFile('build/talkface_blender.zip', 'w', zipfile.ZIP_DEFLATED); \
+	  [z.write(p, p.relative_to(src)) for p in sorted(src.glob('talkface_blender/*.py'))]; z.close()"
+
+# The add-on tested in real, headless Blender. Debian's blender (~300 MB with its libraries) and numpy for
+# its glTF importer are installed here, only if missing, rather than for `make demo`; the test builds the zip.
+test-blender: $(STAMP)
+	@command -v blender >/dev/null 2>&1 && dpkg -s python3-numpy >/dev/null 2>&1 || { \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends blender python3-numpy; }
+	$(BIN)/pytest -q tests/test_blender.py
+
 viewer-bundle:
 	cd scripts/viewer && npm ci --no-audit --no-fund && npm run build
 

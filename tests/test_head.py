@@ -94,3 +94,19 @@ def test_normals_point_outwards(head):
     nose_tip, crown = skin[np.argmax(head.vertices[skin, 2])], skin[np.argmax(head.vertices[skin, 1])]
     assert n[nose_tip, 2] > 0.7 and n[crown, 1] > 0.9
     assert np.allclose(np.linalg.norm(n, axis=1), 1, atol=1e-4)
+
+
+def test_neck_is_cut_flat_and_closed(head):
+    """The neck ends in a flat cap at y = 0 (the cut), facing down, not in the jagged open edge of whole
+    quads: no skin below the cut and (vertices merged by position, as the cap has its own copies of the
+    rim for sharp shading) every skin edge shared by exactly two triangles."""
+    skin = head.triangles[head.triangle_part == head.parts.index("skin")]
+    y = head.vertices[:, 1]
+    assert y[np.unique(skin)].min() > -1e-6
+    _, merged = np.unique(np.round(head.vertices / 1e-6).astype(np.int64), axis=0, return_inverse=True)
+    corners = merged.reshape(-1)[skin]
+    edges = np.sort(np.concatenate([corners[:, [0, 1]], corners[:, [1, 2]], corners[:, [2, 0]]]), axis=1)
+    _, uses = np.unique(edges, axis=0, return_counts=True)
+    assert (uses == 2).all(), f"{(uses == 1).sum()} open edges, {(uses > 2).sum()} shared by more than two"
+    cap = skin[(np.abs(y[skin]) < 1e-6).all(axis=1)]
+    assert len(cap) > 20 and (head.normals(head.vertices)[np.unique(cap), 1] < -0.99).all()  # facing down

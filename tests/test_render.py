@@ -9,9 +9,10 @@ from conftest import ARCTIC_TRANSCRIPT, DATA
 from test_cli import assert_one_line_error, run
 
 from talkface.align import read_htk_labels
-from talkface.head import Head
+from talkface.animation import Animation
+from talkface.head import HEAD_ANGLES, Head
 from talkface.phonemes import BILABIALS, OPEN_VOWELS
-from talkface.rig import INDEX
+from talkface.rig import ARKIT_NAMES, INDEX
 
 pytest.importorskip("moderngl", reason="rendering needs the render extra")
 from talkface.render import Renderer, ffmpeg_exe
@@ -31,6 +32,29 @@ def dark_pixels(image: np.ndarray, box: tuple[int, int, int, int]) -> int:
     """Pixels in the box darker than lips and skin: the opening of the mouth (throat, tongue in shadow)."""
     x0, y0, x1, y1 = box
     return int((image[y0:y1, x0:x1].astype(int).sum(-1) < 3 * 70).sum())
+
+
+def video_frames(path, size: int) -> np.ndarray:
+    """The frames [n, size, size, 3] of an MP4, decoded by ffmpeg."""
+    raw = subprocess.run(
+        [ffmpeg_exe(), "-loglevel", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, size, size, 3)
+
+
+def lips_x(image: np.ndarray) -> float:
+    """Mean column of the lip-coloured pixels (red well above green)."""
+    c = image.astype(int)
+    return float(np.nonzero(c[..., 0] - c[..., 1] > 60)[1].mean())
+
+
+def lips_width(image: np.ndarray) -> int:
+    """Columns from the leftmost to the rightmost lip-coloured pixel."""
+    c = image.astype(int)
+    columns = np.nonzero(c[..., 0] - c[..., 1] > 60)[1]
+    return int(columns.max() - columns.min())
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +86,7 @@ def test_render_writes_an_mp4_whose_lips_close_on_bilabials(tmp_path, arctic_wav
     assert result.returncode == 0, result.stderr
     probe = subprocess.run([ffmpeg_exe(), "-i", str(out)], capture_output=True, text=True).stderr
     assert re.search(r"Video: h264.*512x512.*30 fps", probe) and "Audio: aac" in probe, probe
-    raw = subprocess.run(
-        [ffmpeg_exe(), "-loglevel", "error", "-i", str(out), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    frames = np.frombuffer(raw, np.uint8).reshape(-1, 512, 512, 3)
+    frames = video_frames(out, 512)
     assert abs(len(frames) - 3.1 * 30) <= 1
     box = mouth_box(renderer)
     hand = read_htk_labels(DATA / "arctic_a0009_phone.lab")  # judged at the hand-labelled phone midpoints
@@ -78,10 +97,56 @@ def test_render_writes_an_mp4_whose_lips_close_on_bilabials(tmp_path, arctic_wav
     assert min(opened) > 100, opened  # open vowels: the mouth's inside shows
 
 
+def test_head_turns_with_its_angles(renderer):
+    """A clip's head angles turn the head about the neck: yaw to its left moves the lips to the image's right
+    (the camera faces it), and a still clip does not move at all."""
+    names = (*ARKIT_NAMES, *HEAD_ANGLES)
+    weights = np.zeros((3, len(names)), np.float32)
+    weights[1, names.index("headYaw")] = 0.2
+    weights[2, names.index("headPitch")] = 0.2
+    still, turned, nodded = renderer.frames(Animation(weights, 30.0, names))
+    assert lips_x(turned) > lips_x(still) + 15
+    lips_y = [np.nonzero(img[..., 0].astype(int) - img[..., 1] > 60)[0].mean() for img in (still, nodded)]
+    assert lips_y[1] < lips_y[0] - 10  # looking up lifts the chin and lips in the image
+
+
+@pytest.fixture(scope="module")
+def styled(tmp_path_factory):
+    """`render` at 128 px with the style options `animate` has: {name: frames}."""
+    tmp, wav = tmp_path_factory.mktemp("styled"), str(DATA / "arctic_a0009.wav")
+    variants = {
+        "default": [],
+        "no-head": ["--no-head"],
+        "seed": ["--seed", "7"],
+        "joy": ["--emotion", "joy=1"],
+        "no-jaw": ["--face", "jawStrength=0,lipOpenOffset=0", "--no-head"],
+    }
+    out = {}
+    for name, args in variants.items():
+        result = run("render", wav, "--text", ARCTIC_TRANSCRIPT, "--size", "128", *args, "-o", str(tmp / f"{name}.mp4"))
+        assert result.returncode == 0, result.stderr
+        out[name] = video_frames(tmp / f"{name}.mp4", 128).astype(np.float32)
+    return out
+
+
+def test_render_has_head_motion_and_the_style_options(styled, renderer):
+    """The head moves in the video unless --no-head; --seed, --emotion and --face change the frames as they say."""
+    sway = {k: np.std([lips_x(f) for f in styled[k]]) for k in ("default", "no-head")}
+    assert sway["default"] > 4 * sway["no-head"], sway  # without head motion only the lips' own shapes move them
+    assert len(styled["seed"]) == len(styled["default"])  # blinks, gaze and head at other times:
+    assert np.abs(styled["seed"] - styled["default"]).mean(axis=(1, 2, 3)).max() > 2
+    widths = {k: np.mean([lips_width(f) for f in styled[k]]) for k in ("default", "joy")}
+    assert widths["joy"] > widths["default"] + 2, widths  # a smile draws the lips wider
+    box = tuple(round(c / 4) for c in mouth_box(renderer))  # the lips at 128 px (the renderer's are 512)
+    opening = {k: max(dark_pixels(f.astype(np.uint8), box) for f in styled[k]) for k in ("no-head", "no-jaw")}
+    assert opening["no-head"] > 10 and opening["no-jaw"] < opening["no-head"] / 3, opening  # the jaw held shut
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
         (["render", "{wav}", "-o", "{tmp}/o.avi"], "mp4"),
+        (["render", "{wav}", "--emotion", "glee=1", "-o", "{tmp}/o.mp4"], "glee"),
         (["render", "{tmp}/missing.wav", "-o", "{tmp}/o.mp4"], "no such audio file"),
     ],
 )

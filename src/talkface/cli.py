@@ -413,14 +413,16 @@ def stream(
 @click.option("--text", help="Transcript: aligns it to the audio for exact lip sync.")
 @click.option("--size", type=click.IntRange(min=64, max=2048), default=512, show_default=True, help="Width and height.")
 @_FPS
-def render(audio: str, out: str, text: str | None, size: int, fps: float) -> None:
-    """Render a video (MP4, with the sound) of the talkface head speaking AUDIO."""
+@style_options
+def render(audio: str, out: str, text: str | None, size: int, fps: float, **style: Any) -> None:
+    """Render a video (MP4, with the sound) of the talkface head speaking AUDIO, turning as its head motion does."""
     from .render import render_video
 
     if Path(out).suffix.lower() != ".mp4":
         raise click.UsageError(f"{out}: the video is written as MP4; name it *.mp4")
+    animator = Animator(fps, style=style_from(**style))
     output_target(out)
-    render_video(Animator(fps).animate(audio, text), audio, out, size, size)
+    render_video(animator.animate(audio, text), audio, out, size, size)
     click.echo(out)
 
 

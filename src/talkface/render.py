@@ -1,6 +1,6 @@
 """Offscreen video preview of the talkface head: OpenGL through moderngl (EGL, so no display), ffmpeg muxing.
 
-`Renderer` draws the head for ARKit weights; `render_video` writes an MP4 (H.264 + AAC) with the speech.
+`Renderer` draws the head for ARKit weights and head angles; `render_video` writes an MP4 (H.264 + AAC) with the speech.
 Needs the ``render`` extra (``pip install 'talkface[render]'``: moderngl and imageio-ffmpeg) and an
 EGL-capable OpenGL driver (Mesa's llvmpipe does it on a CPU; Debian: libegl1 libegl-mesa0 libgl1-mesa-dri).
 """
@@ -17,7 +17,7 @@ import numpy as np
 from .animation import Animation
 from .errors import TalkfaceError
 from .files import atomic_path
-from .head import Head
+from .head import HEAD_ANGLES, NECK_PIVOT, Head, head_rotations
 from .rig import ARKIT_NAMES
 
 _VERTEX = """
@@ -132,12 +132,15 @@ class Renderer:
         return img[::-1]
 
     def frames(self, anim: Animation, batch: int = 64) -> Iterator[np.ndarray]:
-        """Images of every frame of `anim`, in order."""
+        """Images of every frame of `anim`, in order, the head turned by its head angles (if it has them)
+        about the top of the neck, as the viewer turns it."""
         weights = anim.with_channels(ARKIT_NAMES).weights
+        turns = head_rotations(anim.with_channels(HEAD_ANGLES).weights).astype(np.float32)
         for start in range(0, anim.num_frames, batch):
             verts = self.head.apply(weights[start : start + batch])
-            for v, n in zip(verts, self.head.normals(verts), strict=True):
-                yield self.frame(v, n)
+            normals = self.head.normals(verts)
+            for v, n, turn in zip(verts, normals, turns[start : start + batch], strict=True):
+                yield self.frame((v - NECK_PIVOT) @ turn.T + NECK_PIVOT, n @ turn.T)
 
     def close(self) -> None:
         """Free the OpenGL context."""

@@ -17,6 +17,27 @@ from ..animation import Animation
 from ..errors import TalkfaceError
 from ..rig import ARKIT_NAMES
 
+#: Where the head turns (metres, in the head's frame): the top of the neck, as in the viewer.
+NECK_PIVOT = np.array([0.0, 0.06, 0.0], np.float32)
+#: The channels that turn the head, in radians.
+HEAD_ANGLES: tuple[str, ...] = ("headYaw", "headPitch", "headRoll")
+
+
+def head_rotations(angles: np.ndarray) -> np.ndarray:
+    """Rotation matrices [n, 3, 3] for head angles [n, 3] (yaw, pitch, roll in radians), as the viewer turns
+    the head: yaw > 0 to the head's left (+x), pitch > 0 up, roll > 0 tilting to its left; yaw applied last."""
+    yaw, pitch, roll = (np.asarray(angles, np.float64)[:, i] for i in range(3))
+    zero, one = np.zeros_like(yaw), np.ones_like(yaw)
+
+    def matrix(*rows: tuple[np.ndarray, ...]) -> np.ndarray:
+        return np.stack([np.stack(r, axis=-1) for r in rows], axis=-2)
+
+    cy, sy, cp, sp, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
+    turn = matrix((cy, zero, sy), (zero, one, zero), (-sy, zero, cy))
+    nod = matrix((one, zero, zero), (zero, cp, sp), (zero, -sp, cp))  # about x by -pitch
+    tilt = matrix((cr, sr, zero), (-sr, cr, zero), (zero, zero, one))  # about z by -roll
+    return turn @ nod @ tilt
+
 
 @dataclass(frozen=True)
 class Head:
