@@ -28,7 +28,7 @@ import grpc
 import numpy as np
 from nvidia_ace import audio_pb2
 from nvidia_audio2face_3d import audio2face_pb2_grpc, messages_pb2
-from stream_load import CHUNK, cpu_seconds, free_port, rss_kib, speech
+from stream_load import CHUNK, cpu_seconds, free_port, load_report, rss_kib, speech
 
 from talkface import Animator
 
@@ -117,23 +117,8 @@ async def main(args: argparse.Namespace) -> dict:
     finally:
         server.terminate()
         server.wait(10)
-    beyond = np.array([x for r in results for x in r.get("beyond", [])]) * 1000
-    e2e = np.array([x for r in results for x in r.get("e2e", [])]) * 1000
-    return {
-        "streams": args.streams,
-        "seconds": args.seconds,
-        "ok": sum(r.get("code") == "OK" for r in results),
-        "frames": int(sum(r.get("frames", 0) for r in results)),
-        "lookahead_ms": round(latency * 1000, 1),
-        "beyond_lookahead_ms": {q: round(float(np.percentile(beyond, p)), 1) for q, p in
-                                (("p50", 50), ("p99", 99), ("max", 100))} if beyond.size else None,
-        "end_to_end_ms": {q: round(float(np.percentile(e2e, p)), 1) for q, p in
-                          (("p50", 50), ("p99", 99))} if e2e.size else None,
-        "server_rss_mib": {"idle": round(idle / 1024, 1), "peak": round(peak / 1024, 1),
-                           "per_stream": round((peak - idle) / 1024 / args.streams, 2)},
-        "server_cpu_cores": round(cpu / wall, 2),
-        "client_cpu_cores": round(client / wall, 2),
-    }  # fmt: skip
+    report = load_report(args, results, idle, peak, cpu / wall, client / wall)
+    return {**report, "ok": sum(r.get("code") == "OK" for r in results), "lookahead_ms": round(latency * 1000, 1)}
 
 
 if __name__ == "__main__":

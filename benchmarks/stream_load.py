@@ -110,6 +110,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def load_report(args: argparse.Namespace, results: list[dict], idle: int, peak: int, cpu: float, client: float) -> dict:
+    """The figures of a load run: frames, latency beyond the look-ahead and end to end (ms), the
+    server's memory (KiB in, MiB out) and the cores the server and the clients used."""
+    beyond = np.array([x for r in results for x in r.get("beyond", [])]) * 1000
+    e2e = np.array([x for r in results for x in r.get("e2e", [])]) * 1000
+    return {
+        "streams": args.streams,
+        "seconds": args.seconds,
+        "frames": int(sum(r.get("frames", 0) for r in results)),
+        "beyond_lookahead_ms": {q: round(float(np.percentile(beyond, p)), 1) for q, p in
+                                (("p50", 50), ("p99", 99), ("max", 100))} if beyond.size else None,
+        "end_to_end_ms": {q: round(float(np.percentile(e2e, p)), 1) for q, p in
+                          (("p50", 50), ("p99", 99))} if e2e.size else None,
+        "server_rss_mib": {"idle": round(idle / 1024, 1), "peak": round(peak / 1024, 1),
+                           "per_stream": round((peak - idle) / 1024 / args.streams, 2)},
+        "server_cpu_cores": round(cpu, 2),
+        "client_cpu_cores": round(client, 2),
+    }  # fmt: skip
+
+
 async def main(args: argparse.Namespace) -> dict:
     port = free_port()
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
@@ -146,22 +166,8 @@ async def main(args: argparse.Namespace) -> dict:
     finally:
         server.terminate()
         server.wait(10)
-    beyond = np.array([x for r in results for x in r.get("beyond", [])]) * 1000
-    e2e = np.array([x for r in results for x in r.get("e2e", [])]) * 1000
     peak = max(kib for _, kib in samples) if samples else idle
-    report = {
-        "streams": args.streams,
-        "seconds": args.seconds,
-        "frames": int(sum(r.get("frames", 0) for r in results)),
-        "beyond_lookahead_ms": {q: round(float(np.percentile(beyond, p)), 1) for q, p in
-                                (("p50", 50), ("p99", 99), ("max", 100))} if beyond.size else None,
-        "end_to_end_ms": {q: round(float(np.percentile(e2e, p)), 1) for q, p in
-                          (("p50", 50), ("p99", 99))} if e2e.size else None,
-        "server_rss_mib": {"idle": round(idle / 1024, 1), "peak": round(peak / 1024, 1),
-                           "per_stream": round((peak - idle) / 1024 / args.streams, 2)},
-        "server_cpu_cores": round(cpu / wall, 2),
-        "client_cpu_cores": round(client / wall, 2),
-    }  # fmt: skip
+    report = load_report(args, results, idle, peak, cpu / wall, client / wall)
     if args.soak and len(samples) >= 12:
         first = np.mean([k for t, k in samples if t < 60 + samples[0][0]])
         last = np.mean([k for t, k in samples if t > samples[-1][0] - 60])

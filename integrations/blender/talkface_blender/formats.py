@@ -74,11 +74,7 @@ def read(path: str, csv_fps: float | None = None) -> Track:
 def read_json(path: str) -> Track:
     """A talkface JSON export: ``{"fps": F, "names": [...], "frames": [[...], ...]}``."""
     name = os.path.basename(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise FormatError(f"{name}: not a readable JSON file ({_one_line(e)})") from None
+    data = _json(path, "JSON file")
     if not isinstance(data, dict) or not {"fps", "names", "frames"} <= data.keys():
         raise FormatError(f'{name}: not a talkface animation (needs "fps", "names" and "frames")')
     fps, names, frames = data["fps"], data["names"], data["frames"]
@@ -158,11 +154,7 @@ def read_mapping(path: str) -> dict[str, dict[str, float]]:
     """A talkface ``--rig`` mapping file, ``{"target": {"term": weight, ...}, ...}``, with terms this
     reader computes (`ARKIT_NAMES`, `BLINKS`); Oculus-viseme and emotion terms need talkface itself."""
     name = os.path.basename(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise FormatError(f"{name}: not a readable JSON rig file ({_one_line(e)})") from None
+    data = _json(path, "JSON rig file")
     if not isinstance(data, dict) or not data:
         raise FormatError(f'{name}: a rig file is a JSON object {{"target": {{"term": weight, ...}}, ...}}')
     known = set(ARKIT_NAMES) | set(BLINKS)
@@ -200,6 +192,15 @@ def retarget(track: Track, mapping: dict[str, dict[str, float]]) -> Track:
         for i in range(len(track.rows))
     ]
     return Track(track.fps, targets, track.times, tuple(tuple(row) for row in out))
+
+
+def _json(path: str, what: str) -> object:
+    """The JSON document in the file at `path`; FormatError (one line) if it cannot be read as one."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise FormatError(f"{os.path.basename(path)}: not a readable {what} ({_one_line(e)})") from None
 
 
 def _one_line(e: BaseException) -> str:
