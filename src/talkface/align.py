@@ -50,7 +50,7 @@ _LOOKAHEAD = 2 * FRAME_RATE  # frames: at least this much of the next piece is a
 #: Seconds: long audio is cut into parts aligned in processes of their own (`jobs`), none shorter than this.
 _PART = 300
 _ANCHOR = 10 * FRAME_RATE  # frames after a cut aligned (to the next pause) to find the words said there
-_ANCHOR_WORDS = 8  # words in a row that must fit the sound after a cut, and occur once near there
+_ANCHOR_WORDS = 8  # words in a row that must fit the sound after a cut, found in the transcript near there
 _MIN_UNEXPLAINED = 20  # frames: speech no word was aligned to counts from this long (a short word's length)
 #: Weight of the path that takes any word of the transcript as other speech (`_UNSAID`, pocketsphinx's
 #: "spoken noise" model): a replaced word is aligned as that, and its neighbours keep their own sound.
@@ -187,8 +187,8 @@ def align_transcript(
 
     With `jobs` > 1, audio of more than `_PART` is cut at pauses into up to `jobs` parts, each aligned
     in a process of its own with the words said in it (found by aligning a little of the audio after
-    each cut against the transcript around where it should be). Where such a place is not found for
-    certain, the audio is not cut there.
+    each cut against the transcript around where it should be). Where the words said after a pause
+    do not fit there, the audio is not cut at that pause.
     """
     audio = load_audio(audio, sample_rate)
     words = _words(text) if _english(lang) else _espeak_words(text, str(lang))
@@ -402,11 +402,11 @@ def _parts(audio: np.ndarray, words: Sequence[str], jobs: int, match: float) -> 
     speech = np.cumsum(~quiet)
     count = min(jobs, n // (_PART * FRAME_RATE))
     dither = _DITHER * _loud_level(levels)
+    middles = [m for m, _ in pauses]
     cuts: list[tuple[int, int]] = []
     for k in range(1, count):
         target = n * k // count
         near = sorted((p for p in pauses if abs(p[0] - target) < 30 * FRAME_RATE), key=lambda p: -p[1])
-        middles = [m for m, _ in pauses]
         for frame, _ in near[:3]:  # the longest pauses first
             guess = round(len(words) * speech[frame] / speech[-1])
             end = middles[min(bisect.bisect_left(middles, frame + _ANCHOR), len(middles) - 1)]  # in a pause
