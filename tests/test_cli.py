@@ -1,6 +1,7 @@
 """The `talkface` command as a user runs it: outputs, lip-sync quality on them, and bad input."""
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -17,9 +18,7 @@ from talkface.phonemes import read_phones_tsv
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "talkface.cli", *args], capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([sys.executable, "-m", "talkface.cli", *args], capture_output=True, text=True, timeout=300)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) -> None:
@@ -129,3 +128,6 @@ def test_demo_runs_and_prints_its_outputs(tmp_path):
     assert result.returncode == 0, result.stderr
     listed = [line.strip() for line in result.stdout.splitlines() if line.startswith("  ")]
     assert len(listed) == 7 and all(Path(p).stat().st_size > 0 for p in listed)
+    aligned = json.loads((tmp_path / "demo" / "sample_aligned.csv.json").read_text())  # what made each output
+    heard = json.loads((tmp_path / "demo" / "sample.json").read_text())["metadata"]
+    assert aligned["engine"] == "text-aligned" and heard["engine"] == "neural"

@@ -457,17 +457,18 @@ def voices() -> None:
 def demo(out_dir: str) -> None:
     """Animate the bundled speech sample and a TTS sentence; print where the outputs went."""
     from . import export
+    from .export.provenance import clip_provenance
 
     out = _folder(out_dir)
     sample = str(files("talkface") / "samples" / "arctic_a0009.wav")
     animator = Animator()
-    audio_only = animator.animate(sample)  # the neural model, from the sound alone
-    aligned, phones, _ = animator.clip(sample, SAMPLE_TRANSCRIPT)
+    heard = animator.clip(sample)  # the neural model, from the sound alone
+    aligned = animator.clip(sample, SAMPLE_TRANSCRIPT)
+    audio_only = heard.animation
     written = [out / "sample.csv", out / "sample.json", out / "sample_aligned.csv", out / "sample_phonemes.tsv"]
-    export.write(audio_only, written[0])
-    export.write(audio_only, written[1])
-    export.write(aligned, written[2])
-    write_text(written[3], phones_tsv(phones or []))
+    for clip, path in ((heard, written[0]), (heard, written[1]), (aligned, written[2])):
+        export.write(clip.animation, path, metadata=clip_provenance(clip, animator, sample) | clip.metadata)
+    write_text(written[3], phones_tsv(aligned.phones or []))
     written += _say(DEMO_TEXT, out / "say", None, None, 30.0)
     click.echo(f"bundled sample: {SAMPLE_TRANSCRIPT!r} ({audio_only.duration:.1f} s)")
     click.echo("sample.csv/.json: from the audio alone; sample_aligned.csv: aligned to the transcript")
