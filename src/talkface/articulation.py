@@ -30,8 +30,9 @@ class Articulations:
     released over `RELEASE`. Rounded vowels get a floor of lip rounding, released over
     `ROUNDING_RELEASE`."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, bias: np.ndarray | None = None) -> None:
         self.rate = rate
+        self.bias = np.zeros(len(VISEMES), np.float32) if bias is None else bias  # the model's `viseme_bias`
         self.viseme, self.run = -1, 0
         self.phone: str | None = None
         self.since = 0
@@ -43,7 +44,7 @@ class Articulations:
     def apply(self, weights: np.ndarray, visemes: np.ndarray) -> np.ndarray:
         """Enforce in `weights` [k, 52] in place; which of the k frames hold an articulation whole."""
         whole = np.zeros(weights.shape[0], bool)
-        for i, best in enumerate(visemes.argmax(axis=1)):
+        for i, best in enumerate((visemes + self.bias).argmax(axis=1)):
             self.viseme, self.run = (best, self.run + 1) if best == self.viseme else (best, 1)
             viseme = VISEMES[best]
             whole[i] = self._enforce(weights[i], viseme)

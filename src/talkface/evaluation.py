@@ -3,9 +3,10 @@
 Real speech: the CMU ARCTIC clip with hand phone labels (tests/data, shipped as the demo sample)
 and the recordings of Debian's pocketsphinx-testdata, whose transcripts are force-aligned to give
 reference phones. At each reference phone's midpoint we ask whether the lips are closed (/p b m/),
-open (open vowels), rounded (/uw ow w/) or at rest (pauses), and we estimate the lag between the
-mouth and the sound. Note that the pocketsphinx-testdata references come from pocketsphinx, as
-does the phonetic baseline, which favours the baseline there.
+open (open vowels), rounded (/uw ow w/) or at rest (pauses), what that costs (lips shut on other
+speech sounds, rounded on unrounded vowels), and we estimate the lag between the mouth and the
+sound. Note that the pocketsphinx-testdata references come from pocketsphinx, as does the
+phonetic baseline, which favours the baseline there.
 
 `--set MANIFEST` scores one split of a larger real-speech set instead (scripts/real_speech.py
 builds one: `manifest.jsonl`, a clip per line with its wav and reference phone table), pooled and
@@ -129,7 +130,8 @@ def pooled(scores: list[MouthScores]) -> dict[str, tuple[float, int]]:
     """Each measure over all clips: (fraction, count)."""
     out = {}
     for field, key in (("closed_on_bilabials", "bilabials"), ("open_on_open_vowels", "open_vowels"),
-                       ("rounded_on_rounded", "rounded"), ("rest_in_pauses", "pauses")):  # fmt: skip
+                       ("rounded_on_rounded", "rounded"), ("rest_in_pauses", "pauses"),
+                       ("closed_elsewhere", "other_speech"), ("rounded_elsewhere", "unrounded")):  # fmt: skip
         n = sum(s.counts[key] for s in scores)
         hits = sum(getattr(s, field) * s.counts[key] for s in scores if s.counts[key])
         out[field] = (hits / n if n else float("nan"), n)
@@ -207,20 +209,21 @@ def evaluate(model: str | None = None, clips: list[Clip] | None = None) -> dict[
     return results
 
 
+_COLUMNS = ("closed_on_bilabials", "open_on_open_vowels", "rounded_on_rounded", "rest_in_pauses",
+            "closed_elsewhere", "rounded_elsewhere")  # fmt: skip
+
+
 def report(results: dict[str, dict], title: str = "real speech") -> str:
     """The results as a table: one row per engine, then per engine and source where there are several."""
     held_out = "held_out_mae" in next(iter(results.values()))
     lines = [
         f"{title:<22}" + (" " * 59 + "held-out TTS voice" if held_out else ""),
-        "engine     closed p/b/m      open vowels       rounded           rest in pauses    lag(frames)"
-        + ("  MAE     closed" if held_out else ""),
+        "engine     closed p/b/m      open vowels       rounded           rest in pauses    "
+        "shut elsewhere    round elsewhere   lag(frames)" + ("  MAE     closed" if held_out else ""),
     ]
 
     def row(label: str, r: dict, extra: str = "") -> str:
-        cells = [
-            f"{r[k][0]:>6.1%} ({r[k][1]:>5})  "
-            for k in ("closed_on_bilabials", "open_on_open_vowels", "rounded_on_rounded", "rest_in_pauses")
-        ]
+        cells = [f"{r[k][0]:>6.1%} ({r[k][1]:>5})  " for k in _COLUMNS]
         return f"{label:<10} " + " ".join(cells) + f"{r['lag_frames']:>+6.1f}" + extra
 
     for engine, r in results.items():
@@ -230,5 +233,8 @@ def report(results: dict[str, dict], title: str = "real speech") -> str:
         for source, part in r.get("sources", {}).items():
             lines.append(row(f"  {engine}", part, f"       {source} ({part['seconds'] / 60:.1f} min)"))
     seconds = next(iter(results.values()))["seconds"]
-    lines.append(f"{title}: {seconds / 60:.1f} min; lag at {FPS:.0f} fps, positive = mouth late")
+    lines.append(
+        f"{title}: {seconds / 60:.1f} min; lag at {FPS:.0f} fps, positive = mouth late; elsewhere: lips "
+        "shut on speech sounds other than /p b m f v/, rounded on unrounded vowels (lower is better)"
+    )
     return "\n".join(lines)

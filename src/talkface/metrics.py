@@ -1,7 +1,8 @@
 """Mouth-quality measures on ARKit curves, shared by tests, benchmarks and model evaluation.
 
 They sample the animation at each phone's midpoint and ask what a viewer would: are the lips
-closed on /p b m/, open on open vowels, rounded on /uw ow w/, at rest in pauses?
+closed on /p b m/, open on open vowels, rounded on /uw ow w/, at rest in pauses? And the price of
+those: lips shut on other speech sounds, rounded on unrounded vowels.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ OPEN_AT = 0.2
 ROUNDED_AT = 0.3
 REST_BELOW = 0.1
 ROUNDED_PHONES = frozenset({"uw", "ow", "w"})
+UNROUNDED_VOWELS = frozenset({"iy", "ih", "ey", "eh", "ae", "aa", "ay"})
+#: Phones where shut lips are wrong: speech other than /p b m/ and the lip-to-teeth /f v/.
+_OPEN_LIPPED = frozenset({"f", "v", SILENCE, *BILABIALS})
 
 
 def lip_aperture(anim: Animation) -> np.ndarray:
@@ -51,6 +55,8 @@ class MouthScores:
     rounded_on_rounded: float
     rest_in_pauses: float
     counts: dict[str, int]
+    closed_elsewhere: float = float("nan")  # lips shut on speech sounds other than /p b m f v/
+    rounded_elsewhere: float = float("nan")  # lips rounded on unrounded vowels
 
 
 def _frac(values: list[bool]) -> float:
@@ -71,10 +77,8 @@ def mouth_scores(anim: Animation, phones: Sequence[TimedPhone], min_pause: float
     rounded = [at(rd, p.mid) > ROUNDED_AT for p in phones if p.phone in ROUNDED_PHONES]
     pauses = [p for p in phones if p.phone == SILENCE and p.end - p.start >= min_pause]
     rest = [at(ap, p.mid) < REST_BELOW and at(rd, p.mid) < REST_BELOW for p in pauses]
-    return MouthScores(
-        _frac(closed),
-        _frac(opened),
-        _frac(rounded),
-        _frac(rest),
-        {"bilabials": len(closed), "open_vowels": len(opened), "rounded": len(rounded), "pauses": len(rest)},
-    )
+    shut = [at(ap, p.mid) < CLOSED_BELOW for p in phones if p.phone not in _OPEN_LIPPED]
+    pursed = [at(rd, p.mid) > ROUNDED_AT for p in phones if p.phone in UNROUNDED_VOWELS]
+    counts = {"bilabials": len(closed), "open_vowels": len(opened), "rounded": len(rounded), "pauses": len(rest),
+              "other_speech": len(shut), "unrounded": len(pursed)}  # fmt: skip
+    return MouthScores(_frac(closed), _frac(opened), _frac(rounded), _frac(rest), counts, _frac(shut), _frac(pursed))

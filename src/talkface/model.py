@@ -16,6 +16,7 @@ Two kinds of input, two packaged models:
 from __future__ import annotations
 
 import functools
+import math
 from importlib.resources import files
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import numpy as np
 from .errors import TalkfaceError
 from .features import N_MELS
 from .onnx_file import open_checked
+from .phonemes import VISEMES
 from .rig import ARKIT_NAMES
 
 #: The packaged models: for live streams, and for files.
@@ -57,6 +59,7 @@ class FaceModel:
         self.lookahead = int(self.meta["lookahead"])
         self.receptive_field = int(self.meta["receptive_field"])
         self.emotion_dim = int(self.meta["emotion_dim"])
+        self.viseme_bias = _viseme_bias(self.meta.get("viseme_bias", {}), self.path)
 
     def _emotion(self, emotion: np.ndarray | None) -> np.ndarray:
         if emotion is None:
@@ -79,6 +82,20 @@ class FaceModel:
         )
         look = self.lookahead if self.input == LOG_MEL else 0
         return weights[0, look:], visemes[0, look:]
+
+
+def _viseme_bias(bias: object, path: Path) -> np.ndarray:
+    """The model's calibration (its JSON's ``viseme_bias``, {viseme: logit offset}): added to the
+    viseme logits before the rules below read them, so that a model's share of heard /p b m/ can be
+    chosen on validation speech against the lips it shuts elsewhere (`scripts/calibrate_visemes.py`)."""
+    out = np.zeros(len(VISEMES), np.float32)
+    if not isinstance(bias, dict) or not all(
+        k in VISEMES and isinstance(v, int | float) and math.isfinite(v) for k, v in bias.items()
+    ):
+        raise TalkfaceError(f"{path}: viseme_bias must map viseme names ({', '.join(VISEMES)}) to finite numbers")
+    for name, value in bias.items():
+        out[VISEMES.index(name)] = value
+    return out
 
 
 #: Viseme classes whose articulation must be seen, and a phone that stands for each.

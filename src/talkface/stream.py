@@ -172,7 +172,7 @@ class Stream:
         self.sample_rate = _rate(sample_rate)
         self._resampler = self._make_resampler()
         self._model = engine.state()
-        self._articulations = Articulations(engine.rate)
+        self._articulations = Articulations(engine.rate, engine.model.viseme_bias)
         self._post = Post(style, self.fps)
         self._listener = Listener(self.fps)
         self._audio = np.zeros(0, np.float32)  # 16 kHz samples from _audio_start on

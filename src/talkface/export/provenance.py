@@ -38,12 +38,15 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _model(animator: Animator) -> dict[str, str]:
-    """The neural model's name and SHA-256 (checked against its file when it was loaded)."""
+def _model(animator: Animator) -> dict[str, Any]:
+    """The neural model's name and SHA-256 (checked against its file when it was loaded), and its
+    calibration where it has one."""
     model = animator.model
-    info = {"name": model.path.name, "sha256": str(model.meta["sha256"])}
+    info: dict[str, Any] = {"name": model.path.name, "sha256": str(model.meta["sha256"])}
     if "encoder_sha256" in model.meta:
         info["encoder_sha256"] = str(model.meta["encoder_sha256"])
+    if model.meta.get("viseme_bias"):
+        info["viseme_bias"] = dict(model.meta["viseme_bias"])
     return info
 
 
