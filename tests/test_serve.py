@@ -565,3 +565,27 @@ def test_a_stream_rig_may_be_a_mapping_of_its_own():
     for bad in ({"MouthOpen": {"jawOpen": "wide"}}, {"MouthOpen": {"mouthWide": 1.0}}, {"MouthOpen": 1.0}, 7):
         with pytest.raises(TalkfaceError):
             stream_settings({"rig": bad}, 30.0)
+
+
+def test_a_stream_takes_animate_style_options(wav30):
+    from urllib.parse import quote
+
+    audio = load_audio(wav30)[: 4 * 16000]
+    still = json.dumps({"no-blink": True, "no-gaze": True, "no-head": True, "no-breathing": True})
+    with running() as (url, _):
+        alive = asyncio.run(stream_file(url, audio))
+        calm = asyncio.run(stream_file(url, audio, f"format=f32&output=binary&style={quote(still)}"))
+    assert len(alive["ready"]["names"]) == 61 and len(calm["ready"]["names"]) == 52  # no head or eye angles
+    blink = calm["ready"]["names"].index("eyeBlinkLeft")
+    assert calm["close"] == 1000 and np.abs(calm["weights"][:, blink]).max() < 1e-6
+
+
+def test_style_options_are_parsed_as_on_the_command_line():
+    from talkface.serve.workers import style_of
+
+    settings = stream_settings({"style": {"blink-rate": 30, "seed": 5, "emotion": "joy=0.5"}, "seed": 7}, 30.0)
+    style = style_of(settings)
+    assert style.life.blink_rate == 30 and style.seed == 7 and style.emotion == {"joy": 0.5}  # beside it wins
+    for bad in ({"blink-rate": "often"}, {"no-blink": "yes"}, {"volume": 3}, "[1]", 7):
+        with pytest.raises(TalkfaceError):
+            stream_settings({"style": bad}, 30.0)

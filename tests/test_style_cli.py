@@ -9,7 +9,6 @@ import pytest
 from conftest import ARCTIC_TRANSCRIPT
 
 from talkface import export
-from talkface.cli_style import style_from_values
 from talkface.metrics import mouth_scores
 from talkface.phonemes import read_phones_tsv
 from talkface.post import EmotionSettings, FaceParams, LifeConfig, Style
@@ -131,5 +130,5 @@ def test_style_values_by_name_parse_as_the_command_line():
         life=LifeConfig(gaze=False),
         seed=3,
     )
-    assert style_from_values(values) == expected
-    assert style_from_values({}).emotion == "auto"  # the command line's defaults
+    assert Style.from_options(values) == expected
+    assert Style.from_options({}).emotion == "auto"  # the command line's defaults

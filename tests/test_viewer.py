@@ -18,9 +18,8 @@ import soundfile as sf
 from conftest import ARCTIC_TRANSCRIPT, DATA
 from test_cli import assert_one_line_error, run
 
-from talkface import Animator
+from talkface import Animator, Style
 from talkface.align import read_htk_labels
-from talkface.cli_style import style_from_values
 from talkface.errors import TalkfaceError
 from talkface.phonemes import BILABIALS, OPEN_VOWELS, phones_tsv
 from talkface.viewer import MAX_UPLOAD, ViewerServer, load_clip
@@ -137,7 +136,7 @@ def test_style_api_restyles_the_clip_as_animating_it_afresh_would(server):
         for side in ("Left", "Right"):  # the smile: the lip-corner puller of joy
             assert channel(neutral, "mouthSmile" + side).mean() < 0.1 < 0.5 < channel(clip, "mouthSmile" + side).mean()
         assert channel(neutral, "headYaw").std() > 0.005 and not channel(clip, "headYaw").any()  # head motion off
-        fresh = Animator(style=style_from_values(joy)).animate(DATA / "arctic_a0009.wav", ARCTIC_TRANSCRIPT)
+        fresh = Animator(style=Style.from_options(joy)).animate(DATA / "arctic_a0009.wav", ARCTIC_TRANSCRIPT)
         np.testing.assert_allclose(np.array(clip["frames"]), fresh.weights, atol=1e-6)  # JSON keeps 6 decimals
         assert json.loads(get(server, "/api/style")[2])["values"] == joy
     finally:

@@ -159,7 +159,8 @@ VALUE_NAMES: tuple[str, ...] = tuple(sorted(_BY_NAME))
 
 
 def style_from_values(values: Mapping[str, object]) -> Style:
-    """The `Style` for option values by name, parsed exactly as on the command line, e.g.
+    """The `Style` for option values by name (`Style.from_options`, which the viewer and the server
+    use), parsed exactly as on the command line, e.g.
     ``{"emotion": "joy=0.8", "emotion-strength": 0.5, "face": "jawStrength=1.2", "no-blink": True}``.
 
     Flags take true or false; the others a string or a number (--face, --multiply and --offset

@@ -42,6 +42,18 @@ class Style:
         elif isinstance(self.emotion, Mapping):
             object.__setattr__(self, "emotion", check_emotions(self.emotion))
 
+    @classmethod
+    def from_options(cls, options: Mapping[str, object]) -> Style:
+        """The style that `talkface animate`'s style options ask for, by name without the dashes,
+        parsed exactly as on the command line (one parser for the CLI, the viewer and the server):
+        ``{"emotion": "joy=0.8", "face": "jawStrength=1.2", "no-blink": True, "head-strength": 0.5}``.
+        Flags take true or false; the others a string or a number (``face``, ``multiply`` and
+        ``offset`` also a list); options left out take the command line's defaults. TalkfaceError
+        for anything bad."""
+        from ..cli_style import style_from_values  # the options are defined once, as click options
+
+        return style_from_values(options)
+
     def apply(
         self,
         anim: Animation,

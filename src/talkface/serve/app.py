@@ -74,7 +74,7 @@ from ..audio import SAMPLE_RATE
 from ..errors import TalkfaceError
 from ..export import SUFFIXES, check_rig
 from ..livelink import LiveLinkSender
-from ..post import EmotionSettings, FaceParams, parse_assignments, parse_emotions
+from ..post import FaceParams, Style, parse_assignments, parse_emotions
 from ..retarget import BUILTIN, Rig, load_rig
 from ..stream import Engine, Stream
 from .metrics import Metrics
@@ -821,14 +821,15 @@ def _face(value: object) -> FaceParams:
 
 def stream_settings(values: dict[str, Any], fps: float, http: bool = False) -> dict[str, Any]:
     """Validated settings of a stream or an HTTP request, with defaults."""
-    known = {"fps", "emotion", "face", "seed", "rig"}
+    known = {"fps", "emotion", "face", "seed", "rig", "style"}
     known |= set() if http else {"sample_rate", "format", "output", "subject"}
     unknown = sorted(set(values) - known - {"token"})
     if unknown:
         raise TalkfaceError(f"unknown setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
-    out: dict[str, Any] = {"fps": fps, "emotion": None, "face": FaceParams(), "seed": 0, "sample_rate": SAMPLE_RATE,
-                           "format": "s16", "output": "json", "subject": None,
-                           "emotion_settings": EmotionSettings(), "rig": None}  # fmt: skip
+    style = _style(values["style"]) if "style" in values else Style()
+    out: dict[str, Any] = {"fps": fps, "emotion": style.emotion, "face": style.face, "seed": style.seed,
+                           "sample_rate": SAMPLE_RATE, "format": "s16", "output": "json", "subject": None,
+                           "emotion_settings": style.emotion_settings, "style": style, "rig": None}  # fmt: skip
     try:
         if "fps" in values:
             out["fps"] = float(values["fps"])
@@ -859,6 +860,18 @@ def stream_settings(values: dict[str, Any], fps: float, http: bool = False) -> d
     if "rig" in values:
         out["rig"] = _rig(values["rig"])
     return out
+
+
+def _style(value: object) -> Style:
+    """`animate`'s style options by name (`Style.from_options`): an object, or its JSON in a query."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = None
+    if not isinstance(value, dict):
+        raise TalkfaceError('style must be an object of style options, like {"no-blink": true, "head-strength": 0.5}')
+    return Style.from_options(value)
 
 
 def _rig(value: object) -> Rig | None:

@@ -38,6 +38,10 @@ def spec(secured: bool) -> dict[str, Any]:
          "description": f"face parameters: {', '.join(PARAMETERS)}"},
         {"name": "seed", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0},
          "description": "seed of blinks, gaze and head motion"},
+        {"name": "style", "in": "query",
+         "schema": {"type": "string", "example": '{"no-blink": true, "head-strength": 0.5}'},
+         "description": "a JSON object of `talkface animate`'s style options by name without the dashes "
+                        "(emotion, face and seed given beside it take precedence)"},
     ]  # fmt: skip
     out: dict[str, Any] = {
         "openapi": "3.1.0",

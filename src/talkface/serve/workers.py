@@ -26,6 +26,7 @@ import multiprocessing
 import signal
 import tempfile
 import time
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -77,8 +78,10 @@ class WorkerFailed(Exception):
 
 
 def style_of(settings: dict[str, Any]) -> Style:
-    """The post-processing style that validated settings (`app.stream_settings`) ask for."""
-    return Style(settings["emotion"], settings["emotion_settings"], settings["face"], seed=settings["seed"])
+    """The post-processing style that validated settings (`app.stream_settings`) ask for: their
+    style options, with the emotion, face and seed given beside them (or by gRPC's header)."""
+    return replace(settings["style"], emotion=settings["emotion"], emotion_settings=settings["emotion_settings"],
+                   face=settings["face"], seed=settings["seed"])  # fmt: skip
 
 
 def new_session(engine: Engine, settings: dict[str, Any]) -> Stream:

@@ -56,13 +56,12 @@ import soundfile as sf
 from ..animation import Animation
 from ..animator import Animator
 from ..audio import SAMPLE_RATE, AudioSource, load_audio
-from ..cli_style import style_from_values
 from ..errors import TalkfaceError
 from ..export import EXTENSIONS, read
 from ..export.gltf import glb_bytes
 from ..export.json_format import json_text
 from ..phonemes import TimedPhone, read_phones_tsv
-from ..post import EMOTIONS, PARAMETERS, FaceParams
+from ..post import EMOTIONS, PARAMETERS, FaceParams, Style
 
 STATIC = files("talkface") / "viewer" / "static"
 MAX_UPLOAD = 64 * 1024 * 1024
@@ -209,7 +208,7 @@ class ViewerServer(ThreadingHTTPServer):
     def restyle(self, values: dict[str, object]) -> Clip | None:
         """Parse style option `values` (TalkfaceError if bad), restyle the clip with them and keep
         them for clips to come; the clip (None when there is none yet)."""
-        style = style_from_values(values)
+        style = Style.from_options(values)
         with self.lock:
             clip = self.clip
             if clip is not None and clip.speech is None:
