@@ -4,7 +4,7 @@ import pytest
 from talkface import TalkfaceError
 from talkface.head import Head
 from talkface.rig import INDEX, LEFT_RIGHT_PAIRS
-from talkface.solve import SolveWeights, solve
+from talkface.train.solve import SolveWeights, solve
 
 PAIRS = [(INDEX[a], INDEX[b]) for a, b in LEFT_RIGHT_PAIRS]
 

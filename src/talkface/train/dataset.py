@@ -20,7 +20,7 @@ from ..errors import TalkfaceError
 from ..features import FRAME_RATE, HOP, N_MELS, SILENCE, log_mel
 from ..files import atomic_path
 from ..rig import ARKIT_NAMES, INDEX, LEFT_RIGHT_PAIRS
-from ..solve import solve
+from .solve import solve
 
 if TYPE_CHECKING:
     from ..encoder import SpeechEncoder
@@ -124,7 +124,7 @@ def vertex_caches(folder: str | Path, blendshapes: str | Path, fps: float) -> li
     """(audio, ARKit animation) of each vertex cache (`.npy` [T, V, 3] or `.pc2`) in `folder`.
 
     `blendshapes` is an `.npz` with `neutral` [V, 3], `shapes` [K, V, 3] and `names` [K] (ARKit
-    names); each cache is solved into those weights (`talkface.solve`).
+    names); each cache is solved into those weights (`talkface.train.solve`).
     """
     with np.load(blendshapes) as z:
         neutral, shapes, names = z["neutral"], z["shapes"], [str(n) for n in z["names"]]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import TalkfaceError
+from ..errors import TalkfaceError
 
 
 @dataclass(frozen=True)
