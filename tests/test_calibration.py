@@ -35,7 +35,7 @@ def test_a_bilabial_bias_closes_more_lips_and_shuts_them_elsewhere_too(tmp_path,
 
 
 def test_a_bias_the_model_cannot_use_is_refused(tmp_path):
-    for bad in ({"XX": 1.0}, {"PP": float("inf")}, {"PP": "1"}, [1.0]):
+    for bad in ({"XX": 1.0}, {"PP": float("inf")}, {"PP": "1"}, {"PP": True}, [1.0]):
         with pytest.raises(TalkfaceError, match="viseme_bias"):
             FaceModel(_calibrated(tmp_path, bad))
 

@@ -22,8 +22,8 @@ ROUNDED_AT = 0.3
 REST_BELOW = 0.1
 ROUNDED_PHONES = frozenset({"uw", "ow", "w"})
 UNROUNDED_VOWELS = frozenset({"iy", "ih", "ey", "eh", "ae", "aa", "ay"})
-#: Phones where shut lips are wrong: speech other than /p b m/ and the lip-to-teeth /f v/.
-_OPEN_LIPPED = frozenset({"f", "v", SILENCE, *BILABIALS})
+#: Phones where shut lips are not wrong: /p b m/, the lip-to-teeth /f v/ and pauses.
+_MAY_SHUT = frozenset({"f", "v", SILENCE, *BILABIALS})
 
 
 def lip_aperture(anim: Animation) -> np.ndarray:
@@ -77,7 +77,7 @@ def mouth_scores(anim: Animation, phones: Sequence[TimedPhone], min_pause: float
     rounded = [at(rd, p.mid) > ROUNDED_AT for p in phones if p.phone in ROUNDED_PHONES]
     pauses = [p for p in phones if p.phone == SILENCE and p.end - p.start >= min_pause]
     rest = [at(ap, p.mid) < REST_BELOW and at(rd, p.mid) < REST_BELOW for p in pauses]
-    shut = [at(ap, p.mid) < CLOSED_BELOW for p in phones if p.phone not in _OPEN_LIPPED]
+    shut = [at(ap, p.mid) < CLOSED_BELOW for p in phones if p.phone not in _MAY_SHUT]
     pursed = [at(rd, p.mid) > ROUNDED_AT for p in phones if p.phone in UNROUNDED_VOWELS]
     counts = {"bilabials": len(closed), "open_vowels": len(opened), "rounded": len(rounded), "pauses": len(rest),
               "other_speech": len(shut), "unrounded": len(pursed)}  # fmt: skip

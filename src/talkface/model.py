@@ -90,7 +90,8 @@ def _viseme_bias(bias: object, path: Path) -> np.ndarray:
     chosen on validation speech against the lips it shuts elsewhere (`scripts/calibrate_visemes.py`)."""
     out = np.zeros(len(VISEMES), np.float32)
     if not isinstance(bias, dict) or not all(
-        k in VISEMES and isinstance(v, int | float) and math.isfinite(v) for k, v in bias.items()
+        k in VISEMES and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        for k, v in bias.items()
     ):
         raise TalkfaceError(f"{path}: viseme_bias must map viseme names ({', '.join(VISEMES)}) to finite numbers")
     for name, value in bias.items():
