@@ -1,0 +1,206 @@
+"""A batch's manifest: its lines, read from a CSV or JSON Lines file or a folder of speech files.
+
+A CSV or JSON Lines manifest has an ``audio`` column and optional `COLUMNS`; a folder's speech files
+are its lines, each with its transcript in a same-name ``.txt`` beside it if it has one. Paths in a
+manifest are relative to its folder. A manifest that cannot be read as one at all is a
+`ManifestError`; a bad row is only that line's `Line.error`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import export
+from ..errors import TalkfaceError
+from ..files import read_text
+
+log = logging.getLogger(__name__)
+
+#: Manifest columns: the audio file, then what a line may set for itself.
+COLUMNS = ("audio", "text", "text_file", "lang", "emotion", "emotion_track", "face", "seed", "fps", "format", "output")
+#: Speech files a folder manifest takes.
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff")
+#: The report's name in the output folder.
+REPORT = "report.jsonl"
+_MANIFEST_LIMIT = 1 << 28  # 256 MB: millions of lines
+_PATH_COLUMNS = ("text_file", "emotion_track")  # relative to the manifest's folder, like `audio`
+
+
+class ManifestError(TalkfaceError):
+    """A manifest that cannot be read as one at all (the CLI's usage error); a bad row is only that line's error."""
+
+
+@dataclass(frozen=True)
+class Line:
+    """One manifest line: its audio (as the manifest gives it, and as an absolute path), its
+    output file (inside the output folder) and format, and the other columns it sets, as given;
+    `error` says what is wrong with a bad row, which is reported and not animated."""
+
+    number: int  # the line of the manifest file (for a folder: the file's place in name order)
+    source: str
+    audio: str
+    output: str
+    fmt: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def read_manifest(source: str | os.PathLike, fmt: str | None = None) -> list[Line]:
+    """The lines of a manifest: a ``.csv`` or ``.jsonl`` file, or a folder of speech files.
+
+    `fmt` is the output format of lines that give none (default: by the output's extension, else
+    CSV). A line without an ``output`` is written beside where its audio lies relative to the
+    manifest, with the format's suffix. ManifestError if the manifest cannot be read as one at
+    all; a bad row becomes a `Line` with its `error`.
+    """
+    path = Path(source)
+    if fmt is not None and fmt not in export.FORMATS:
+        raise TalkfaceError(f"unknown format {fmt!r}; choose one of: {', '.join(export.FORMATS)}")
+    if path.is_dir():
+        rows, base = _folder_rows(path), path
+    else:
+        suffix = path.suffix.lower()
+        if suffix not in (".csv", ".jsonl", ".ndjson"):
+            raise ManifestError(f"{source}: a manifest is a .csv or .jsonl file, or a folder of speech files")
+        try:
+            text = read_text(path, "manifest", limit=_MANIFEST_LIMIT)
+        except TalkfaceError as e:
+            raise ManifestError(str(e)) from None
+        rows, base = (_csv_rows if suffix == ".csv" else _jsonl_rows)(path, text), path.parent
+    taken: dict[str, int] = {}
+    lines = [_line(number, values, base.absolute(), fmt, taken) for number, values in rows]
+    if not lines:
+        raise ManifestError(f"{source}: no lines in it")
+    return lines
+
+
+def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header = [name.strip().lower() for name in reader.fieldnames or []]
+        if not header:
+            return
+        if "audio" not in header:
+            raise ManifestError(f"{path}: no 'audio' column in the header line (e.g. 'audio,text,output')")
+        _unused(path, header)
+        reader.fieldnames = header
+        for row in reader:
+            extra = row.pop(None, None)  # type: ignore[call-overload]
+            error = f"{len(header) + len(extra)} fields, more than the header's {len(header)}" if extra else None
+            yield reader.line_num, error or row
+    except csv.Error as e:
+        raise ManifestError(f"{path}: not a readable CSV manifest (line {reader.line_num}: {e})") from None
+
+
+def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    first = True
+    for number, raw in enumerate(text.split("\n"), 1):
+        if not raw.strip():
+            continue
+        try:
+            values = json.loads(raw)
+        except (ValueError, RecursionError):
+            values = None
+        if not isinstance(values, dict):
+            if first:
+                example = '{"audio": "a.wav"}'
+                raise ManifestError(
+                    f"{path}: line {number} is not a JSON object; JSON Lines has one per line, e.g. {example}"
+                )
+            yield number, "not a JSON object"
+            continue
+        values = {str(k).strip().lower(): v for k, v in values.items()}
+        if first:
+            _unused(path, values)
+        first = False
+        yield number, values
+
+
+def _folder_rows(folder: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    found = sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.suffix.lower() in AUDIO_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and p.is_file()
+    )
+    for number, name in enumerate(found, 1):
+        transcript = Path(name).with_suffix(".txt")
+        yield (
+            number,
+            {"audio": name, **({"text_file": transcript.as_posix()} if (folder / transcript).is_file() else {})},
+        )
+
+
+def _unused(path: Path, names: Iterable[str]) -> None:
+    unused = [name for name in names if name not in COLUMNS]
+    if unused:
+        log.warning("%s: columns not used: %s (known: %s)", path, ", ".join(unused), ", ".join(COLUMNS))
+
+
+def _line(number: int, values: dict[str, Any] | str, base: Path, fmt: str | None, taken: dict[str, int]) -> Line:
+    """A manifest row as a `Line`; the row's `error` when it is bad (`taken`: outputs of earlier lines)."""
+    if isinstance(values, str):
+        return Line(number, "", "", "", "", error=values)
+    given = {k: v.strip() if isinstance(v, str) else v for k, v in values.items() if k in COLUMNS}
+    given = {k: v for k, v in given.items() if v not in (None, "")}
+    source = given.pop("audio", "")
+    if not isinstance(source, str):
+        return Line(number, "", "", "", "", error=f"audio must be a file path, not {source!r}")
+    try:
+        if not source:
+            raise TalkfaceError("no audio file given")
+        for name in ("text", "text_file", "lang", "emotion_track", "format", "output"):
+            if name in given and not isinstance(given[name], str):
+                raise TalkfaceError(f"{name} must be a string, not {given[name]!r}")
+        line_fmt = given.pop("format", fmt)
+        output = given.pop("output", None)
+        if output is not None:
+            output = _inside(output)
+            line_fmt = export.format_for(output, line_fmt)
+        else:
+            line_fmt = export.format_for("", line_fmt or "csv")
+            where = Path(source)
+            where = where if not where.is_absolute() and ".." not in where.parts else Path(where.name)
+            output = where.with_suffix(export.SUFFIXES[line_fmt]).as_posix()
+        if output == REPORT:
+            raise TalkfaceError(f"output {REPORT} is the report's name")
+        if output in taken:
+            raise TalkfaceError(f"output {output} is also line {taken[output]}'s")
+    except TalkfaceError as e:
+        return Line(number, source, "", "", "", error=str(e))
+    taken[output] = number
+    for name in _PATH_COLUMNS:
+        if name in given:
+            given[name] = str(base / given[name])
+    return Line(number, source, str(base / source), output, line_fmt, given)
+
+
+def _inside(output: str) -> str:
+    """An ``output`` column as a relative path inside the output folder; TalkfaceError if it leaves it."""
+    path = Path(output)
+    if path.is_absolute() or ".." in path.parts or not path.name:
+        raise TalkfaceError(f"output must be a file name inside the output folder, not {output!r}")
+    return path.as_posix()
+
+
+def _number(value: object, name: str, lo: float, hi: float, whole: bool = False) -> float:
+    """A number from a manifest cell (a number or its text) within [lo, hi]; TalkfaceError otherwise."""
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError
+        number = int(value) if whole else float(value)
+    except (ValueError, OverflowError):
+        raise TalkfaceError(f"{name} must be a {'whole ' if whole else ''}number, not {value!r}") from None
+    if not (math.isfinite(number) and lo <= number <= hi):
+        raise TalkfaceError(f"{name} must be from {lo:g} to {hi:g}, not {value!r}")
+    return number

@@ -1,0 +1,169 @@
+"""A batch's output folder: its report, kept as lines are done, and the counts and progress a run shows.
+
+The report (`REPORT` in the output folder) gets each line's record as soon as the line is done,
+appended and flushed, so a killed run keeps it; at the run's end it is rewritten with one record
+per manifest line. The next run reads the records' hashes to skip what is done, and clears the
+temporary files a killed run left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from ..errors import TalkfaceError
+from ..files import read_text, temp_target, write_text
+from .animate import LineResult
+from .manifest import _MANIFEST_LIMIT, REPORT, Line
+
+_LOG_EVERY = 10.0  # seconds between progress lines when standard error is not a terminal
+
+
+class _Report:
+    """The output folder's report: the last record of each output from earlier runs, and this run's
+    records appended as they come. Holds a lock on the folder, so two runs never write it at once."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / REPORT
+        self.lock = os.open(out, os.O_RDONLY)
+        try:
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.lock)
+            raise TalkfaceError(f"{out}: another talkface batch is writing to this folder") from None
+        self.records: dict[str, dict[str, Any]] = {}
+        self.bad: dict[int, dict[str, Any]] = {}
+        try:
+            text = read_text(self.path, "report", limit=_MANIFEST_LIMIT) if self.path.exists() else ""
+            self.file: IO[str] = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in `close`)
+        except (TalkfaceError, OSError):
+            os.close(self.lock)
+            raise
+        for raw in text.splitlines():
+            with contextlib.suppress(ValueError):  # a record cut short by a kill
+                record = json.loads(raw)
+                if isinstance(record, dict) and isinstance(record.get("output"), str):
+                    self.records[record["output"]] = record
+        if text and not text.endswith("\n"):
+            self.file.write("\n")  # after a record cut short
+
+    def previous(self, output: str) -> str | None:
+        """The hash of the line that wrote `output` last, if it was done."""
+        record = self.records.get(output, {})
+        return record.get("hash") if record.get("status") == "ok" else None
+
+    def add(self, result: LineResult) -> None:
+        if result.status == "skipped":
+            return
+        record = asdict(result)
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if result.output:
+            self.records[result.output] = record
+        else:
+            self.bad[result.line] = record
+
+    def close(self, lines: Sequence[Line]) -> None:
+        """Rewrite the report with one record per manifest line that has one, in manifest order; unlock."""
+        self.file.close()
+        try:
+            kept = []
+            for line in lines:
+                record = self.bad.get(line.number) if line.error else self.records.get(line.output)
+                if record is not None:
+                    kept.append({**record, "line": line.number, "audio": line.source})
+            write_text(self.path, [json.dumps(record) + "\n" for record in kept])
+        finally:
+            os.close(self.lock)
+
+
+def _clear_temps(out: Path, lines: Sequence[Line]) -> None:
+    """Remove the temporary files a killed run left beside this run's outputs (and the report)."""
+    names: dict[Path, set[str]] = {out: {REPORT}}
+    for line in lines:
+        if not line.error:
+            target = out / line.output
+            names.setdefault(target.parent, set()).add(target.name)
+    for folder, wanted in names.items():
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(folder) as entries:
+            for entry in entries:
+                if temp_target(entry.name) in wanted:
+                    Path(entry.path).unlink(missing_ok=True)
+
+
+@dataclass
+class Summary:
+    """Counts and throughput of a run, kept up as its results come (`add`)."""
+
+    total: int
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    audio_s: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+    def add(self, result: LineResult) -> None:
+        if result.status == "ok":
+            self.done += 1
+            self.audio_s += result.duration_s or 0.0
+        elif result.status == "failed":
+            self.failed += 1
+        else:
+            self.skipped += 1
+
+    def text(self) -> str:
+        """One line, e.g. "500 lines: 480 done, 12 failed, 8 skipped; 0.61 h of audio in 41.2 s: 11.9 lines/s,
+        53 h of audio per hour"."""
+        wall = max(time.monotonic() - self.started, 1e-9)
+        seen = self.done + self.failed + self.skipped
+        counts = f"{self.done} done, {self.failed} failed, {self.skipped} skipped"
+        rest = "" if seen == self.total else f", {self.total - seen} left"
+        speed = f"{(self.done + self.failed) / wall:.1f} lines/s, {self.audio_s / wall:.0f} h of audio per hour"
+        return f"{self.total} lines: {counts}{rest}; {self.audio_s / 3600:.2f} h of audio in {wall:.1f} s: {speed}"
+
+
+class Progress:
+    """Progress on standard error: a bar with throughput and ETA on a terminal (tqdm), else a line
+    every ten seconds; a failed line is always one line of its own."""
+
+    def __init__(self, summary: Summary, stream: IO[str] | None = None) -> None:
+        from tqdm import tqdm
+
+        self.summary = summary
+        self.stream = stream or sys.stderr
+        self.bar = (
+            tqdm(total=summary.total, unit="line", file=self.stream, dynamic_ncols=True)
+            if self.stream.isatty()
+            else None
+        )
+        self.logged = time.monotonic()
+
+    def update(self, result: LineResult) -> None:
+        """Count `result` in (the summary too) and show it."""
+        self.summary.add(result)
+        if result.status == "failed":
+            message = f"line {result.line} ({result.audio or 'no audio'}): {result.error}"
+            if self.bar is not None:
+                self.bar.write(message, file=self.stream)
+            else:
+                print(message, file=self.stream, flush=True)
+        if self.bar is not None:
+            self.bar.update()
+            self.bar.set_postfix(
+                failed=self.summary.failed, audio=f"{self.summary.audio_s / 3600:.2f} h", refresh=False
+            )
+        elif time.monotonic() - self.logged >= _LOG_EVERY:
+            self.logged = time.monotonic()
+            print(f"batch: {self.summary.text()}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
