@@ -10,7 +10,9 @@ from contextlib import contextmanager
 from aiohttp import web
 
 from talkface.serve import ServerConfig
-from talkface.serve.app import SERVER_KEY, Server, close, make_runner
+from talkface.serve.app import close, make_runner
+from talkface.serve.http import SERVER_KEY
+from talkface.serve.server import Server
 
 
 @contextmanager

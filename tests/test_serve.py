@@ -30,7 +30,7 @@ from talkface.livelink import decode
 from talkface.model import default_model_path
 from talkface.rig import LIVE_LINK_ORDER
 from talkface.serve import ServerConfig
-from talkface.serve.app import stream_settings
+from talkface.serve.settings import stream_settings
 
 HEADER = struct.Struct("<4sIHHd")
 

@@ -7,9 +7,11 @@
     GET  /openapi.json   the OpenAPI 3.1 description of the HTTP API
 
 and with ``--grpc-port``, NVIDIA Audio2Face-3D's gRPC API (`grpc`, needs the grpc extra) on the same
-model workers. See `app` for the protocol and limits, `openapi` for the spec.
+model workers. See `app` for how the server works and its limits, `websocket` for the stream
+protocol, `openapi` for the spec.
 """
 
-from .app import ServerConfig, create_app, serve
+from .app import create_app, serve
+from .settings import ServerConfig
 
 __all__ = ["ServerConfig", "create_app", "serve"]

@@ -18,7 +18,7 @@ a bidirectional stream, as the NIM serves them (PyPI ``nvidia-audio2face-3d`` 1.
 Bad input (a header that is not 16-bit mono PCM, no header, audio before it, an odd byte count, an
 unreadable message, a parameter out of range) ends the call with INVALID_ARGUMENT. A stream is one
 of the server's streams: the same model workers, limits and metrics as the WebSocket
-(`app.Conn`); the close codes map to gRPC status codes (`_STATUS`).
+(`connections.Conn`); the close codes map to gRPC status codes (`_STATUS`).
 """
 
 from __future__ import annotations
@@ -44,11 +44,12 @@ from ..post import EmotionSettings, EmotionTrack, FaceParams
 from ..post.emotion import ease_towards, settle
 from ..post.settings import EMOTIONS, NEUTRAL, PARAMETERS, check_emotions
 from ..rig import ARKIT_NAMES, INDEX
-from .app import Conn, stream_settings
+from .connections import Conn
+from .settings import stream_settings
 from .workers import new_session
 
 if TYPE_CHECKING:
-    from .app import Server
+    from .server import Server
 
 SERVICE = "nvidia_ace.services.a2f_controller.v1.A2FControllerService"
 #: The type URL of the emotion aggregate, as NVIDIA's client unpacks it (the PyPI stubs' own name differs).
@@ -80,7 +81,7 @@ def _weights(emotion: Any, what: str) -> dict[str, float]:
 
 
 def header_settings(header: messages_pb2.AudioWithEmotionStreamHeader, fps: float) -> tuple[dict[str, Any], list[str]]:
-    """Validated stream settings (`app.stream_settings`) from an A2F stream header, and the parameters
+    """Validated stream settings (`settings.stream_settings`) from an A2F stream header, and the parameters
     it sets that talkface does not have (ignored); TalkfaceError for bad audio or values out of range."""
     if not header.HasField("audio_header"):
         raise TalkfaceError("the audio_stream_header has no audio_header")

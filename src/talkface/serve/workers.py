@@ -13,7 +13,7 @@ Messages to a worker are ticks: lists of (stream id, items), an item being ``("s
 A `FileJob` is answered with the animation file's bytes or a `JobError`.
 
 Work runs in processes, not threads, so that the server can kill it: a worker that does not answer
-within its deadline is stuck (a bug, a runaway input) and is killed and replaced (see `app.Server`).
+within its deadline is stuck (a bug, a runaway input) and is killed and replaced (see `server.Server`).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class Result(NamedTuple):
 
 class FileJob(NamedTuple):
     """An audio file to animate (``POST /v1/animate``): the file's bytes, the export format and its
-    file suffix, an optional transcript, validated settings (`app.stream_settings`)."""
+    file suffix, an optional transcript, validated settings (`settings.stream_settings`)."""
 
     body: bytes
     fmt: str
@@ -78,7 +78,7 @@ class WorkerFailed(Exception):
 
 
 def style_of(settings: dict[str, Any]) -> Style:
-    """The post-processing style that validated settings (`app.stream_settings`) ask for: their
+    """The post-processing style that validated settings (`settings.stream_settings`) ask for: their
     style options, with the emotion, face and seed given beside them (or by gRPC's header)."""
     return replace(settings["style"], emotion=settings["emotion"], emotion_settings=settings["emotion_settings"],
                    face=settings["face"], seed=settings["seed"])  # fmt: skip

@@ -1,0 +1,73 @@
+"""A stream of the server, whatever its transport (`Conn`): what the server's engine (`server`) keeps
+of it, and what a transport (the WebSocket in `websocket`, gRPC in `grpc`) adds by subclassing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from typing import Any
+
+from ..animation import Animation
+from ..livelink import LiveLinkSender
+from .settings import SAMPLE_FORMATS
+from .workers import Item, Worker
+
+
+class Conn:
+    """One stream, whatever its transport: its session, the work waiting for the model, the messages
+    waiting to go out. A transport (the WebSocket in `websocket`, gRPC in `grpc`) subclasses it: `encode` makes
+    its message of frames, `send` sends one, `close` ends the stream from the server's side.
+
+    Close codes are WebSocket's, the server's one vocabulary: 1000 done, 1001 idle or shutting down,
+    1007 bad audio, 1008 a client that does not read, 1009 too long, 1011 a failed worker or a bug."""
+
+    def __init__(self, ident: int, worker: Worker, settings: dict[str, Any]) -> None:
+        self.id, self.worker = ident, worker
+        self.latency = 0.0  # the session's algorithmic latency (s)
+        self.sample_rate, self.dtype = settings["sample_rate"], SAMPLE_FORMATS[settings["format"]]
+        self.pending: list[Item] = [("start", settings)]
+        self.pending_samples = 0.0  # unprocessed audio, in 16 kHz samples
+        self.received = 0.0  # 16 kHz samples so far
+        self.arrivals: deque[tuple[float, float]] = deque()  # (received after a chunk, when it came)
+        self.drained = asyncio.Event()
+        self.outbox: deque[tuple[Any, int]] = deque()  # (message, frames in it)
+        self.queued_frames = 0
+        self.wake_sender = asyncio.Event()
+        self.sending = asyncio.Lock()  # held while a message is being sent
+        self.finished = asyncio.Event()  # the flush's frames are out, or the stream was closed
+        self.ended = False  # the session has flushed
+        self.closed = False
+        self.closing: asyncio.Task | None = None  # the server's close of the stream, once begun
+        self.frames = 0  # frames made so far (the next one's number)
+        self.livelink: LiveLinkSender | None = None
+
+    def encode(self, anim: Animation, first: int) -> Any:
+        """The message carrying frames `first`... of the stream."""
+        raise NotImplementedError
+
+    def end_messages(self) -> list[Any]:
+        """The messages that follow the last frames."""
+        raise NotImplementedError
+
+    async def send(self, message: Any) -> None:
+        """Send one message; ConnectionResetError if the client is gone."""
+        raise NotImplementedError
+
+    async def close(self, code: int, message: str) -> None:
+        """End the stream from the server's side with a close code (see the class doc) and a reason."""
+        raise NotImplementedError
+
+    def unsent_frames(self, message: Any, frames: int) -> float:
+        """Frames of `message` (which holds `frames`) still in the transport's own buffer, not yet sent."""
+        return 0.0
+
+
+async def drain(c: Conn) -> None:
+    """Send what waits in a stream's outbox, after what is being sent (at most 2 s, for a client that does not read)."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(2.0), c.sending:
+            while c.outbox:
+                item, _ = c.outbox.popleft()
+                await c.send(item)

@@ -1,0 +1,131 @@
+"""HTTP plumbing of the server: every HTTP error as one line of JSON, ``{"error": "..."}``, whether a
+route refuses a request (`json_error`), aiohttp does (404, 405, 413: the `json_errors` middleware), or
+aiohttp's parser refuses it before any route sees it (`JsonErrorRunner`, which installs
+`_JsonErrorProtocol`); and a request body read that such a refusal ends (`read_body`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from aiohttp.web_protocol import _ErrInfo
+
+from .settings import ERROR_CHARS
+
+if TYPE_CHECKING:
+    from .server import Server
+
+#: The app's key to the server's state (`create_app` sets it).
+SERVER_KEY: web.AppKey[Server] = web.AppKey("server")
+log = logging.getLogger("talkface.serve")
+
+
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every error answer as one line of JSON, {"error": "..."}: the routes' own, aiohttp's (404, 405, 413) too."""
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        message = e.text or e.reason
+        if isinstance(e, web.HTTPNotFound):
+            message = f"no such path: {request.path[:ERROR_CHARS]} (see /openapi.json)"
+        elif isinstance(e, web.HTTPMethodNotAllowed):
+            message = f"{request.method[:20]} is not allowed here; use {', '.join(sorted(e.allowed_methods))}"
+        elif isinstance(e, web.HTTPRequestEntityTooLarge):
+            message = f"request body over the {request.app[SERVER_KEY].config.max_upload_mb:g} MB limit"
+        headers = {k: e.headers[k] for k in ("Allow", "WWW-Authenticate") if k in e.headers}
+        response = web.json_response({"error": message}, status=e.status, headers=headers)
+    except Exception:  # a bug: a 500 with no traceback for the client, the traceback in the log
+        log.exception("%s %s failed", request.method, request.path)
+        response = web.json_response({"error": "internal error"}, status=500)
+    if response.status == 408:  # no keep-alive after a body that did not come
+        response.force_close()
+    return response
+
+
+def json_error(kind: type[web.HTTPException], message: str, headers: dict[str, str] | None = None) -> web.HTTPException:
+    """An HTTP error; the `json_errors` middleware sends it as {"error": message}."""
+    return kind(text=message, headers=headers)
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request's body; the 400 `_JsonErrorProtocol.data_received` set if the parser refused it midway."""
+    body = await request.read()
+    if isinstance(refused := request.content.exception(), web.HTTPException):
+        raise refused
+    return body
+
+
+class _JsonErrorProtocol(web.RequestHandler):
+    """aiohttp's connection protocol, its own error answers as one line of JSON like the app's.
+
+    A request aiohttp's parser refuses (bad request line, header, Content-Length or chunk size; a line
+    over 8190 bytes) never reaches the app, so `json_errors` never sees it: aiohttp answers it with
+    `handle_error`, in plain text. aiohttp offers no hook for that answer (aio-libs/aiohttp#3287), hence
+    this override and the two classes below that install it, which use aiohttp internals (as of 3.14:
+    `AppRunner._make_server`, `Server._loop`, `Server._kwargs`; for a body refused after its request
+    began, `RequestHandler._messages`, `_current_request`, `_ErrInfo`);
+    test_serve_fuzz.py::test_requests_the_parser_refuses_get_json_errors and
+    ::test_a_body_that_turns_malformed_is_refused_at_once fail if any of it changes."""
+
+    def handle_error(
+        self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
+        """aiohttp's answer (it logs the error, raises when an answer has begun), as {"error": "..."}."""
+        super().handle_error(request, status, exc, message)
+        text = "internal error" if status >= 500 else _refusal(message) or HTTPStatus(status).phrase
+        response = web.json_response({"error": text}, status=status)
+        response.force_close()  # as aiohttp's: what follows a refused request cannot be parsed
+        return response
+
+    def data_received(self, data: bytes) -> None:
+        """aiohttp's; and when the parser refuses the body of the request being handled (a malformed chunk
+        after good ones), that request's read fails at once with a 400 instead of waiting for the rest of
+        its body until the request timeout: aiohttp queues the parser's error as if it were the next
+        request and leaves the body open. The connection closes after the answer."""
+        queued = len(self._messages)
+        super().data_received(data)
+        request = self._current_request
+        if request is None or request.content.is_eof() or len(self._messages) == queued:
+            return
+        error, _ = self._messages[-1]  # the body is not over: what was queued is the parser's error
+        if isinstance(error, _ErrInfo):
+            self._messages.pop()
+            refused = json_error(web.HTTPBadRequest, _refusal(error.message) or "malformed request body")
+            request.content.set_exception(refused)
+            request.content.feed_eof()  # a read woken by the chunk before the error ends: `read_body` raises
+            self.close()
+
+
+def _refusal(message: str | None) -> str:
+    """The answer to a request aiohttp's parser refused, from its message (after the colon: the bad bytes)."""
+    what = (message or "").strip().split("\n", 1)[0].split(":", 1)[0]
+    return f"malformed HTTP request: {what}"[:ERROR_CHARS] if what else ""
+
+
+class _JsonErrorServer(web.Server):
+    """aiohttp's low-level server, making `_JsonErrorProtocol`s (Server.__call__ makes RequestHandlers)."""
+
+    def __call__(self) -> web.RequestHandler:
+        return _JsonErrorProtocol(self, loop=self._loop, **self._kwargs)
+
+
+class JsonErrorRunner(web.AppRunner):
+    """`web.AppRunner` whose server is a `_JsonErrorServer`: aiohttp's own, made again with its settings."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()  # starts the app
+        return _JsonErrorServer(
+            server.request_handler,
+            request_factory=server.request_factory,
+            handler_cancellation=server.handler_cancellation,
+            **server._kwargs,
+        )

@@ -1,0 +1,133 @@
+"""What the server may be told: its operator's limits and settings (`ServerConfig`, the options of
+`talkface serve`), and a client's settings for a stream or a file, validated (`stream_settings`),
+shared by the WebSocket (`websocket`), ``POST /v1/animate`` (`animate`) and the gRPC API (`grpc`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..audio import SAMPLE_RATE
+from ..errors import TalkfaceError
+from ..post import FaceParams, Style, parse_assignments, parse_emotions
+from ..retarget import BUILTIN, Rig, load_rig
+
+#: A stream's sample formats (its ``format`` setting) as numpy dtypes.
+SAMPLE_FORMATS = {"s16": np.dtype("<i2"), "f32": np.dtype("<f4")}
+ERROR_CHARS = 300  # an error message quotes at most this much of what it refuses
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Limits and settings of `talkface serve` (the CLI options of the same names)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    http: bool = True  # serve HTTP and the WebSocket on `port` (False: gRPC only)
+    grpc_port: int | None = None  # serve Audio2Face-3D's gRPC API there too (0: a free port; see `grpc`)
+    token: str | None = None  # bearer token every request but /healthz needs (None: open)
+    fps: float = 30.0
+    model: str | None = None
+    livelink: str | None = None  # HOST:PORT: every stream's frames also go out as Live Link Face packets
+    max_streams: int = 200
+    max_upload_mb: float = 50.0
+    max_audio_seconds: float = 600.0  # longest file /v1/animate takes
+    max_stream_seconds: float = 4 * 3600.0
+    max_message_bytes: int = 1 << 20
+    idle_timeout: float = 30.0
+    send_buffer_seconds: float = 5.0
+    max_pending_seconds: float = 10.0
+    animate_jobs: int = 2  # worker processes for POST /v1/animate
+    workers: int | None = None  # model worker processes for streams (None: one per CPU core)
+    worker_timeout: float = 30.0  # a worker silent this long on a tick (or per minute of a file) is stuck
+    request_timeout: float = 30.0  # for a request's headers, and again for its body
+
+
+def text_setting(value: object, what: str) -> str:
+    """A setting that must be a string (`what` names it in the error)."""
+    if not isinstance(value, str):
+        raise TalkfaceError(f"{what} must be a string, got {value!r}")
+    return value
+
+
+def face_setting(value: object) -> FaceParams:
+    """The ``face`` setting: an object of face parameters, or a string of assignments ("jawStrength=0.8")."""
+    if isinstance(value, str):
+        return FaceParams.from_mapping(parse_assignments(value, "face"))
+    if isinstance(value, dict):
+        return FaceParams.from_mapping(value)
+    raise TalkfaceError('face must be an object like {"jawStrength": 0.8} or a string like "jawStrength=0.8"')
+
+
+def stream_settings(values: dict[str, Any], fps: float, http: bool = False) -> dict[str, Any]:
+    """Validated settings of a stream or an HTTP request, with defaults."""
+    known = {"fps", "emotion", "face", "seed", "rig", "style"}
+    known |= set() if http else {"sample_rate", "format", "output", "subject"}
+    unknown = sorted(set(values) - known - {"token"})
+    if unknown:
+        raise TalkfaceError(f"unknown setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    style = _style(values["style"]) if "style" in values else Style()
+    out: dict[str, Any] = {"fps": fps, "emotion": style.emotion, "face": style.face, "seed": style.seed,
+                           "sample_rate": SAMPLE_RATE, "format": "s16", "output": "json", "subject": None,
+                           "emotion_settings": style.emotion_settings, "style": style, "rig": None}  # fmt: skip
+    try:
+        if "fps" in values:
+            out["fps"] = float(values["fps"])
+        if "seed" in values:
+            out["seed"] = int(values["seed"])
+        if "sample_rate" in values:
+            out["sample_rate"] = int(values["sample_rate"])
+    except (TypeError, ValueError, OverflowError):
+        raise TalkfaceError("fps, seed and sample_rate must be numbers") from None
+    if not (math.isfinite(out["fps"]) and 1 <= out["fps"] <= 240):
+        raise TalkfaceError(f"fps must be from 1 to 240, got {values['fps']!r}")
+    if not 1000 <= out["sample_rate"] <= 384000:
+        raise TalkfaceError(f"sample_rate must be from 1000 to 384000 Hz, got {values['sample_rate']!r}")
+    if not 0 <= out["seed"] < 2**63:
+        raise TalkfaceError("seed must be a whole number from 0")
+    if "emotion" in values:
+        spec_ = text_setting(values["emotion"], "emotion")
+        out["emotion"] = parse_emotions(spec_) if spec_ else None
+    if "face" in values:
+        out["face"] = face_setting(values["face"])
+    for key, choices in (("format", SAMPLE_FORMATS), ("output", ("json", "binary"))):
+        if key in values:
+            if values[key] not in choices:
+                raise TalkfaceError(f"{key} must be one of {', '.join(choices)}, got {values[key]!r}")
+            out[key] = values[key]
+    if "subject" in values:
+        out["subject"] = text_setting(values["subject"], "subject")[:200]
+    if "rig" in values:
+        out["rig"] = _rig(values["rig"])
+    return out
+
+
+def _style(value: object) -> Style:
+    """`animate`'s style options by name (`Style.from_options`): an object, or its JSON in a query."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = None
+    if not isinstance(value, dict):
+        raise TalkfaceError('style must be an object of style options, like {"no-blink": true, "head-strength": 0.5}')
+    return Style.from_options(value)
+
+
+def _rig(value: object) -> Rig | None:
+    """A built-in rig by name, or a mapping {target: {term: weight}} (a client names no server file)."""
+    if isinstance(value, dict):
+        try:
+            mapping = {str(target): {str(k): float(w) for k, w in terms.items()} for target, terms in value.items()}
+            return Rig.from_terms("rig", mapping)
+        except (AttributeError, TypeError, ValueError, OverflowError):
+            raise TalkfaceError("rig must map each target to {term: weight, ...} with numbers as weights") from None
+    name = text_setting(value, "rig")
+    if name not in BUILTIN:
+        raise TalkfaceError(f"rig must be one of {', '.join(BUILTIN)} or a mapping, got {name!r}")
+    return load_rig(name)
