@@ -1,0 +1,99 @@
+"""The clip the viewer plays: its animation, its audio as WAV bytes, and the `Speech` it was animated
+from, kept so that the style panel restyles it without aligning the audio again (`load_clip` of an
+output folder or a speech file, `analyse` of dropped audio)."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from ..animation import Animation
+from ..animator import Animator
+from ..audio import SAMPLE_RATE, AudioSource, load_audio
+from ..errors import TalkfaceError
+from ..export import EXTENSIONS, read
+from ..phonemes import TimedPhone, read_phones_tsv
+
+
+@dataclass(frozen=True)
+class Speech:
+    """What a clip was animated from, kept so that a new style needs no new alignment: the 16 kHz
+    audio, its timed phones (None: the neural model animates the sound), the transcript, the fps."""
+
+    pcm: np.ndarray
+    phones: Sequence[TimedPhone] | None
+    text: str | None
+    fps: float
+
+    def animate(self, animator: Animator) -> Animation:
+        """What `animator`, with its style, makes of this speech: the same as animating it afresh."""
+        if self.phones is None:
+            return animator.animate(self.pcm, fps=self.fps, sample_rate=SAMPLE_RATE)
+        duration = len(self.pcm) / SAMPLE_RATE
+        return animator.animate_phones(self.phones, duration, self.fps, audio=self.pcm, text=self.text)
+
+
+def analyse(
+    animator: Animator, audio: AudioSource, text: str | None = None, sample_rate: int | None = None
+) -> tuple[Animation, Speech]:
+    """`animator`'s animation of `audio`, and the speech it came from."""
+    pcm = load_audio(audio, sample_rate)
+    anim, phones, _ = animator.clip(pcm, text, sample_rate=SAMPLE_RATE)
+    return anim, Speech(pcm, phones, text, anim.fps)
+
+
+@dataclass(frozen=True)
+class Clip:
+    """What the page plays: an animation, its audio as a WAV file's bytes, a title, and the speech
+    it was made from (None: the animation came ready-made and cannot be restyled)."""
+
+    anim: Animation
+    audio: bytes
+    title: str
+    speech: Speech | None = None
+
+
+def _wav_bytes(path: str | os.PathLike) -> bytes:
+    """Any readable audio file as 16-bit WAV bytes (browsers play WAV everywhere)."""
+    try:
+        data, rate = sf.read(path, always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise TalkfaceError(f"{path}: not a readable audio file ({e})") from None
+    buf = io.BytesIO()
+    sf.write(buf, data, rate, subtype="PCM_16", format="WAV")
+    return buf.getvalue()
+
+
+def load_clip(source: str | os.PathLike, text: str | None = None, animator: Animator | None = None) -> Clip:
+    """A clip from an output folder (its WAV and an animation: JSON, CSV or NPZ; restylable when a
+    `phonemes.tsv` is beside them, as `talkface say` writes) or from a speech file, animated by
+    `animator` with its style."""
+    animator = animator or Animator()
+    path = Path(source)
+    if path.is_dir():
+        wavs = sorted(path.glob("*.wav"))
+        anims = [p for ext in (".json", ".csv", ".npz") for p in sorted(path.glob(f"*{ext}"))]
+        if not wavs or not anims:
+            raise TalkfaceError(f"{path}: needs a .wav and an animation (.json, .csv or .npz) in it")
+        anim, tsv = read(anims[0]), path / "phonemes.tsv"
+        speech = Speech(load_audio(wavs[0]), _read_phones(tsv), None, anim.fps) if tsv.is_file() else None
+        return Clip(anim, _wav_bytes(wavs[0]), f"{path.name}/{anims[0].name}", speech)
+    if not path.is_file():
+        raise TalkfaceError(f"{path}: no such file or folder")
+    if path.suffix.lower() in EXTENSIONS:
+        raise TalkfaceError(f"{path}: give a speech file or a folder holding speech and its animation")
+    anim, speech = analyse(animator, path, text)
+    return Clip(anim, _wav_bytes(path), path.name, speech)
+
+
+def _read_phones(tsv: Path) -> list[TimedPhone]:
+    try:
+        return read_phones_tsv(str(tsv))
+    except (ValueError, KeyError) as e:
+        raise TalkfaceError(f"{tsv}: not a phone table (start_s, end_s, phone): {e}") from None
