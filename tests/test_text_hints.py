@@ -116,6 +116,7 @@ def test_a_transcript_of_other_speech_is_set_aside_and_says_so(arctic, caplog, t
     metadata = json.loads(out.read_text())["metadata"]
     assert metadata["transcript_words"] == len(OTHER.split())
     assert metadata["seconds_from_audio_alone"] == pytest.approx(len(audio) / SAMPLE_RATE, abs=0.01)
+    assert metadata["engine"] == "neural" and "engine_without_text" not in metadata  # the sound made all of it
 
 
 def test_metadata_in_npz_says_how_many_words_matched(arctic, tmp_path) -> None:

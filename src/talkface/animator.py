@@ -45,6 +45,11 @@ class Clip(NamedTuple):
     alignment: Alignment | None
 
     @property
+    def set_aside(self) -> bool:
+        """Whether the transcript was set aside (the whole clip was animated from the sound)."""
+        return self.alignment is not None and _set_aside(self.alignment)
+
+    @property
     def metadata(self) -> dict[str, int | float]:
         """How the transcript fitted, for output files and reports (empty without a transcript)."""
         if self.alignment is None:
@@ -225,7 +230,7 @@ class Animator:
             return self._from_sound(audio, fps, sample_rate)
         pcm = load_audio(audio, sample_rate)
         alignment = self._fitting(pcm, text, lang)
-        if alignment.unexplained == ((0.0, len(pcm) / SAMPLE_RATE),):  # set aside
+        if _set_aside(alignment):
             return self._from_sound(pcm, fps, SAMPLE_RATE)._replace(alignment=alignment)
         anim = self.animate_phones(alignment.phones, len(pcm) / SAMPLE_RATE, fps, audio=pcm, text=text)
         if alignment.unexplained and not self.strict_text:
@@ -306,6 +311,12 @@ class Animator:
         duration = len(speech.audio) / speech.sample_rate
         pcm = load_audio(speech.audio, speech.sample_rate)
         return speech, self.animate_phones(speech.phones, duration, fps, audio=pcm, text=text)
+
+
+def _set_aside(alignment: Alignment) -> bool:
+    """Whether `_fitting` set the transcript aside: its one unexplained span is the whole clip."""
+    spans = alignment.unexplained
+    return len(spans) == 1 and spans[0][0] == 0.0 and spans[0][1] >= alignment.phones[-1].end - 1e-6
 
 
 def _matched(alignment: Alignment) -> str:

@@ -54,9 +54,7 @@ def clip_provenance(clip: Clip, animator: Animator, audio: str | os.PathLike | N
     """Provenance of a clip `animator` made from the speech file `audio` (None: not from a file)."""
     alignment = clip.alignment
     spans = alignment.unexplained if alignment is not None else ()
-    anim = clip.animation
-    set_aside = len(spans) == 1 and spans[0][0] <= 0.0 and spans[0][1] >= anim.duration - 1.0 / anim.fps
-    if alignment is None or set_aside:
+    if alignment is None or clip.set_aside:
         engine, from_sound = animator.engine, animator.engine
     else:  # the text drives the face; where it did not fit, the sound (unless strict)
         engine, from_sound = "text-aligned", animator.engine if spans and not animator.strict_text else None
