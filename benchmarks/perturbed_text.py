@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from talkface import Animator
-from talkface.align import _words
+from talkface.align.words import _words
 from talkface.audio import SAMPLE_RATE
 from talkface.evaluation import read_set
 from talkface.metrics import CLOSED_BELOW, lip_aperture

@@ -18,13 +18,13 @@ from synthetic import sentences
 from talkface import Animator
 from talkface.align import (
     AUDIO_ONLY_BELOW,
-    _words,
     align,
     align_transcript,
     boundary_errors,
     read_htk_labels,
     recognize,
 )
+from talkface.align.words import _words
 from talkface.audio import load_audio
 from talkface.errors import TalkfaceError
 from talkface.phonemes import SILENCE, TimedPhone
@@ -225,7 +225,9 @@ _MEASURE = """
 import json, pickle, resource, sys, time
 import numpy as np
 from talkface import Animator
-from talkface.align import _aligner, _recognizer, boundary_errors
+from talkface.align import boundary_errors
+from talkface.align.decoder import _aligner
+from talkface.align.recognition import _recognizer
 audio = np.load(sys.argv[2])
 with open(sys.argv[3], "rb") as f:
     text, reference = pickle.load(f)

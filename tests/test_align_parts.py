@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from synthetic import sentences
 
-from talkface import align
-from talkface.align import _parts, _words, align_transcript, boundary_errors
+from talkface.align import MATCH_SCORE, align_transcript, boundary_errors
+from talkface.align import parts as align_parts
+from talkface.align.parts import _parts
+from talkface.align.words import _words
 from talkface.audio import load_audio
 from talkface.tts import load_voice
 
@@ -25,13 +27,13 @@ def speech() -> tuple[np.ndarray, str]:
 @pytest.fixture
 def short_parts(monkeypatch) -> None:
     """Parts of 20 s instead of minutes, so that a test's audio is cut into three."""
-    monkeypatch.setattr(align, "_PART", 20)
+    monkeypatch.setattr(align_parts, "_PART", 20)
 
 
 def test_parts_align_as_one_process_does(speech, short_parts) -> None:
     audio, text = speech
     assert len(audio) / 16000 > 70
-    cuts = _parts(audio, _words(text), 3, align.MATCH_SCORE)
+    cuts = _parts(audio, _words(text), 3, MATCH_SCORE)
     assert len(cuts) == 2  # each at a pause, with the word said after it
     whole = align_transcript(audio, text)
     parts = align_transcript(audio, text, jobs=3)
@@ -46,7 +48,7 @@ def test_parts_align_as_one_process_does(speech, short_parts) -> None:
 
 def test_where_the_words_do_not_fit_the_audio_is_not_cut(speech, short_parts) -> None:
     other = sentences(24, seed=4)  # another recording's transcript: no stretch of it fits the audio
-    assert _parts(speech[0], _words(other), 3, align.MATCH_SCORE) == []
+    assert _parts(speech[0], _words(other), 3, MATCH_SCORE) == []
 
 
 def test_where_the_same_words_recur_the_nearest_place_is_taken(short_parts) -> None:
@@ -54,7 +56,7 @@ def test_where_the_same_words_recur_the_nearest_place_is_taken(short_parts) -> N
     spoken = load_voice().synthesize(text)
     audio = load_audio(spoken.audio, spoken.sample_rate)
     assert len(audio) / 16000 > 40
-    assert len(_parts(audio, _words(text), 2, align.MATCH_SCORE)) == 1
+    assert len(_parts(audio, _words(text), 2, MATCH_SCORE)) == 1
     whole, parts = align_transcript(audio, text), align_transcript(audio, text, jobs=2)
     # pairing phones in sequence can slip by whole sentences in text this repetitive: look near each one
     near = [any(q.phone == p.phone and abs(q.start - p.start) <= 0.02 for q in whole.phones) for p in parts.phones]

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from talkface import Animator
-from talkface.align import _words, boundary_errors
+from talkface.align import boundary_errors
+from talkface.align.words import _words
 from talkface.text import normalize_text
 
 

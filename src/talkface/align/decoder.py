@@ -1,0 +1,115 @@
+"""The pocketsphinx aligner, and one piece of audio aligned with it: words, then their phones.
+
+The aligner is built once per process and shared under `_LOCK`, as is the recogniser (`recognition`):
+pocketsphinx decoders are not thread-safe. `_timeline` turns either's frames into contiguous phones.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from pocketsphinx import Decoder
+
+from ..audio import SAMPLE_RATE
+from ..phonemes import SILENCE, TimedPhone, merge_silences, normalize
+from .result import UNSAID_SCORE
+
+FRAME_RATE = 100  # pocketsphinx frames per second
+_HOP = SAMPLE_RATE // FRAME_RATE
+_LOCK = threading.Lock()
+#: Weight of the path that takes any word of the transcript as other speech (`_UNSAID`, pocketsphinx's
+#: "spoken noise" model): a replaced word is aligned as that, and its neighbours keep their own sound.
+_NOT_SAID = 1e-10
+_UNSAID = "unsaid/spn"  # the dictionary word for it
+
+
+@dataclass(frozen=True)
+class _Word:
+    """One word (or filler such as <sil>) of a piece's alignment, in frames from the piece's start."""
+
+    name: str
+    start: int
+    end: int
+    score: int  # acoustic score over the word's frames
+    phones: list[tuple[str, int, int]]  # (name, start, end)
+
+    @property
+    def filler(self) -> bool:
+        return self.name.startswith(("<", "[", "+"))
+
+    @property
+    def unsaid(self) -> bool:
+        """Whether this is a word of the transcript aligned as other speech (see `_NOT_SAID`)."""
+        return self.name == _UNSAID
+
+    def fits(self, score: float) -> bool:
+        """Whether the sound fits the word's pronunciation: `score` or more per frame (`MATCH_SCORE`)."""
+        return self.score >= score * (self.end - self.start)
+
+    @property
+    def said(self) -> bool:
+        """Whether the word is probably what was said there (see `UNSAID_SCORE`)."""
+        return self.score >= UNSAID_SCORE * (self.end - self.start)
+
+
+@functools.cache
+def _aligner() -> Decoder:
+    # The word segmentation the phone pass starts from must be the search's own best path: the
+    # lattice's (bestpath) can end in a one-frame silence no phone sequence fits.
+    decoder = Decoder(lm=None, bestpath=False, loglevel="FATAL")
+    decoder.add_word(_UNSAID, "+SPN+")
+    return decoder
+
+
+def _align_piece(decoder: Decoder, pcm: bytes, words: Sequence[str], open_end: bool, starts: int = 1) -> list[_Word]:
+    """Word and phone alignment of `words` in one piece of audio; with `open_end` the alignment may
+    stop after any word, in a pause (the rest of the stretch is spoken in the next piece), and it
+    may start with any of the first `starts` words (after a pause). Raises RuntimeError when the words cannot be
+    aligned."""
+    n = len(words)
+    transitions: list[tuple] = [(i, i + 1, 1.0, word) for i, word in enumerate(words)]
+    transitions += [(0, i, 1.0, "<sil>") for i in range(1, starts)]  # start later, in a pause
+    transitions += [(i, i + 1, _NOT_SAID, _UNSAID) for i in range(n)]  # each word may be something else
+    if open_end:  # a real silence word, not an empty transition: the phone pass cannot take those
+        transitions += [(i, n + 1, 1.0, "<sil>") for i in range(n + 1)]
+    decoder.add_fsg("_piece", decoder.create_fsg("_piece", 0, n + open_end, transitions))
+    decoder.activate_search("_piece")
+    _decode(decoder, pcm)  # word alignment first; set_alignment() refines it to phones
+    if decoder.hyp() is None:
+        raise RuntimeError("no alignment")
+    decoder.set_alignment()
+    _decode(decoder, pcm)
+    return [
+        _Word(w.name, w.start, w.start + w.duration, w.score, [(p.name, p.start, p.start + p.duration) for p in w])
+        for w in decoder.get_alignment()
+    ]
+
+
+def _decode(decoder: Decoder, pcm: bytes) -> None:
+    """Decode one utterance. The noise statistics start afresh each time, so that a result never
+    depends on what the shared decoder heard before (another caller's audio, the other pass)."""
+    with warnings.catch_warnings():  # pocketsphinx deems start_stream() unnecessary; it is not
+        warnings.simplefilter("ignore", DeprecationWarning)
+        decoder.start_stream()
+    decoder.start_utt()
+    decoder.process_raw(pcm, full_utt=True)
+    decoder.end_utt()
+
+
+def _timeline(segments: Iterable[tuple[str, int, int]], duration: float) -> list[TimedPhone]:
+    """Contiguous phones from (name, start frame, end frame) segments; gaps and the tail are silence."""
+    phones = []
+    t = 0.0
+    for name, start, end in segments:
+        s, e = start / FRAME_RATE, min(end / FRAME_RATE, duration)
+        if s > t:
+            phones.append(TimedPhone(t, s, SILENCE))
+        phones.append(TimedPhone(max(s, t), e, normalize(name)))
+        t = max(t, e)
+    if t < duration:
+        phones.append(TimedPhone(t, duration, SILENCE))
+    return merge_silences(phones)

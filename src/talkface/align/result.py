@@ -1,0 +1,66 @@
+"""What an alignment gives (`Alignment`, `AlignmentError`), and the per-frame scores that judge its words."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import TalkfaceError
+from ..phonemes import TimedPhone
+
+#: A word whose acoustic score averages at least this per frame (pocketsphinx log units) fits its sound.
+#: Measured on real (LibriVox, ARCTIC) and espeak-ng speech: 98 % of words aligned to the right
+#: transcript reach it, half of the words forced onto other speech do.
+MATCH_SCORE = -50
+#: The same for other languages, whose phones the English model hears less well: on espeak-ng speech
+#: of ten languages 10 % of right words fall under MATCH_SCORE, 2 % under this.
+MATCH_SCORE_ACROSS = -60
+#: A word whose score averages below this per frame is taken not to have been said there (it was
+#: replaced, or the audio cut it off), and `Animator` animates its stretch from the sound alone. Chosen
+#: on the real-speech validation set with a fifth of the words replaced: 0.2 % of right words fall
+#: below it (2 % in other languages, read by espeak-ng), 60 % of replaced ones (measured before
+#: `_NOT_SAID`, which now takes many replaced words as other speech first).
+UNSAID_SCORE = -60
+#: Below this share of matched words a transcript is probably not what was said (on the same 18 clips:
+#: right transcripts 0.89–1, wrong ones 0.22–0.67).
+MIN_SHARE = 0.75
+#: Below this share the transcript is taken to be of other speech: `Animator` animates the audio alone
+#: (unless told to keep to the text). Right transcripts with a fifth of their words wrong stay above it.
+AUDIO_ONLY_BELOW = 0.5
+_FAILED = "could not align the transcript to the audio (does the text match the speech?)"
+
+
+class AlignmentError(TalkfaceError):
+    """The transcript (of `words` words) could not be aligned to the audio at all."""
+
+    def __init__(self, message: str, words: int = 0) -> None:
+        super().__init__(message)
+        self.words = words
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """A transcript's phones timed against speech, and how many of its words fit the sound.
+
+    A low share of `matched` words means the transcript is probably not what was said.
+    """
+
+    phones: list[TimedPhone]  # contiguous from 0 to the audio's duration, pauses as silence
+    words: int  # words in the (normalised) transcript
+    matched: int  # words whose sound fits their pronunciation (`MATCH_SCORE`) beside another that does
+    #: (start, end) seconds the transcript does not explain: words not said there (`UNSAID_SCORE`), and
+    #: speech of at least `_MIN_UNEXPLAINED` that no word of the transcript was aligned to.
+    unexplained: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def share(self) -> float:
+        """Fraction of the transcript's words that fit the sound (1.0 for an empty transcript)."""
+        return self.matched / self.words if self.words else 1.0
+
+    @property
+    def unexplained_seconds(self) -> float:
+        return sum(e - s for s, e in self.unexplained)
+
+    @property
+    def doubtful(self) -> bool:
+        """Whether so few words fit that the transcript is probably not what was said."""
+        return self.share < MIN_SHARE
