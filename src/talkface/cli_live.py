@@ -1,0 +1,103 @@
+"""The `talkface` commands that run until stopped: stream (live animation to Live Link), serve (HTTP,
+WebSocket and gRPC) and view (the browser player)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .animator import Animator
+from .cli_options import fps_option, livelink_option, livelink_sender, output_format, write_animation
+from .cli_style import option_values, style_from, style_options
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=8000, show_default=True)
+@click.option("--grpc-port", type=click.IntRange(min=0, max=65535),
+              help="Also serve NVIDIA Audio2Face-3D's gRPC API on this port (needs the grpc extra).")  # fmt: skip
+@click.option("--http/--no-http", default=True, show_default=True,
+              help="Serve HTTP and the WebSocket on --port; --no-http with --grpc-port serves gRPC only.")  # fmt: skip
+@click.option("--token", envvar="TALKFACE_TOKEN", help="Bearer token clients must send (env TALKFACE_TOKEN).")
+@click.option("--model", type=click.Path(dir_okay=False), help="A trained .onnx model instead of the packaged one.")
+@livelink_option
+@fps_option
+@click.option("--max-streams", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--max-upload-mb", type=click.FloatRange(min=0.01), default=50.0, show_default=True)
+@click.option("--max-audio-seconds", type=click.FloatRange(min=1), default=600.0, show_default=True,
+              help="Longest file POST /v1/animate takes.")  # fmt: skip
+@click.option("--idle-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Seconds a stream may send nothing before it is closed.")  # fmt: skip
+@click.option("--workers", type=click.IntRange(min=1), help="Model worker processes  [default: one per CPU core]")
+@click.option("--worker-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Seconds a model worker may go without answering (a tick; a file: per minute of audio, plus one) "
+                   "before it is killed and replaced.")  # fmt: skip
+@click.option("--request-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Seconds a client has to send a request's headers, and again its body (408).")  # fmt: skip
+def serve(**options: Any) -> None:
+    """Serve animation over HTTP (POST /v1/animate) and WebSocket (/v1/stream), see /openapi.json; and
+    with --grpc-port, over NVIDIA Audio2Face-3D's gRPC API (see the README, "Coming from Audio2Face")."""
+    from .livelink import parse_address
+    from .serve import ServerConfig, serve
+
+    if options["livelink"]:
+        with option_values():
+            parse_address(options["livelink"])
+    if not options["http"] and options["grpc_port"] is None:
+        raise click.UsageError("--no-http leaves nothing to serve without --grpc-port")
+    serve(ServerConfig(**options))
+
+
+@click.command()
+@click.argument("audio", required=False, type=click.Path(dir_okay=False, exists=True))
+@click.option("--mic", is_flag=True, help="Animate the default microphone (or --device) live.")
+@click.option("--device", help="Input device name or number (see `python -m sounddevice`).")
+@click.option("--seconds", type=click.FloatRange(min=0.1), help="Stop after this much audio (default: Ctrl-C).")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Also write the whole animation here at the end ('-': CSV to standard output).")  # fmt: skip
+@click.option("--model", type=click.Path(dir_okay=False), help="A trained .onnx model instead of the packaged one.")
+@livelink_option
+@fps_option
+@style_options
+def stream(
+    audio: str | None,
+    mic: bool,
+    device: str | None,
+    seconds: float | None,
+    out: str | None,
+    model: str | None,
+    livelink: str | None,
+    fps: float,
+    **style: Any,
+) -> None:
+    """Animate live: the microphone (--mic) or AUDIO played in real time, frames to Live Link as they come."""
+    from . import mic as live
+
+    if mic == (audio is not None):
+        raise click.UsageError("give either --mic or an AUDIO file to play")
+    fmt = output_format(out, None) if out else None
+    animator = Animator(fps, model=model, style=style_from(**style))
+    sender = livelink_sender(livelink, fps)
+    source = live.MicSource(int(device) if device and device.isdigit() else device) if mic else live.FileSource(audio)
+    click.echo(f"listening to {source.name} at {source.sample_rate} Hz; Ctrl-C to stop", err=True)
+    anim = live.run(source, animator, fps, sender, seconds)
+    if out and fmt:
+        write_animation(anim, out, fmt)
+
+
+@click.command()
+@click.argument("source", required=False, type=click.Path())
+@click.option("--text", help="Transcript of SOURCE when it is a speech file.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=8765, show_default=True, help="0: any.")
+@click.option("--no-browser", is_flag=True, help="Do not open a browser.")
+@click.option("--allow-host", "allowed_hosts", multiple=True,
+              help="Another host name the page may be opened by (e.g. this machine's name on the LAN).")  # fmt: skip
+def view(
+    source: str | None, text: str | None, host: str, port: int, no_browser: bool, allowed_hosts: tuple[str, ...]
+) -> None:
+    """Play SOURCE on a 3D head in the browser: a `say` output folder or a speech file (or none, then drop one)."""
+    from .viewer import serve
+
+    serve(source, text=text, host=host, port=port, open_browser=not no_browser, allowed_hosts=allowed_hosts)

@@ -1,0 +1,110 @@
+"""Options several `talkface` commands share (--fps, --livelink, --rig, --format), the checks of -o and
+of those options made before any work starts, and writing an animation where -o says."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .cli_style import option_values
+from .errors import TalkfaceError
+from .files import output_target
+
+if TYPE_CHECKING:
+    from .animation import Animation
+    from .livelink import LiveLinkSender
+    from .retarget import Rig
+
+fps_option = click.option(
+    "--fps", type=click.FloatRange(min=1, max=1000), default=30.0, show_default=True, help="Frame rate."
+)
+livelink_option = click.option(
+    "--livelink", metavar="HOST:PORT", help="Also send the frames as Live Link Face UDP packets (Unreal: port 11111)."
+)
+rig_option = click.option(
+    "--rig",
+    metavar="NAME|FILE.json",
+    help="Write the weights on another rig: oculus (Meta's 15 visemes), vrm (VRM 1.0 expressions), vrm0 "
+    "(VRM 0.x names) or a JSON mapping of your own (see the README). Not for Live Link (ARKit only) or Rhubarb.",
+)
+#: `-o -`: write the animation to standard output (text formats only).
+STDOUT = "-"
+
+
+def export_choices() -> list[str]:
+    """The names --format takes."""
+    from .export import FORMATS
+
+    return list(FORMATS)
+
+
+def output_folder(out_dir: str) -> Path:
+    """The output folder `-o` names; `-` (standard output) is no folder."""
+    if out_dir == STDOUT:
+        raise click.UsageError("-o names the output folder here; '-' (standard output) is not one")
+    return Path(out_dir)
+
+
+def output_format(out: str, fmt: str | None) -> str:
+    """The format to write OUT in, checked before any work: a name or format that will not do is a
+    usage error, as is `-` with a binary format; a path that cannot be written, a TalkfaceError."""
+    from . import export
+
+    with option_values():
+        if out != STDOUT:
+            fmt = export.format_for(out, fmt)
+        elif (fmt := export.format_for(out, fmt or "csv")) not in export.TEXT_FORMATS:
+            raise TalkfaceError(f"-o - writes text to standard output; {fmt} is binary, write it to a file")
+    if out != STDOUT:
+        for path in (out, export.sidecar_path(out, fmt)):
+            if path is not None:
+                output_target(path)
+    return fmt
+
+
+def rig_for(spec: str | None, fmt: str, livelink: str | None) -> Rig | None:
+    """The rig --rig names, checked before any work: an unknown name, a bad mapping file or a format
+    (or --livelink) that takes no rig is a usage error."""
+    if spec is None:
+        return None
+    from . import export
+    from .retarget import load_rig
+
+    if livelink is not None:
+        raise click.UsageError("--livelink sends Live Link Face's ARKit shapes only and takes no --rig")
+    with option_values():
+        export.check_rig(fmt)
+        return load_rig(spec)
+
+
+def livelink_sender(livelink: str | None, fps: float) -> LiveLinkSender | None:
+    """The Live Link sender --livelink asks for, made before any work; a malformed address is a usage error."""
+    if livelink is None:
+        return None
+    from .livelink import LiveLinkSender, parse_address
+
+    with option_values():
+        address = parse_address(livelink)
+    return LiveLinkSender(address, fps=fps)
+
+
+def write_animation(
+    anim: Animation,
+    out: str,
+    fmt: str,
+    sound_file: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    rig: Rig | None = None,
+) -> None:
+    """Write `anim` to OUT and say where, or to standard output for `-o -` (`metadata`, `rig`: see `export.write`)."""
+    from . import export
+
+    if out == STDOUT:
+        sys.stdout.write(export.text(anim, fmt, sound_file=sound_file, metadata=metadata, rig=rig))
+        sys.stdout.flush()
+    else:
+        export.write(anim, out, fmt, sound_file=sound_file, metadata=metadata, rig=rig)
+        click.echo(out)
