@@ -153,9 +153,9 @@ def animate(
         text = read_text(text_file, "transcript")
     clip = animator.clip(audio, text, lang=lang)
     anim, phones = clip.animation, clip.phones
-    from .export.provenance import clip_provenance
+    from .export.provenance import clip_provenance, file_sha256
 
-    metadata = clip_provenance(clip, animator, audio) | clip.metadata
+    metadata = clip_provenance(clip, animator, file_sha256(audio)) | clip.metadata
     if character is None:
         write_animation(anim, out, fmt, sound_file=audio, metadata=metadata, rig=retarget)
     else:
@@ -220,7 +220,7 @@ def voices() -> None:
 def demo(out_dir: str) -> None:
     """Animate the bundled speech sample and a TTS sentence; print where the outputs went."""
     from . import export
-    from .export.provenance import clip_provenance
+    from .export.provenance import clip_provenance, file_sha256
 
     out = output_folder(out_dir)
     sample = str(files("talkface") / "samples" / "arctic_a0009.wav")
@@ -229,8 +229,9 @@ def demo(out_dir: str) -> None:
     aligned = animator.clip(sample, SAMPLE_TRANSCRIPT)
     audio_only = heard.animation
     written = [out / "sample.csv", out / "sample.json", out / "sample_aligned.csv", out / "sample_phonemes.tsv"]
+    sample_sha256 = file_sha256(sample)
     for clip, path in ((heard, written[0]), (heard, written[1]), (aligned, written[2])):
-        export.write(clip.animation, path, metadata=clip_provenance(clip, animator, sample) | clip.metadata)
+        export.write(clip.animation, path, metadata=clip_provenance(clip, animator, sample_sha256) | clip.metadata)
     write_text(written[3], phones_tsv(aligned.phones or []))
     written += _say(DEMO_TEXT, out / "say", None, None, 30.0)
     click.echo(f"bundled sample: {SAMPLE_TRANSCRIPT!r} ({audio_only.duration:.1f} s)")

@@ -99,14 +99,14 @@ def animate_line(task: Task) -> LineResult:
     digest = None
     try:
         style, fps, text, lang = _line_settings(line, task.settings)
-        digest = _digest(task, style, fps, text, lang)
+        digest, audio_sha256 = _digest(task, style, fps, text, lang)
         target = Path(task.out_dir) / line.output
         if digest == task.previous and target.is_file():
             return done("skipped", seconds=round(time.perf_counter() - started, 4), hash=digest)
         with _warnings() as warnings:
             animator = _animator(task.settings).restyled(style)
             clip = animator.clip(line.audio, text, fps, lang=lang)
-            metadata = clip_provenance(clip, animator, line.audio) | clip.metadata
+            metadata = clip_provenance(clip, animator, audio_sha256) | clip.metadata
             export.write(clip.animation, target, line.fmt, sound_file=line.source, metadata=metadata)
         aligned = clip.alignment
         return done(
@@ -158,9 +158,9 @@ def _seed(base: int, output: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{base}/{output}".encode()).digest()[:8], "big") >> 1
 
 
-def _digest(task: Task, style: Style, fps: float, text: str | None, lang: str | None) -> str:
-    """SHA-256 of everything a line's output depends on: the audio's bytes, the transcript, the line's
-    settings and the run's (`Task.key`)."""
+def _digest(task: Task, style: Style, fps: float, text: str | None, lang: str | None) -> tuple[str, str]:
+    """SHA-256 of everything a line's output depends on (the audio's bytes, the transcript, the line's
+    settings and the run's, `Task.key`), and of the audio's bytes alone (for its provenance): hex."""
     line = task.line
     what = {"run": task.key, "output": line.output, "format": line.fmt, "sound_file": line.source, "fps": fps,
             "text": text, "lang": lang, "style": _plain(style)}  # fmt: skip
@@ -168,8 +168,9 @@ def _digest(task: Task, style: Style, fps: float, text: str | None, lang: str | 
     with opened(line.audio, "audio") as f:
         if not os.fstat(f.fileno()).st_size:
             raise TalkfaceError(f"{line.audio}: audio is empty (a file of 0 bytes)")
-        digest.update(hashlib.file_digest(f, "sha256").digest())
-    return digest.hexdigest()
+        audio = hashlib.file_digest(f, "sha256")
+    digest.update(audio.digest())
+    return digest.hexdigest(), audio.hexdigest()
 
 
 def _plain(value: object) -> object:

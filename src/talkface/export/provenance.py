@@ -50,8 +50,9 @@ def _model(animator: Animator) -> dict[str, Any]:
     return info
 
 
-def clip_provenance(clip: Clip, animator: Animator, audio: str | os.PathLike | None) -> dict[str, Any]:
-    """Provenance of a clip `animator` made from the speech file `audio` (None: not from a file)."""
+def clip_provenance(clip: Clip, animator: Animator, audio_sha256: str | None) -> dict[str, Any]:
+    """Provenance of a clip `animator` made from speech whose bytes have the SHA-256 `audio_sha256`
+    (hex; `file_sha256` of a file; None: not from a file or upload)."""
     alignment = clip.alignment
     spans = alignment.unexplained if alignment is not None else ()
     if alignment is None or clip.set_aside:
@@ -63,8 +64,8 @@ def clip_provenance(clip: Clip, animator: Animator, audio: str | os.PathLike | N
         record["engine_without_text"] = from_sound
     if from_sound == "neural":
         record["model"] = _model(animator)
-    if audio is not None:
-        record["audio_sha256"] = file_sha256(audio)
+    if audio_sha256 is not None:
+        record["audio_sha256"] = audio_sha256
     return record
 
 

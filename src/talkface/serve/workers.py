@@ -139,7 +139,7 @@ def animate_file(animator: Animator, job: FileJob) -> bytes:
     pcm = load_audio(audio, int(rate))
     animator = animator.restyled(style_of(job.settings))
     clip = animator.clip(pcm, job.text, job.settings["fps"], SAMPLE_RATE)
-    made = clip_provenance(clip, animator, None) | {"audio_sha256": hashlib.sha256(job.body).hexdigest()}
+    made = clip_provenance(clip, animator, hashlib.sha256(job.body).hexdigest())
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"animation{job.suffix}"
         export.write(clip.animation, path, job.fmt, metadata=made | clip.metadata, rig=job.settings["rig"])
