@@ -1,5 +1,7 @@
 """Live Link Face packets, the microphone loop (on a virtual device and a file) and the live CLI."""
 
+import hashlib
+import json
 import socket
 import sys
 import threading
@@ -129,6 +131,9 @@ def test_stream_and_animate_commands_send_live_link(short_wav, receiver, tmp_pat
     assert main(["stream", str(short_wav), "--livelink", f"127.0.0.1:{port}", "-o", str(out), "--no-blink"]) == 0
     anim = Animation.join([Animator().animate(short_wav)])
     assert out.is_file() and len([decode(receiver.recv(2048)) for _ in range(anim.num_frames)]) == 30
+    made = json.loads(out.read_text())["metadata"]  # what made it: the live model, from this file
+    assert made["engine"] == "neural" and made["model"]["name"] == "talkface-default.onnx"
+    assert made["audio_sha256"] == hashlib.sha256(short_wav.read_bytes()).hexdigest()
     assert main(["animate", str(short_wav), "-o", str(tmp_path / "a.csv"), "--livelink", f"127.0.0.1:{port}"]) == 0
     assert decode(receiver.recv(2048)).subject == "talkface"
     assert main(["stream"]) == 2 and "--mic or an AUDIO" in capsys.readouterr().err  # usage errors

@@ -83,7 +83,9 @@ def stream(
     click.echo(f"listening to {source.name} at {source.sample_rate} Hz; Ctrl-C to stop", err=True)
     anim = live.run(source, animator, fps, sender, seconds)
     if out and fmt:
-        write_animation(anim, out, fmt)
+        from .export.provenance import file_sha256, stream_provenance
+
+        write_animation(anim, out, fmt, metadata=stream_provenance(animator, None if mic else file_sha256(audio)))
 
 
 @click.command()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..animator import Animator, Clip
+    from ..model import FaceModel
 
 
 def talkface_version() -> str:
@@ -38,10 +39,9 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _model(animator: Animator) -> dict[str, Any]:
-    """The neural model's name and SHA-256 (checked against its file when it was loaded), and its
+def _model(model: FaceModel) -> dict[str, Any]:
+    """A neural model's name and SHA-256 (checked against its file when it was loaded), and its
     calibration where it has one."""
-    model = animator.model
     info: dict[str, Any] = {"name": model.path.name, "sha256": str(model.meta["sha256"])}
     if "encoder_sha256" in model.meta:
         info["encoder_sha256"] = str(model.meta["encoder_sha256"])
@@ -63,7 +63,17 @@ def clip_provenance(clip: Clip, animator: Animator, audio_sha256: str | None) ->
     if from_sound is not None and from_sound != engine:
         record["engine_without_text"] = from_sound
     if from_sound == "neural":
-        record["model"] = _model(animator)
+        record["model"] = _model(animator.model)
+    if audio_sha256 is not None:
+        record["audio_sha256"] = audio_sha256
+    return record
+
+
+def stream_provenance(animator: Animator, audio_sha256: str | None) -> dict[str, Any]:
+    """Provenance of what `animator`'s live model made of a stream (`talkface stream -o`), with the
+    SHA-256 of the audio file played (None: the microphone)."""
+    record: dict[str, Any] = {"generator": generator(), "talkface_version": talkface_version(), "engine": "neural"}
+    record["model"] = _model(animator.stream_model)
     if audio_sha256 is not None:
         record["audio_sha256"] = audio_sha256
     return record
