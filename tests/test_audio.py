@@ -22,6 +22,19 @@ def test_file_is_decoded_downmixed_and_resampled(tmp_path):
     assert 0.25 < np.abs(audio).max() < 0.35
 
 
+def test_a_file_decoded_a_block_at_a_time_gives_the_samples_of_the_whole_array(tmp_path, monkeypatch):
+    import talkface.audio
+
+    rng = np.random.default_rng(0)
+    stereo = (0.1 * rng.standard_normal((48000 * 5 + 123, 2))).astype(np.float32)
+    path = tmp_path / "b.wav"
+    sf.write(path, stereo, 48000, subtype="FLOAT")
+    whole = load_audio(stereo, 48000)
+    real = talkface.audio.audio_blocks
+    monkeypatch.setattr(talkface.audio, "audio_blocks", lambda p: real(p, seconds=0.7))  # many blocks
+    np.testing.assert_array_equal(load_audio(path), whole)
+
+
 def test_int16_array_is_scaled():
     pcm = (tone(rate=16000) * 32767).astype(np.int16)
     audio = load_audio(pcm, 16000)
