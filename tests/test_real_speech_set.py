@@ -6,8 +6,9 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-from conftest import DATA
+from conftest import ARCTIC_TRANSCRIPT, DATA
 from test_cli import assert_one_line_error, run
 
 from talkface.align import read_htk_labels
@@ -114,3 +115,23 @@ def test_builder_reads_mfa_transcripts(tmp_path):
         "<text x='95.0' y='10.0'>'s</text><text x='20.0' y='30.0'>ð</text></svg>"
     )
     assert builder._svg_words(svg) == "the there's"
+
+
+def test_builder_leaves_out_a_transcript_that_does_not_fit_its_sound():
+    """A reference is kept only where its transcript fits: the clip's own sentence does; another
+    sentence does not, nor an alignment whose pause lies over sound as loud as the speech."""
+    from talkface.align import align_transcript
+    from talkface.audio import load_audio
+
+    builder = _builder()
+    audio = np.concatenate([np.zeros(8000, np.float32), load_audio(DATA / "arctic_a0009.wav")])
+    phones, name = builder._align_first([("wav", audio)], ARCTIC_TRANSCRIPT)
+    assert name == "wav" and [p.phone for p in phones if p.phone != "sil"][:3] == ["hh", "iy", "t"]
+    assert phones[0].phone == "sil" and phones[0].end > 0.4
+    phones, why = builder._align_first([("wav", audio)], "Seven silver swans swam south.")
+    assert phones == [] and "words fit" in why
+    talk_over_pause = audio.copy()
+    talk_over_pause[:8000] = audio[24000:32000]  # speech the transcript does not hold
+    result = align_transcript(audio, ARCTIC_TRANSCRIPT)
+    assert builder._misfit(audio, result) is None
+    assert builder._misfit(talk_over_pause, result).startswith("the pause at 0.00-")

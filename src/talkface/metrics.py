@@ -20,6 +20,7 @@ CLOSED_BELOW = 0.05
 OPEN_AT = 0.2
 ROUNDED_AT = 0.3
 REST_BELOW = 0.1
+MIN_PAUSE = 0.25  # s: shorter silences are not scored as pauses
 ROUNDED_PHONES = frozenset({"uw", "ow", "w"})
 UNROUNDED_VOWELS = frozenset({"iy", "ih", "ey", "eh", "ae", "aa", "ay"})
 #: Phones where shut lips are not wrong: /p b m/, the lip-to-teeth /f v/ and pauses.
@@ -63,7 +64,7 @@ def _frac(values: list[bool]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def mouth_scores(anim: Animation, phones: Sequence[TimedPhone], min_pause: float = 0.25) -> MouthScores:
+def mouth_scores(anim: Animation, phones: Sequence[TimedPhone], min_pause: float = MIN_PAUSE) -> MouthScores:
     """Score an animation against timed phones at each phone's midpoint (nearest frame)."""
     ap = lip_aperture(anim)
     rd = rounding(anim)
