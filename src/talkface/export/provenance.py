@@ -50,6 +50,16 @@ def _model(model: FaceModel) -> dict[str, Any]:
     return info
 
 
+def _record(engine: str, audio_sha256: str | None, **fields: Any) -> dict[str, Any]:
+    """The fields every provenance has (the tool, its version, the engine), then `fields`, then the
+    audio's SHA-256 where there is one."""
+    record: dict[str, Any] = {"generator": generator(), "talkface_version": talkface_version(), "engine": engine}
+    record.update(fields)
+    if audio_sha256 is not None:
+        record["audio_sha256"] = audio_sha256
+    return record
+
+
 def clip_provenance(clip: Clip, animator: Animator, audio_sha256: str | None) -> dict[str, Any]:
     """Provenance of a clip `animator` made from speech whose bytes have the SHA-256 `audio_sha256`
     (hex; `file_sha256` of a file; None: not from a file or upload)."""
@@ -59,32 +69,20 @@ def clip_provenance(clip: Clip, animator: Animator, audio_sha256: str | None) ->
         engine, from_sound = animator.engine, animator.engine
     else:  # the text drives the face; where it did not fit, the sound (unless strict)
         engine, from_sound = "text-aligned", animator.engine if spans and not animator.strict_text else None
-    record: dict[str, Any] = {"generator": generator(), "talkface_version": talkface_version(), "engine": engine}
+    fields: dict[str, Any] = {}
     if from_sound is not None and from_sound != engine:
-        record["engine_without_text"] = from_sound
+        fields["engine_without_text"] = from_sound
     if from_sound == "neural":
-        record["model"] = _model(animator.model)
-    if audio_sha256 is not None:
-        record["audio_sha256"] = audio_sha256
-    return record
+        fields["model"] = _model(animator.model)
+    return _record(engine, audio_sha256, **fields)
 
 
 def stream_provenance(animator: Animator, audio_sha256: str | None) -> dict[str, Any]:
     """Provenance of what `animator`'s live model made of a stream (`talkface stream -o`), with the
     SHA-256 of the audio file played (None: the microphone)."""
-    record: dict[str, Any] = {"generator": generator(), "talkface_version": talkface_version(), "engine": "neural"}
-    record["model"] = _model(animator.stream_model)
-    if audio_sha256 is not None:
-        record["audio_sha256"] = audio_sha256
-    return record
+    return _record("neural", audio_sha256, model=_model(animator.stream_model))
 
 
 def tts_provenance(voice: str, audio: str | os.PathLike) -> dict[str, Any]:
     """Provenance of speech a TTS `voice` spoke into the file `audio` and talkface animated from its phones."""
-    return {
-        "generator": generator(),
-        "talkface_version": talkface_version(),
-        "engine": "tts",
-        "voice": voice,
-        "audio_sha256": file_sha256(audio),
-    }
+    return _record("tts", file_sha256(audio), voice=voice)
