@@ -36,8 +36,8 @@ _CLASSES = (  # the classes biased together, the share they raise, the price the
 )
 
 
-def _scores(model: Path, bias: dict[str, float], clips: list) -> dict:
-    animator = Animator(FPS, "neural", str(model))
+def _scores(animator: Animator, bias: dict[str, float], clips: list) -> dict:
+    """The scores of `animator`'s model with `bias` in place of its own (each new stream reads it)."""
     animator.model.viseme_bias = np.zeros_like(animator.model.viseme_bias)
     for name, value in bias.items():
         animator.model.viseme_bias[VISEMES.index(name)] = value
@@ -47,13 +47,14 @@ def _scores(model: Path, bias: dict[str, float], clips: list) -> dict:
 def calibrate(model: Path, manifest: Path) -> dict[str, float]:
     """The chosen bias per class, printing each row scored."""
     clips = read_set(manifest, "validation")
+    animator = Animator(FPS, "neural", str(model))
     chosen: dict[str, float] = {}
     base = None
     for names, gain, price in _CLASSES:
         best = 0.0
         for value in GRID:
             bias = chosen | dict.fromkeys(names, value)
-            r = _scores(model, {k: v for k, v in bias.items() if v}, clips)
+            r = _scores(animator, {k: v for k, v in bias.items() if v}, clips)
             base = base or r
             ok = r[price][0] <= base[price][0] + PRICE and r["open_on_open_vowels"][0] >= OPEN
             print(f"{'+'.join(names):<6} {value:>5.2f}  {gain} {r[gain][0]:.3f}  {price} {r[price][0]:.3f}  "
