@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,16 +27,15 @@ class Animation:
 
     def __post_init__(self) -> None:
         w = np.asarray(self.weights, dtype=np.float32)
-        if w.ndim != 2 or w.shape[1] != len(self.names):
-            raise TalkfaceError(
-                f"animation needs shape [frames, {len(self.names)}], got {list(np.shape(self.weights))}"
-            )
-        if not (self.fps > 0 and np.isfinite(self.fps)):
+        names = tuple(self.names)
+        if w.ndim != 2 or w.shape[1] != len(names):
+            raise TalkfaceError(f"animation needs shape [frames, {len(names)}], got {list(np.shape(self.weights))}")
+        if not (self.fps > 0 and math.isfinite(self.fps)):
             raise TalkfaceError(f"fps must be a positive number, got {self.fps}")
-        if len(set(self.names)) != len(self.names):
+        if not _unique(names):
             raise TalkfaceError("animation channel names must be unique")
         object.__setattr__(self, "weights", w)
-        object.__setattr__(self, "names", tuple(self.names))
+        object.__setattr__(self, "names", names)
         object.__setattr__(self, "fps", float(self.fps))
 
     @classmethod
@@ -125,3 +126,9 @@ class Animation:
         if w.size and (w.min() < 0 or w.max() > 1):
             raise TalkfaceError("blendshape weights must lie in [0, 1]")
         return self
+
+
+@functools.lru_cache(maxsize=64)
+def _unique(names: tuple[str, ...]) -> bool:
+    """Whether no channel name repeats (cached: a stream makes many animations with the same names)."""
+    return len(set(names)) == len(names)

@@ -44,7 +44,7 @@ class Articulations:
     def apply(self, weights: np.ndarray, visemes: np.ndarray) -> np.ndarray:
         """Enforce in `weights` [k, 52] in place; which of the k frames hold an articulation whole."""
         whole = np.zeros(weights.shape[0], bool)
-        for i, best in enumerate((visemes + self.bias).argmax(axis=1)):
+        for i, best in enumerate((visemes + self.bias).argmax(axis=1).tolist()):
             self.viseme, self.run = (best, self.run + 1) if best == self.viseme else (best, 1)
             viseme = VISEMES[best]
             whole[i] = self._enforce(weights[i], viseme)

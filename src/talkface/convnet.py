@@ -115,8 +115,8 @@ def gelu(x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class NetState:
-    """One stream's memory: the last ``2·dilation`` inputs of each block (zeros at the start,
-    as the network's causal padding), and its emotion's contribution to the first layer."""
+    """One stream's memory: the last ``2·dilation`` inputs of each block ([1, 2·dilation, channels],
+    zeros at the start, as the network's causal padding), and its emotion's contribution to the first layer."""
 
     caches: list[np.ndarray]
     bias: np.ndarray
@@ -179,7 +179,7 @@ class StepNet:
 
     def state(self, emotion: np.ndarray | None = None) -> NetState:
         """A fresh stream (all-zero history) with an emotion vector (None: zeros)."""
-        caches = [np.zeros((2 * b.dilation, self.channels), np.float32) for b in self.blocks]
+        caches = [np.zeros((1, 2 * b.dilation, self.channels), np.float32) for b in self.blocks]
         return NetState(caches, self.emotion_bias_for(emotion))
 
     def emotion_bias_for(self, emotion: np.ndarray | None) -> np.ndarray:
@@ -213,9 +213,13 @@ class StepNet:
         x = (mel - self.mean) / self.std @ self.inp + np.stack([s.bias for s in states])[:, None, :]
         for k, block in enumerate(self.blocks):
             d = block.dilation
-            h = np.concatenate([np.stack([s.caches[k] for s in states]), x], axis=1)  # [streams, 2d + n, c]
+            h = np.empty((count, 2 * d + n, c), np.float32)  # (filled in place: np.concatenate on axis 1 is slow)
+            np.concatenate([s.caches[k] for s in states], out=h[:, : 2 * d])
+            h[:, 2 * d :] = x
+            tail = h[:, -2 * d :]  # the next caches: views, copied only where most of h is not needed
+            tail = tail.copy() if n > 2 * d else tail
             for i, s in enumerate(states):
-                s.caches[k] = h[i, -2 * d :].copy()
+                s.caches[k] = tail[i : i + 1]
             taps = np.concatenate([h[:, :n], h[:, d : d + n], h[:, 2 * d : 2 * d + n]], axis=2)
             y = gelu(taps.reshape(count * n, 3 * c) @ block.conv + block.conv_bias)
             x = x + (y @ block.mix + block.mix_bias).reshape(count, n, c)

@@ -55,11 +55,12 @@ _OUTPUTS = len(ARKIT_NAMES) + len(VISEMES)  # a model frame: weights, then visem
 SNAP = 0.25  # of a 100 Hz frame: an output frame this close after one takes it without interpolating
 
 
-def _positions(frames: np.ndarray, fps: float, rate: float) -> tuple[np.ndarray, np.ndarray]:
-    """Output frames' places on the model's frame grid (fractional), and the model frame each needs last."""
+def _positions(frames: np.ndarray | int, fps: float, rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """Output frames' places on the model's frame grid (fractional), and the model frame each needs last
+    (for an array of frame numbers, or one)."""
     pos = frames / fps * rate
     lo = np.floor(pos + 1e-9)  # (1e-9: float noise of k / fps)
-    return pos, np.where(pos - lo < SNAP, lo, lo + 1)
+    return pos, lo + (pos - lo >= SNAP)
 
 
 @dataclass
@@ -296,30 +297,31 @@ class Stream:
         (before post)."""
         weights = model_frames[:, : len(ARKIT_NAMES)].copy()
         whole = self._articulations.apply(weights, model_frames[:, len(ARKIT_NAMES) :])
-        self._speech = np.concatenate([self._speech, np.clip(weights, 0.0, 1.0)])
+        self._speech = np.concatenate([self._speech, weights.clip(0.0, 1.0)])
         self._whole = np.concatenate([self._whole, whole])
         self._model_frames += weights.shape[0]
         n, rate = self._model_frames, self.engine.rate
         if self.ending:
             count = max(1, round(n / rate * self.fps)) if n else 0
         else:  # the frames whose model frames are all there
-            ahead = np.arange(self.frames_out, math.floor(n / rate * self.fps) + 2)  # the last is never ready
-            count = self.frames_out + int(np.argmax(_positions(ahead, self.fps, rate)[1] > n - 1))
+            count = self.frames_out
+            while _positions(count, self.fps, rate)[1] < n:
+                count += 1
         if count <= self.frames_out:  # nothing new (most 20 ms chunks at 30 fps)
             return np.zeros((0, len(ARKIT_NAMES)), np.float32)
         ks = np.arange(self.frames_out, count)
         pos, last = _positions(ks, self.fps, rate)
-        pos = np.clip(pos, 0, n - 1) if n else ks * 0.0
+        pos = pos.clip(0, n - 1) if n else ks * 0.0
         lo = np.floor(pos + 1e-9).astype(int)
         hi = np.minimum(lo + 1, n - 1)
-        start = self._speech_start
-        whole_lo, whole_hi = self._whole[lo - start], self._whole[hi - start]
+        lo_at, hi_at = lo - self._speech_start, hi - self._speech_start
+        whole_lo, whole_hi = self._whole[lo_at], self._whole[hi_at]
         # between a frame that holds a closure whole and one that does not, show the closure rather
         # than a blend, so that fewer brief closures are lost between two output frames
-        frac = np.where(whole_lo & ~whole_hi, 0.0, np.where(whole_hi & ~whole_lo, 1.0, pos - lo))
+        frac = np.where(whole_lo > whole_hi, 0.0, np.where(whole_hi > whole_lo, 1.0, pos - lo))
         frac = np.where(last == lo, 0.0, frac)
         frac = frac[:, None].astype(np.float32)
-        return self._speech[lo - start] * (1 - frac) + self._speech[hi - start] * frac
+        return self._speech[lo_at] * (1 - frac) + self._speech[hi_at] * frac
 
     def _finish(self, speech: np.ndarray) -> Animation:
         """Post-processing of the output frames from `_resample`."""

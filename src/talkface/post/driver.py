@@ -22,7 +22,7 @@ import numpy as np
 from ..animation import Animation
 from ..rig import ARKIT_NAMES, INDEX, POSE_NAMES
 from . import emotion as emo
-from .life import Layers, Life, gaze_shapes
+from .life import LOOKS, Layers, Life, gaze_shapes
 from .prosody import Cues
 from .settings import EmotionTrack, FaceParams, LifeConfig
 from .smoothing import Smoother, coefficient, lowpass, window_max
@@ -34,17 +34,25 @@ _UPPER = [n for n in ARKIT_NAMES if n.startswith(("brow", "eyeSquint", "eyeWide"
 _LOWER = [n for n in ARKIT_NAMES if n.startswith(("mouth", "jaw", "cheekPuff"))]
 _JAW = ["jawOpen", "jawForward", "jawLeft", "jawRight", "mouthClose"]
 _SKIN = [n for n in ARKIT_NAMES if not n.startswith(("eyeLook", "tongue"))]
-_STRENGTHS = [(_LOWER, "lower_face_strength"), (_UPPER, "upper_face_strength"), (_JAW, "jaw_strength"),
-              (["tongueOut"], "tongue_strength"), (_SKIN, "skin_strength")]  # fmt: skip
-_SMOOTHED = {"lower_face_smoothing": [*_LOWER, "tongueOut"],
-             "upper_face_smoothing": [*_UPPER, "eyeBlinkLeft", "eyeBlinkRight"]}  # fmt: skip
-_REST_TAU = 0.03  # s: the face eases to rest (and back) where no voice is heard
-_EYES = [POSE_NAMES.index(n) for n in ("leftEyeYaw", "leftEyePitch")], [
-    POSE_NAMES.index(n) for n in ("rightEyeYaw", "rightEyePitch")]  # fmt: skip
 
 
 def _idx(names: Sequence[str]) -> np.ndarray:
     return np.array([INDEX[n] for n in names])
+
+
+_STRENGTHS = [(_idx(_LOWER), "lower_face_strength"), (_idx(_UPPER), "upper_face_strength"),
+              (_idx(_JAW), "jaw_strength"), (_idx(["tongueOut"]), "tongue_strength"),
+              (_idx(_SKIN), "skin_strength")]  # fmt: skip
+_SMOOTHED = {"lower_face_smoothing": _idx([*_LOWER, "tongueOut"]),
+             "upper_face_smoothing": _idx([*_UPPER, "eyeBlinkLeft", "eyeBlinkRight"])}  # fmt: skip
+_REST_TAU = 0.03  # s: the face eases to rest (and back) where no voice is heard
+_EYES = np.array([POSE_NAMES.index(n) for n in ("leftEyeYaw", "leftEyePitch", "rightEyeYaw", "rightEyePitch")])
+_EYE_AXES = np.array([0, 1, 0, 1])  # the gaze's yaw and pitch for each of them
+_NAMES = (*ARKIT_NAMES, *POSE_NAMES)  # the channels `finish` works on
+_CHANNEL = {name: j for j, name in enumerate(_NAMES)}
+_BLINK = _idx(["eyeBlinkLeft", "eyeBlinkRight"])
+_LOOKS, _LOOK_DOWN = _idx(LOOKS), LOOKS.index("eyeLookDownLeft")
+_WIDE = _idx(["eyeWideLeft", "eyeWideRight"])
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,7 @@ class Post:
         emotion = style.emotion
         if not isinstance(emotion, EmotionTrack):  # ("auto" needs a transcript: neutral here)
             emotion = EmotionTrack.constant({} if emotion is None or isinstance(emotion, str) else emotion)
-        self.track = emotion
+        self._follow(emotion)
         self.emotion_state: np.ndarray | None = None
         self.patterns = emo.Patterns(style.seed, fps)
         self.life = Life(style.life, fps, style.seed, zero_lag=horizon.zero_lag, breath_ahead=horizon.breath_ahead)
@@ -96,11 +104,16 @@ class Post:
     @property
     def names(self) -> tuple[str, ...]:
         """The channels of the frames made."""
-        return (*ARKIT_NAMES, *POSE_NAMES) if self.pose else ARKIT_NAMES
+        return _NAMES if self.pose else ARKIT_NAMES
 
     def set_emotion(self, emotion: dict[str, float] | EmotionTrack) -> None:
         """A new emotion from the next frame on (eased in by the transition time)."""
-        self.track = emotion if isinstance(emotion, EmotionTrack) else EmotionTrack.constant(emotion)
+        self._follow(emotion if isinstance(emotion, EmotionTrack) else EmotionTrack.constant(emotion))
+
+    def _follow(self, track: EmotionTrack) -> None:
+        """Follow `track`; a constant one is settled once here (`emo.settle` works frame by frame)."""
+        self.track = track
+        self.settled = emo.settle(track.sample(np.zeros(1)), self.settings) if len(track.times) == 1 else None
 
     def set_face(self, face: FaceParams) -> None:
         """New face parameters from the next frame on."""
@@ -127,7 +140,10 @@ class Post:
 
     def _emotion(self, w: np.ndarray, speech: np.ndarray, t: np.ndarray, cues: Cues) -> np.ndarray:
         """The emotion's pose and patterns laid over the speech, the lips kept where the mouth is busy."""
-        targets = emo.settle(self.track.sample(t), self.settings)
+        if self.settled is not None:
+            targets = np.repeat(self.settled, len(t), axis=0)
+        else:
+            targets = emo.settle(self.track.sample(t), self.settings)
         state = emo.ease_towards(targets, self.settings, self.fps, self.emotion_state)
         patterns = self.patterns.step(t, state)
         motion = emo.mouth_motion(speech)
@@ -144,7 +160,7 @@ class Post:
     def _smooth(self, w: np.ndarray) -> None:
         """Face smoothing, in place, per region: a low-pass that spreads each frame over about the
         region's smoothing time (standard deviation; a whole clip, smoothed without lag, a little more)."""
-        for param, names in _SMOOTHED.items():
+        for param, cols in _SMOOTHED.items():
             sigma = getattr(self.face, param)
             smoother = self.smoothers[param]
             if sigma <= 0:
@@ -153,16 +169,15 @@ class Post:
             if smoother is None:
                 smoother = self.smoothers[param] = Smoother(sigma / math.sqrt(2), self.fps, self.horizon.zero_lag)
             smoother.retime(sigma / math.sqrt(2))
-            cols = _idx(names)
             w[:, cols] = smoother(w[:, cols])
 
 
 def strengths(w: np.ndarray, face: FaceParams) -> None:
     """In place: scale each region's deviation from the neutral face (all zeros)."""
-    for names, attr in _STRENGTHS:
+    for cols, attr in _STRENGTHS:
         k = getattr(face, attr)
         if k != 1.0:
-            w[:, _idx(names)] *= k
+            w[:, cols] *= k
 
 
 def _screen(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -176,16 +191,13 @@ def add_life(w: np.ndarray, angles: np.ndarray, layers: Layers, face: FaceParams
     layer = np.zeros_like(w)  # what the eyes add, screened over the weights in one go
     gaze = layers.gaze * face.saccade_strength
     looks = gaze_shapes(gaze)
-    for name, value in looks.items():
-        layer[:, INDEX[name]] = value
-    blinks = np.clip(layers.blinks * face.blink_strength, 0.0, 1.0)
-    for eye, name in enumerate(("eyeBlinkLeft", "eyeBlinkRight")):  # the upper lids follow the eyes down
-        layer[:, INDEX[name]] = _screen(blinks[:, eye], 0.4 * looks["eyeLookDownLeft"])
+    layer[:, _LOOKS] = looks
+    blinks = (layers.blinks * face.blink_strength).clip(0.0, 1.0)
+    layer[:, _BLINK] = _screen(blinks, 0.4 * looks[:, _LOOK_DOWN, None])  # the upper lids follow the eyes down
     w = _screen(w, layer)
-    for eye in _EYES:
-        angles[:, eye] += gaze
+    angles[:, _EYES] += gaze[:, _EYE_AXES]
     angles[:, :3] += layers.head
-    return np.clip(w + layers.breath * (1 - w), 0.0, 1.0)
+    return (w + layers.breath * (1 - w)).clip(0.0, 1.0)
 
 
 def keep_pose(names: Sequence[str], face: FaceParams, life: LifeConfig) -> bool:
@@ -196,24 +208,21 @@ def keep_pose(names: Sequence[str], face: FaceParams, life: LifeConfig) -> bool:
 
 def finish(w: np.ndarray, angles: np.ndarray, face: FaceParams, pose: bool, fps: float) -> Animation:
     """Eyelid and lip offsets, per-channel multipliers and offsets, the clamp."""
-    for side in ("Left", "Right"):
-        blink, wide = INDEX["eyeBlink" + side], INDEX["eyeWide" + side]
-        w[:, blink] += face.blink_offset
-        if face.eyelid_open_offset > 0:
-            w[:, wide] = _screen(np.clip(w[:, wide], 0, 1), face.eyelid_open_offset)
-        elif face.eyelid_open_offset < 0:
-            w[:, blink] = _screen(np.clip(w[:, blink], 0, 1), -face.eyelid_open_offset)
+    if face.blink_offset:
+        w[:, _BLINK] += face.blink_offset
+    if face.eyelid_open_offset > 0:
+        w[:, _WIDE] = _screen(np.clip(w[:, _WIDE], 0, 1), face.eyelid_open_offset)
+    elif face.eyelid_open_offset < 0:
+        w[:, _BLINK] = _screen(np.clip(w[:, _BLINK], 0, 1), -face.eyelid_open_offset)
     if face.lip_open_offset:
         _lip_offset(w, face.lip_open_offset)
-    names = (*ARKIT_NAMES, *POSE_NAMES)
     full = np.concatenate([w, angles], axis=1)
     for channel, k in face.multipliers.items():
-        full[:, names.index(channel)] *= k
+        full[:, _CHANNEL[channel]] *= k
     for channel, k in face.offsets.items():
-        full[:, names.index(channel)] += k
-    full[:, : len(ARKIT_NAMES)] = np.clip(full[:, : len(ARKIT_NAMES)], face.clamp_min, face.clamp_max)
-    out = Animation(full, fps, names)
-    return out if pose else out.with_channels(ARKIT_NAMES)
+        full[:, _CHANNEL[channel]] += k
+    full[:, : len(ARKIT_NAMES)] = full[:, : len(ARKIT_NAMES)].clip(face.clamp_min, face.clamp_max)
+    return Animation(full, fps, _NAMES) if pose else Animation(full[:, : len(ARKIT_NAMES)], fps)
 
 
 def _lip_offset(w: np.ndarray, offset: float) -> None:

@@ -136,7 +136,7 @@ _BREATHLESS, _PAIN, _GRIEF = (EMOTIONS.index(e) for e in ("outofbreath", "pain",
 
 def mouth_motion(speech: np.ndarray) -> np.ndarray:
     """Per frame, 0–1: how busy the lips and jaw are with speech [frames, 52] (0 = at rest)."""
-    return np.clip(np.abs(speech[:, _MOUTH_MOTION]).max(axis=1) / 0.06, 0.0, 1.0)
+    return (np.abs(speech[:, _MOUTH_MOTION]).max(axis=1) / 0.06).clip(0.0, 1.0)
 
 
 def ease_towards(targets: np.ndarray, settings: EmotionSettings, fps: float, state: np.ndarray | None) -> np.ndarray:
@@ -163,9 +163,9 @@ class Patterns:
         if not n:
             return np.zeros((0, len(ARKIT_NAMES)))
         rate = PANT_RATE + PANT_SWING * np.sin(2 * math.pi * PANT_SWING_RATE * t + self.pant_offset)
-        pant = self.pant_phase + np.cumsum(2 * math.pi * rate / self.fps)
+        pant = self.pant_phase + (2 * math.pi * rate / self.fps).cumsum()
         jitter = self.rng[2].normal(0, TREMOR_JITTER, n)
-        tremor = self.tremor_phase + np.cumsum(2 * math.pi * (TREMOR_RATE + jitter) / self.fps)
+        tremor = self.tremor_phase + (2 * math.pi * (TREMOR_RATE + jitter) / self.fps).cumsum()
         self.pant_phase, self.tremor_phase = float(pant[-1]), float(tremor[-1])
         gaps = []
         while self.winces[-1] + sum(gaps) < t[-1] + 1.0:  # a loop over winces
@@ -173,30 +173,31 @@ class Patterns:
         winces = np.concatenate([self.winces, self.winces[-1] + np.cumsum(gaps)]) if gaps else self.winces
         self.winces = winces[winces > t[-1] - 1.0]
         out = np.zeros((n, len(ARKIT_NAMES)))
-        if w[:, _BREATHLESS].any():
+        felt = w.any(axis=0)
+        if felt[_BREATHLESS]:
             out += _PANT * ((0.5 - 0.5 * np.cos(pant)) * w[:, _BREATHLESS])[:, None]
-        if w[:, _PAIN].any():  # each frame feels the (at most two) winces within a second of it
+        if felt[_PAIN]:  # each frame feels the (at most two) winces within a second of it
             after = np.searchsorted(winces, t)
             near = np.stack([winces[np.maximum(after - 1, 0)], winces[np.minimum(after, len(winces) - 1)]], axis=1)
             bumps = np.exp(-0.5 * ((t[:, None] - near) / WINCE_WIDTH) ** 2) * (np.abs(t[:, None] - near) < 1.0)
             bumps[after == 0, 0] = 0.0  # (no wince before the first)
             bumps[after == len(winces), 1] = 0.0
             out += _WINCE * (np.minimum(bumps.sum(axis=1), 1.0) * w[:, _PAIN])[:, None]
-        if w[:, _GRIEF].any():
+        if felt[_GRIEF]:
             out[:, INDEX["mouthShrugLower"]] += TREMOR * (0.5 + 0.5 * np.sin(tremor)) * w[:, _GRIEF]
         return out
 
 
 def poses(state: np.ndarray, patterns: np.ndarray) -> np.ndarray:
     """The emotion pose per frame [n, 52] for emotion states [n, 10] and their patterns."""
-    return np.clip(state @ _POSE_MATRIX + patterns, 0.0, 1.0)
+    return (state @ _POSE_MATRIX + patterns).clip(0.0, 1.0)
 
 
 def blend(base: np.ndarray, poses: np.ndarray, busy: np.ndarray) -> np.ndarray:
     """Speech weights [frames, 52] with emotion poses [frames, 52] laid over them, keeping the
     speech's lips where the mouth is `busy` (per frame, 0–1; module doc)."""
     rest = 1.0 - busy
-    rounded = np.clip(base[:, INDEX["mouthPucker"]] + base[:, INDEX["mouthFunnel"]], 0.0, 1.0)
+    rounded = (base[:, INDEX["mouthPucker"]] + base[:, INDEX["mouthFunnel"]]).clip(0.0, 1.0)
     out = base.copy()
     screen = base + poses - base * poses  # adds without overshooting 1
     out[:, _FACE] = screen[:, _FACE]

@@ -71,34 +71,37 @@ BREATH_BEFORE, BREATH_LENGTH, BREATH_AFTER = 0.35, 0.55, 0.05  # a whole clip's:
 # .55 s long, starting at least .05 s into the pause and ending as the phrase starts
 BREATH = {"jawOpen": 0.05, "mouthLowerDownLeft": 0.03, "mouthLowerDownRight": 0.03,
           "noseSneerLeft": 0.08, "noseSneerRight": 0.08}  # fmt: skip
+_FOLLOW = np.array(FOLLOW)
 _BREATH = np.zeros(len(ARKIT_NAMES))
 _BREATH[[INDEX[n] for n in BREATH]] = list(BREATH.values())
 
 
 def ease(x: np.ndarray) -> np.ndarray:
     """Smoothstep on [0, 1]."""
-    x = np.clip(x, 0.0, 1.0)
+    x = x.clip(0.0, 1.0)
     return x * x * (3 - 2 * x)
 
 
 def _breath(x: np.ndarray) -> np.ndarray:
     """A breath in over x from 0 to 1: quickly in, slowly let go."""
-    return np.where((x > 0) & (x < 1), np.sin(np.pi * np.clip(x, 0.0, 1.0) ** 0.7), 0.0)
+    return np.where((x > 0) & (x < 1), np.sin(np.pi * x.clip(0.0, 1.0) ** 0.7), 0.0)
 
 
 def _min_jerk(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
+    x = x.clip(0.0, 1.0)
     return x**3 * (10 - 15 * x + 6 * x * x)
 
 
-def gaze_shapes(gaze: np.ndarray) -> dict[str, np.ndarray]:
-    """The eyeLook* weights for gaze angles [frames, 2] (yaw, pitch)."""
-    yaw, pitch = gaze[:, 0] / LOOK_RANGE, gaze[:, 1] / LOOK_RANGE
-    left, right, up, down = (np.clip(v, 0.0, 1.0) for v in (yaw, -yaw, pitch, -pitch))
-    return {
-        "eyeLookOutLeft": left, "eyeLookInRight": left, "eyeLookInLeft": right, "eyeLookOutRight": right,
-        "eyeLookUpLeft": up, "eyeLookUpRight": up, "eyeLookDownLeft": down, "eyeLookDownRight": down,
-    }  # fmt: skip
+#: The eyeLook* shapes, each following one gaze angle one way (`_LOOK_AXIS`, `_LOOK_SIGN`): left, right, up, down.
+LOOKS = ("eyeLookOutLeft", "eyeLookInRight", "eyeLookInLeft", "eyeLookOutRight",
+         "eyeLookUpLeft", "eyeLookUpRight", "eyeLookDownLeft", "eyeLookDownRight")  # fmt: skip
+_LOOK_AXIS = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+_LOOK_SIGN = np.array([1.0, 1.0, -1.0, -1.0, 1.0, 1.0, -1.0, -1.0])
+
+
+def gaze_shapes(gaze: np.ndarray) -> np.ndarray:
+    """The weights [frames, 8] of the `LOOKS` shapes for gaze angles [frames, 2] (yaw, pitch)."""
+    return (gaze[:, _LOOK_AXIS] / LOOK_RANGE * _LOOK_SIGN).clip(0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -124,9 +127,9 @@ class _Saccade:
     prev: np.ndarray
     target: np.ndarray
 
-    def at(self, t: float) -> np.ndarray:
-        """Where the eyes are at time t."""
-        return self.prev + (self.target - self.prev) * float(_min_jerk(np.array((t - self.start) / self.dur)))
+    def at(self, t: np.ndarray) -> np.ndarray:
+        """Where the eyes are [len(t), 2] at times t."""
+        return self.prev + (self.target - self.prev) * _min_jerk((t - self.start) / self.dur)[:, None]
 
 
 class Life:
@@ -152,12 +155,12 @@ class Life:
         self.fix_start, self.away = 0.0, False
         self.next_switch = float(g.uniform(*FIRST_SWITCH))
         self.next_micro = float(g.uniform(*MICRO_FIRST))
-        # head: three slow sinusoids per axis, as (frequencies, amplitudes, phases) [3 axes, 3]
+        # head: three slow sinusoids per axis, as (angular frequencies, amplitudes, phases) [3 axes, 3]
         wander = []
         for std in WANDER[0]:
             freqs, amps = h.uniform(*WANDER[1], 3), h.uniform(0.5, 1.0, 3)
             amps *= std * _DEG * math.sqrt(2) / np.sqrt((amps**2).sum())
-            wander.append((freqs, amps, h.uniform(0, 2 * math.pi, 3)))
+            wander.append((2 * math.pi * freqs, amps, h.uniform(0, 2 * math.pi, 3)))
         self.wander = [np.array(column) for column in zip(*wander, strict=True)]
         self.talking = Smoother(TALKING_TAU, fps, zero_lag)
         self.voice_pitch = Smoother(PITCH_TAU, fps, zero_lag)
@@ -177,10 +180,10 @@ class Life:
         """The layers of frames first..first+n-1, with the cues of those frames."""
         n, fps, cfg = len(cues.active), self.fps, self.config
         t = (first + np.arange(n)) / fps
-        pause = self._pauses(t, cues.active)
-        quiet = ~cues.active
-        crossing = quiet & (pause - 1 / fps < PHRASE_END) & (pause >= PHRASE_END)
-        back = quiet & (pause - 1 / fps < GAZE_BACK) & (pause >= GAZE_BACK)
+        pause = self._pauses(t, cues.active)  # (0 while speaking: no threshold below is crossed then)
+        before = pause - 1 / fps
+        crossing = (before < PHRASE_END) & (pause >= PHRASE_END)
+        back = (before < GAZE_BACK) & (pause >= GAZE_BACK)
         times: dict[str, list[float]] = {"blink": [], "saccade": [], "nod": []}
         self._events(first, t, cues, crossing, back, times)
         gaze = self._gaze(first, t) if cfg.gaze else np.zeros((n, 2))
@@ -210,9 +213,10 @@ class Life:
         """Handle every frame where something happens, in order: a loop over events, not frames."""
         cfg, n = self.config, len(t)
         due_at = t + BLINK_DUE
-        crossings = np.flatnonzero(crossing).tolist() if cfg.blink else []
-        backs = np.flatnonzero(back).tolist() if cfg.gaze else []
-        ready = np.flatnonzero(cues.ahead & (t > AWAY_AFTER)).tolist() if cfg.gaze else []
+        crossings = crossing.nonzero()[0].tolist() if cfg.blink else []
+        backs = back.nonzero()[0].tolist() if cfg.gaze else []
+        # (the frames that may look away: wanted only once a pause, maybe this one, has armed it)
+        ready = np.flatnonzero(cues.ahead & (t > AWAY_AFTER)).tolist() if self.armed or backs else []
         accents: dict[int, list[tuple[int, float, float]]] = {}
         for accent in cues.accents if cfg.head else []:  # a loop over syllables
             if accent[2] >= NOD_STRESS:
@@ -227,12 +231,12 @@ class Life:
                 if j < len(frames):
                     k = min(k, frames[j])
             if cfg.gaze:
-                k = min(k, max(i, int(np.searchsorted(t, self.next_switch))))
-                micro = max(i, int(np.searchsorted(t, self.next_micro)))
+                k = min(k, max(i, int(t.searchsorted(self.next_switch))))
+                micro = max(i, int(t.searchsorted(self.next_micro)))
                 if micro < n and t[micro] < self.next_switch - MICRO_CLEAR:
                     k = min(k, micro)
             if cfg.blink:
-                k = min(k, max(i, int(np.searchsorted(due_at, min([self.next_blink, *self.pending])))))
+                k = min(k, max(i, int(due_at.searchsorted(min([self.next_blink, *self.pending])))))
             if k >= n:
                 break
             self._frame(first + k, float(t[k]), bool(cues.active[k]), bool(cues.ahead[k]), k in crossed,
@@ -276,7 +280,7 @@ class Life:
                target: np.ndarray | None = None) -> None:  # fmt: skip
         """A saccade starting at time `at`, shown from frame `index` on."""
         g = self.rng[1]
-        prev = self.saccades[-1].at(at)
+        prev = self.saccades[-1].at(np.array([at]))[0]
         if target is None:
             if self.away:
                 target = np.array([g.choice([-1, 1]) * g.uniform(*AWAY_YAW) * _DEG, g.uniform(*AWAY_PITCH) * _DEG])
@@ -317,12 +321,13 @@ class Life:
 
     def _gaze(self, first: int, t: np.ndarray) -> np.ndarray:
         """Each frame shows the last saccade drawn by then (min-jerk from where the eyes were)."""
-        shown = self.saccades
-        which = np.searchsorted([s.frame for s in shown], first + np.arange(len(t)), side="right") - 1
-        start, dur = np.array([s.start for s in shown])[which], np.array([s.dur for s in shown])[which]
-        prev, target = np.array([s.prev for s in shown])[which], np.array([s.target for s in shown])[which]
-        self.saccades = shown[-1:]
-        return prev + (target - prev) * _min_jerk((t - start) / dur)[:, None]
+        out = np.empty((len(t), 2))
+        ends = [s.frame - first for s in self.saccades[1:]] + [len(t)]
+        for saccade, end in zip(self.saccades, ends, strict=True):  # a loop over saccades
+            lo = max(0, saccade.frame - first)
+            out[lo:end] = saccade.at(t[lo:end])
+        self.saccades = self.saccades[-1:]
+        return out
 
     def _blinks(self, first: int, t: np.ndarray) -> np.ndarray:
         """Each eye's lid closure: fast closing, a short hold, slow opening; the closed frame is
@@ -358,17 +363,18 @@ class Life:
                 target[a:b] = _breath((t[a:b] - start) / (t[b] - start))
             return target
         lo, hi = BREATH_PAUSE
-        breathing = ~cues.active & ~cues.ahead
-        return self.inhale(np.where(breathing, _breath((pause - lo) / (hi - lo)), 0.0))
+        breathing = ~(cues.active | cues.ahead)
+        target = np.where(breathing, _breath((pause - lo) / (hi - lo)), 0.0) if breathing.any() else np.zeros(len(t))
+        return self.inhale(target)
 
     def _head(self, first: int, t: np.ndarray, cues: Cues, gaze: np.ndarray) -> np.ndarray:
         """Head yaw, pitch, roll: wander (more while speaking), the voice's pitch, nods, the gaze."""
-        freqs, amps, phases = self.wander
-        head = (amps * np.sin(2 * math.pi * freqs * t[:, None, None] + phases)).sum(axis=2)
+        omegas, amps, phases = self.wander
+        head = (amps * np.sin(omegas * t[:, None, None] + phases)).sum(axis=2)
         quiet, loud = TALKING_GAIN
         head *= (quiet + loud * self.talking(cues.active.astype(np.float64)))[:, None]
         voice = np.where(cues.active & np.isfinite(cues.pitch), cues.pitch, 0.0)
-        head[:, 1] += np.clip(PITCH_GAIN * _DEG * self.voice_pitch(voice), -PITCH_MAX * _DEG, PITCH_MAX * _DEG)
+        head[:, 1] += (PITCH_GAIN * _DEG * self.voice_pitch(voice)).clip(-PITCH_MAX * _DEG, PITCH_MAX * _DEG)
         for frame, at, amp, sign in self.nods:  # a loop over nods: down and back, a little roll
             lo = max(0, frame - first)
             hi = int(np.searchsorted(t, at + NOD_LENGTH))
@@ -378,5 +384,5 @@ class Life:
             head[lo:hi, 2] += NOD_ROLL * amp * bump * sign
         end = t[-1] if len(t) else -math.inf
         self.nods = [nod for nod in self.nods if nod[1] + NOD_LENGTH > end]
-        head[:, :2] += np.array(FOLLOW) * self.follow(gaze)
+        head[:, :2] += _FOLLOW * self.follow(gaze)
         return head

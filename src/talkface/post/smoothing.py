@@ -14,8 +14,8 @@ def coefficient(tau: float, fps: float) -> float:
 
 
 def lowpass(x: np.ndarray, a: float, start: np.ndarray | float | None = None, backward: bool = False) -> np.ndarray:
-    """y[i] = y[i-1] + a (x[i] - y[i-1]) along axis 0, from y[-1] = `start` (None: the first input),
-    run from the last frame to the first when `backward`.
+    """y[i] = y[i-1] + a (x[i] - y[i-1]) along axis 0, from y[-1] = `start` (a float or float64 row;
+    None: the first input), run from the last frame to the first when `backward`.
 
     Computed as a prefix scan: log2 of the filter's memory passes of whole-array operations."""
     x = np.asarray(x, np.float64)
@@ -25,7 +25,7 @@ def lowpass(x: np.ndarray, a: float, start: np.ndarray | float | None = None, ba
         return x.copy()
     r = 1.0 - a
     y = a * x
-    y[0] += r * (x[0] if start is None else np.asarray(start, np.float64))
+    y[0] += r * (x[0] if start is None else start)
     shift, decay = 1, r
     while shift < len(y) and decay > 1e-18:  # y[i] sums the inputs of the last 2·shift frames
         y[shift:] = y[shift:] + decay * y[:-shift]
