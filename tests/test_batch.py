@@ -227,11 +227,13 @@ def test_a_manifest_that_cannot_be_read_is_one_usage_error(tmp_path, capsys, nam
 
 
 def test_a_worker_that_dies_fails_only_its_own_line(library, tmp_path):
-    manifest = _manifest(library, ["vo/a.wav,,,,first.csv,", "vo/b.flac,,,,second.csv,", "vo/a.wav,,,,third.csv,"])
+    speech, rate = sf.read(library / "vo" / "a.wav", dtype="float32")
+    sf.write(library / "vo" / "long.wav", np.tile(speech, 100), rate)  # 5 minutes: seconds of work on any machine
+    manifest = _manifest(library, ["vo/long.wav,,,,first.csv,", "vo/b.flac,,,,second.csv,", "vo/a.wav,,,,third.csv,"])
     out = tmp_path / "out"
     killed = []
 
-    def kill_the_first_worker() -> None:  # while it starts up, with the first line already sent to it
+    def kill_the_first_worker() -> None:  # as it starts up or works on the first line, sent to it at once
         deadline = time.monotonic() + 60
         while not killed and time.monotonic() < deadline:
             for child in multiprocessing.active_children():
