@@ -253,3 +253,16 @@ def test_the_face_rests_where_no_voice_is_heard():
     assert jaw[66:].min() > 0.2  # speaking again
     shout = np.concatenate([syllables(0.3, 0.5, rng), syllables(2.0, 0.5 / 10 ** (20 / 20), rng)])
     assert mouth_through_post(shout)[40:].min() > 0.2  # 20 dB quieter words, 1 s after the shout
+
+
+def test_music_under_the_voice_does_not_move_the_mouth_in_its_pauses():
+    """However loud a background (here a chord and a drum every 250 ms, 6-13 dB under the voice), the
+    mouth rests where only it is heard and moves where the voice rises over it."""
+    rng = np.random.default_rng(1)
+    t = np.arange(3 * 16000) / 16000
+    music = 0.02 * np.sin(2 * np.pi * 220 * t) + 0.03 * (np.mod(t, 0.25) < 0.04) * rng.standard_normal(t.size)
+    voice = np.concatenate([syllables(1.0, 0.1, rng), np.zeros(16000, np.float32), syllables(1.0, 0.1, rng)])
+    jaw = mouth_through_post((voice + music).astype(np.float32))
+    assert jaw[15:28].min() > 0.2
+    assert jaw[38:52].max() < 0.02
+    assert jaw[66:].min() > 0.2

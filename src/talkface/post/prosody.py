@@ -29,8 +29,11 @@ _PEAK_DECAY = 0.01  # dB per grid frame (1 dB/s) of the loudness reference
 _FLOOR_DB = -60.0  # the reference never falls below this (dBFS)
 #: The face rests where no grid frame from `REST_BEHIND` before to `AHEAD` after is voice: within
 #: `_VOICE_DB` of a loudness reference that decays `_VOICE_DECAY` dB a grid frame (6 dB/s, so quiet
-#: words soon after a shout still count).
+#: words soon after a shout still count), and `_OVER_FLOOR_DB` over the background: the quietest
+#: grid frame of the last `_FLOOR_SPAN` (3 s), so that music or noise under the voice, loud as it may
+#: be, does not count as voice in the pauses.
 _VOICE_DB, _VOICE_DECAY, REST_BEHIND = 16.0, 0.06, 8
+_OVER_FLOOR_DB, _FLOOR_SPAN = 10.0, 300
 _MIN_GAP = 15  # grid frames: shorter silences between phones are closures, not pauses
 _SYLLABLE_GAP = 12  # grid frames (120 ms) between loudness peaks taken for syllables
 _HISTORY = 50  # a stream scores a syllable against this many before it
@@ -163,6 +166,7 @@ class Listener:
         self.top = -45.0 - _PEAK_DECAY
         self.voice = np.zeros(0, bool)  # loud enough that the face should not rest (`_VOICE_DB`)
         self.voice_top = -math.inf  # as `top`, for the voice reference (`_VOICE_DECAY`)
+        self.recent = np.zeros(0)  # the levels of the last `_FLOOR_SPAN` - 1 grid frames (the background's)
         self.log_f0_sum, self.voiced = 0.0, 0
         self.checked = 0  # first grid frame not yet checked for a syllable peak
         self.last_peak = -100
@@ -203,7 +207,10 @@ class Listener:
         voice_decay = _VOICE_DECAY * np.arange(self.next, self.next + len(levels))
         loud = np.maximum(np.maximum.accumulate(levels + voice_decay), self.voice_top)
         self.voice_top = float(loud[-1])
-        voice = levels > loud - voice_decay - _VOICE_DB
+        held = np.concatenate([np.full(_FLOOR_SPAN - 1 - len(self.recent), np.inf), self.recent, levels])
+        floor = np.lib.stride_tricks.sliding_window_view(held, _FLOOR_SPAN).min(axis=1)
+        self.recent = np.concatenate([self.recent, levels])[-(_FLOOR_SPAN - 1) :]
+        voice = (levels > loud - voice_decay - _VOICE_DB) & (levels > floor + _OVER_FLOOR_DB)
         voiced = (f0s > 0) & active
         semitones = 12 * np.log2(np.where(voiced, f0s, 1.0))  # (0 where unvoiced)
         sums = self.log_f0_sum + semitones.cumsum()
