@@ -13,8 +13,9 @@ from talkface.audio import load_audio
 from talkface.coarticulation import animate_phones
 from talkface.phonemes import TimedPhone
 from talkface.post import LifeConfig, Style
+from talkface.post.clip_prosody import analyse
 from talkface.post.life import Layers, Life
-from talkface.post.prosody import GRID, analyse
+from talkface.post.prosody import GRID
 from talkface.rig import ARKIT_NAMES, POSE_NAMES
 
 FPS = 30

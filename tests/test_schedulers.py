@@ -15,9 +15,10 @@ from talkface.coarticulation import RELEASE
 from talkface.model import CRITICAL_VISEMES, ROUNDED_VISEMES, ROUNDING_RELEASE
 from talkface.phonemes import VISEMES
 from talkface.post import LifeConfig
+from talkface.post.clip_prosody import analyse
 from talkface.post.emotion import Patterns
 from talkface.post.life import Life
-from talkface.post.prosody import Cues, Listener, analyse
+from talkface.post.prosody import Cues, Listener
 from talkface.post.settings import vector
 
 FPS_CHOICES = [24.0, 25.0, 29.97, 30.0, 60.0, 120.0]

@@ -3,21 +3,19 @@ a 100 Hz grid; and the cues that post-processing reads at each output frame.
 
 A stream (`Listener`) measures the grid causally, seeing 80 ms ahead: loudness against a slowly
 decaying peak, pitch in semitones around the running mean of the voice so far, stressed syllables
-as loudness peaks scored against the 50 before them. A whole clip (`analyse`) runs the same
-measures over all of its audio in one go, and may know more: timed phones say where the speech
-is and place the syllables on its vowels, and every syllable is scored against all the others.
+as loudness peaks scored against the 50 before them. A whole clip (`clip_prosody.analyse`) runs the
+same measures over all of its audio in one go, and may know more.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..audio import SAMPLE_RATE
-from ..phonemes import SILENCE, VOWELS, TimedPhone
 
 GRID = 100.0  # prosody frames per second
 AHEAD = 6  # grid frames of look-ahead: a 40 ms window centred 60 ms ahead ends 80 ms ahead
@@ -34,7 +32,6 @@ _FLOOR_DB = -60.0  # the reference never falls below this (dBFS)
 #: be, does not count as voice in the pauses.
 _VOICE_DB, _VOICE_DECAY, REST_BEHIND = 16.0, 0.06, 8
 _OVER_FLOOR_DB, _FLOOR_SPAN = 10.0, 300
-_MIN_GAP = 15  # grid frames: shorter silences between phones are closures, not pauses
 _SYLLABLE_GAP = 12  # grid frames (120 ms) between loudness peaks taken for syllables
 _HISTORY = 50  # a stream scores a syllable against this many before it
 #: What makes a syllable stressed, against the others: loudness (dB), pitch (semitones) and length
@@ -325,109 +322,3 @@ def measure_ahead(jobs: list[tuple[Listener, int, Samples]]) -> None:
     f0s = pitches(windows, np.concatenate([listener.speaking(loud[a:b]) for listener, a, b in parts]))
     for listener, a, b in parts:
         listener.take(loud[a:b], f0s[a:b])
-
-
-@dataclass(frozen=True)
-class Prosody:
-    """A whole clip's prosody on the 100 Hz grid (`analyse`).
-
-    active: speaking; loudness: dB against the loud reference (nan without audio); pitch:
-    semitones around the voice's mean (nan unvoiced or unknown); accents: (time s, strength 0–1)
-    of the syllables, the strongest being the stressed ones.
-    """
-
-    active: np.ndarray
-    loudness: np.ndarray
-    pitch: np.ndarray
-    accents: tuple[tuple[float, float], ...]
-
-    def cues(self, fps: float, n: int) -> Cues:
-        """The cues of a clip's n output frames at `fps`."""
-        js = np.floor(np.arange(n) / fps * GRID + 0.5).astype(int)
-        size = max(len(self.active), int(js[-1]) + AHEAD + 1 if n else 0)
-        active = np.pad(self.active, (0, size - len(self.active)))
-        pitch = np.pad(self.pitch, (0, size - len(self.pitch)), constant_values=np.nan)
-        frames = np.searchsorted(js, np.round(np.array([t for t, _ in self.accents]) * GRID))
-        accents = [(int(i), t, s) for i, (t, s) in zip(frames, self.accents, strict=True) if i < n]
-        return Cues(*_frame_cues(js, active, pitch, 0), accents)
-
-    def pauses(self, min_length: float = 0.25) -> list[tuple[float, float]]:
-        """(start, end) in seconds of the stretches without speech lasting at least `min_length`."""
-        quiet = np.concatenate([[False], ~self.active, [False]])
-        edges = np.flatnonzero(np.diff(quiet.astype(np.int8)))
-        spans = zip(edges[::2], edges[1::2], strict=True)
-        return [(a / GRID, b / GRID) for a, b in spans if b - a >= min_length * GRID]
-
-    @property
-    def syllable_rate(self) -> float:
-        """Syllables per second of speech."""
-        speaking = self.active.sum() / GRID
-        return len(self.accents) / speaking if speaking > 0 else 0.0
-
-    def arousal(self) -> float:
-        """How excited the speech sounds, in [0, 1], from pitch range, loudness swings and rate.
-
-        A heuristic, not a trained classifier: lively pitch movement (over ~2 semitones of
-        spread), large loudness swings (over ~10 dB) and fast syllables (over 3.5 a second) raise
-        it; calm read speech (CMU ARCTIC, espeak-ng) scores about 0.15–0.2. It cannot tell which emotion
-        is meant (joy and anger are both high-arousal) and is unreliable on very short clips.
-        """
-        speech = self.active
-        if speech.sum() < 0.5 * GRID:  # under half a second of speech: no evidence
-            return 0.0
-        voiced = self.pitch[speech & np.isfinite(self.pitch)]
-        # spreads as robust standard deviations (10th to 90th percentile / 2.56), blind to tracking slips
-        spread = float(np.subtract(*np.percentile(voiced, [90, 10]))) / 2.56 if voiced.size > 10 else 2.0
-        loud = np.nan_to_num(np.maximum(self.loudness[speech], _FLOOR_DB), nan=0.0)
-        swings = float(np.subtract(*np.percentile(loud, [90, 10]))) / 2.56
-        a_pitch = np.clip((spread - 2.0) / 3.0, 0, 1)
-        a_loud = np.clip((swings - 10.0) / 6.0, 0, 1)
-        a_rate = np.clip((self.syllable_rate - 3.5) / 2.5, 0, 1)
-        return float(0.45 * a_pitch + 0.3 * a_loud + 0.25 * a_rate)
-
-
-def analyse(duration: float, phones: Sequence[TimedPhone] | None = None, audio: np.ndarray | None = None) -> Prosody:
-    """Prosody of `duration` s of speech given as timed phones, 16 kHz mono audio, or both: the
-    audio is measured as a stream measures it; phones, when there are some, say where the speech
-    is and put a syllable on each vowel (the audio then weighs them by loudness and pitch)."""
-    size = round(duration * GRID) + 1
-    loudness, pitch, active = np.full(size, np.nan), np.full(size, np.nan), np.zeros(size, bool)
-    peaks: list[tuple[int, float]] = []
-    if audio is not None:
-        listener = Listener(GRID)
-        peaks = listener.advance(size - 1 + AHEAD, reader(audio))
-        active, _, pitch = listener.at(0, size)
-        loudness = listener.rel[:size]
-    if phones:
-        active = _bridge(_covered(phones, size))
-        nuclei = [(p.mid, p.end - p.start) for p in phones if p.phone in VOWELS]
-    else:
-        nuclei = [(g / GRID, math.nan) for g, _ in peaks]
-    if not nuclei:
-        return Prosody(active, loudness, pitch, ())
-    at = np.clip(np.round(np.array([t for t, _ in nuclei]) * GRID).astype(int), 0, size - 1)
-    rows = np.stack([np.maximum(loudness[at], _FLOOR_DB), pitch[at], [d for _, d in nuclei]], axis=1)
-    strengths = _stress(rows, *_statistics(rows, axis=0))  # each syllable against all of them
-    return Prosody(active, loudness, pitch, tuple((t, float(s)) for (t, _), s in zip(nuclei, strengths, strict=True)))
-
-
-def _covered(phones: Sequence[TimedPhone], size: int) -> np.ndarray:
-    """Which grid frames a phone other than silence covers."""
-    edges = np.zeros(size + 1)
-    for p in phones:  # a loop over phones, not frames
-        if p.phone != SILENCE:
-            a, b = (min(size, max(0, math.ceil(x * GRID - 1e-9))) for x in (p.start, p.end))
-            edges[a] += 1
-            edges[b] -= 1
-    return np.cumsum(edges)[:-1] > 0
-
-
-def _bridge(active: np.ndarray) -> np.ndarray:
-    """Speech activity with gaps of up to `_MIN_GAP` filled (closures are not pauses)."""
-    on = np.flatnonzero(active)
-    gaps = np.diff(on) - 1
-    short = (gaps >= 1) & (gaps <= _MIN_GAP)
-    edges = np.zeros(len(active) + 1)
-    np.add.at(edges, on[:-1][short] + 1, 1)
-    np.add.at(edges, on[1:][short], -1)
-    return active | (np.cumsum(edges)[:-1] > 0)

@@ -10,9 +10,10 @@ import numpy as np
 from ..animation import Animation
 from ..phonemes import TimedPhone
 from ..rig import ARKIT_NAMES, POSE_NAMES
+from .clip_prosody import analyse
 from .driver import WHOLE_CLIP, Post
 from .emotion import BUSY_AROUND, auto, mouth_motion
-from .prosody import Cues, analyse
+from .prosody import Cues
 from .settings import EmotionSettings, EmotionTrack, FaceParams, LifeConfig, check_emotions, parse_emotions
 from .smoothing import window_max
 
