@@ -50,7 +50,7 @@ def _centred(windows: np.ndarray) -> np.ndarray:
     return frames - frames.mean(axis=1, keepdims=True)
 
 
-def levels(windows: np.ndarray) -> np.ndarray:
+def window_levels(windows: np.ndarray) -> np.ndarray:
     """Level (dBFS) of 40 ms windows [n, 640]."""
     out = np.empty(len(windows))
     for i in range(0, len(windows), _BATCH):
@@ -58,7 +58,7 @@ def levels(windows: np.ndarray) -> np.ndarray:
     return out
 
 
-def pitches(windows: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+def window_pitches(windows: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     """f0 (Hz, 0 if unvoiced) of the 40 ms windows [n, 640] that are `wanted`, 0 for the others
     (`Listener.take` keeps the pitch of speech only, so silence needs no spectrum)."""
     out, rows = np.zeros(len(windows)), np.flatnonzero(wanted)
@@ -196,7 +196,7 @@ class Listener:
         return self._relative(levels)[0] > -_SPEECH_DB
 
     def take(self, levels: np.ndarray, f0s: np.ndarray) -> None:
-        """Take in the measurements (`levels`, `pitches`) of the next grid frames, in order."""
+        """Take in the measurements (`window_levels`, `window_pitches`) of the next grid frames, in order."""
         if not len(levels):
             return
         rel, self.top = self._relative(levels)
@@ -238,8 +238,8 @@ class Listener:
         (grid frame, strength 0–1) whose peak is now known (those up to `upto` - AHEAD)."""
         windows = self.windows(upto, samples)
         if len(windows):
-            loud = levels(windows)
-            self.take(loud, pitches(windows, self.speaking(loud)))
+            loud = window_levels(windows)
+            self.take(loud, window_pitches(windows, self.speaking(loud)))
         first, last = self.checked, upto - AHEAD
         if last < first:
             return []
@@ -316,9 +316,9 @@ def measure_ahead(jobs: list[tuple[Listener, int, Samples]]) -> None:
         return
     # (one stream's windows stay a view of its audio: a minute of them copied would be 150 MB)
     windows = found[0][1] if len(found) == 1 else np.concatenate([w for _, w in found])
-    loud = levels(windows)
+    loud = window_levels(windows)
     edges = np.cumsum([0] + [len(w) for _, w in found]).tolist()  # each listener's windows: edges[i]..edges[i+1]
     parts = list(zip([listener for listener, _ in found], edges[:-1], edges[1:], strict=True))
-    f0s = pitches(windows, np.concatenate([listener.speaking(loud[a:b]) for listener, a, b in parts]))
+    f0s = window_pitches(windows, np.concatenate([listener.speaking(loud[a:b]) for listener, a, b in parts]))
     for listener, a, b in parts:
         listener.take(loud[a:b], f0s[a:b])
