@@ -362,9 +362,10 @@ def _misfit(audio: np.ndarray, result: Alignment) -> str | None:
         return None
     level = 10 * np.log10(power[speech].mean())
     for p in result.phones:
+        if p.phone != SILENCE or p.end - p.start < MIN_PAUSE:
+            continue
         span = power[round(p.start * 100) : round(p.end * 100)]
-        loud = span.size and 10 * np.log10(np.median(span)) > level - PAUSE_OVER_SPEECH_DB
-        if p.phone == SILENCE and p.end - p.start >= MIN_PAUSE and loud:
+        if span.size and 10 * np.log10(np.median(span)) > level - PAUSE_OVER_SPEECH_DB:
             return f"the pause at {p.start:.2f}-{p.end:.2f} s is within {PAUSE_OVER_SPEECH_DB:g} dB of the speech"
     return None
 

@@ -163,7 +163,8 @@ class Listener:
         self.top = -45.0 - _PEAK_DECAY
         self.voice = np.zeros(0, bool)  # loud enough that the face should not rest (`_VOICE_DB`)
         self.voice_top = -math.inf  # as `top`, for the voice reference (`_VOICE_DECAY`)
-        self.recent = np.zeros(0)  # the levels of the last `_FLOOR_SPAN` - 1 grid frames (the background's)
+        # the levels of the last `_FLOOR_SPAN` - 1 grid frames, the background's (inf before the start)
+        self.recent = np.full(_FLOOR_SPAN - 1, np.inf)
         self.log_f0_sum, self.voiced = 0.0, 0
         self.checked = 0  # first grid frame not yet checked for a syllable peak
         self.last_peak = -100
@@ -204,9 +205,9 @@ class Listener:
         voice_decay = _VOICE_DECAY * np.arange(self.next, self.next + len(levels))
         loud = np.maximum(np.maximum.accumulate(levels + voice_decay), self.voice_top)
         self.voice_top = float(loud[-1])
-        held = np.concatenate([np.full(_FLOOR_SPAN - 1 - len(self.recent), np.inf), self.recent, levels])
+        held = np.concatenate([self.recent, levels])
         floor = np.lib.stride_tricks.sliding_window_view(held, _FLOOR_SPAN).min(axis=1)
-        self.recent = np.concatenate([self.recent, levels])[-(_FLOOR_SPAN - 1) :]
+        self.recent = held[-(_FLOOR_SPAN - 1) :]
         voice = (levels > loud - voice_decay - _VOICE_DB) & (levels > floor + _OVER_FLOOR_DB)
         voiced = (f0s > 0) & active
         semitones = 12 * np.log2(np.where(voiced, f0s, 1.0))  # (0 where unvoiced)
