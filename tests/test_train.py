@@ -107,6 +107,20 @@ def test_emotional_corpus_keeps_lips_right(text_dir, tmp_path):
     assert (mouth_close[pp] >= jaw[pp] - 0.05).mean() > 0.8  # lips still meet on /p b m/
 
 
+def test_whispered_corpus_speaks_without_voice_and_keeps_the_targets(text_dir, tmp_path):
+    config = CorpusConfig(hours=10 / 3600, seed=5, shard_seconds=10, piper_share=0.0, english_share=1.0,
+                          whisper_share=1.0)  # fmt: skip
+    data = np.load(build_corpus(tmp_path / "whisper", text_dir, config, workers=1, progress=False) / "train-00000.npz")
+    assert {str(v).rsplit("+", 1)[-1] for v in data["voices"]} <= {"whisper", "whisperf"}
+    # no voicing: the audio's autocorrelation has no peak at a pitch period (2.5–12 ms)
+    audio = data["audio"].astype(float)
+    frame = audio[np.argmax(np.convolve(audio**2, np.ones(640), "valid")) :][:640]
+    ac = np.correlate(frame, frame, "full")[639:]
+    assert ac[40:192].max() < 0.5 * ac[0]
+    press, visemes = data["targets"][:, ARKIT_NAMES.index("mouthPressLeft")].astype(float), data["visemes"]
+    assert press[visemes == VISEMES.index("PP")].mean() > 0.15 > press[visemes == VISEMES.index("aa")].mean()
+
+
 def test_corpus_is_deterministic_and_resumes(corpus, text_dir, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(corpus, copy)
@@ -128,7 +142,7 @@ def test_a_corpus_from_before_the_newer_settings_resumes(corpus, text_dir, tmp_p
     old = tmp_path / "old"
     shutil.copytree(corpus, old)
     manifest = json.loads((old / "manifest.json").read_text())
-    for key in ("emotion_share", "flite_share", "festival_share"):  # what an early build wrote
+    for key in ("emotion_share", "flite_share", "festival_share", "whisper_share"):  # what an early build wrote
         assert manifest["config"].pop(key) == 0.0
     (old / "manifest.json").write_text(json.dumps(manifest))
     (old / "train-00001.npz").unlink()

@@ -32,8 +32,10 @@ def _needs_training_extra() -> None:
               help="Share of English utterances spoken by flite voices.")  # fmt: skip
 @click.option("--festival-share", type=click.FloatRange(0, 1), default=0.35, show_default=True,
               help="Share of English utterances spoken by Festival voices.")  # fmt: skip
+@click.option("--whisper-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of utterances whispered (espeak-ng's whisper voices).")  # fmt: skip
 def corpus(hours: float, out_dir: str, text_dir: str, seed: int, workers: int, emotion_share: float,
-           flite_share: float, festival_share: float) -> None:  # fmt: skip
+           flite_share: float, festival_share: float, whisper_share: float) -> None:  # fmt: skip
     """Build (or resume) a synthetic training corpus: TTS speech, augmented, with face targets."""
     _needs_training_extra()
     from .train.corpus import CorpusConfig, build_corpus
@@ -41,7 +43,7 @@ def corpus(hours: float, out_dir: str, text_dir: str, seed: int, workers: int, e
     if flite_share + festival_share > 1:
         raise click.UsageError("--flite-share and --festival-share add up to more than 1")
     config = CorpusConfig(hours=hours, seed=seed, emotion_share=emotion_share, flite_share=flite_share,
-                          festival_share=festival_share)  # fmt: skip
+                          festival_share=festival_share, whisper_share=whisper_share)  # fmt: skip
     click.echo(build_corpus(out_dir, text_dir, config, workers=workers))
 
 

@@ -2,7 +2,8 @@
 
 Every utterance is a natural sentence spoken by a random offline voice (espeak-ng accents,
 variants and languages with random rate and pitch; Piper's joe; flite's kal, rms and awb and
-Festival's kal and ked, which are built from recordings of real speakers), so the phone timings
+Festival's kal and ked, which are built from recordings of real speakers; optionally a share of
+whispered espeak-ng voices, for voices without a voiced source), so the phone timings
 are the engine's own; an engine that is not installed gives its share to espeak-ng and Piper.
 Targets are the phoneme-driven lip sync at 100 fps, the model's frame rate, and the audio is
 augmented (speed, room, band, noise, codec, gain) before its log-mel features are taken. Shards
@@ -54,6 +55,8 @@ VARIANTS = (
     "benjamin", "caleb", "david", "ed", "edward", "grandma", "grandpa", "linda", "max", "norbert",
     "paul", "quincy", "rob", "robert", "shelby", "steph", "travis", "victor", "zac",
 )  # fmt: skip
+#: espeak-ng variants that whisper: noise in place of the voice, the same phones and timings.
+WHISPER_VARIANTS = ("whisper", "whisperf")
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class CorpusConfig:
     speed: tuple[float, float] = (0.85, 1.15)
     emotion_dim: int = 10
     emotion_share: float = 0.0  # utterances given a random emotion (targets and the network's emotion input)
+    whisper_share: float = 0.0  # utterances whispered by espeak-ng (any language or accent)
     held_out_accent: str = HELD_OUT_ACCENT
     languages: dict[str, str] = field(default_factory=lambda: dict(UDHR_LANGUAGES))
 
@@ -145,7 +149,8 @@ def _synthesize(rng: np.random.Generator, sentences: dict[str, list[str]], confi
     english = held_out or rng.random() < config.english_share or len(sentences) == 1
     lang = "en" if english else str(rng.choice(sorted(k for k in sentences if k != "en")))
     text = pickers[lang]()
-    if english and not held_out and (config.flite_share or config.festival_share):  # no draw at 0: old corpora rebuild
+    whisper = config.whisper_share > 0 and rng.random() < config.whisper_share  # no draw at 0: old corpora rebuild
+    if english and not held_out and not whisper and (config.flite_share or config.festival_share):
         draw = rng.random()
         if draw < config.flite_share and flite.installed():
             voice = str(rng.choice(sorted(flite.VOICES)))
@@ -154,10 +159,10 @@ def _synthesize(rng: np.random.Generator, sentences: dict[str, list[str]], confi
         if config.flite_share <= draw < config.flite_share + config.festival_share and festival.installed():
             voice = str(rng.choice(sorted(festival.VOICES)))
             return festival.load(voice, rng.uniform(0.85, 1.2)).synthesize(text), f"festival:{voice}"
-    if english and not held_out and piper.installed() and rng.random() < config.piper_share:
+    if english and not held_out and not whisper and piper.installed() and rng.random() < config.piper_share:
         return piper.load("joe").synthesize(text), "piper:joe"
     tag = config.held_out_accent if held_out else (str(rng.choice(ENGLISH_ACCENTS)) if english else lang)
-    variant = str(rng.choice(VARIANTS))
+    variant = str(rng.choice(WHISPER_VARIANTS if whisper else VARIANTS))
     prosody = espeak.Prosody(int(rng.integers(120, 260)), int(rng.integers(20, 85)), int(rng.integers(15, 95)))
     name = f"{tag}+{variant}" if variant else tag
     return espeak.load(name, prosody).synthesize(text), f"espeak:{name}"
@@ -245,7 +250,7 @@ def write_shard(path: Path, utterances: list[dict[str, np.ndarray | str]]) -> No
 
 
 #: Settings added after the first corpora were built, with the values those corpora were built with.
-_ADDED_LATER = {"emotion_share": 0.0, "flite_share": 0.0, "festival_share": 0.0}
+_ADDED_LATER = {"emotion_share": 0.0, "flite_share": 0.0, "festival_share": 0.0, "whisper_share": 0.0}
 
 
 def build_corpus(out_dir: str | Path, text_dir: str | Path, config: CorpusConfig, workers: int = 2,
