@@ -44,8 +44,7 @@ class FaceModel:
 
     def __init__(self, path: str | Path | None = None, threads: int = 1) -> None:
         self.path = Path(path) if path is not None else default_model_path()
-        # every call has another length: a growing arena would keep the largest ones' memory
-        self.meta, self.session = open_checked(self.path, "talkface-model/1", "model", threads, arena=False)
+        self.meta, self.session = open_checked(self.path, "talkface-model/1", "model", threads)
         self.input = self.meta.get("input", LOG_MEL)
         if self.input == ENCODER:
             from .encoder import load_default as load_encoder
@@ -78,7 +77,7 @@ class FaceModel:
         """
         name = "features" if self.input == ENCODER else "mel"
         weights, visemes = self.session.run(
-            None, {name: features[None].astype(np.float32), "emotion": self._emotion(emotion)}
+            None, {name: np.ascontiguousarray(features[None], np.float32), "emotion": self._emotion(emotion)}
         )
         look = self.lookahead if self.input == LOG_MEL else 0
         return weights[0, look:], visemes[0, look:]
