@@ -29,6 +29,7 @@ WINDOW_SECONDS = 20.0
 #: Longer audio is encoded in windows with this much audio either side of the frames each one keeps.
 CONTEXT_SECONDS = 2.0
 DEFAULT_ENCODER = "whisper-tiny-en-l2.onnx"
+_SPECTRA = 200  # log-mel frames whose spectra are computed at a time
 FORMAT = "talkface-speech-encoder/1"
 
 
@@ -73,8 +74,10 @@ def whisper_log_mel(audio: np.ndarray) -> np.ndarray:
     n_frames = len(audio) // HOP
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP][:n_frames]
     window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)
-    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
-    log_spec = np.log10(np.maximum(mel_filters() @ power.T.astype(np.float32), 1e-10))
+    power = np.empty((n_frames, N_FFT // 2 + 1), np.float32)
+    for i in range(0, n_frames, _SPECTRA):  # (the same spectra; temporaries small enough to stay in cache)
+        np.square(np.abs(np.fft.rfft(frames[i : i + _SPECTRA] * window, axis=1)), out=power[i : i + _SPECTRA])
+    log_spec = np.log10(np.maximum(mel_filters() @ power.T, 1e-10))
     log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
     return ((log_spec + 4.0) / 4.0).astype(np.float32)
 

@@ -40,7 +40,9 @@ _HISTORY = 50  # a stream scores a syllable against this many before it
 _STRESS = np.array([0.4, 0.35, 0.25])
 _SPREAD = np.array([1.0, 0.5, 0.02])
 _WINDOW = np.hanning(2 * _HALF)
-_BATCH = 16  # windows measured at a time: bounded memory, and temporaries small enough to reuse (3x faster)
+_BATCH = 64  # windows measured at a time: bounded memory, temporaries small enough to reuse, few calls
+_LAGS = slice(int(SAMPLE_RATE / _F0_MAX), int(SAMPLE_RATE / _F0_MIN))  # the autocorrelation lags of f0s in range
+_LAG_RANGE = np.arange(_LAGS.start, _LAGS.stop)
 _QUIET = 10 ** (-99.0 / 20)  # the loudness of a grid frame not measured (or forgotten)
 Samples = Callable[[int, int], np.ndarray]  # (start, stop) absolute 16 kHz sample indices → audio
 
@@ -73,14 +75,14 @@ def _f0(frames: np.ndarray) -> np.ndarray:
     win = frames.shape[1]
     spec = np.fft.rfft(frames * _WINDOW, n=2 * win)
     ac = np.fft.irfft(np.abs(spec) ** 2)[:, :win]
-    ac /= np.maximum(ac[:, :1], 1e-12)
-    lo, hi = int(SAMPLE_RATE / _F0_MAX), int(SAMPLE_RATE / _F0_MIN)
     # search past the first zero crossing, so the main lobe around lag 0 is never taken for a period
+    # (the divisor is positive: normalising changes no sign, so only the lags searched are normalised)
     first_negative = np.argmax(ac < 0, axis=1)
-    ac = np.where(np.arange(win)[None, :] < first_negative[:, None], -1.0, ac)
-    lag = lo + np.argmax(ac[:, lo:hi], axis=1)
-    peak = ac[np.arange(len(lag)), lag]
-    return np.where(peak > 0.45, SAMPLE_RATE / lag, 0.0)
+    band = ac[:, _LAGS] / np.maximum(ac[:, :1], 1e-12)
+    band[_LAG_RANGE[None, :] < first_negative[:, None]] = -1.0
+    lag = np.argmax(band, axis=1)
+    peak = band[np.arange(len(lag)), lag]
+    return np.where(peak > 0.45, SAMPLE_RATE / (_LAGS.start + lag), 0.0)
 
 
 def _stress(rows: np.ndarray, mean: np.ndarray, std: np.ndarray, count: np.ndarray) -> np.ndarray:
