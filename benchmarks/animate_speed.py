@@ -3,7 +3,8 @@
 Run: python benchmarks/animate_speed.py [SECONDS ...]. For each length it builds a WAV by
 repeating the bundled sample with pauses, runs `talkface animate long.wav -o out.csv` pinned to
 one core (taskset) in a fresh process, and prints wall time, real-time factor (wall seconds per
-audio second, start-up and file writing included) and the child's peak resident memory.
+audio second, start-up and file writing included), the child's CPU time (user + system: on a host
+that others share, the steadier measure of its own work) and its peak resident memory.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def main() -> None:
     lengths = [float(a) for a in sys.argv[1:]] or [60.0, 600.0]
     talkface = str(Path(sys.executable).with_name("talkface"))
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
-    print("audio s  engine     wall s    RTF     peak MB   (one core, whole process)")
+    print("audio s  engine     wall s    RTF     CPU s   peak MB   (one core, whole process)")
     with tempfile.TemporaryDirectory() as tmp:
         for seconds in lengths:
             wav = Path(tmp) / "long.wav"
@@ -42,13 +43,14 @@ def main() -> None:
                 code = (
                     "import resource, subprocess, sys, time; t = time.perf_counter();"
                     "subprocess.run(sys.argv[1:], check=True, capture_output=True);"
-                    "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+                    "r = resource.getrusage(resource.RUSAGE_CHILDREN);"
+                    "print(time.perf_counter() - t, r.ru_utime + r.ru_stime, r.ru_maxrss)"
                 )
                 cmd = [*pin, talkface, "animate", str(wav), "-o", str(Path(tmp) / "out.csv"), "--engine", engine]
                 out = subprocess.run([sys.executable, "-c", code, *cmd], check=True, capture_output=True, text=True)
-                wall, peak_kb = (float(x) for x in out.stdout.split())
-                peak_mb = peak_kb / 1024
-                print(f"{seconds:>7.0f}  {engine:<9} {wall:>7.2f}  {wall / seconds:>7.4f}  {peak_mb:>8.0f}")
+                wall, cpu, peak_kb = (float(x) for x in out.stdout.split())
+                rtf, peak_mb = wall / seconds, peak_kb / 1024
+                print(f"{seconds:>7.0f}  {engine:<9} {wall:>7.2f}  {rtf:>7.4f}  {cpu:>6.2f}  {peak_mb:>8.0f}")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,24 @@ def test_a_long_csv_written_in_blocks_is_one_even_table(tmp_path):
     np.testing.assert_allclose(back.with_channels(ARKIT_NAMES).weights, anim.weights, atol=1e-6)
 
 
+def test_csv_text_is_each_value_printed_to_six_decimals():
+    """The CSV is built as bytes a block at a time; it must read exactly as printing each value would."""
+    rng = np.random.default_rng(3)
+    values = rng.uniform(-2, 2, (500, len(ARKIT_NAMES)))
+    values[:50] = np.round(values[:50], 6) + rng.choice([-5e-7, 5e-7, -4e-7, 0.0], (50, len(ARKIT_NAMES)))
+    values[60, :3] = [-0.0, 9.9999996, -9.9999994]  # the sign of zero, a carry into the units
+    values[70, 0] = 12.5  # two digits: that block is printed value by value
+    anim = Animation(values.astype(np.float32), 30.0)
+    text = "".join(livelink_csv.csv_chunks(anim, rows=64))
+    rows = np.round(anim.with_channels(livelink_csv.LIVE_LINK_ORDER).weights.astype(np.float64), 6) + 0.0
+    line = ",".join(["%.6f"] * rows.shape[1])
+    expected = [f"{livelink_csv.timecode(i, 30)},61," + line % tuple(r) for i, r in enumerate(rows.tolist())]
+    assert text.splitlines()[1:] == expected
+    hundred_hours = 100 * 3600 * 30  # timecodes widen there: that block is printed row by row
+    assert livelink_csv._block_text(values[:2], hundred_hours - 1, 30.0, "61") is None
+    assert livelink_csv.timecode(hundred_hours, 30) == "100:00:00:00.000"
+
+
 def test_csv_header_is_live_link_face(tmp_path):
     export.write(random_anim(3), tmp_path / "a.csv")
     with open(tmp_path / "a.csv", newline="") as f:

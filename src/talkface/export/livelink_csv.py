@@ -36,11 +36,19 @@ def timecode_rate(fps: float) -> int:
 
 def timecode(frame: int, fps: float) -> str:
     """Live Link Face timecode ``HH:MM:SS:FF.mmm`` of frame `frame` (0-based) at `fps`."""
+    return timecodes(frame, 1, fps)[0]
+
+
+def timecodes(start: int, n: int, fps: float) -> list[str]:
+    """The timecodes of frames start..start+n-1 at `fps`."""
     rate = timecode_rate(fps)
-    millis = round(frame * rate * 1000 / fps)  # position in thousandths of a timecode frame
-    seconds, rest = divmod(millis, rate * 1000)
-    ff, sub = divmod(rest, 1000)
-    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}:{ff:02d}.{sub:03d}"
+    frames = np.arange(start, start + n, dtype=np.int64)
+    millis = np.rint(frames * (rate * 1000) / fps).astype(np.int64)  # position in thousandths of a timecode frame
+    seconds, rest = np.divmod(millis, rate * 1000)
+    ff, sub = np.divmod(rest, 1000)
+    parts = zip((seconds // 3600).tolist(), (seconds // 60 % 60).tolist(), (seconds % 60).tolist(), ff.tolist(),
+                sub.tolist(), strict=True)  # fmt: skip
+    return [f"{h:02d}:{m:02d}:{s:02d}:{f:02d}.{u:03d}" for h, m, s, f, u in parts]
 
 
 def csv_text(anim: Animation) -> str:
@@ -55,10 +63,47 @@ def csv_chunks(anim: Animation, rows: int = 2000) -> Iterator[str]:
     line = ",".join(["%.6f"] * len(LIVE_LINK_ORDER)) + "\n"  # one format per row: a tenth of the time of one per value
     yield ",".join(LIVE_LINK_HEADER) + "\n"
     for start in range(0, len(weights), rows):
-        values = np.round(weights[start : start + rows].astype(np.float64), 6) + 0.0  # + 0.0: -0.0 as 0.0
-        yield "".join(
-            f"{timecode(start + i, anim.fps)},{count}," + line % tuple(row) for i, row in enumerate(values.tolist())
-        )
+        block = weights[start : start + rows].astype(np.float64)
+        fast = _block_text(block, start, anim.fps, count)
+        if fast is not None:
+            yield fast
+            continue
+        values = np.round(block, 6) + 0.0  # + 0.0: -0.0 as 0.0
+        codes = timecodes(start, len(values), anim.fps)
+        yield "".join(f"{code},{count}," + line % tuple(row) for code, row in zip(codes, values.tolist(), strict=True))
+
+
+def _block_text(values: np.ndarray, start: int, fps: float, count: str) -> str | None:
+    """The CSV rows of frames `start`... with these values [rows, channels] (float64), the same text as
+    formatting each with "%.6f" after rounding to 6 decimals, built as bytes in a few array operations
+    (a fifth of the time); None where that does not apply: a value of 10 or more (or not a number),
+    or timecodes that differ in width (100 hours and more, or over 100 frames a timecode second)."""
+    micros = np.rint(values * 1e6)  # np.round(values, 6) before its division by 1e6: the decimals as whole numbers
+    if not values.size or not np.abs(micros).max() < 1e7:  # (not <: NaN falls back too)
+        return None
+    heads = [f"{code},{count}," for code in timecodes(start, len(values), fps)]
+    width = len(heads[0])
+    if any(len(h) != width for h in heads):
+        return None
+    n, m = micros.shape
+    # each value as 10 bytes: sign, units, point, six decimals, then "," ("\n" after the last); the sign is kept
+    # only where the value is negative (not for -0.0, which "%.6f" of np.round(v, 6) + 0.0 writes as 0.000000)
+    digits = np.abs(micros).astype(np.int64)
+    cells = np.empty((n, m, 10), np.uint8)
+    cells[..., 0] = ord("-")
+    cells[..., 1] = digits // 1_000_000 + ord("0")
+    cells[..., 2] = ord(".")
+    for place in range(8, 2, -1):
+        cells[..., place] = digits % 10 + ord("0")
+        digits //= 10
+    cells[..., 9] = ord(",")
+    cells[:, -1, 9] = ord("\n")
+    text = np.empty((n, width + 10 * m), np.uint8)
+    text[:, :width] = np.frombuffer("".join(heads).encode("ascii"), np.uint8).reshape(n, width)
+    text[:, width:] = cells.reshape(n, -1)
+    keep = np.ones(text.shape, bool)
+    keep[:, width::10] = micros < 0
+    return text[keep].tobytes().decode("ascii")
 
 
 def read(path: str | os.PathLike, fps: float | None = None) -> Animation:
