@@ -15,7 +15,7 @@ from talkface.articulation import Articulations
 from talkface.model import OFFLINE_MODEL, default_model_path, load_default
 from talkface.post import EmotionSettings, FaceParams, LifeConfig, Style
 from talkface.rig import INDEX
-from talkface.stream import Engine, Stream
+from talkface.stream import Engine, Stream, _resample_all
 
 TOL = 1e-5
 LIVE, FILES = str(default_model_path()), str(default_model_path(OFFLINE_MODEL))
@@ -178,7 +178,7 @@ def test_a_20_ms_closure_between_two_30_fps_frames_is_still_seen_closed():
     frames[:, 52 + VISEMES.index("aa")] = 5
     frames[6:8, 52 + VISEMES.index("PP")] = 9  # /b/ heard at 60 and 70 ms: held whole at 70 and 80 ms
     session = Stream(Engine(load_default()), 30, Style(life=LifeConfig.off()))
-    out = session._resample(frames)  # 30 fps frames at 0, 33, 67, 100 ms: none at 70 or 80 ms
+    out = _resample_all(session.engine, [session], [frames])[0]  # 30 fps frames at 0, 33, 67, 100 ms; none at 70, 80
     # 67 ms shows the closure whole (the lips meet: mouthClose cancels jawOpen), not a blend with 60 ms
     assert out[2, INDEX["mouthClose"]] == pytest.approx(out[2, INDEX["jawOpen"]])
     aperture = lip_aperture(Animation(out, 30.0))

@@ -43,8 +43,12 @@ class Articulations:
 
     def apply(self, weights: np.ndarray, visemes: np.ndarray) -> np.ndarray:
         """Enforce in `weights` [k, 52] in place; which of the k frames hold an articulation whole."""
+        return self.follow(weights, (visemes + self.bias).argmax(axis=1).tolist())
+
+    def follow(self, weights: np.ndarray, heard: list[int]) -> np.ndarray:
+        """`apply`, given the viseme heard best at each frame (the argmax of the viseme logits plus the bias)."""
         whole = np.zeros(weights.shape[0], bool)
-        for i, best in enumerate((visemes + self.bias).argmax(axis=1).tolist()):
+        for i, best in enumerate(heard):
             self.viseme, self.run = (best, self.run + 1) if best == self.viseme else (best, 1)
             viseme = VISEMES[best]
             whole[i] = self._enforce(weights[i], viseme)

@@ -29,6 +29,7 @@ same; only its frames wait for their window (up to 18 s), so live streams use th
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -45,8 +46,8 @@ from .features import HOP, N_MELS, SILENCE, WIN, log_mel_of, num_frames, windows
 from .model import ENCODER, FaceModel
 from .phonemes import VISEMES
 from .post import FaceParams, Style
-from .post.driver import Post
-from .post.prosody import Listener, measure_ahead
+from .post.driver import Post, process
+from .post.prosody import Cues, Listener, measure_ahead
 from .post.settings import EmotionTrack, check_emotions, parse_emotions
 from .rig import ARKIT_NAMES
 
@@ -292,45 +293,15 @@ class Stream:
             out[a - start : b - start] = self._audio[a - self._audio_start : b - self._audio_start]
         return out
 
-    def _resample(self, model_frames: np.ndarray) -> np.ndarray:
-        """Closures and rounding on the new model frames; the output frames [k, 52] they complete
-        (before post)."""
-        weights = model_frames[:, : len(ARKIT_NAMES)].copy()
-        whole = self._articulations.apply(weights, model_frames[:, len(ARKIT_NAMES) :])
-        self._speech = np.concatenate([self._speech, weights.clip(0.0, 1.0)])
-        self._whole = np.concatenate([self._whole, whole])
-        self._model_frames += weights.shape[0]
-        n, rate = self._model_frames, self.engine.rate
-        if self.ending:
-            count = max(1, round(n / rate * self.fps)) if n else 0
-        else:  # the frames whose model frames are all there
-            count = self.frames_out
-            while _positions(count, self.fps, rate)[1] < n:
-                count += 1
-        if count <= self.frames_out:  # nothing new (most 20 ms chunks at 30 fps)
-            return np.zeros((0, len(ARKIT_NAMES)), np.float32)
-        ks = np.arange(self.frames_out, count)
-        pos, last = _positions(ks, self.fps, rate)
-        pos = pos.clip(0, n - 1) if n else ks * 0.0
-        lo = np.floor(pos + 1e-9).astype(int)
-        hi = np.minimum(lo + 1, n - 1)
-        lo_at, hi_at = lo - self._speech_start, hi - self._speech_start
-        whole_lo, whole_hi = self._whole[lo_at], self._whole[hi_at]
-        # between a frame that holds a closure whole and one that does not, show the closure rather
-        # than a blend, so that fewer brief closures are lost between two output frames
-        frac = np.where(whole_lo > whole_hi, 0.0, np.where(whole_hi > whole_lo, 1.0, pos - lo))
-        frac = np.where(last == lo, 0.0, frac)
-        frac = frac[:, None].astype(np.float32)
-        return self._speech[lo_at] * (1 - frac) + self._speech[hi_at] * frac
+    def _cues(self, speech: np.ndarray) -> Cues | None:
+        """What the listener hears at the output frames from `_resample_all` (None for none)."""
+        return self._listener.cues(self.frames_out, speech.shape[0], self._samples) if speech.shape[0] else None
 
-    def _finish(self, speech: np.ndarray) -> Animation:
-        """Post-processing of the output frames from `_resample`."""
-        if not speech.shape[0]:
-            return Animation.zeros(0, self.fps, self._post.names)
-        out = self._post.process(speech, self._listener.cues(self.frames_out, speech.shape[0], self._samples))
-        self.frames_out += speech.shape[0]
-        self._trim()
-        return out
+    def _finished(self, speech: np.ndarray) -> None:
+        """Count the output frames post-processed, and forget what no later frame needs."""
+        if speech.shape[0]:
+            self.frames_out += speech.shape[0]
+            self._trim()
 
     def _trim(self) -> None:
         """Forget audio and 100 Hz frames that no future frame needs."""
@@ -348,13 +319,78 @@ class Stream:
 
 def advance(engine: Engine, streams: list[Stream]) -> list[Animation]:
     """Run every stream's pending audio through the model as one batch; the frames each made final."""
+    if not streams:
+        return []
     windows = [s._windows() for s in streams]
     outs = engine.run([s._model for s in streams], windows, [s._new_audio() for s in streams],
                       [s.ending for s in streams])  # fmt: skip
-    speech = [s._resample(o) for s, o in zip(streams, outs, strict=True)]
+    speech = _resample_all(engine, streams, outs)
     measure_ahead([(s._listener, s.frames_out + x.shape[0] - 1, s._samples)
                    for s, x in zip(streams, speech, strict=True) if x.shape[0]])  # fmt: skip
-    return [s._finish(x) for s, x in zip(streams, speech, strict=True)]
+    made = process([s._post for s in streams], speech, [s._cues(x) for s, x in zip(streams, speech, strict=True)])
+    for s, x in zip(streams, speech, strict=True):
+        s._finished(x)
+    return made
+
+
+def _resample_all(engine: Engine, streams: list[Stream], outs: list[np.ndarray]) -> list[np.ndarray]:
+    """Closures and rounding on each stream's new model frames; the output frames [k, 52] that they
+    complete (before post), per stream."""
+    arkit = len(ARKIT_NAMES)
+    model = np.concatenate(outs) if len(outs) > 1 else outs[0]
+    weights = model[:, :arkit].copy()
+    heard = (model[:, arkit:] + streams[0]._articulations.bias).argmax(axis=1).tolist()  # (one engine: one bias)
+    edges = np.cumsum([0] + [o.shape[0] for o in outs]).tolist()
+    spans = list(itertools.pairwise(edges))
+    whole = np.zeros(len(heard), bool)
+    for s, (a, b) in zip(streams, spans, strict=True):
+        if b > a:
+            whole[a:b] = s._articulations.follow(weights[a:b], heard[a:b])
+    weights = weights.clip(0.0, 1.0)
+    for s, (a, b) in zip(streams, spans, strict=True):
+        if b > a:
+            s._speech = np.concatenate([s._speech, weights[a:b]])
+            s._whole = np.concatenate([s._whole, whole[a:b]])
+            s._model_frames += b - a
+    rate = engine.rate
+    fps = np.array([s.fps for s in streams])
+    made = np.array([s._model_frames for s in streams])
+    done = np.array([s.frames_out for s in streams])
+    count = done.copy()  # the frames whose model frames are all there
+    going = ~np.array([s.ending for s in streams])
+    while (more := going & (_positions(count, fps, rate)[1] < made)).any():
+        count += more
+    for i, s in enumerate(streams):
+        if s.ending:
+            n = s._model_frames
+            count[i] = max(1, round(n / rate * s.fps)) if n else 0
+    new = np.flatnonzero(count > done).tolist()  # (most 20 ms chunks at 30 fps make no frame)
+    out = [np.zeros((0, arkit), np.float32)] * len(streams)
+    if not new:
+        return out
+    sizes = (count - done)[new]
+    starts = np.repeat(done[new], sizes)
+    ks = np.arange(len(starts)) - np.repeat(np.cumsum(sizes) - sizes, sizes) + starts
+    n = np.repeat(made[new], sizes)
+    pos, last = _positions(ks, np.repeat(fps[new], sizes), rate)
+    pos = pos.clip(0, n - 1)
+    lo = np.floor(pos + 1e-9).astype(int)
+    hi = np.minimum(lo + 1, n - 1)
+    held = [streams[i]._speech for i in new]
+    shift = np.cumsum([0] + [len(h) for h in held[:-1]]) - np.array([streams[i]._speech_start for i in new])
+    lo_at, hi_at = lo + np.repeat(shift, sizes), hi + np.repeat(shift, sizes)
+    speech = np.concatenate(held)
+    closed = np.concatenate([streams[i]._whole for i in new])
+    whole_lo, whole_hi = closed[lo_at], closed[hi_at]
+    # between a frame that holds a closure whole and one that does not, show the closure rather
+    # than a blend, so that fewer brief closures are lost between two output frames
+    frac = np.where(whole_lo > whole_hi, 0.0, np.where(whole_hi > whole_lo, 1.0, pos - lo))
+    frac = np.where(last == lo, 0.0, frac)
+    frac = frac[:, None].astype(np.float32)
+    frames = speech[lo_at] * (1 - frac) + speech[hi_at] * frac
+    for i, part in zip(new, np.split(frames, np.cumsum(sizes)[:-1]), strict=True):
+        out[i] = part
+    return out
 
 
 def _rate(sample_rate: int) -> int:

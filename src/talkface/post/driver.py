@@ -4,8 +4,10 @@
            ─▶ blinks, gaze, head, breath ─▶ lip / eyelid offsets ─▶ per-channel multipliers and offsets ─▶ clamp
 
 A stream runs `Post` on each block of frames that became final, with the cues its `Listener`
-hears in the audio up to 80 ms ahead; a whole clip (`Style.apply`: the phone-driven paths) runs the
-same code once over all of its frames, with cues from its phones and audio and a `Horizon` that
+hears in the audio up to 80 ms ahead; a server's streams go all at once (`process` lays their
+blocks one after another, `smoothing.Blocks`, so a step costs a few numpy calls a tick, not a few
+per stream). A whole clip (`Style.apply`: the phone-driven paths) runs the same code once over
+all of its frames, with cues from its phones and audio and a `Horizon` that
 lets it see the whole clip. Every step carries its state from one block to the next, so a stream
 cut anywhere gives the frames of one block.
 """
@@ -13,7 +15,7 @@ cut anywhere gives the frames of one block.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,10 +24,12 @@ import numpy as np
 from ..animation import Animation
 from ..rig import ARKIT_NAMES, INDEX, POSE_NAMES
 from . import emotion as emo
-from .life import LOOKS, Layers, Life, gaze_shapes
+from .life import Life
+from .life import step as life_step
+from .life_shapes import LOOKS, Layers, gaze_shapes
 from .prosody import Cues
 from .settings import EmotionTrack, FaceParams, LifeConfig
-from .smoothing import Smoother, coefficient, lowpass, window_max
+from .smoothing import Blocks, Smoother, coefficient, lowpass, smooth, window_max
 
 if TYPE_CHECKING:
     from .style import Style
@@ -92,6 +96,7 @@ class Post:
             emotion = EmotionTrack.constant({} if emotion is None or isinstance(emotion, str) else emotion)
         self._follow(emotion)
         self.emotion_state: np.ndarray | None = None
+        self.easing = coefficient(self.settings.transition, fps)  # (1: at once)
         self.patterns = emo.Patterns(style.seed, fps)
         self.life = Life(style.life, fps, style.seed, zero_lag=horizon.zero_lag, breath_ahead=horizon.breath_ahead)
         self.busy_around = round(emo.BUSY_AROUND * fps)
@@ -100,6 +105,7 @@ class Post:
         self.pose = keep_pose(names, style.face, style.life)  # fixed, so every block has the same channels
         self.frame = 0
         self.rest = 1.0  # the share of the speech weights let through (`Cues.heard`)
+        self.rest_easing = coefficient(_REST_TAU, fps)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -122,62 +128,140 @@ class Post:
     def process(self, speech: np.ndarray, cues: Cues, angles: np.ndarray | None = None) -> Animation:
         """Finished frames for the next speech frames [n, 52] with their cues; `angles` [n, 9]
         (rig.POSE_NAMES) are head and eye angles the speech came with (zero when None)."""
-        n, fps = speech.shape[0], self.fps
-        t = (self.frame + np.arange(n)) / fps
-        w = speech.astype(np.float64)
-        if cues.heard is not None and n:
-            rest = lowpass(cues.heard.astype(np.float64), coefficient(_REST_TAU, fps), self.rest)
-            self.rest = float(rest[-1])
-            w *= rest[:, None]
-        w = self._emotion(w, speech, t, cues)
-        self._smooth(w)
-        strengths(w, self.face)
-        angles = np.zeros((n, len(POSE_NAMES))) if angles is None else angles.astype(np.float64)
-        if self.config.on:
-            w = add_life(w, angles, self.life.step(self.frame, cues), self.face)
-        self.frame += n
-        return finish(w.astype(np.float32), angles, self.face, self.pose, fps)
+        return process([self], [speech], [cues], [angles])[0]
 
-    def _emotion(self, w: np.ndarray, speech: np.ndarray, t: np.ndarray, cues: Cues) -> np.ndarray:
-        """The emotion's pose and patterns laid over the speech, the lips kept where the mouth is busy."""
-        if self.settled is not None:
-            targets = np.repeat(self.settled, len(t), axis=0)
+
+def process(posts: Sequence[Post], speech: Sequence[np.ndarray], cues: Sequence[Cues | None],
+            angles: Sequence[np.ndarray | None] | None = None) -> list[Animation]:  # fmt: skip
+    """`Post.process` of several streams at once (each its own `Post`, speech, cues and angles): their
+    frames go through each step together, so a server pays a step's numpy calls once per tick (a
+    block without frames needs no cues)."""
+    angles = angles or [None] * len(posts)
+    made: list[Animation | None] = [None] * len(posts)
+    going = []
+    for i, (post, block) in enumerate(zip(posts, speech, strict=True)):
+        if len(block):
+            going.append(i)
         else:
-            targets = emo.settle(self.track.sample(t), self.settings)
-        state = emo.ease_towards(targets, self.settings, self.fps, self.emotion_state)
-        patterns = self.patterns.step(t, state)
-        motion = emo.mouth_motion(speech)
-        k = self.busy_around
-        if state.any():
-            busy = window_max(motion, self.busy_past, k, k if self.horizon.lips_ahead else 0)
-            w = emo.blend(w, emo.poses(state, patterns), np.maximum(busy, cues.ahead))
-        if len(t):
-            self.emotion_state = state[-1]
-            past = np.concatenate([self.busy_past, motion])
-            self.busy_past = past[max(0, len(past) - k) :]
-        return w
+            made[i] = Animation.zeros(0, post.fps, post.names)
+    if going:
+        some = [posts[i] for i in going]
+        blocks = Blocks.of([len(speech[i]) for i in going])
+        done = _process(some, np.concatenate([speech[i] for i in going]), [cues[i] for i in going],  # type: ignore[misc]
+                        [angles[i] for i in going], blocks)  # fmt: skip
+        for i, anim in zip(going, done, strict=True):
+            made[i] = anim
+    return made  # type: ignore[return-value]
 
-    def _smooth(self, w: np.ndarray) -> None:
-        """Face smoothing, in place, per region: a low-pass that spreads each frame over about the
-        region's smoothing time (standard deviation; a whole clip, smoothed without lag, a little more)."""
-        for param, cols in _SMOOTHED.items():
-            sigma = getattr(self.face, param)
-            smoother = self.smoothers[param]
+
+def _process(posts: list[Post], speech: np.ndarray, cues: list[Cues], angles: list[np.ndarray | None],
+             blocks: Blocks) -> list[Animation]:  # fmt: skip
+    """The steps of `process` over blocks of frames that are not empty."""
+    fps = blocks.rows([p.fps for p in posts])
+    t = (blocks.rows([p.frame for p in posts]) + blocks.local) / fps
+    w = speech.astype(np.float64)
+    heard = [i for i, c in enumerate(cues) if c.heard is not None]
+    if heard:
+        some, rows = blocks.subset(heard)
+        rest = lowpass(np.concatenate([cues[i].heard for i in heard]).astype(np.float64),
+                       some.rows([posts[i].rest_easing for i in heard]), np.array([posts[i].rest for i in heard]),
+                       blocks=some)  # fmt: skip
+        for i, last in zip(heard, rest[some.lasts].tolist(), strict=True):
+            posts[i].rest = last
+        w[rows] *= rest[:, None]
+    w = _emotion(posts, w, speech, t, cues, blocks)
+    _smooth(posts, w, blocks)
+    faces = [p.face for p in posts]
+    strengths(w, faces, blocks)
+    pose = np.concatenate([np.zeros((n, len(POSE_NAMES))) if a is None else a.astype(np.float64)
+                           for n, a in zip(blocks.sizes.tolist(), angles, strict=True)])  # fmt: skip
+    alive = [i for i, p in enumerate(posts) if p.config.on]
+    if alive:
+        some, rows = blocks.subset(alive)
+        layers = life_step(
+            [posts[i].life for i in alive], [posts[i].frame for i in alive], [cues[i] for i in alive], some
+        )
+        w[rows], pose[rows] = add_life(w[rows], pose[rows], layers, [faces[i] for i in alive], some)
+    for p, n in zip(posts, blocks.sizes.tolist(), strict=True):
+        p.frame += n
+    full = finish(w.astype(np.float32), pose, faces, blocks).astype(np.float32)
+    return [Animation(part, p.fps, _NAMES) if p.pose else Animation(part[:, : len(ARKIT_NAMES)], p.fps)
+            for p, part in zip(posts, blocks.split(full), strict=True)]  # fmt: skip
+
+
+def _emotion(posts: list[Post], w: np.ndarray, speech: np.ndarray, t: np.ndarray, cues: list[Cues],
+             blocks: Blocks) -> np.ndarray:  # fmt: skip
+    """The emotion's pose and patterns laid over the speech, the lips kept where the mouth is busy."""
+    settled = [p.settled for p in posts]
+    if all(s is not None for s in settled):
+        targets = blocks.rows(np.concatenate(settled))  # type: ignore[arg-type]
+    else:
+        targets = np.concatenate([np.repeat(s, len(part), axis=0) if s is not None
+                                  else emo.settle(p.track.sample(part), p.settings)
+                                  for p, s, part in zip(posts, settled, blocks.split(t), strict=True)])  # fmt: skip
+    starts = np.array([targets[f] if p.emotion_state is None else p.emotion_state
+                       for p, f in zip(posts, blocks.firsts.tolist(), strict=True)])  # fmt: skip
+    state = lowpass(targets, blocks.rows([p.easing for p in posts]), starts, blocks=blocks)
+    for p, last in zip(posts, state[blocks.lasts], strict=True):
+        p.emotion_state = last
+    patterns = emo.patterns([p.patterns for p in posts], t, state, blocks)
+    motion = emo.mouth_motion(speech)
+    busy = np.empty(len(motion))
+    for (behind, ahead), which in _groups([(p.busy_around, p.busy_around if p.horizon.lips_ahead else 0)
+                                           for p in posts]).items():  # fmt: skip
+        some, rows = blocks.subset(which)
+        past = np.array([_padded(posts[i].busy_past, behind) for i in which])
+        busy[rows], past = window_max(motion[rows], past, behind, ahead, some)
+        for i, row in zip(which, past, strict=True):
+            posts[i].busy_past = row
+    if state.any():  # (a neutral block's blend leaves it as it is)
+        ahead = np.concatenate([c.ahead for c in cues])
+        w = emo.blend(w, emo.poses(state, patterns), np.maximum(busy, ahead))
+    return w
+
+
+def _groups(keys: list) -> dict:
+    """The indices of `keys` by key, in order."""
+    out: dict = {}
+    for i, key in enumerate(keys):
+        out.setdefault(key, []).append(i)
+    return out
+
+
+def _padded(past: np.ndarray, size: int) -> np.ndarray:
+    """The last `size` values of `past`, -inf before its start."""
+    if len(past) >= size:
+        return past[len(past) - size :]
+    return np.concatenate([np.full(size - len(past), -np.inf), past])
+
+
+def _smooth(posts: list[Post], w: np.ndarray, blocks: Blocks) -> None:
+    """Face smoothing, in place, per region: a low-pass that spreads each frame over about the
+    region's smoothing time (standard deviation; a whole clip, smoothed without lag, a little more)."""
+    for param, cols in _SMOOTHED.items():
+        which = []
+        for i, p in enumerate(posts):
+            sigma = getattr(p.face, param)
             if sigma <= 0:
-                self.smoothers[param] = None
+                p.smoothers[param] = None
                 continue
+            smoother = p.smoothers[param]
             if smoother is None:
-                smoother = self.smoothers[param] = Smoother(sigma / math.sqrt(2), self.fps, self.horizon.zero_lag)
+                smoother = p.smoothers[param] = Smoother(sigma / math.sqrt(2), p.fps, p.horizon.zero_lag)
             smoother.retime(sigma / math.sqrt(2))
-            w[:, cols] = smoother(w[:, cols])
+            which.append(i)
+        if which:
+            some, rows = blocks.subset(which)
+            cells = np.ix_(rows, cols) if isinstance(rows, np.ndarray) else (rows, cols)
+            w[cells] = smooth([posts[i].smoothers[param] for i in which], w[cells], some)  # type: ignore[misc]
 
 
-def strengths(w: np.ndarray, face: FaceParams) -> None:
-    """In place: scale each region's deviation from the neutral face (all zeros)."""
+def strengths(w: np.ndarray, faces: Sequence[FaceParams], blocks: Blocks) -> None:
+    """In place: scale each region's deviation from the neutral face (all zeros), per block its face's."""
     for cols, attr in _STRENGTHS:
-        k = getattr(face, attr)
-        if k != 1.0:
-            w[:, cols] *= k
+        k = np.array([getattr(face, attr) for face in faces])
+        if (k != 1.0).any():
+            w[:, cols] *= blocks.rows(k)[:, None]
 
 
 def _screen(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -185,19 +269,20 @@ def _screen(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a + b - a * b
 
 
-def add_life(w: np.ndarray, angles: np.ndarray, layers: Layers, face: FaceParams) -> np.ndarray:
-    """Blinks, gaze, head and breath laid over the weights [frames, 52]; head and eye angles
-    [frames, 6] (float64) are added to in place."""
+def add_life(w: np.ndarray, angles: np.ndarray, layers: Layers, faces: Sequence[FaceParams],
+             blocks: Blocks) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Blinks, gaze, head and breath laid over the weights [frames, 52]; and the head and eye
+    angles [frames, 9] (float64) with the gaze and head added (per block its face's strengths)."""
     layer = np.zeros_like(w)  # what the eyes add, screened over the weights in one go
-    gaze = layers.gaze * face.saccade_strength
+    gaze = layers.gaze * blocks.rows([face.saccade_strength for face in faces])[:, None]
     looks = gaze_shapes(gaze)
     layer[:, _LOOKS] = looks
-    blinks = (layers.blinks * face.blink_strength).clip(0.0, 1.0)
+    blinks = (layers.blinks * blocks.rows([face.blink_strength for face in faces])[:, None]).clip(0.0, 1.0)
     layer[:, _BLINK] = _screen(blinks, 0.4 * looks[:, _LOOK_DOWN, None])  # the upper lids follow the eyes down
     w = _screen(w, layer)
     angles[:, _EYES] += gaze[:, _EYE_AXES]
     angles[:, :3] += layers.head
-    return (w + layers.breath * (1 - w)).clip(0.0, 1.0)
+    return (w + layers.breath * (1 - w)).clip(0.0, 1.0), angles
 
 
 def keep_pose(names: Sequence[str], face: FaceParams, life: LifeConfig) -> bool:
@@ -206,32 +291,53 @@ def keep_pose(names: Sequence[str], face: FaceParams, life: LifeConfig) -> bool:
     return keep or any(c in POSE_NAMES for c in (*face.multipliers, *face.offsets))
 
 
-def finish(w: np.ndarray, angles: np.ndarray, face: FaceParams, pose: bool, fps: float) -> Animation:
-    """Eyelid and lip offsets, per-channel multipliers and offsets, the clamp."""
-    if face.blink_offset:
-        w[:, _BLINK] += face.blink_offset
-    if face.eyelid_open_offset > 0:
-        w[:, _WIDE] = _screen(np.clip(w[:, _WIDE], 0, 1), face.eyelid_open_offset)
-    elif face.eyelid_open_offset < 0:
-        w[:, _BLINK] = _screen(np.clip(w[:, _BLINK], 0, 1), -face.eyelid_open_offset)
-    if face.lip_open_offset:
-        _lip_offset(w, face.lip_open_offset)
+def finish(w: np.ndarray, angles: np.ndarray, faces: Sequence[FaceParams], blocks: Blocks) -> np.ndarray:
+    """Eyelid and lip offsets, per-channel multipliers and offsets, the clamp, per block its face's:
+    the weights and angles [frames, 52 + 9]."""
+    f32 = np.float32  # (the offsets apply to float32 weights, as a float would)
+    blink = np.array([face.blink_offset for face in faces], f32)
+    if blink.any():
+        w[:, _BLINK] += blocks.rows(blink)[:, None]
+    eyelid = np.array([face.eyelid_open_offset for face in faces], f32)
+    if eyelid.any():
+        by_row = blocks.rows(eyelid)
+        for cols, sign in ((_WIDE, 1), (_BLINK, -1)):
+            rows = np.flatnonzero(sign * by_row > 0)
+            if len(rows):
+                cells = np.ix_(rows, cols)
+                w[cells] = _screen(np.clip(w[cells], 0, 1), (sign * by_row[rows])[:, None])
+    lips = np.array([face.lip_open_offset for face in faces], f32)
+    if lips.any():
+        _lip_offset(w, blocks.rows(lips))
     full = np.concatenate([w, angles], axis=1)
-    for channel, k in face.multipliers.items():
-        full[:, _CHANNEL[channel]] *= k
-    for channel, k in face.offsets.items():
-        full[:, _CHANNEL[channel]] += k
-    full[:, : len(ARKIT_NAMES)] = full[:, : len(ARKIT_NAMES)].clip(face.clamp_min, face.clamp_max)
-    return Animation(full, fps, _NAMES) if pose else Animation(full[:, : len(ARKIT_NAMES)], fps)
+    if any(face.multipliers for face in faces):
+        full *= blocks.rows(np.stack([_per_channel(face.multipliers, 1.0) for face in faces]))
+    if any(face.offsets for face in faces):
+        full += blocks.rows(np.stack([_per_channel(face.offsets, 0.0) for face in faces]))
+    low = blocks.rows([face.clamp_min for face in faces])[:, None]
+    high = blocks.rows([face.clamp_max for face in faces])[:, None]
+    full[:, : len(ARKIT_NAMES)] = full[:, : len(ARKIT_NAMES)].clip(low, high)
+    return full
 
 
-def _lip_offset(w: np.ndarray, offset: float) -> None:
-    """Part (+) or close (-) the lips at rest; never opens a closure (/p b m/ press the lips)."""
-    press = 0.5 * (w[:, INDEX["mouthPressLeft"]] + w[:, INDEX["mouthPressRight"]])
-    closing = np.clip((press + w[:, INDEX["mouthClose"]]) / 0.15, 0.0, 1.0)
-    for name in ("mouthLowerDownLeft", "mouthLowerDownRight", "mouthUpperUpLeft", "mouthUpperUpRight"):
-        j = INDEX[name]
-        if offset > 0:
-            w[:, j] += offset * (1 - closing)
-        else:
-            w[:, j] = np.maximum(0.0, w[:, j] + offset)
+def _per_channel(values: Mapping[str, float], default: float) -> np.ndarray:
+    """A row over `_NAMES` of the given channels' values, `default` elsewhere."""
+    row = np.full(len(_NAMES), default)
+    for channel, k in values.items():
+        row[_CHANNEL[channel]] = k
+    return row
+
+
+def _lip_offset(w: np.ndarray, offset: np.ndarray) -> None:
+    """Part (+) or close (-) the lips at rest by each frame's offset; never opens a closure (/p b m/
+    press the lips)."""
+    cols = [INDEX[n] for n in ("mouthLowerDownLeft", "mouthLowerDownRight", "mouthUpperUpLeft", "mouthUpperUpRight")]
+    parting, closing = np.flatnonzero(offset > 0), np.flatnonzero(offset < 0)
+    if len(parting):
+        part = w[parting]
+        press = 0.5 * (part[:, INDEX["mouthPressLeft"]] + part[:, INDEX["mouthPressRight"]])
+        closed = np.clip((press + part[:, INDEX["mouthClose"]]) / 0.15, 0.0, 1.0)
+        w[np.ix_(parting, cols)] += (offset[parting] * (1 - closed))[:, None]
+    if len(closing):
+        cells = np.ix_(closing, cols)
+        w[cells] = np.maximum(0.0, w[cells] + offset[closing][:, None])

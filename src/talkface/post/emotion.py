@@ -23,7 +23,7 @@ import numpy as np
 
 from ..rig import ARKIT_NAMES, INDEX
 from .settings import EMOTIONS, EmotionSettings, vector
-from .smoothing import coefficient, lowpass
+from .smoothing import Blocks, coefficient, lowpass
 
 #: Shapes that open, close or shape the lips: speech owns them, an emotion shows them only in silence.
 LIP_SHAPES: tuple[str, ...] = tuple(
@@ -159,33 +159,58 @@ class Patterns:
 
     def step(self, t: np.ndarray, w: np.ndarray) -> np.ndarray:
         """The patterns' ARKit weights [n, 52] at times t for emotion states w [n, 10]."""
-        n = len(t)
-        if not n:
+        if not len(t):
             return np.zeros((0, len(ARKIT_NAMES)))
-        rate = PANT_RATE + PANT_SWING * np.sin(2 * math.pi * PANT_SWING_RATE * t + self.pant_offset)
-        pant = self.pant_phase + (2 * math.pi * rate / self.fps).cumsum()
-        jitter = self.rng[2].normal(0, TREMOR_JITTER, n)
-        tremor = self.tremor_phase + (2 * math.pi * (TREMOR_RATE + jitter) / self.fps).cumsum()
-        self.pant_phase, self.tremor_phase = float(pant[-1]), float(tremor[-1])
+        return patterns([self], t, w, Blocks.of([len(t)]))
+
+    def _wince_times(self, end: float) -> np.ndarray:
+        """The winces within a second of a block that ends at time `end` (and those before, kept for the next)."""
         gaps = []
-        while self.winces[-1] + sum(gaps) < t[-1] + 1.0:  # a loop over winces
+        while self.winces[-1] + sum(gaps) < end + 1.0:  # a loop over winces
             gaps.append(float(self.rng[1].uniform(*WINCE_GAP)))
         winces = np.concatenate([self.winces, self.winces[-1] + np.cumsum(gaps)]) if gaps else self.winces
-        self.winces = winces[winces > t[-1] - 1.0]
-        out = np.zeros((n, len(ARKIT_NAMES)))
-        felt = w.any(axis=0)
-        if felt[_BREATHLESS]:
-            out += _PANT * ((0.5 - 0.5 * np.cos(pant)) * w[:, _BREATHLESS])[:, None]
-        if felt[_PAIN]:  # each frame feels the (at most two) winces within a second of it
-            after = np.searchsorted(winces, t)
-            near = np.stack([winces[np.maximum(after - 1, 0)], winces[np.minimum(after, len(winces) - 1)]], axis=1)
-            bumps = np.exp(-0.5 * ((t[:, None] - near) / WINCE_WIDTH) ** 2) * (np.abs(t[:, None] - near) < 1.0)
-            bumps[after == 0, 0] = 0.0  # (no wince before the first)
-            bumps[after == len(winces), 1] = 0.0
-            out += _WINCE * (np.minimum(bumps.sum(axis=1), 1.0) * w[:, _PAIN])[:, None]
-        if felt[_GRIEF]:
-            out[:, INDEX["mouthShrugLower"]] += TREMOR * (0.5 + 0.5 * np.sin(tremor)) * w[:, _GRIEF]
-        return out
+        if winces[0] <= end - 1.0:
+            self.winces = winces[winces > end - 1.0]
+        else:
+            self.winces = winces
+        return winces
+
+
+def patterns(each: list[Patterns], t: np.ndarray, w: np.ndarray, blocks: Blocks) -> np.ndarray:
+    """`Patterns.step` of several streams at once: each block of times t and states w [rows, 10]
+    with its stream's patterns."""
+    fps = blocks.rows([p.fps for p in each]) if blocks.count > 1 else each[0].fps
+    offset = blocks.rows([p.pant_offset for p in each]) if blocks.count > 1 else each[0].pant_offset
+    rate = PANT_RATE + PANT_SWING * np.sin(2 * math.pi * PANT_SWING_RATE * t + offset)
+    pant = blocks.rows([p.pant_phase for p in each]) + blocks.cumsum(2 * math.pi * rate / fps)
+    jitter = np.concatenate(
+        [p.rng[2].normal(0, TREMOR_JITTER, n) for p, n in zip(each, blocks.sizes.tolist(), strict=True)]
+    )
+    tremor = blocks.rows([p.tremor_phase for p in each]) + blocks.cumsum(2 * math.pi * (TREMOR_RATE + jitter) / fps)
+    ends = t[blocks.lasts].tolist()
+    for p, pant_end, tremor_end in zip(each, pant[blocks.lasts].tolist(), tremor[blocks.lasts].tolist(), strict=True):
+        p.pant_phase, p.tremor_phase = pant_end, tremor_end
+    winces = [p._wince_times(end) for p, end in zip(each, ends, strict=True)]
+    out = np.zeros((len(t), len(ARKIT_NAMES)))
+    felt = np.add.reduceat(w != 0, blocks.firsts, axis=0) > 0  # [blocks, 10]
+    if felt[:, _BREATHLESS].any():  # (a term of 0 where a block does not feel it)
+        out += _PANT * ((0.5 - 0.5 * np.cos(pant)) * w[:, _BREATHLESS])[:, None]
+    for i in np.flatnonzero(felt[:, _PAIN]).tolist():  # each frame feels the (at most two) winces within a second of it
+        rows = slice(int(blocks.firsts[i]), int(blocks.lasts[i]) + 1)
+        out[rows] += _WINCE * (_wincing(t[rows], winces[i]) * w[rows, _PAIN])[:, None]
+    if felt[:, _GRIEF].any():
+        out[:, INDEX["mouthShrugLower"]] += TREMOR * (0.5 + 0.5 * np.sin(tremor)) * w[:, _GRIEF]
+    return out
+
+
+def _wincing(t: np.ndarray, winces: np.ndarray) -> np.ndarray:
+    """How much of a wince the frames at times t show (the nearest before and after, each within a second)."""
+    after = np.searchsorted(winces, t)
+    near = np.stack([winces[np.maximum(after - 1, 0)], winces[np.minimum(after, len(winces) - 1)]], axis=1)
+    bumps = np.exp(-0.5 * ((t[:, None] - near) / WINCE_WIDTH) ** 2) * (np.abs(t[:, None] - near) < 1.0)
+    bumps[after == 0, 0] = 0.0  # (no wince before the first)
+    bumps[after == len(winces), 1] = 0.0
+    return np.minimum(bumps.sum(axis=1), 1.0)
 
 
 def poses(state: np.ndarray, patterns: np.ndarray) -> np.ndarray:

@@ -18,7 +18,9 @@ one off leaves the others unchanged) and timed by the speech's prosody as it goe
 
 `Life.step` runs over a block of frames: the events (a blink, a saccade, a nod, a pause's turn)
 are handled one by one in time order, and the curves between them are drawn with numpy, so the
-same frames come out however the frames are cut into blocks. Angles are radians. Yaw > 0 turns
+same frames come out however the frames are cut into blocks; `step` does it for many streams'
+blocks at once, the events stream by stream (where any can happen), the curves together. The
+timing table and the shapes are in `life_shapes`. Angles are radians. Yaw > 0 turns
 towards the character's left, pitch > 0 looks up, roll > 0 tilts the top of the head towards
 the character's left shoulder.
 """
@@ -27,109 +29,18 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 import numpy as np
 
-from ..rig import ARKIT_NAMES, INDEX
+from ..rig import ARKIT_NAMES
+from . import life_shapes as table
+from .life_shapes import BREATH_WEIGHTS, DEG, Layers, Saccade, breath_in, ease, min_jerk
 from .prosody import Cues
 from .settings import LifeConfig
-from .smoothing import Smoother
+from .smoothing import Blocks, Smoother, smooth
 
-_DEG = math.pi / 180
-#: Gaze angle (rad) at which an eyeLook* shape reaches 1.
-LOOK_RANGE = 30 * _DEG
-
-# --- the one table of liveliness timing (seconds, degrees, probabilities) ---
-FIRST_BLINK = (0.3, 2.0)  # the first blink comes early, even in a short clip
-REFRACTORY = 0.6  # between the blinks of the schedule (a double blink's second comes sooner)
-BLINK_SHAPE = 3.0  # gamma shape of the intervals (mean 60 / blink_rate)
-DOUBLE_BLINK, DOUBLE_GAP = 0.07, (0.28, 0.45)
-LONG_BLINK, LONG_LENGTH, SHORT_LENGTH = 0.15, (0.3, 0.4), (0.12, 0.3)
-BLINK_DEPTH, EYE_LAG, EYE_LESS = (0.85, 1.0), 0.015, 0.08  # the second eye lags by ±15 ms, closes up to 8 % less
-BLINK_CLOSE, BLINK_HOLD = 0.3, 0.1  # shares of a blink spent closing and closed
-BLINK_DUE = 0.02  # a blink is drawn this long before it starts
-PHRASE_END, PHRASE_END_BLINK, PHRASE_END_DELAY = 0.25, 0.45, (0.02, 0.17)  # a pause this long invites a blink
-BIG_SHIFT, BIG_SHIFT_BLINK = 10.0, 0.3  # a saccade over 10° invites a blink
-GAZE_BACK = 0.4  # a pause this long brings the eyes back; the next phrase draws them away
-AWAY_AT_PHRASE, AWAY_SPEAKING, AWAY_SILENT = 0.7, 0.5, 0.3  # chances of looking away
-LISTENER_SPREAD = (1.5, 1.0)  # yaw, pitch standard deviation of looking at the listener
-AWAY_YAW, AWAY_PITCH = (6.0, 15.0), (-10.0, 4.0)
-HOLD = {(True, True): (0.5, 1.5), (True, False): (0.4, 1.2), (False, True): (1.0, 3.0), (False, False): (2.0, 4.0)}
-FIRST_SWITCH = (2.0, 4.0)  # (holds by (looking away, speaking))
-MICRO_FIRST, MICRO_NEXT, MICRO_SPREAD, MICRO_CLEAR = (0.4, 1.0), (0.5, 1.0), (0.6, 0.4), 0.2  # fixational saccades
-EVENT_AFTER, AWAY_AFTER = 0.3, 0.3  # a pause turns the gaze this long after a fixation starts, and not at the start
-SACCADE = (0.021, 0.0022)  # duration: s + s per degree
-WANDER = (1.5, 1.0, 0.8), (0.05, 0.4)  # head yaw, pitch, roll standard deviation; sinusoid frequencies (Hz)
-TALKING_TAU, TALKING_GAIN = 0.2, (0.6, 0.8)  # the head moves 0.6× silent, 1.4× speaking
-PITCH_TAU, PITCH_GAIN, PITCH_MAX = 0.125, 0.25, 3.0  # the chin follows the voice: deg per semitone
-NOD_STRESS, NOD_GAP, NOD_AMP, NOD_SPREAD = 0.6, 0.4, (1.5, 3.0), (0.7, 1.2)  # amp deg: 1.5 at 0.6, 4.5 at 1
-NOD_PEAK, NOD_RISE, NOD_FALL, NOD_ROLL, NOD_LENGTH = 0.1, 0.06, 0.15, 0.3, 0.8
-FOLLOW_TAU, FOLLOW = 0.15, (0.25, 0.15)  # the head turns with the eyes: share of yaw, pitch
-BREATH_PAUSE, BREATH_TAU, BREATH_LIFT = (0.25, 0.8), 0.025, 1.0  # a stream's breath: from .25 to .8 s into a pause
-BREATH_BEFORE, BREATH_LENGTH, BREATH_AFTER = 0.35, 0.55, 0.05  # a whole clip's: in pauses over .35 s, up to
-# .55 s long, starting at least .05 s into the pause and ending as the phrase starts
-BREATH = {"jawOpen": 0.05, "mouthLowerDownLeft": 0.03, "mouthLowerDownRight": 0.03,
-          "noseSneerLeft": 0.08, "noseSneerRight": 0.08}  # fmt: skip
-_FOLLOW = np.array(FOLLOW)
-_BREATH = np.zeros(len(ARKIT_NAMES))
-_BREATH[[INDEX[n] for n in BREATH]] = list(BREATH.values())
-
-
-def ease(x: np.ndarray) -> np.ndarray:
-    """Smoothstep on [0, 1]."""
-    x = x.clip(0.0, 1.0)
-    return x * x * (3 - 2 * x)
-
-
-def _breath(x: np.ndarray) -> np.ndarray:
-    """A breath in over x from 0 to 1: quickly in, slowly let go."""
-    return np.where((x > 0) & (x < 1), np.sin(np.pi * x.clip(0.0, 1.0) ** 0.7), 0.0)
-
-
-def _min_jerk(x: np.ndarray) -> np.ndarray:
-    x = x.clip(0.0, 1.0)
-    return x**3 * (10 - 15 * x + 6 * x * x)
-
-
-#: The eyeLook* shapes, each following one gaze angle one way (`_LOOK_AXIS`, `_LOOK_SIGN`): left, right, up, down.
-LOOKS = ("eyeLookOutLeft", "eyeLookInRight", "eyeLookInLeft", "eyeLookOutRight",
-         "eyeLookUpLeft", "eyeLookUpRight", "eyeLookDownLeft", "eyeLookDownRight")  # fmt: skip
-_LOOK_AXIS = np.array([0, 0, 0, 0, 1, 1, 1, 1])
-_LOOK_SIGN = np.array([1.0, 1.0, -1.0, -1.0, 1.0, 1.0, -1.0, -1.0])
-
-
-def gaze_shapes(gaze: np.ndarray) -> np.ndarray:
-    """The weights [frames, 8] of the `LOOKS` shapes for gaze angles [frames, 2] (yaw, pitch)."""
-    return (gaze[:, _LOOK_AXIS] / LOOK_RANGE * _LOOK_SIGN).clip(0.0, 1.0)
-
-
-@dataclass(frozen=True)
-class Layers:
-    """A block's motion before face parameters scale it: blinks [n, 2] (left, right lid closure
-    0–1), gaze [n, 2] (yaw, pitch), head [n, 3] (yaw, pitch, roll), breath [n, 52] (ARKit weights
-    added in pauses), and the times of the blinks, saccades and nods that started in the block."""
-
-    blinks: np.ndarray
-    gaze: np.ndarray
-    head: np.ndarray
-    breath: np.ndarray
-    blink_times: list[float] = field(default_factory=list)
-    saccade_times: list[float] = field(default_factory=list)
-    nod_times: list[float] = field(default_factory=list)
-
-
-@dataclass
-class _Saccade:
-    frame: int  # the first frame that shows it
-    start: float
-    dur: float
-    prev: np.ndarray
-    target: np.ndarray
-
-    def at(self, t: np.ndarray) -> np.ndarray:
-        """Where the eyes are [len(t), 2] at times t."""
-        return self.prev + (self.target - self.prev) * _min_jerk((t - self.start) / self.dur)[:, None]
+_FOLLOW = np.array(table.FOLLOW)
 
 
 class Life:
@@ -145,27 +56,27 @@ class Life:
         b, g, h = self.rng
         # blinks: the next on the schedule, extra ones asked for, and those still being drawn
         self.mean_interval = 60.0 / config.blink_rate
-        self.next_blink = float(b.uniform(*FIRST_BLINK))
-        self.last_blink = -REFRACTORY
+        self.next_blink = float(b.uniform(*table.FIRST_BLINK))
+        self.last_blink = -table.REFRACTORY
         self.pending: list[float] = []
         self.blinks: list[tuple[int, float, float, float, float, float]] = []  # frame, start, dur, depth, lag, less
         # gaze
         here = self._listener()
-        self.saccades = [_Saccade(-1, -1.0, 0.05, here, here)]  # the one shown at the block's start, then new ones
+        self.saccades = [Saccade(-1, -1.0, 0.05, here, here)]  # the one shown at the block's start, then new ones
         self.fix_start, self.away = 0.0, False
-        self.next_switch = float(g.uniform(*FIRST_SWITCH))
-        self.next_micro = float(g.uniform(*MICRO_FIRST))
+        self.next_switch = float(g.uniform(*table.FIRST_SWITCH))
+        self.next_micro = float(g.uniform(*table.MICRO_FIRST))
         # head: three slow sinusoids per axis, as (angular frequencies, amplitudes, phases) [3 axes, 3]
         wander = []
-        for std in WANDER[0]:
-            freqs, amps = h.uniform(*WANDER[1], 3), h.uniform(0.5, 1.0, 3)
-            amps *= std * _DEG * math.sqrt(2) / np.sqrt((amps**2).sum())
+        for std in table.WANDER[0]:
+            freqs, amps = h.uniform(*table.WANDER[1], 3), h.uniform(0.5, 1.0, 3)
+            amps *= std * DEG * math.sqrt(2) / np.sqrt((amps**2).sum())
             wander.append((2 * math.pi * freqs, amps, h.uniform(0, 2 * math.pi, 3)))
         self.wander = [np.array(column) for column in zip(*wander, strict=True)]
-        self.talking = Smoother(TALKING_TAU, fps, zero_lag)
-        self.voice_pitch = Smoother(PITCH_TAU, fps, zero_lag)
-        self.follow = Smoother(FOLLOW_TAU, fps, zero_lag)
-        self.inhale = Smoother(BREATH_TAU, fps)
+        self.talking = Smoother(table.TALKING_TAU, fps, zero_lag)
+        self.voice_pitch = Smoother(table.PITCH_TAU, fps, zero_lag)
+        self.follow = Smoother(table.FOLLOW_TAU, fps, zero_lag)
+        self.inhale = Smoother(table.BREATH_TAU, fps)
         self.nods: list[tuple[int, float, float, float]] = []  # frame, time, amplitude, roll sign
         self.last_nod = -1.0
         # pauses: when the one going on began (None while speaking); a long one arms the next phrase's look away
@@ -174,52 +85,36 @@ class Life:
 
     def _listener(self) -> np.ndarray:
         g = self.rng[1]
-        return np.array([g.normal(0, LISTENER_SPREAD[0]) * _DEG, g.normal(0, LISTENER_SPREAD[1]) * _DEG])
+        return np.array([g.normal(0, table.LISTENER_SPREAD[0]) * DEG, g.normal(0, table.LISTENER_SPREAD[1]) * DEG])
 
     def step(self, first: int, cues: Cues) -> Layers:
         """The layers of frames first..first+n-1, with the cues of those frames."""
-        n, fps, cfg = len(cues.active), self.fps, self.config
-        t = (first + np.arange(n)) / fps
-        pause = self._pauses(t, cues.active)  # (0 while speaking: no threshold below is crossed then)
-        before = pause - 1 / fps
-        crossing = (before < PHRASE_END) & (pause >= PHRASE_END)
-        back = (before < GAZE_BACK) & (pause >= GAZE_BACK)
-        times: dict[str, list[float]] = {"blink": [], "saccade": [], "nod": []}
-        self._events(first, t, cues, crossing, back, times)
-        gaze = self._gaze(first, t) if cfg.gaze else np.zeros((n, 2))
-        blinks = self._blinks(first, t) if cfg.blink else np.zeros((n, 2))
-        inhale = self._inhale(t, cues, pause)
-        head = np.zeros((n, 3))
-        if cfg.head:
-            head = self._head(first, t, cues, gaze) * cfg.head_strength
-            if cfg.breathing:
-                head[:, 1] += BREATH_LIFT * _DEG * inhale * cfg.head_strength
-        breath = _BREATH * inhale[:, None] if cfg.breathing else np.zeros((n, len(ARKIT_NAMES)))
-        return Layers(blinks, gaze, head, breath, times["blink"], times["saccade"], times["nod"])
-
-    def _pauses(self, t: np.ndarray, active: np.ndarray) -> np.ndarray:
-        """Seconds since the pause going on began, per frame (0 while speaking)."""
-        n = len(t)
+        n = len(cues.active)
         if not n:
-            return np.zeros(0)
-        last = np.maximum.accumulate(np.where(active, np.arange(n), -1))
-        before = t[0] if self.pause_start is None else self.pause_start
-        start = np.where(last >= 0, t[np.minimum(last + 1, n - 1)], before)
-        self.pause_start = None if active[-1] else float(start[-1])
-        return np.where(active, 0.0, t - start)
+            return Layers(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros((0, 3)), np.zeros((0, len(ARKIT_NAMES))))
+        return step([self], [first], [cues], Blocks.of([n]))
+
+    def _quiet(self, last: float, crossing: bool, back: bool, cues: Cues) -> bool:
+        """Whether nothing can happen in a block whose last frame is at time `last` (`_events` would find nothing)."""
+        cfg = self.config
+        if (crossing and cfg.blink) or (back and cfg.gaze) or (cues.accents and cfg.head) or self.armed:
+            return False
+        if cfg.gaze and min(self.next_switch, self.next_micro) <= last:
+            return False
+        return not (cfg.blink and min([self.next_blink, *self.pending]) <= last + table.BLINK_DUE)
 
     def _events(self, first: int, t: np.ndarray, cues: Cues, crossing: np.ndarray, back: np.ndarray,
                 times: dict[str, list[float]]) -> None:  # fmt: skip
         """Handle every frame where something happens, in order: a loop over events, not frames."""
         cfg, n = self.config, len(t)
-        due_at = t + BLINK_DUE
+        due_at = t + table.BLINK_DUE
         crossings = crossing.nonzero()[0].tolist() if cfg.blink else []
         backs = back.nonzero()[0].tolist() if cfg.gaze else []
         # (the frames that may look away: wanted only once a pause, maybe this one, has armed it)
-        ready = np.flatnonzero(cues.ahead & (t > AWAY_AFTER)).tolist() if self.armed or backs else []
+        ready = np.flatnonzero(cues.ahead & (t > table.AWAY_AFTER)).tolist() if self.armed or backs else []
         accents: dict[int, list[tuple[int, float, float]]] = {}
         for accent in cues.accents if cfg.head else []:  # a loop over syllables
-            if accent[2] >= NOD_STRESS:
+            if accent[2] >= table.NOD_STRESS:
                 accents.setdefault(accent[0], []).append(accent)
         nod_frames = sorted(accents)
         crossed, went_back = set(crossings), set(backs)
@@ -233,7 +128,7 @@ class Life:
             if cfg.gaze:
                 k = min(k, max(i, int(t.searchsorted(self.next_switch))))
                 micro = max(i, int(t.searchsorted(self.next_micro)))
-                if micro < n and t[micro] < self.next_switch - MICRO_CLEAR:
+                if micro < n and t[micro] < self.next_switch - table.MICRO_CLEAR:
                     k = min(k, micro)
             if cfg.blink:
                 k = min(k, max(i, int(due_at.searchsorted(min([self.next_blink, *self.pending])))))
@@ -249,30 +144,30 @@ class Life:
         b, g, h = self.rng
         cfg = self.config
         event = None
-        if crossing and b.random() < PHRASE_END_BLINK:
-            self.pending.append(t + float(b.uniform(*PHRASE_END_DELAY)))
+        if crossing and b.random() < table.PHRASE_END_BLINK:
+            self.pending.append(t + float(b.uniform(*table.PHRASE_END_DELAY)))
         if back:
             event, self.armed = "back", True
-        if self.armed and ahead and t > AWAY_AFTER:
+        if self.armed and ahead and t > table.AWAY_AFTER:
             event, self.armed = "away", False
         if cfg.gaze:
-            if event and t > self.fix_start + EVENT_AFTER:
-                self.away = event == "away" and g.random() < AWAY_AT_PHRASE
+            if event and t > self.fix_start + table.EVENT_AFTER:
+                self.away = event == "away" and g.random() < table.AWAY_AT_PHRASE
                 self._shift(index, t, active, times)
             elif t >= self.next_switch:
-                self.away = not self.away and g.random() < (AWAY_SPEAKING if active else AWAY_SILENT)
+                self.away = not self.away and g.random() < (table.AWAY_SPEAKING if active else table.AWAY_SILENT)
                 self._shift(index, self.next_switch, active, times)
-            elif self.next_micro <= t < self.next_switch - MICRO_CLEAR:
-                offset = np.array([g.normal(0, MICRO_SPREAD[0]) * _DEG, g.normal(0, MICRO_SPREAD[1]) * _DEG])
+            elif self.next_micro <= t < self.next_switch - table.MICRO_CLEAR:
+                offset = np.array([g.normal(0, table.MICRO_SPREAD[0]) * DEG, g.normal(0, table.MICRO_SPREAD[1]) * DEG])
                 self._shift(index, self.next_micro, active, times, self.saccades[-1].target + offset)
-                self.next_micro += float(g.uniform(*MICRO_NEXT))
+                self.next_micro += float(g.uniform(*table.MICRO_NEXT))
         if cfg.blink:
             self._schedule(index, t, times)
         for _, at, strength in accents:
-            if at - self.last_nod >= NOD_GAP:
+            if at - self.last_nod >= table.NOD_GAP:
                 self.last_nod = at
-                stress = (strength - NOD_STRESS) / (1 - NOD_STRESS)
-                amp = (NOD_AMP[0] + NOD_AMP[1] * stress) * _DEG * float(h.uniform(*NOD_SPREAD))
+                stress = (strength - table.NOD_STRESS) / (1 - table.NOD_STRESS)
+                amp = (table.NOD_AMP[0] + table.NOD_AMP[1] * stress) * DEG * float(h.uniform(*table.NOD_SPREAD))
                 self.nods.append((index, at, amp, float(h.choice([-1, 1]))))
                 times["nod"].append(at)
 
@@ -283,51 +178,54 @@ class Life:
         prev = self.saccades[-1].at(np.array([at]))[0]
         if target is None:
             if self.away:
-                target = np.array([g.choice([-1, 1]) * g.uniform(*AWAY_YAW) * _DEG, g.uniform(*AWAY_PITCH) * _DEG])
+                target = np.array(
+                    [g.choice([-1, 1]) * g.uniform(*table.AWAY_YAW) * DEG, g.uniform(*table.AWAY_PITCH) * DEG]
+                )
             else:
                 target = self._listener()
-            self.fix_start, self.next_switch = at, at + float(g.uniform(*HOLD[self.away, speaking]))
-            self.next_micro = at + float(g.uniform(*MICRO_FIRST))
-        amp = math.hypot(*(target - prev)) / _DEG
-        self.saccades.append(_Saccade(index, at, SACCADE[0] + SACCADE[1] * amp, prev, target))
+            self.fix_start, self.next_switch = at, at + float(g.uniform(*table.HOLD[self.away, speaking]))
+            self.next_micro = at + float(g.uniform(*table.MICRO_FIRST))
+        amp = math.hypot(*(target - prev)) / DEG
+        self.saccades.append(Saccade(index, at, table.SACCADE[0] + table.SACCADE[1] * amp, prev, target))
         times["saccade"].append(at)
-        if amp > BIG_SHIFT and self.config.blink and self.rng[0].random() < BIG_SHIFT_BLINK:
-            self.pending.append(at + BLINK_DUE)
+        if amp > table.BIG_SHIFT and self.config.blink and self.rng[0].random() < table.BIG_SHIFT_BLINK:
+            self.pending.append(at + table.BLINK_DUE)
 
     def _schedule(self, index: int, t: float, times: dict[str, list[float]]) -> None:
         """Draw the blinks due by `t` (on the schedule, or asked for), shown from frame `index` on."""
         b = self.rng[0]
         while True:
             due = min([self.next_blink, *self.pending])
-            if due > t + BLINK_DUE:
+            if due > t + table.BLINK_DUE:
                 break
             if due in self.pending:
                 self.pending.remove(due)
             else:
                 self.next_blink = math.inf
-            ready = self.last_blink + REFRACTORY
+            ready = self.last_blink + table.REFRACTORY
             if due < ready:  # too soon after the last blink: a scheduled one waits, an extra one is dropped
                 if self.next_blink == math.inf:
                     self.next_blink = ready  # (`due < ready` is then false on the next pass: it blinks)
                 continue
-            starts = [due] + ([due + float(b.uniform(*DOUBLE_GAP))] if b.random() < DOUBLE_BLINK else [])
+            starts = [due] + ([due + float(b.uniform(*table.DOUBLE_GAP))] if b.random() < table.DOUBLE_BLINK else [])
             for at in starts:
-                dur = b.uniform(*LONG_LENGTH) if b.random() < LONG_BLINK else b.uniform(*SHORT_LENGTH)
-                self.blinks.append((index, at, float(dur), float(b.uniform(*BLINK_DEPTH)),
-                                    float(b.uniform(-EYE_LAG, EYE_LAG)), float(b.uniform(0, EYE_LESS))))  # fmt: skip
+                dur = b.uniform(*table.LONG_LENGTH) if b.random() < table.LONG_BLINK else b.uniform(*table.SHORT_LENGTH)
+                depth = float(b.uniform(*table.BLINK_DEPTH))
+                lag, less = float(b.uniform(-table.EYE_LAG, table.EYE_LAG)), float(b.uniform(0, table.EYE_LESS))
+                self.blinks.append((index, at, float(dur), depth, lag, less))
                 times["blink"].append(at)
             self.last_blink = starts[-1]
-            self.next_blink = self.last_blink + max(REFRACTORY, float(b.gamma(BLINK_SHAPE, self.mean_interval / 3)))
+            self.next_blink = self.last_blink + max(
+                table.REFRACTORY, float(b.gamma(table.BLINK_SHAPE, self.mean_interval / 3))
+            )
 
-    def _gaze(self, first: int, t: np.ndarray) -> np.ndarray:
-        """Each frame shows the last saccade drawn by then (min-jerk from where the eyes were)."""
-        out = np.empty((len(t), 2))
-        ends = [s.frame - first for s in self.saccades[1:]] + [len(t)]
-        for saccade, end in zip(self.saccades, ends, strict=True):  # a loop over saccades
-            lo = max(0, saccade.frame - first)
-            out[lo:end] = saccade.at(t[lo:end])
+    def _saccades(self, first: int, n: int) -> list[tuple[int, Saccade]]:
+        """The saccades each frame of a block of n from `first` shows (the last drawn by then), as
+        (frames, saccade) in order."""
+        ends = [s.frame - first for s in self.saccades[1:]] + [n]
+        shown = [(end - max(0, s.frame - first), s) for s, end in zip(self.saccades, ends, strict=True)]
         self.saccades = self.saccades[-1:]
-        return out
+        return [(count, s) for count, s in shown if count > 0]
 
     def _blinks(self, first: int, t: np.ndarray) -> np.ndarray:
         """Each eye's lid closure: fast closing, a short hold, slow opening; the closed frame is
@@ -336,7 +234,7 @@ class Life:
         for frame, start, dur, depth, lag, less in self.blinks:  # a loop over blinks
             for eye, (shift, shallower) in enumerate(((0.0, 0.0), (lag, less))):
                 begin = start + shift
-                close, hold = BLINK_CLOSE * dur, BLINK_HOLD * dur
+                close, hold = table.BLINK_CLOSE * dur, table.BLINK_HOLD * dur
                 lo = max(frame - first, int(np.searchsorted(t, begin)), 0)
                 hi = int(np.searchsorted(t, begin + dur, side="right"))
                 u = t[lo:hi] - begin
@@ -346,43 +244,149 @@ class Life:
                     lid[closed - lo] = 1.0
                 out[lo:hi, eye] = np.maximum(out[lo:hi, eye], lid * (depth - shallower))
         end = t[-1] if len(t) else -math.inf
-        self.blinks = [b for b in self.blinks if b[1] + b[2] + EYE_LAG > end]
+        self.blinks = [b for b in self.blinks if b[1] + b[2] + table.EYE_LAG > end]
         return out
 
-    def _inhale(self, t: np.ndarray, cues: Cues, pause: np.ndarray) -> np.ndarray:
-        """The breath in, 0–1: ending as the next phrase starts (`breath_ahead`), or early in each
-        pause and let go, smoothly, when the voice comes back (a stream)."""
-        if self.breath_ahead:
-            target = np.zeros(len(t))
-            quiet = np.concatenate([[False], ~cues.active, [False]])
-            edges = np.flatnonzero(np.diff(quiet.astype(np.int8)))
-            for a, b in zip(edges[::2], edges[1::2], strict=True):  # a loop over pauses
-                if b >= len(t) or (b - a) / self.fps < BREATH_BEFORE:
-                    continue  # too short, or no phrase follows
-                start = max(t[a] + BREATH_AFTER, t[b] - BREATH_LENGTH)
-                target[a:b] = _breath((t[a:b] - start) / (t[b] - start))
-            return target
-        lo, hi = BREATH_PAUSE
-        breathing = ~(cues.active | cues.ahead)
-        target = np.where(breathing, _breath((pause - lo) / (hi - lo)), 0.0) if breathing.any() else np.zeros(len(t))
-        return self.inhale(target)
+    def _breath_ahead(self, t: np.ndarray, active: np.ndarray) -> np.ndarray:
+        """The breath in, 0–1, ending as the next phrase starts (a whole clip's, `breath_ahead`)."""
+        target = np.zeros(len(t))
+        quiet = np.concatenate([[False], ~active, [False]])
+        edges = np.flatnonzero(np.diff(quiet.astype(np.int8)))
+        for a, b in zip(edges[::2], edges[1::2], strict=True):  # a loop over pauses
+            if b >= len(t) or (b - a) / self.fps < table.BREATH_BEFORE:
+                continue  # too short, or no phrase follows
+            start = max(t[a] + table.BREATH_AFTER, t[b] - table.BREATH_LENGTH)
+            target[a:b] = breath_in((t[a:b] - start) / (t[b] - start))
+        return target
 
-    def _head(self, first: int, t: np.ndarray, cues: Cues, gaze: np.ndarray) -> np.ndarray:
-        """Head yaw, pitch, roll: wander (more while speaking), the voice's pitch, nods, the gaze."""
-        omegas, amps, phases = self.wander
-        head = (amps * np.sin(omegas * t[:, None, None] + phases)).sum(axis=2)
-        quiet, loud = TALKING_GAIN
-        head *= (quiet + loud * self.talking(cues.active.astype(np.float64)))[:, None]
-        voice = np.where(cues.active & np.isfinite(cues.pitch), cues.pitch, 0.0)
-        head[:, 1] += (PITCH_GAIN * _DEG * self.voice_pitch(voice)).clip(-PITCH_MAX * _DEG, PITCH_MAX * _DEG)
-        for frame, at, amp, sign in self.nods:  # a loop over nods: down and back, a little roll
-            lo = max(0, frame - first)
-            hi = int(np.searchsorted(t, at + NOD_LENGTH))
-            u = t[lo:hi] - at
-            bump = np.exp(-0.5 * ((u - NOD_PEAK) / np.where(u < NOD_PEAK, NOD_RISE, NOD_FALL)) ** 2)
-            head[lo:hi, 1] -= amp * bump
-            head[lo:hi, 2] += NOD_ROLL * amp * bump * sign
-        end = t[-1] if len(t) else -math.inf
-        self.nods = [nod for nod in self.nods if nod[1] + NOD_LENGTH > end]
-        head[:, :2] += _FOLLOW * self.follow(gaze)
-        return head
+
+def step(lives: Sequence[Life], firsts: Sequence[int], cues: Sequence[Cues], blocks: Blocks) -> Layers:
+    """`Life.step` of several streams at once: block i holds frames firsts[i].. of `lives[i]`, with
+    `cues[i]`; the events run stream by stream, the curves between them for all blocks together."""
+    cfgs = [life.config for life in lives]
+    fps = blocks.rows([life.fps for life in lives])
+    t = (blocks.rows(firsts) + blocks.local) / fps
+    active = np.concatenate([c.active for c in cues])
+    pause = _pauses(lives, t, active, blocks)  # (0 while speaking: no threshold below is crossed then)
+    before = pause - 1 / fps
+    crossing = (before < table.PHRASE_END) & (pause >= table.PHRASE_END)
+    back = (before < table.GAZE_BACK) & (pause >= table.GAZE_BACK)
+    times: dict[str, list[float]] = {"blink": [], "saccade": [], "nod": []}
+    ends = t[blocks.lasts].tolist()
+    crossed = np.logical_or.reduceat(crossing, blocks.firsts).tolist()
+    turned = np.logical_or.reduceat(back, blocks.firsts).tolist()
+    spans = [slice(a, b + 1) for a, b in zip(blocks.firsts.tolist(), blocks.lasts.tolist(), strict=True)]
+    for i, life in enumerate(lives):  # (a loop over the streams where something may happen)
+        if not life._quiet(ends[i], crossed[i], turned[i], cues[i]):
+            rows = spans[i]
+            life._events(firsts[i], t[rows], cues[i], crossing[rows], back[rows], times)
+    gaze = np.zeros((blocks.total, 2))
+    which = [i for i, cfg in enumerate(cfgs) if cfg.gaze]
+    if which:
+        some, rows = blocks.subset(which)
+        gaze[rows] = _gazes([lives[i] for i in which], [firsts[i] for i in which], t[rows], some)
+    blinks = np.zeros((blocks.total, 2))
+    for i, (life, cfg) in enumerate(zip(lives, cfgs, strict=True)):  # (a loop over the streams in a blink)
+        if cfg.blink and life.blinks:
+            blinks[spans[i]] = life._blinks(firsts[i], t[spans[i]])
+    inhale = _inhale(lives, t, cues, pause, active, blocks)
+    head = np.zeros((blocks.total, 3))
+    which = [i for i, cfg in enumerate(cfgs) if cfg.head]
+    if which:
+        some, rows = blocks.subset(which)
+        strength = some.rows([cfgs[i].head_strength for i in which])
+        part = _heads([lives[i] for i in which], [firsts[i] for i in which], t[rows], [cues[i] for i in which],
+                      gaze[rows], some) * strength[:, None]  # fmt: skip
+        breathing = some.rows([cfgs[i].breathing for i in which])
+        part[breathing, 1] += table.BREATH_LIFT * DEG * inhale[rows][breathing] * strength[breathing]
+        head[rows] = part
+    breath = BREATH_WEIGHTS * (inhale * blocks.rows([cfg.breathing for cfg in cfgs]))[:, None]
+    return Layers(blinks, gaze, head, breath, times["blink"], times["saccade"], times["nod"])
+
+
+def _pauses(lives: Sequence[Life], t: np.ndarray, active: np.ndarray, blocks: Blocks) -> np.ndarray:
+    """Seconds since the pause going on began, per frame (0 while speaking)."""
+    firsts = blocks.rows(blocks.firsts)
+    last = np.maximum.accumulate(np.where(active, np.arange(blocks.total), firsts - 1))  # in the block, or first - 1
+    begun = [
+        t[f] if life.pause_start is None else life.pause_start
+        for life, f in zip(lives, blocks.firsts.tolist(), strict=True)
+    ]
+    start = np.where(last >= firsts, t[np.minimum(last + 1, blocks.rows(blocks.lasts))], blocks.rows(begun))
+    for life, speaking, at in zip(lives, active[blocks.lasts].tolist(), start[blocks.lasts].tolist(), strict=True):
+        life.pause_start = None if speaking else at
+    return np.where(active, 0.0, t - start)
+
+
+def _gazes(lives: Sequence[Life], firsts: Sequence[int], t: np.ndarray, blocks: Blocks) -> np.ndarray:
+    """Each frame shows the last saccade drawn by then (min-jerk from where the eyes were)."""
+    shown = [part for life, first, n in zip(lives, firsts, blocks.sizes.tolist(), strict=True)
+             for part in life._saccades(first, n)]  # fmt: skip
+    frames = [count for count, _ in shown]
+    prev, target = (np.repeat(np.array([getattr(s, name) for _, s in shown]), frames, axis=0)
+                    for name in ("prev", "target"))  # fmt: skip
+    start, dur = (np.repeat([getattr(s, name) for _, s in shown], frames) for name in ("start", "dur"))
+    return prev + (target - prev) * min_jerk((t - start) / dur)[:, None]
+
+
+def _inhale(lives: Sequence[Life], t: np.ndarray, cues: Sequence[Cues], pause: np.ndarray, active: np.ndarray,
+            blocks: Blocks) -> np.ndarray:  # fmt: skip
+    """The breath in, 0–1: ending as the next phrase starts (`breath_ahead`), or early in each
+    pause and let go, smoothly, when the voice comes back (a stream)."""
+    out = np.empty(blocks.total)
+    which = []
+    for i, life in enumerate(lives):
+        if life.breath_ahead:
+            rows = slice(int(blocks.firsts[i]), int(blocks.lasts[i]) + 1)
+            out[rows] = life._breath_ahead(t[rows], cues[i].active)
+        else:
+            which.append(i)
+    if which:
+        some, rows = blocks.subset(which)
+        lo, hi = table.BREATH_PAUSE
+        breathing = ~(active[rows] | np.concatenate([cues[i].ahead for i in which]))
+        target = np.where(breathing, breath_in((pause[rows] - lo) / (hi - lo)), 0.0)
+        out[rows] = smooth([lives[i].inhale for i in which], target, some)
+    return out
+
+
+def _heads(lives: Sequence[Life], firsts: Sequence[int], t: np.ndarray, cues: Sequence[Cues], gaze: np.ndarray,
+           blocks: Blocks) -> np.ndarray:  # fmt: skip
+    """Head yaw, pitch, roll: wander (more while speaking), the voice's pitch, nods, the gaze."""
+    omegas, amps, phases = (blocks.rows(np.array([life.wander[k] for life in lives])) for k in range(3))
+    head = (amps * np.sin(omegas * t[:, None, None] + phases)).sum(axis=2)
+    quiet, loud = table.TALKING_GAIN
+    active = np.concatenate([c.active for c in cues])
+    head *= (quiet + loud * smooth([life.talking for life in lives], active.astype(np.float64), blocks))[:, None]
+    pitch = np.concatenate([c.pitch for c in cues])
+    voice = np.where(active & np.isfinite(pitch), pitch, 0.0)
+    pitched = smooth([life.voice_pitch for life in lives], voice, blocks)
+    head[:, 1] += (table.PITCH_GAIN * DEG * pitched).clip(-table.PITCH_MAX * DEG, table.PITCH_MAX * DEG)
+    _nods(lives, firsts, t, head, blocks)
+    head[:, :2] += _FOLLOW * smooth([life.follow for life in lives], gaze, blocks)
+    return head
+
+
+def _nods(lives: Sequence[Life], firsts: Sequence[int], t: np.ndarray, head: np.ndarray, blocks: Blocks) -> None:
+    """The nods going on added to the head angles in place: down and back, a little roll."""
+    nods = [(i, *nod) for i, life in enumerate(lives) for nod in life.nods]
+    if not nods:
+        return
+    spans = []  # the rows each nod shows on: from its first frame on, until it ends
+    for i, frame, at, _, _ in nods:
+        first, size = int(blocks.firsts[i]), int(blocks.sizes[i])
+        end = first + int(np.searchsorted(t[first : first + size], at + table.NOD_LENGTH))
+        spans.append((first + max(0, frame - firsts[i]), end))
+    lo, hi = (np.array(column) for column in zip(*spans, strict=True))
+    sizes = np.maximum(hi - lo, 0)
+    k = np.repeat(np.arange(len(nods)), sizes)
+    rows = np.arange(len(k)) - np.repeat(np.cumsum(sizes) - sizes - lo, sizes)
+    _, _, at, amp, sign = (np.array(column) for column in zip(*nods, strict=True))
+    u = t[rows] - at[k]
+    width = np.where(u < table.NOD_PEAK, table.NOD_RISE, table.NOD_FALL)
+    bump = np.exp(-0.5 * ((u - table.NOD_PEAK) / width) ** 2)
+    np.subtract.at(head[:, 1], rows, amp[k] * bump)  # (in the nods' order, where they overlap)
+    np.add.at(head[:, 2], rows, table.NOD_ROLL * amp[k] * bump * sign[k])
+    for life, end in zip(lives, t[blocks.lasts].tolist(), strict=True):
+        if life.nods:
+            life.nods = [nod for nod in life.nods if nod[1] + table.NOD_LENGTH > end]

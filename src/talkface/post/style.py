@@ -74,7 +74,7 @@ class Style:
             cues = prosody.cues(fps, n)
         else:  # speech is where the mouth moves
             k = round(BUSY_AROUND * fps)
-            cues = Cues.from_activity(window_max(mouth_motion(speech), np.zeros(0), k, k) > 0.5, fps)
+            cues = Cues.from_activity(window_max(mouth_motion(speech), np.zeros(0), k, k)[0] > 0.5, fps)
         style = self
         if self.emotion == "auto":
             style = replace(self, emotion=auto(text, prosody.arousal() if prosody is not None else 0.5))
