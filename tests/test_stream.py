@@ -15,7 +15,7 @@ from talkface.articulation import Articulations
 from talkface.model import OFFLINE_MODEL, default_model_path, load_default
 from talkface.post import EmotionSettings, FaceParams, LifeConfig, Style
 from talkface.rig import INDEX
-from talkface.stream import Engine, Stream, _resample_all
+from talkface.stream import Engine, Stream, _resample_all, advance
 
 TOL = 1e-5
 LIVE, FILES = str(default_model_path()), str(default_model_path(OFFLINE_MODEL))
@@ -127,6 +127,28 @@ def test_bad_chunks_are_refused_and_the_stream_goes_on(speech):
 def test_an_empty_stream_flushes_to_nothing():
     anim = Animator().stream().flush()
     assert anim.num_frames == 0
+
+
+def test_streams_advanced_together_get_the_frames_each_gets_alone(speech):
+    """A server advances its streams in one batch (model, prosody and post for all at once): each
+    gets the frames it would get alone (to float rounding), whenever it starts and ends."""
+    engine, audio, fps = Engine(load_default()), speech[:56000], [30, 25, 60, 30]
+    starts, ticks = [0, 3, 11, 0], [175, 150, 175, 90]  # 20 ms chunks: the first tick, how many
+    streams = [Stream(engine, f, Style(seed=i)) for i, f in enumerate(fps)]
+    together: list[list[np.ndarray]] = [[] for _ in streams]
+    for tick in range(max(s + n for s, n in zip(starts, ticks, strict=True)) + 1):
+        going = [i for i, (s, n) in enumerate(zip(starts, ticks, strict=True)) if s <= tick < s + n]
+        for i in going:
+            streams[i].write(audio[(tick - starts[i]) * 320 : (tick - starts[i] + 1) * 320])
+        for i, anim in zip(going, advance(engine, [streams[i] for i in going]), strict=True):
+            together[i].append(anim.weights)
+        for i in (i for i, (s, n) in enumerate(zip(starts, ticks, strict=True)) if tick == s + n):
+            together[i].append(streams[i].flush().weights)
+    for i, f in enumerate(fps):
+        alone = Stream(engine, f, Style(seed=i))
+        frames = [alone.push(audio[k * 320 : (k + 1) * 320]).weights for k in range(ticks[i])]
+        frames.append(alone.flush().weights)
+        np.testing.assert_allclose(np.concatenate(together[i]), np.concatenate(frames), atol=TOL)
 
 
 def test_step_net_and_windowed_fallback_agree_with_onnxruntime(speech):

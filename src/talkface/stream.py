@@ -47,7 +47,7 @@ from .model import ENCODER, FaceModel
 from .phonemes import VISEMES
 from .post import FaceParams, Style
 from .post.driver import Post, process
-from .post.prosody import Cues, Listener, measure_ahead
+from .post.prosody import Listener, listen
 from .post.settings import EmotionTrack, check_emotions, parse_emotions
 from .rig import ARKIT_NAMES
 
@@ -293,10 +293,6 @@ class Stream:
             out[a - start : b - start] = self._audio[a - self._audio_start : b - self._audio_start]
         return out
 
-    def _cues(self, speech: np.ndarray) -> Cues | None:
-        """What the listener hears at the output frames from `_resample_all` (None for none)."""
-        return self._listener.cues(self.frames_out, speech.shape[0], self._samples) if speech.shape[0] else None
-
     def _finished(self, speech: np.ndarray) -> None:
         """Count the output frames post-processed, and forget what no later frame needs."""
         if speech.shape[0]:
@@ -325,9 +321,8 @@ def advance(engine: Engine, streams: list[Stream]) -> list[Animation]:
     outs = engine.run([s._model for s in streams], windows, [s._new_audio() for s in streams],
                       [s.ending for s in streams])  # fmt: skip
     speech = _resample_all(engine, streams, outs)
-    measure_ahead([(s._listener, s.frames_out + x.shape[0] - 1, s._samples)
-                   for s, x in zip(streams, speech, strict=True) if x.shape[0]])  # fmt: skip
-    made = process([s._post for s in streams], speech, [s._cues(x) for s, x in zip(streams, speech, strict=True)])
+    cues = listen([(s._listener, s.frames_out, x.shape[0], s._samples) for s, x in zip(streams, speech, strict=True)])
+    made = process([s._post for s in streams], speech, cues)
     for s, x in zip(streams, speech, strict=True):
         s._finished(x)
     return made

@@ -9,13 +9,15 @@ same measures over all of its audio in one go, and may know more.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..audio import SAMPLE_RATE
+from .smoothing import Blocks
 
 GRID = 100.0  # prosody frames per second
 AHEAD = 6  # grid frames of look-ahead: a 40 ms window centred 60 ms ahead ends 80 ms ahead
@@ -44,6 +46,11 @@ _BATCH = 64  # windows measured at a time: bounded memory, temporaries small eno
 _LAGS = slice(int(SAMPLE_RATE / _F0_MAX), int(SAMPLE_RATE / _F0_MIN))  # the autocorrelation lags of f0s in range
 _LAG_RANGE = np.arange(_LAGS.start, _LAGS.stop)
 _QUIET = 10 ** (-99.0 / 20)  # the loudness of a grid frame not measured (or forgotten)
+#: A held grid frame's row: dB against the loud reference, that as linear amplitude, speech (0/1),
+#: voice (0/1) and pitch (semitones around the running mean, nan if unvoiced); and such a row of a
+#: frame not measured (or forgotten).
+_REL, _ENERGY, _ACTIVE, _VOICE, _PITCH = range(5)
+_UNHEARD = np.array([-99.0, _QUIET, 0.0, 0.0, np.nan])
 Samples = Callable[[int, int], np.ndarray]  # (start, stop) absolute 16 kHz sample indices → audio
 
 
@@ -52,21 +59,21 @@ def _centred(windows: np.ndarray) -> np.ndarray:
     return frames - frames.mean(axis=1, keepdims=True)
 
 
-def window_levels(windows: np.ndarray) -> np.ndarray:
-    """Level (dBFS) of 40 ms windows [n, 640]."""
-    out = np.empty(len(windows))
-    for i in range(0, len(windows), _BATCH):
-        out[i : i + _BATCH] = 20 * np.log10(np.sqrt((_centred(windows[i : i + _BATCH]) ** 2).mean(axis=1)) + 1e-9)
+def window_levels(windows: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Level (dBFS) of the 40 ms windows [n, 640] `rows` (a few at a time: `windows` may be a view
+    of a whole clip's audio, too big to copy at once)."""
+    out = np.empty(len(rows))
+    for i in range(0, len(rows), _BATCH):
+        some = _centred(windows[rows[i : i + _BATCH]])
+        out[i : i + _BATCH] = 20 * np.log10(np.sqrt((some**2).mean(axis=1)) + 1e-9)
     return out
 
 
-def window_pitches(windows: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """f0 (Hz, 0 if unvoiced) of the 40 ms windows [n, 640] that are `wanted`, 0 for the others
-    (`Listener.take` keeps the pitch of speech only, so silence needs no spectrum)."""
-    out, rows = np.zeros(len(windows)), np.flatnonzero(wanted)
+def window_pitches(windows: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """f0 (Hz, 0 if unvoiced) of the 40 ms windows [n, 640] `rows`."""
+    out = np.empty(len(rows))
     for i in range(0, len(rows), _BATCH):
-        some = rows[i : i + _BATCH]
-        out[some] = _f0(_centred(windows[some]))
+        out[i : i + _BATCH] = _f0(_centred(windows[rows[i : i + _BATCH]]))
     return out
 
 
@@ -130,6 +137,11 @@ class Cues:
     heard: np.ndarray | None = None
 
     @classmethod
+    def none(cls) -> Cues:
+        """The cues of no frames."""
+        return cls(np.zeros(0, bool), np.zeros(0, bool), np.zeros(0), [], np.zeros(0, bool))
+
+    @classmethod
     def from_activity(cls, active: np.ndarray, fps: float) -> Cues:
         """Cues from speech activity per output frame alone (no pitch, no syllables)."""
         n, look = len(active), max(1, round(AHEAD / GRID * fps))
@@ -147,23 +159,20 @@ def _frame_cues(js: np.ndarray, active: np.ndarray, pitch: np.ndarray, base: int
 class Listener:
     """A stream's prosody: the grid measured in order from its audio, and the cues of its frames.
 
-    The measured grid frames [base, next) sit in arrays; frames more than `_KEEP` behind the last
-    one checked for a syllable peak are dropped, so an hour-long stream holds a few KB."""
+    The measured grid frames [base, next) are the rows of `held` (columns `_REL` .. `_PITCH`); frames
+    more than `_KEEP` behind the last one checked for a syllable peak are dropped, so an hour-long
+    stream holds a few KB. Many streams' listeners go on together, in a few numpy calls (`listen`)."""
 
     _KEEP = 100
 
     def __init__(self, fps: float) -> None:
         self.fps = fps
         self.next = 0  # first grid frame not measured yet
-        self.base = 0  # grid frame of index 0 in the arrays below
-        self.rel = np.zeros(0)  # dB relative to the loud reference
-        self.energy = np.zeros(0)  # the same as linear amplitude
-        self.active = np.zeros(0, bool)
-        self.pitch = np.zeros(0)  # semitones around the running mean, nan if unvoiced
+        self.base = 0  # grid frame of row 0 of `held`
+        self.held = np.zeros((0, len(_UNHEARD)))
         # the reference is the running max of max(level, floor) - decay × age, started at -45 dB;
         # `top` keeps that max as max(level, floor) + decay × frame, so no chunking changes it
         self.top = -45.0 - _PEAK_DECAY
-        self.voice = np.zeros(0, bool)  # loud enough that the face should not rest (`_VOICE_DB`)
         self.voice_top = -math.inf  # as `top`, for the voice reference (`_VOICE_DECAY`)
         # the levels of the last `_FLOOR_SPAN` - 1 grid frames, the background's (inf before the start)
         self.recent = np.full(_FLOOR_SPAN - 1, np.inf)
@@ -172,129 +181,203 @@ class Listener:
         self.last_peak = -100
         self.peaks = np.zeros((0, 3))  # (loudness dB, pitch, length) of the last syllables
 
-    def grid(self, frame: int) -> int:
-        """The last grid frame the output frame `frame` needs (80 ms past its time)."""
-        return int(self._nearest(frame)) + AHEAD
-
-    def _nearest(self, frames: np.ndarray | int) -> np.ndarray:
-        """The grid frames nearest to output frames' times (of an array of frame numbers, or one)."""
-        return np.floor(frames / self.fps * GRID + 0.5).astype(int)
-
-    def windows(self, upto: int, samples: Samples) -> np.ndarray:
-        """The 40 ms windows [k, 640] of the grid frames not measured yet, up to `upto` (inclusive)."""
-        if upto < self.next:
-            return np.zeros((0, 2 * _HALF), np.float32)
-        audio = samples(self.next * _HOP - _HALF, upto * _HOP + _HALF)
-        step, count = audio.strides[0], upto + 1 - self.next  # (a view, as `sliding_window_view`, without its checks)
-        return np.lib.stride_tricks.as_strided(audio, (count, 2 * _HALF), (_HOP * step, step), writeable=False)
-
-    def _relative(self, levels: np.ndarray) -> tuple[np.ndarray, float]:
-        """The levels of the next grid frames in dB against the loud reference, and `top` after them."""
-        decay = _PEAK_DECAY * np.arange(self.next, self.next + len(levels))
-        tops = np.maximum(np.maximum.accumulate(np.maximum(levels, _FLOOR_DB) + decay), self.top)
-        return levels - (tops - decay), float(tops[-1])
-
-    def speaking(self, levels: np.ndarray) -> np.ndarray:
-        """Which of the next grid frames, at these levels, `take` will find speech (the frames whose pitch counts)."""
-        return self._relative(levels)[0] > -_SPEECH_DB
+    @property
+    def rel(self) -> np.ndarray:
+        """The held grid frames' levels in dB against the loud reference."""
+        return self.held[:, _REL]
 
     def take(self, levels: np.ndarray, f0s: np.ndarray) -> None:
         """Take in the measurements (`window_levels`, `window_pitches`) of the next grid frames, in order."""
-        if not len(levels):
-            return
-        rel, self.top = self._relative(levels)
-        active = rel > -_SPEECH_DB
-        voice_decay = _VOICE_DECAY * np.arange(self.next, self.next + len(levels))
-        loud = np.maximum(np.maximum.accumulate(levels + voice_decay), self.voice_top)
-        self.voice_top = float(loud[-1])
-        held = np.concatenate([self.recent, levels])
-        floor = np.lib.stride_tricks.sliding_window_view(held, _FLOOR_SPAN).min(axis=1)
-        self.recent = held[-(_FLOOR_SPAN - 1) :]
-        voice = (levels > loud - voice_decay - _VOICE_DB) & (levels > floor + _OVER_FLOOR_DB)
-        voiced = (f0s > 0) & active
-        semitones = 12 * np.log2(np.where(voiced, f0s, 1.0))  # (0 where unvoiced)
-        sums = self.log_f0_sum + semitones.cumsum()
-        counts = self.voiced + voiced.cumsum()
-        self.log_f0_sum, self.voiced = float(sums[-1]), int(counts[-1])
-        pitch = np.where(voiced, semitones - sums / np.maximum(counts, 1), np.nan)
-        drop = max(0, min(self.checked - self._KEEP, self.next) - self.base)
-        self.rel = np.concatenate([self.rel[drop:], rel])
-        self.energy = np.concatenate([self.energy[drop:], 10 ** (rel / 20)])
-        self.active = np.concatenate([self.active[drop:], active])
-        self.voice = np.concatenate([self.voice[drop:], voice])
-        self.pitch = np.concatenate([self.pitch[drop:], pitch])
-        self.base += drop
-        self.next += len(levels)
+        if len(levels):
+            _take([self], Blocks.of([len(levels)]), levels, lambda _: f0s)
 
     def at(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Speech activity, voice (`_VOICE_DB`) and pitch of the measured grid frames lo..hi-1;
         frames before the first one held are silent."""
-        pad, a, b = max(0, self.base - lo), max(lo, self.base) - self.base, hi - self.base
-        if not pad:
-            return self.active[a:b], self.voice[a:b], self.pitch[a:b]
-        return (np.concatenate([np.zeros(pad, bool), self.active[a:b]]),
-                np.concatenate([np.zeros(pad, bool), self.voice[a:b]]),
-                np.concatenate([np.full(pad, np.nan), self.pitch[a:b]]))  # fmt: skip
+        rows = _gather([self], np.array([lo]), np.array([hi]))
+        return rows[:, _ACTIVE] > 0, rows[:, _VOICE] > 0, rows[:, _PITCH]
 
     def advance(self, upto: int, samples: Samples) -> list[tuple[int, float]]:
         """Measure grid frames up to `upto` (inclusive); return the stressed-syllable candidates
         (grid frame, strength 0–1) whose peak is now known (those up to `upto` - AHEAD)."""
-        windows = self.windows(upto, samples)
-        if len(windows):
-            loud = window_levels(windows)
-            self.take(loud, window_pitches(windows, self.speaking(loud)))
-        first, last = self.checked, upto - AHEAD
-        if last < first:
-            return []
-        self.checked = last + 1
-        speaking = self.active[first - self.base : last + 1 - self.base]
-        if not speaking.any():  # (syllables peak in speech)
-            return []
-        # energy smoothed over 110 ms at first-1 .. last+1; frames not measured (or dropped) are quiet
-        lo = first - 6
-        energy = np.full(last + 7 - lo, _QUIET)  # lo .. last+6
-        have = slice(max(lo, self.base), min(last + 7, self.next))
-        energy[have.start - lo : have.stop - lo] = self.energy[have.start - self.base : have.stop - self.base]
-        smooth = energy[: len(energy) - 10].copy()  # summed over 11 frames: at first-1 .. last+1
-        for shift in range(1, 11):
-            smooth += energy[shift : len(energy) - 10 + shift]
-        smooth /= 11
-        here = smooth[1:-1]
-        rise = (here >= smooth[:-2]) & (here > smooth[2:]) & speaking
-        chosen = []
-        for j in (first + np.flatnonzero(rise)).tolist():  # a loop over syllables, not frames
-            if j - self.last_peak >= _SYLLABLE_GAP:
-                chosen.append(j)
-                self.last_peak = j
-        if not chosen:
-            return []
-        at = np.array(chosen) - self.base
-        rows = np.stack([self.rel[at], self.pitch[at], np.full(len(at), np.nan)], axis=1)
-        strengths = self._score(rows)
-        return list(zip(chosen, strengths.tolist(), strict=True))
-
-    def _score(self, rows: np.ndarray) -> np.ndarray:
-        """Each new syllable against the `_HISTORY` before it."""
-        held = len(self.peaks)
-        every = np.concatenate([np.full((_HISTORY, 3), np.nan), self.peaks, rows])
-        before = np.lib.stride_tricks.sliding_window_view(every, _HISTORY, axis=0)[held : held + len(rows)]
-        self.peaks = every[-_HISTORY:][np.isfinite(every[-_HISTORY:, 0])]
-        return _stress(rows, *_statistics(before, axis=2))
+        _measure([self], np.array([upto]), [samples])
+        return _syllables([self], np.array([upto]))[0]
 
     def cues(self, first: int, n: int, samples: Samples) -> Cues:
         """The cues of output frames first..first+n-1; `samples` reads the 16 kHz audio, which must be
         there up to 85 ms past the last frame (zeros past the end of a stream)."""
-        if not n:
-            return Cues(np.zeros(0, bool), np.zeros(0, bool), np.zeros(0), [], np.zeros(0, bool))
-        js = self._nearest(first + np.arange(n))
-        found = self.advance(int(js[-1]) + AHEAD, samples)
-        lo = int(js[0]) - REST_BEHIND
-        active, voice, pitch = self.at(lo, int(js[-1]) + AHEAD + 1)
-        at = js - lo
-        heard = _any(voice, at - REST_BEHIND, at + AHEAD + 1)
+        return listen([(self, first, n, samples)])[0]
+
+
+def listen(jobs: Sequence[tuple[Listener, int, int, Samples]]) -> list[Cues]:
+    """`Listener.cues` of several streams (listener, first frame, count, audio), in a few numpy calls
+    for all of them rather than a few dozen for each: a server's streams every tick."""
+    going = [job for job in jobs if job[2]]
+    made = iter(_listen(going) if going else [])
+    return [next(made) if n else Cues.none() for _, _, n, _ in jobs]
+
+
+def _listen(jobs: list[tuple[Listener, int, int, Samples]]) -> list[Cues]:
+    """`listen` for jobs that all have frames."""
+    listeners = [listener for listener, _, _, _ in jobs]
+    blocks = Blocks.of([n for _, _, n, _ in jobs])  # the output frames
+    starts, fps = blocks.rows([(first, listener.fps) for listener, first, _, _ in jobs]).T
+    js = np.floor((starts + blocks.local) / fps * GRID + 0.5).astype(int)  # (whole numbers as floats)
+    uptos = js[blocks.lasts] + AHEAD
+    _measure(listeners, uptos, [samples for _, _, _, samples in jobs])
+    found = _syllables(listeners, uptos)
+    los = js[blocks.firsts] - REST_BEHIND
+    rows = _gather(listeners, los, uptos + 1)
+    spans = uptos + 1 - los
+    at = js + blocks.rows(np.cumsum(spans) - spans - los)  # each frame's grid frame in `rows`
+    active, ahead, pitch = _frame_cues(at, rows[:, _ACTIVE] > 0, rows[:, _PITCH], 0)
+    heard = _any(rows[:, _VOICE] > 0, at - REST_BEHIND, at + AHEAD + 1)
+    out = []
+    for (a, b), peaks in zip(itertools.pairwise(np.append(blocks.firsts, blocks.total).tolist()), found, strict=True):
         # a syllable is known from the first frame that looks at its grid frame
-        accents = [(int(np.searchsorted(js, g)), g / GRID, s) for g, s in found]
-        return Cues(*_frame_cues(js, active, pitch, lo), accents, heard)
+        accents = [(int(np.searchsorted(js[a:b], g)), g / GRID, s) for g, s in peaks]
+        out.append(Cues(active[a:b], ahead[a:b], pitch[a:b], accents, heard[a:b]))
+    return out
+
+
+def _measure(listeners: list[Listener], uptos: np.ndarray, samples: list[Samples]) -> None:
+    """Measure each listener's grid frames up to its `upto` (inclusive), all in one batch."""
+    counts = uptos + 1 - np.array([listener.next for listener in listeners])
+    some = np.flatnonzero(counts > 0).tolist()
+    if not some:
+        return
+    listeners = [listeners[i] for i in some]
+    blocks = Blocks.of(counts[some])
+    # each listener's audio: its windows' hops one after another, 3 more hops than windows
+    audio = [samples[i](listeners[k].next * _HOP - _HALF, int(uptos[i]) * _HOP + _HALF) for k, i in enumerate(some)]
+    audio = np.concatenate(audio) if len(audio) > 1 else audio[0]
+    step = audio.strides[0]  # (a view, as `sliding_window_view`, without its checks)
+    windows = np.lib.stride_tricks.as_strided(audio, (len(audio) // _HOP - 3, 2 * _HALF), (_HOP * step, step),
+                                              writeable=False)  # fmt: skip
+    rows = np.arange(blocks.total) + blocks.rows(3 * np.arange(blocks.count))  # each grid frame's window
+
+    def pitches(speaking: np.ndarray) -> np.ndarray:  # (of speech only: silence needs no spectrum)
+        f0s = np.zeros(blocks.total)
+        f0s[speaking] = window_pitches(windows, rows[speaking])
+        return f0s
+
+    _take(listeners, blocks, window_levels(windows, rows), pitches)
+
+
+def _take(listeners: list[Listener], blocks: Blocks, levels: np.ndarray,
+          pitches: Callable[[np.ndarray], np.ndarray]) -> None:  # fmt: skip
+    """`Listener.take` of each listener's block of levels, with the f0s that `pitches` gives for the
+    frames found to be speech (where their pitch counts)."""
+    state = blocks.rows([(listener.next, listener.top, listener.voice_top, listener.log_f0_sum, listener.voiced)
+                         for listener in listeners])  # fmt: skip
+    grid = state[:, 0] + blocks.local  # (whole numbers as floats)
+    # the references are running maxima of the levels + decay × frame (so no chunking changes them)
+    decay, voice_decay = _PEAK_DECAY * grid, _VOICE_DECAY * grid
+    tops = np.maximum(blocks.accumulate(np.maximum(levels, _FLOOR_DB) + decay, np.maximum), state[:, 1])
+    rel = levels - (tops - decay)
+    active = rel > -_SPEECH_DB
+    f0s = pitches(active)
+    loud = np.maximum(blocks.accumulate(levels + voice_decay, np.maximum), state[:, 2])
+    # the background: the quietest of the last `_FLOOR_SPAN` levels, after each listener's `recent`
+    history = np.full((_FLOOR_SPAN - 1 + int(blocks.sizes.max()), blocks.count), np.inf)  # [frame, listener]
+    history[: _FLOOR_SPAN - 1] = np.transpose([listener.recent for listener in listeners])
+    which = blocks.rows(np.arange(blocks.count))
+    history[_FLOOR_SPAN - 1 + blocks.local, which] = levels
+    spans = np.lib.stride_tricks.as_strided(history, (len(history) - _FLOOR_SPAN + 1, _FLOOR_SPAN, blocks.count),
+                                            (history.strides[0], *history.strides), writeable=False)  # fmt: skip
+    floor = spans.min(axis=1)[blocks.local, which]
+    voice = (levels > loud - voice_decay - _VOICE_DB) & (levels > floor + _OVER_FLOOR_DB)
+    voiced = (f0s > 0) & active
+    semitones = 12 * np.log2(np.where(voiced, f0s, 1.0))  # (0 where unvoiced)
+    sums = state[:, 3] + blocks.cumsum(semitones)
+    counts = state[:, 4] + blocks.cumsum(voiced.astype(int))
+    pitch = np.where(voiced, semitones - sums / np.maximum(counts, 1), np.nan)
+    new = np.stack([rel, 10 ** (rel / 20), active, voice, pitch], axis=1)
+    lasts = blocks.lasts
+    ends = zip(tops[lasts].tolist(), loud[lasts].tolist(), sums[lasts].tolist(), counts[lasts].tolist(), strict=True)
+    edges = np.append(blocks.firsts, blocks.total).tolist()
+    for i, (listener, (a, b), end) in enumerate(zip(listeners, itertools.pairwise(edges), ends, strict=True)):
+        drop = max(0, min(listener.checked - listener._KEEP, listener.next) - listener.base)
+        listener.held = np.concatenate([listener.held[drop:], new[a:b]])
+        listener.recent = history[b - a : b - a + _FLOOR_SPAN - 1, i].copy()
+        listener.top, listener.voice_top, listener.log_f0_sum, voiced_count = end
+        listener.voiced = int(voiced_count)
+        listener.base += drop
+        listener.next += b - a
+
+
+def _gather(listeners: list[Listener], los: np.ndarray, his: np.ndarray) -> np.ndarray:
+    """The rows of grid frames lo..hi-1 of each listener, one listener after another; frames before
+    the first one held are unheard (`_UNHEARD`), and hi must not pass the frames measured."""
+    spans = [(listener.held, lo - listener.base, hi - listener.base)
+             for listener, lo, hi in zip(listeners, los.tolist(), his.tolist(), strict=True)]  # fmt: skip
+    pieces = [held[max(0, a) : b] for held, a, b in spans]
+    rows = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+    if all(a >= 0 for _, a, _ in spans):
+        return rows
+    blocks = Blocks.of(his - los)
+    out = np.tile(_UNHEARD, (blocks.total, 1))
+    out[blocks.local >= blocks.rows([max(0, -a) for _, a, _ in spans])] = rows
+    return out
+
+
+def _syllables(listeners: list[Listener], uptos: np.ndarray) -> list[list[tuple[int, float]]]:
+    """For each listener, the stressed-syllable candidates (grid frame, strength 0–1) from its last
+    checked grid frame to its `upto` - AHEAD (measured): loudness peaks 120 ms apart in speech."""
+    found: list[list[tuple[int, float]]] = [[] for _ in listeners]
+    firsts = np.array([listener.checked for listener in listeners])
+    lasts = uptos - AHEAD
+    some = np.flatnonzero(lasts >= firsts).tolist()
+    if not some:
+        return found
+    for i in some:
+        listeners[i].checked = int(lasts[i]) + 1
+    firsts, lasts = firsts[some], lasts[some]
+    # energy smoothed over 110 ms at first-1 .. last+1, from energy at first-6 .. last+6
+    rows = _gather([listeners[i] for i in some], firsts - 6, lasts + 7)
+    if not rows[:, _ACTIVE].any():  # (syllables peak in speech)
+        return found
+    energy = rows[:, _ENERGY]
+    smooth = energy[:-10].copy()  # summed over 11 frames
+    for shift in range(1, 11):
+        smooth += energy[shift : len(energy) - 10 + shift]
+    smooth /= 11
+    checks = Blocks.of(lasts - firsts + 1)  # the grid frames checked
+    owner = checks.rows(np.arange(len(some)))  # (an index into `some`)
+    here = np.arange(checks.total) + 12 * owner + 1  # in `smooth` (each listener's rows have 12 more)
+    rise = (smooth[here] >= smooth[here - 1]) & (smooth[here] > smooth[here + 1]) & (rows[here + 5, _ACTIVE] > 0)
+    peaks = np.flatnonzero(rise)
+    at = here[peaks] + 5  # in `rows`, where listener k's grid frame first - 6 is at checks.firsts[k] + 12 k
+    grids = at - (checks.firsts + 12 * np.arange(len(some)) + 6 - firsts)[owner[peaks]]
+    chosen: list[list[tuple[int, int]]] = [[] for _ in some]
+    for k, j, row in zip(owner[peaks].tolist(), grids.tolist(), at.tolist(), strict=True):  # (per syllable)
+        listener = listeners[some[k]]
+        if j - listener.last_peak >= _SYLLABLE_GAP:
+            chosen[k].append((j, row))
+            listener.last_peak = j
+    picked = [k for k, picks in enumerate(chosen) if picks]
+    if picked:
+        taken = np.array([row for k in picked for _, row in chosen[k]])
+        scored = np.stack([rows[taken, _REL], rows[taken, _PITCH], np.full(len(taken), np.nan)], axis=1)
+        blocks = Blocks.of([len(chosen[k]) for k in picked])
+        strengths = _score([listeners[some[k]] for k in picked], blocks, scored).tolist()
+        for k, a, b in zip(picked, blocks.firsts.tolist(), (blocks.lasts + 1).tolist(), strict=True):
+            found[some[k]] = list(zip([j for j, _ in chosen[k]], strengths[a:b], strict=True))
+    return found
+
+
+def _score(listeners: list[Listener], blocks: Blocks, rows: np.ndarray) -> np.ndarray:
+    """The strengths of each listener's new syllables (a block of `rows` each), each against the
+    `_HISTORY` syllables before it; the listeners keep the last ones for next time."""
+    every = [np.concatenate([np.full((_HISTORY, 3), np.nan), listener.peaks, new])
+             for listener, new in zip(listeners, blocks.split(rows), strict=True)]  # fmt: skip
+    lengths = np.array([len(e) for e in every])
+    # a syllable's history: the `_HISTORY` rows before it in its listener's `every`
+    starts = blocks.local + blocks.rows(np.cumsum(lengths) - lengths + [len(listener.peaks) for listener in listeners])
+    before = np.concatenate(every)[starts[:, None] + np.arange(_HISTORY)].transpose(0, 2, 1)
+    for listener, e in zip(listeners, every, strict=True):
+        listener.peaks = e[-_HISTORY:][np.isfinite(e[-_HISTORY:, 0])]
+    return _stress(rows, *_statistics(before, axis=2))
 
 
 def reader(audio: np.ndarray) -> Samples:
@@ -308,20 +391,3 @@ def reader(audio: np.ndarray) -> Samples:
         return out
 
     return samples
-
-
-def measure_ahead(jobs: list[tuple[Listener, int, Samples]]) -> None:
-    """Measure the prosody that several streams need up to their output frame `last` in one batch:
-    the same as each stream doing it in `Listener.cues`, with far fewer small FFTs."""
-    found = [(listener, listener.windows(listener.grid(last), samples)) for listener, last, samples in jobs]
-    found = [(p, w) for p, w in found if len(w)]
-    if not found:
-        return
-    # (one stream's windows stay a view of its audio: a minute of them copied would be 150 MB)
-    windows = found[0][1] if len(found) == 1 else np.concatenate([w for _, w in found])
-    loud = window_levels(windows)
-    edges = np.cumsum([0] + [len(w) for _, w in found]).tolist()  # each listener's windows: edges[i]..edges[i+1]
-    parts = list(zip([listener for listener, _ in found], edges[:-1], edges[1:], strict=True))
-    f0s = window_pitches(windows, np.concatenate([listener.speaking(loud[a:b]) for listener, a, b in parts]))
-    for listener, a, b in parts:
-        listener.take(loud[a:b], f0s[a:b])
