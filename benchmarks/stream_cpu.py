@@ -34,6 +34,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="audio per stream")
     parser.add_argument("--profile", action="store_true", help="also print the costliest functions")
     args = parser.parse_args()
+    if args.streams < 1 or args.seconds <= 0:
+        parser.error("--streams must be at least 1 and --seconds above 0")
     threadpool_limits(1, "blas")
     clip = load_audio(ROOT / "tests" / "data" / "arctic_a0009.wav")
     ticks = int(args.seconds * 1000 / 20)
