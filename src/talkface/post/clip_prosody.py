@@ -39,7 +39,7 @@ class Prosody:
         pitch = np.pad(self.pitch, (0, size - len(self.pitch)), constant_values=np.nan)
         frames = np.searchsorted(js, np.round(np.array([t for t, _ in self.accents]) * GRID))
         accents = [(int(i), t, s) for i, (t, s) in zip(frames, self.accents, strict=True) if i < n]
-        return Cues(*_frame_cues(js, active, pitch, 0), accents)
+        return Cues(*_frame_cues(js, active, pitch), accents)
 
     def pauses(self, min_length: float = 0.25) -> list[tuple[float, float]]:
         """(start, end) in seconds of the stretches without speech lasting at least `min_length`."""

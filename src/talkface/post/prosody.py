@@ -149,11 +149,10 @@ class Cues:
         return cls(active.astype(bool), ahead, np.full(n, np.nan), [])
 
 
-def _frame_cues(js: np.ndarray, active: np.ndarray, pitch: np.ndarray, base: int) -> tuple[np.ndarray, ...]:
-    """Activity, speech ahead and pitch at output frames that look at grid frames `js`, from grid
-    arrays that start at grid frame `base` and reach at least AHEAD past the last."""
-    at = js - base
-    return active[at], _any(active, at, at + AHEAD + 1), pitch[at]
+def _frame_cues(js: np.ndarray, active: np.ndarray, pitch: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Activity, speech ahead and pitch at output frames that look at rows `js` of grid arrays that
+    reach at least AHEAD past the last."""
+    return active[js], _any(active, js, js + AHEAD + 1), pitch[js]
 
 
 class Listener:
@@ -230,7 +229,7 @@ def _listen(jobs: list[tuple[Listener, int, int, Samples]]) -> list[Cues]:
     rows = _gather(listeners, los, uptos + 1)
     spans = uptos + 1 - los
     at = js + blocks.rows(np.cumsum(spans) - spans - los)  # each frame's grid frame in `rows`
-    active, ahead, pitch = _frame_cues(at, rows[:, _ACTIVE] > 0, rows[:, _PITCH], 0)
+    active, ahead, pitch = _frame_cues(at, rows[:, _ACTIVE] > 0, rows[:, _PITCH])
     heard = _any(rows[:, _VOICE] > 0, at - REST_BEHIND, at + AHEAD + 1)
     out = []
     for (a, b), peaks in zip(itertools.pairwise(np.append(blocks.firsts, blocks.total).tolist()), found, strict=True):
