@@ -41,9 +41,10 @@ def test_parts_align_as_one_process_does(speech, short_parts) -> None:
     assert len(errors) >= 0.98 * (len(whole.phones) - 1) and np.mean(errors <= 0.02) >= 0.98
     assert parts.phones[-1].end == pytest.approx(len(audio) / 16000)
     # each part measures its own loudness and is cut into its own pieces: a few words scored at the
-    # edge of `MATCH_SCORE` (espeak-ng's speech has many) may fall either way
+    # edge of `MATCH_SCORE` (espeak-ng's speech has many) may fall either way, and with them the
+    # stretches animated from the sound
     assert parts.words == whole.words and abs(parts.matched - whole.matched) <= 0.03 * whole.words
-    assert parts.unexplained_seconds <= whole.unexplained_seconds + 1.5
+    assert parts.unexplained_seconds <= whole.unexplained_seconds + 0.03 * len(audio) / 16000
 
 
 def test_where_the_words_do_not_fit_the_audio_is_not_cut(speech, short_parts) -> None:

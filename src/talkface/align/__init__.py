@@ -37,7 +37,6 @@ from .result import (
     MATCH_SCORE,
     MATCH_SCORE_ACROSS,
     MIN_SHARE,
-    UNSAID_SCORE,
     Alignment,
     AlignmentError,
 )
@@ -49,7 +48,6 @@ __all__ = [
     "MATCH_SCORE",
     "MATCH_SCORE_ACROSS",
     "MIN_SHARE",
-    "UNSAID_SCORE",
     "Alignment",
     "AlignmentError",
     "align",

@@ -16,7 +16,6 @@ from pocketsphinx import Decoder
 
 from ..audio import SAMPLE_RATE
 from ..phonemes import SILENCE, TimedPhone, merge_silences, normalize
-from .result import UNSAID_SCORE
 
 FRAME_RATE = 100  # pocketsphinx frames per second
 _HOP = SAMPLE_RATE // FRAME_RATE
@@ -49,11 +48,6 @@ class _Word:
     def fits(self, score: float) -> bool:
         """Whether the sound fits the word's pronunciation: `score` or more per frame (`MATCH_SCORE`)."""
         return self.score >= score * (self.end - self.start)
-
-    @property
-    def said(self) -> bool:
-        """Whether the word is probably what was said there (see `UNSAID_SCORE`)."""
-        return self.score >= UNSAID_SCORE * (self.end - self.start)
 
 
 @functools.cache

@@ -14,12 +14,6 @@ MATCH_SCORE = -50
 #: The same for other languages, whose phones the English model hears less well: on espeak-ng speech
 #: of ten languages 10 % of right words fall under MATCH_SCORE, 2 % under this.
 MATCH_SCORE_ACROSS = -60
-#: A word whose score averages below this per frame is taken not to have been said there (it was
-#: replaced, or the audio cut it off), and `Animator` animates its stretch from the sound alone. Chosen
-#: on the real-speech validation set with a fifth of the words replaced: 0.2 % of right words fall
-#: below it (2 % in other languages, read by espeak-ng), 60 % of replaced ones (measured before
-#: `_NOT_SAID`, which now takes many replaced words as other speech first).
-UNSAID_SCORE = -60
 #: Below this share of matched words a transcript is probably not what was said (on the same 18 clips:
 #: right transcripts 0.89–1, wrong ones 0.22–0.67).
 MIN_SHARE = 0.75
@@ -47,8 +41,8 @@ class Alignment:
     phones: list[TimedPhone]  # contiguous from 0 to the audio's duration, pauses as silence
     words: int  # words in the (normalised) transcript
     matched: int  # words whose sound fits their pronunciation (`MATCH_SCORE`) beside another that does
-    #: (start, end) seconds the transcript does not explain: words not said there (`UNSAID_SCORE`), and
-    #: speech of at least `_MIN_UNEXPLAINED` that no word of the transcript was aligned to.
+    #: (start, end) seconds the transcript does not explain: words not matched there, and speech of at
+    #: least `_MIN_UNEXPLAINED` that no word of the transcript was aligned to.
     unexplained: tuple[tuple[float, float], ...] = ()
 
     @property
