@@ -67,7 +67,7 @@ def _aligned(audio: np.ndarray, words: Sequence[str], match: float, strict: bool
         else:  # the audio ends: what is left of the transcript, if anything, was not said
             kept, boundary = sum(not w.filler for w in aligned), end - start
         real = 0  # words of the transcript seen so far in this piece
-        kept_words = []  # of the words kept: the frames each was aligned to (None: taken as other speech)
+        kept_words = []  # of the words kept: the frames each was aligned to (as itself or as other speech)
         fits = []  # of the words kept
         for word in aligned:
             keep = word.start < boundary if word.filler else real < kept
@@ -75,16 +75,14 @@ def _aligned(audio: np.ndarray, words: Sequence[str], match: float, strict: bool
                 segments += [(p, start + s, start + min(e, boundary)) for p, s, e in word.phones]
             if not word.filler:
                 if keep:
-                    frames = None if word.unsaid else (start + word.start, start + min(word.end, boundary))
-                    kept_words.append(frames)
+                    kept_words.append((start + word.start, start + min(word.end, boundary)))
                     fits.append(word.fits(match) and not word.unsaid)
                 real += 1
         matches = _in_runs(fits)
         matched += sum(matches)
-        for frames, ok in zip(kept_words, matches, strict=True):
-            if frames is not None:
-                heard[frames[0] : frames[1]] = True
-                explained[frames[0] : frames[1]] = ok
+        for (a, b), ok in zip(kept_words, matches, strict=True):
+            heard[a:b] = True
+            explained[a:b] = ok
         done += kept
         start += boundary
     if not done or (strict and done < len(words)):
