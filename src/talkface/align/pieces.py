@@ -95,10 +95,10 @@ def _aligned(audio: np.ndarray, words: Sequence[str], match: float, strict: bool
 
 def _in_runs(fits: Sequence[bool]) -> list[bool]:
     """Which words fit their sound next to another that does (or alone, a transcript of one word):
-    those are the words matched, and the stretches the transcript explains;
-    with any word free to be taken as other speech, a short word alone between such words fits a
-    transcript of other speech by chance (ARCTIC a0009 under "the quick brown fox": 5 of 9 words
-    fit, 4 in runs; on the validation set, 88 of 92 other recordings' transcripts set aside, 80 without)."""
+    the words matched, whose stretches the transcript explains. Alone, between words that do not
+    fit, a short word fits a transcript of other speech by chance, since any word may be taken as
+    other speech (ARCTIC a0009 under "the quick brown fox": 5 of 9 words fit, 4 in runs; on the
+    validation set, 88 of 92 other recordings' transcripts set aside, 80 without)."""
     if len(fits) == 1:
         return list(fits)
     padded = [False, *fits, False]
