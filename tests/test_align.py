@@ -275,3 +275,11 @@ def test_minutes_of_speech_in_bounded_memory(minutes_of_speech, path, max_growth
     assert result["median"] <= max_median_s, result
     if path == "text":  # forced alignment: phone boundaries within a frame or two of espeak-ng's own
         assert result["pairs"] >= 0.9 * reference and result["within_30ms"] >= 0.9, result
+
+
+def test_the_loop_for_sound_the_transcript_lacks_has_every_mouth_shape() -> None:
+    """The second pass's loop of phones (`_second_pass`) can make any mouth shape but silence."""
+    from talkface.align.decoder import _PHONES
+    from talkface.phonemes import VISEME_OF, VISEMES
+
+    assert {VISEME_OF[p.lower()] for p in _PHONES} == set(VISEMES) - {"sil"}

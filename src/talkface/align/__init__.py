@@ -95,8 +95,9 @@ def align_transcript(
     words = _words(text) if _english(lang) else _espeak_words(text, str(lang))
     if not words:
         raise TalkfaceError(f"transcript is empty or has nothing to pronounce: {text!r}")
-    match = MATCH_SCORE if _english(lang) else MATCH_SCORE_ACROSS
+    english = _english(lang)  # the loop of phones of a second pass is English's (`_second_pass`)
+    match = MATCH_SCORE if english else MATCH_SCORE_ACROSS
     cuts = _parts(audio, words, jobs, match)
     if not cuts:
-        return _aligned(audio, words, match, strict)
-    return _aligned_in_parts(audio, words, cuts, match, strict)
+        return _aligned(audio, words, match, strict, english)
+    return _aligned_in_parts(audio, words, cuts, match, strict, english)

@@ -38,7 +38,8 @@ class _Word:
 
     @property
     def filler(self) -> bool:
-        return self.name.startswith(("<", "[", "+"))
+        """Silence, noise, or a phone of the loop that takes sound the transcript lacks."""
+        return self.name.startswith(("<", "[", "+", "~"))
 
     @property
     def unsaid(self) -> bool:
@@ -50,13 +51,47 @@ class _Word:
         return self.score >= score * (self.end - self.start)
 
 
+#: The loop that takes the sound the transcript lacks (`_align_stretch`): the US English model's phones.
+#: On the validation recordings with a sentence left out of the text, a loop of one phone per mouth
+#: shape (14) took 40 % less CPU but the lips closed on fewer of the bilabials the text explains
+#: (93.0 against 95.4 %), and 9 phones matched fewer words (77.3 against 78.7 %, on 40 of them).
+_PHONES = ("AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G", "HH", "IH", "IY", "JH",
+           "K", "L", "M", "N", "NG", "OW", "OY", "P", "R", "S", "SH", "T", "TH", "UH", "UW", "V", "W", "Y", "Z",
+           "ZH")  # fmt: skip
+_LOOP = 1e-3  # weight of each phone of that loop
+_SKIP = 1e-3  # weight of a word of the transcript left out with no sound of its own
+
+
 @functools.cache
 def _aligner() -> Decoder:
     # The word segmentation the phone pass starts from must be the search's own best path: the
     # lattice's (bestpath) can end in a one-frame silence no phone sequence fits.
     decoder = Decoder(lm=None, bestpath=False, loglevel="FATAL")
     decoder.add_word(_UNSAID, "+SPN+")
+    for k, phone in enumerate(_PHONES):
+        decoder.add_word(f"~{phone.lower()}", phone, update=k == len(_PHONES) - 1)
     return decoder
+
+
+def _align_stretch(decoder: Decoder, pcm: bytes, words: Sequence[str]) -> list[_Word]:
+    """`words` aligned to a stretch of audio where each may be left out, and a loop of phones (the
+    words `~aa` …, fillers) may take any sound before, between or after them."""
+    n = len(words)
+    transitions: list[tuple] = [(i, i + 1, 1.0, word) for i, word in enumerate(words)]
+    transitions += [(i, i + 1, _SKIP) for i in range(n)]
+    for i in range(n + 1):
+        loop = n + 1 + i
+        transitions += [(i, loop, _LOOP, f"~{p.lower()}") for p in _PHONES]
+        transitions += [(loop, loop, _LOOP, f"~{p.lower()}") for p in _PHONES]
+        transitions.append((loop, i, 1.0))
+    decoder.add_fsg("_stretch", decoder.create_fsg("_stretch", 0, n, transitions))
+    decoder.activate_search("_stretch")
+    _decode(decoder, pcm)
+    if decoder.hyp() is None:
+        raise RuntimeError("no alignment")
+    # the phone pass cannot follow the grammar's empty transitions: it aligns the words found, in a row
+    found = [s.word for s in decoder.seg() if s.word != "(NULL)" and not s.word.startswith(("<", "[", "+"))]
+    return _align_piece(decoder, pcm, found, open_end=False) if found else []
 
 
 def _align_piece(decoder: Decoder, pcm: bytes, words: Sequence[str], open_end: bool, starts: int = 1) -> list[_Word]:

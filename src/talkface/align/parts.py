@@ -79,14 +79,14 @@ def _anchor(pcm: bytes, words: Sequence[str], guess: int, match: float) -> int |
 
 
 def _aligned_in_parts(
-    audio: np.ndarray, words: Sequence[str], cuts: Sequence[tuple[int, int]], match: float, strict: bool
+    audio: np.ndarray, words: Sequence[str], cuts: Sequence[tuple[int, int]], match: float, strict: bool, loop: bool
 ) -> Alignment:
     """`_aligned` of the parts of `audio` between `cuts` ((frame, first word) each), in processes of
     their own, joined. A part that cannot be aligned at all is unexplained (an error with `strict`)."""
     bounds = [(0, 0), *cuts, (-(-len(audio) // _HOP), len(words))]  # the last part ends with the audio
     with ProcessPoolExecutor(len(bounds) - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
         parts = [
-            pool.submit(_aligned_part, _pcm(audio, a, b, 0.0), words[i:k], match, strict)
+            pool.submit(_aligned_part, _pcm(audio, a, b, 0.0), words[i:k], match, strict, loop)
             for (a, i), (b, k) in itertools.pairwise(bounds)
         ]
         try:
@@ -111,13 +111,13 @@ def _aligned_in_parts(
     return Alignment(merge_silences(phones), len(words), matched, tuple(joined))
 
 
-def _aligned_part(pcm: bytes, words: list[str], match: float, strict: bool) -> Alignment | None:
+def _aligned_part(pcm: bytes, words: list[str], match: float, strict: bool, loop: bool) -> Alignment | None:
     """`_aligned` in a worker process, for one part of long audio (16-bit PCM) and its words; None
     when they cannot be aligned at all (without `strict`)."""
     with _LOCK:
         _add_words(_aligner(), words)
     try:
-        return _aligned(np.frombuffer(pcm, np.int16), words, match, strict)  # read as it is: no float copy
+        return _aligned(np.frombuffer(pcm, np.int16), words, match, strict, loop)  # read as it is: no float copy
     except AlignmentError:
         if strict:
             raise

@@ -4,14 +4,17 @@ end after any word so that words slip across a cut."""
 from __future__ import annotations
 
 import bisect
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..audio import SAMPLE_RATE
-from .decoder import _LOCK, FRAME_RATE, _align_piece, _aligner, _timeline, _Word
+from .decoder import _LOCK, FRAME_RATE, _align_piece, _align_stretch, _aligner, _timeline, _Word
 from .levels import (
     _DITHER,
+    _MAX_PIECE,
     _MIN_PAUSE,
     _cuts,
     _frame_levels,
@@ -23,14 +26,29 @@ from .levels import (
     _runs,
     _spans,
 )
-from .result import _FAILED, Alignment, AlignmentError
+from .result import _FAILED, AUDIO_ONLY_BELOW, Alignment, AlignmentError
 
 _MIN_UNEXPLAINED = 20  # frames: speech no word was aligned to counts from this long (a short word's length)
+_MIN_STRETCH = FRAME_RATE  # frames between matched words from which the words between are aligned again
 
 
-def _aligned(audio: np.ndarray, words: Sequence[str], match: float, strict: bool) -> Alignment:
+@dataclass
+class _Kept:
+    """A word of the transcript as aligned: its index, frames and phones (none when taken as other
+    speech or left out), whether it fits its sound, and whether it counts as matched (`_in_runs`)."""
+
+    index: int
+    start: int
+    end: int
+    phones: list[tuple[str, int, int]]
+    fits: bool
+    matched: bool = False
+
+
+def _aligned(audio: np.ndarray, words: Sequence[str], match: float, strict: bool, loop: bool) -> Alignment:
     """The transcript's `words` (in the aligner's dictionary) aligned to 16 kHz `audio` (float, or
-    16-bit), piece by piece."""
+    16-bit), piece by piece; with `loop`, long stretches of words that did not match aligned again
+    (`_second_pass`)."""
     decoder = _aligner()
     levels = _frame_levels(audio)
     n = len(levels)
@@ -39,10 +57,8 @@ def _aligned(audio: np.ndarray, words: Sequence[str], match: float, strict: bool
     cuts = _cuts(levels, pauses)
     speech_left = np.cumsum(~quiet[::-1])[::-1]  # speech frames from each frame to the end
     dither = _DITHER * _loud_level(levels)
-    segments: list[tuple[str, int, int]] = []
-    explained = np.zeros(n, bool)  # frames of words matched (`_in_runs`)
-    heard = np.zeros(n, bool)  # frames of any word of the transcript
-    matched = done = start = 0
+    records: list[_Kept] = []  # the words of the transcript aligned so far, in order
+    done = start = 0
     while start < n and done < len(words):
         cut = cuts[bisect.bisect_right(cuts, start)]
         end = n if cut == n else _lookahead(cut, cuts, pauses)
@@ -67,26 +83,33 @@ def _aligned(audio: np.ndarray, words: Sequence[str], match: float, strict: bool
         else:  # the audio ends: what is left of the transcript, if anything, was not said
             kept, boundary = sum(not w.filler for w in aligned), end - start
         real = 0  # words of the transcript seen so far in this piece
-        kept_words = []  # of the words kept: the frames each was aligned to (as itself or as other speech)
-        fits = []  # of the words kept
+        piece: list[_Kept] = []
         for word in aligned:
-            keep = word.start < boundary if word.filler else real < kept
-            if keep and not word.unsaid:
-                segments += [(p, start + s, start + min(e, boundary)) for p, s, e in word.phones]
             if not word.filler:
-                if keep:
-                    kept_words.append((start + word.start, start + min(word.end, boundary)))
-                    fits.append(word.fits(match) and not word.unsaid)
+                if real < kept:
+                    a, b = start + word.start, start + min(word.end, boundary)
+                    phones = [(p, start + s, start + min(e, boundary)) for p, s, e in word.phones]
+                    phones = [] if word.unsaid else phones
+                    piece.append(_Kept(done + real, a, b, phones, word.fits(match) and not word.unsaid))
                 real += 1
-        matches = _in_runs(fits)
-        matched += sum(matches)
-        for (a, b), ok in zip(kept_words, matches, strict=True):
-            heard[a:b] = True
-            explained[a:b] = ok
+        for k, ok in zip(piece, _in_runs([k.fits for k in piece]), strict=True):
+            k.matched = ok
+        records += piece
         done += kept
         start += boundary
     if not done or (strict and done < len(words)):
         raise AlignmentError(_FAILED, len(words))
+    other = np.zeros(n, bool)  # frames taken by the loop of phones: speech the transcript lacks
+    heard_phones: list[tuple[str, int, int]] = []  # the loop's phones there
+    if loop and not strict and sum(k.matched for k in records) >= AUDIO_ONLY_BELOW * len(words):
+        records = _second_pass(audio, words, records, match, dither, other, heard_phones)
+    heard = other.copy()  # frames of any word of the transcript, or of speech it lacks
+    explained = np.zeros(n, bool)  # frames of words matched (`_in_runs`)
+    for k in records:
+        heard[k.start : k.end] = True
+        explained[k.start : k.end] = k.matched
+    segments = sorted([segment for k in records for segment in k.phones] + heard_phones, key=lambda x: x[1])
+    matched = sum(k.matched for k in records)
     unheard = _runs(~heard & ~_runs(quiet, _MIN_PAUSE), _MIN_UNEXPLAINED)  # speech (its closures too) no word took
     unexplained = ~_runs(~(heard & ~explained | unheard), _MIN_PAUSE)
     spans = tuple((a / FRAME_RATE, b / FRAME_RATE) for a, b in _spans(unexplained))
@@ -115,3 +138,53 @@ def _keep(aligned: Sequence[_Word], cut: int) -> tuple[int, int]:
             return kept, real[kept].start
         return kept + 1, real[kept].end  # a word longer than the piece: keep it, go on after it
     return kept, cut
+
+
+def _second_pass(audio: np.ndarray, words: Sequence[str], records: list[_Kept], match: float, dither: float,
+                 other: np.ndarray, heard: list[tuple[str, int, int]]) -> list[_Kept]:  # fmt: skip
+    """`records` with each run of words that did not match, over at least `_MIN_STRETCH` between
+    the matched words around it, aligned again there with any word free to be left out and a loop
+    of phones free to take sound the transcript lacks (a sentence missing from the text pulls the
+    words around it into its sound otherwise); `other` marks the frames the loop takes, and
+    `heard` gets its phones (name, start, end), for the phone and viseme tracks."""
+    decoder = _aligner()
+    out: list[_Kept] = []
+    i = 0
+    while i < len(records):
+        j = i
+        while j < len(records) and not records[j].matched:
+            j += 1
+        if j == i:
+            out.append(records[i])
+            i += 1
+            continue
+        run, left = records[i:j], records[i - 1].end if i else 0
+        right = records[j].start if j < len(records) else len(other)
+        i = j
+        if not _MIN_STRETCH <= right - left <= _MAX_PIECE:
+            out += run
+            continue
+        names = list(words[run[0].index : run[-1].index + 1])
+        try:
+            with _LOCK:
+                aligned = _align_stretch(decoder, _pcm(audio, left, right, dither), names)
+        except RuntimeError:
+            out += run
+            continue
+        again: dict[int, _Kept] = {}
+        k = 0
+        for word in aligned:
+            if word.name.startswith("~"):
+                other[left + word.start : left + word.end] = True
+                heard += [(p, left + s, left + e) for p, s, e in word.phones]
+            elif not word.filler:
+                while k < len(names) and names[k] != re.sub(r"\(\d+\)$", "", word.name):  # "the(2)": "the"
+                    k += 1
+                if k < len(names):
+                    phones = [(p, left + s, left + e) for p, s, e in word.phones]
+                    again[k] = _Kept(run[0].index + k, left + word.start, left + word.end, phones, word.fits(match))
+                    k += 1
+        out += [again.get(k, _Kept(r.index, left, left, [], False)) for k, r in enumerate(run)]
+    for k, ok in zip(out, _in_runs([k.fits for k in out]), strict=True):
+        k.matched = ok
+    return out
