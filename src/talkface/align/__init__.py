@@ -13,10 +13,11 @@ together with a little of the next one, against a stretch of the transcript that
 word, and only the words that end before the cut are kept; the next piece starts with the next word.
 
 The modules: `result` (what an alignment gives, and the scores that judge its words), `decoder` (the
-shared decoders, one piece's alignment), `levels` (frame levels, pauses and where audio is cut),
-`words` (a transcript's words and their pronunciations), `pieces` (a transcript aligned piece by piece
-in one process), `parts` (long audio in parts, each in a process of its own), `recognition` (phones
-without a transcript) and `labels` (reference label files and boundary errors, for evaluation).
+shared decoders, one piece's or stretch's alignment), `levels` (frame levels, pauses and where audio
+is cut), `words` (a transcript's words and their pronunciations), `pieces` (a transcript aligned
+piece by piece in one process, then again where long runs of words did not match), `parts` (long
+audio in parts, each in a process of its own), `recognition` (phones without a transcript) and
+`labels` (reference label files and boundary errors, for evaluation).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """A transcript aligned to audio in one process, piece by piece between pauses, each piece free to
-end after any word so that words slip across a cut."""
+end after any word so that words slip across a cut; then long runs of words that did not match
+aligned again, free to leave words out and to take sound the transcript lacks as other speech."""
 
 from __future__ import annotations
 
