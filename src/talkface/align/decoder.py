@@ -24,6 +24,8 @@ _LOCK = threading.Lock()
 #: "spoken noise" model): a replaced word is aligned as that, and its neighbours keep their own sound.
 _NOT_SAID = 1e-10
 _UNSAID = "unsaid/spn"  # the dictionary word for it
+_FILLERS = ("<", "[", "+")  # how the names of silence and noise words begin
+_LOOP_PREFIX = "~"  # the loop's phones are the words "~aa" …
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class _Word:
     @property
     def filler(self) -> bool:
         """Silence, noise, or a phone of the loop that takes sound the transcript lacks."""
-        return self.name.startswith(("<", "[", "+", "~"))
+        return self.name.startswith((*_FILLERS, _LOOP_PREFIX))
 
     @property
     def unsaid(self) -> bool:
@@ -69,7 +71,7 @@ def _aligner() -> Decoder:
     decoder = Decoder(lm=None, bestpath=False, loglevel="FATAL")
     decoder.add_word(_UNSAID, "+SPN+")
     for k, phone in enumerate(_PHONES):
-        decoder.add_word(f"~{phone.lower()}", phone, update=k == len(_PHONES) - 1)
+        decoder.add_word(_LOOP_PREFIX + phone.lower(), phone, update=k == len(_PHONES) - 1)
     return decoder
 
 
@@ -81,8 +83,8 @@ def _align_stretch(decoder: Decoder, pcm: bytes, words: Sequence[str]) -> list[_
     transitions += [(i, i + 1, _SKIP) for i in range(n)]
     for i in range(n + 1):
         loop = n + 1 + i
-        transitions += [(i, loop, _LOOP, f"~{p.lower()}") for p in _PHONES]
-        transitions += [(loop, loop, _LOOP, f"~{p.lower()}") for p in _PHONES]
+        transitions += [(i, loop, _LOOP, _LOOP_PREFIX + p.lower()) for p in _PHONES]
+        transitions += [(loop, loop, _LOOP, _LOOP_PREFIX + p.lower()) for p in _PHONES]
         transitions.append((loop, i, 1.0))
     decoder.add_fsg("_stretch", decoder.create_fsg("_stretch", 0, n, transitions))
     decoder.activate_search("_stretch")
@@ -90,7 +92,7 @@ def _align_stretch(decoder: Decoder, pcm: bytes, words: Sequence[str]) -> list[_
     if decoder.hyp() is None:
         raise RuntimeError("no alignment")
     # the phone pass cannot follow the grammar's empty transitions: it aligns the words found, in a row
-    found = [s.word for s in decoder.seg() if s.word != "(NULL)" and not s.word.startswith(("<", "[", "+"))]
+    found = [s.word for s in decoder.seg() if s.word != "(NULL)" and not s.word.startswith(_FILLERS)]
     return _align_piece(decoder, pcm, found, open_end=False) if found else []
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..audio import SAMPLE_RATE
-from .decoder import _LOCK, FRAME_RATE, _align_piece, _align_stretch, _aligner, _timeline, _Word
+from .decoder import _HOP, _LOCK, _LOOP_PREFIX, FRAME_RATE, _align_piece, _align_stretch, _aligner, _timeline, _Word
 from .levels import (
     _DITHER,
     _MAX_PIECE,
@@ -100,16 +100,17 @@ def _aligned(audio: np.ndarray, words: Sequence[str], match: float, strict: bool
         start += boundary
     if not done or (strict and done < len(words)):
         raise AlignmentError(_FAILED, len(words))
-    other = np.zeros(n, bool)  # frames taken by the loop of phones: speech the transcript lacks
-    heard_phones: list[tuple[str, int, int]] = []  # the loop's phones there
+    lacked: list[tuple[str, int, int]] = []  # phones of the speech the transcript lacks (`_second_pass`)
     if loop and not strict and sum(k.matched for k in records) >= AUDIO_ONLY_BELOW * len(words):
-        records = _second_pass(audio, words, records, match, dither, other, heard_phones)
-    heard = other.copy()  # frames of any word of the transcript, or of speech it lacks
+        records, lacked = _second_pass(audio, words, records, match, dither)
+    heard = np.zeros(n, bool)  # frames of any word of the transcript, or of speech it lacks
     explained = np.zeros(n, bool)  # frames of words matched (`_in_runs`)
+    for _, a, b in lacked:
+        heard[a:b] = True
     for k in records:
         heard[k.start : k.end] = True
         explained[k.start : k.end] = k.matched
-    segments = sorted([segment for k in records for segment in k.phones] + heard_phones, key=lambda x: x[1])
+    segments = sorted([segment for k in records for segment in k.phones] + lacked, key=lambda x: x[1])
     matched = sum(k.matched for k in records)
     unheard = _runs(~heard & ~_runs(quiet, _MIN_PAUSE), _MIN_UNEXPLAINED)  # speech (its closures too) no word took
     unexplained = ~_runs(~(heard & ~explained | unheard), _MIN_PAUSE)
@@ -141,15 +142,16 @@ def _keep(aligned: Sequence[_Word], cut: int) -> tuple[int, int]:
     return kept, cut
 
 
-def _second_pass(audio: np.ndarray, words: Sequence[str], records: list[_Kept], match: float, dither: float,
-                 other: np.ndarray, heard: list[tuple[str, int, int]]) -> list[_Kept]:  # fmt: skip
+def _second_pass(audio: np.ndarray, words: Sequence[str], records: list[_Kept], match: float,
+                 dither: float) -> tuple[list[_Kept], list[tuple[str, int, int]]]:  # fmt: skip
     """`records` with each run of words that did not match, over at least `_MIN_STRETCH` between
     the matched words around it, aligned again there with any word free to be left out and a loop
     of phones free to take sound the transcript lacks (a sentence missing from the text pulls the
-    words around it into its sound otherwise); `other` marks the frames the loop takes, and
-    `heard` gets its phones (name, start, end), for the phone and viseme tracks."""
+    words around it into its sound otherwise); and the loop's phones (name, start, end), the speech
+    the transcript lacks, for the phone and viseme tracks."""
     decoder = _aligner()
     out: list[_Kept] = []
+    lacked: list[tuple[str, int, int]] = []
     i = 0
     while i < len(records):
         j = i
@@ -160,7 +162,7 @@ def _second_pass(audio: np.ndarray, words: Sequence[str], records: list[_Kept], 
             i += 1
             continue
         run, left = records[i:j], records[i - 1].end if i else 0
-        right = records[j].start if j < len(records) else len(other)
+        right = records[j].start if j < len(records) else len(audio) // _HOP
         i = j
         if not _MIN_STRETCH <= right - left <= _MAX_PIECE:
             out += run
@@ -175,9 +177,8 @@ def _second_pass(audio: np.ndarray, words: Sequence[str], records: list[_Kept], 
         again: dict[int, _Kept] = {}
         k = 0
         for word in aligned:
-            if word.name.startswith("~"):
-                other[left + word.start : left + word.end] = True
-                heard += [(p, left + s, left + e) for p, s, e in word.phones]
+            if word.name.startswith(_LOOP_PREFIX):
+                lacked += [(p, left + s, left + e) for p, s, e in word.phones]
             elif not word.filler:
                 while k < len(names) and names[k] != re.sub(r"\(\d+\)$", "", word.name):  # "the(2)": "the"
                     k += 1
@@ -188,4 +189,4 @@ def _second_pass(audio: np.ndarray, words: Sequence[str], records: list[_Kept], 
         out += [again.get(k, _Kept(r.index, left, left, [], False)) for k, r in enumerate(run)]
     for k, ok in zip(out, _in_runs([k.fits for k in out]), strict=True):
         k.matched = ok
-    return out
+    return out, lacked
