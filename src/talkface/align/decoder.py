@@ -7,6 +7,7 @@ pocketsphinx decoders are not thread-safe. `_timeline` turns either's frames int
 from __future__ import annotations
 
 import functools
+import re
 import threading
 import warnings
 from collections.abc import Iterable, Sequence
@@ -37,6 +38,11 @@ class _Word:
     end: int
     score: int  # acoustic score over the word's frames
     phones: list[tuple[str, int, int]]  # (name, start, end)
+
+    @property
+    def word(self) -> str:
+        """The dictionary word without the number of its pronunciation ("the(2)": "the")."""
+        return _word_of(self.name)
 
     @property
     def filler(self) -> bool:
@@ -75,9 +81,14 @@ def _aligner() -> Decoder:
     return decoder
 
 
-def _align_stretch(decoder: Decoder, pcm: bytes, words: Sequence[str]) -> list[_Word]:
+def _word_of(name: str) -> str:
+    return re.sub(r"\(\d+\)$", "", name)
+
+
+def _align_stretch(decoder: Decoder, pcm: bytes, words: Sequence[str]) -> list[tuple[str, _Word]]:
     """`words` aligned to a stretch of audio where each may be left out, and a loop of phones (the
-    words `~aa` …, fillers) may take any sound before, between or after them."""
+    words `~aa` …) may take any sound before, between or after them: each word found (one of
+    `words`, or a phone of the loop) with its alignment, which may take it as other speech."""
     n = len(words)
     transitions: list[tuple] = [(i, i + 1, 1.0, word) for i, word in enumerate(words)]
     transitions += [(i, i + 1, _SKIP) for i in range(n)]
@@ -93,7 +104,12 @@ def _align_stretch(decoder: Decoder, pcm: bytes, words: Sequence[str]) -> list[_
         raise RuntimeError("no alignment")
     # the phone pass cannot follow the grammar's empty transitions: it aligns the words found, in a row
     found = [s.word for s in decoder.seg() if s.word != "(NULL)" and not s.word.startswith(_FILLERS)]
-    return _align_piece(decoder, pcm, found, open_end=False) if found else []
+    if not found:
+        return []
+    aligned = [w for w in _align_piece(decoder, pcm, found, open_end=False) if not w.name.startswith(_FILLERS)]
+    if len(aligned) != len(found):  # each word is there, as itself or as other speech
+        raise RuntimeError("the words found were not aligned one for one")
+    return list(zip(found, aligned, strict=True))
 
 
 def _align_piece(decoder: Decoder, pcm: bytes, words: Sequence[str], open_end: bool, starts: int = 1) -> list[_Word]:

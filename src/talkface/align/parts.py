@@ -6,7 +6,6 @@ from __future__ import annotations
 import bisect
 import itertools
 import multiprocessing
-import re
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 
@@ -73,7 +72,7 @@ def _anchor(pcm: bytes, words: Sequence[str], guess: int, match: float) -> int |
     said = [w for w in aligned if not w.filler][:_ANCHOR_WORDS]
     if len(said) < _ANCHOR_WORDS or any(w.unsaid for w in said) or sum(w.fits(match) for w in said) < len(said) - 2:
         return None
-    names = [re.sub(r"\(\d+\)$", "", w.name) for w in said]  # "the(2)": another pronunciation of "the"
+    names = [w.word for w in said]
     found = [low + i for i in range(high - low) if list(stretch[i : i + _ANCHOR_WORDS]) == names]
     return min(found, key=lambda i: abs(i - guess)) if found else None  # words that recur: the nearest
 

@@ -5,14 +5,24 @@ aligned again, free to leave words out and to take sound the transcript lacks as
 from __future__ import annotations
 
 import bisect
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..audio import SAMPLE_RATE
-from .decoder import _HOP, _LOCK, _LOOP_PREFIX, FRAME_RATE, _align_piece, _align_stretch, _aligner, _timeline, _Word
+from .decoder import (
+    _HOP,
+    _LOCK,
+    _LOOP_PREFIX,
+    FRAME_RATE,
+    _align_piece,
+    _align_stretch,
+    _aligner,
+    _timeline,
+    _Word,
+    _word_of,
+)
 from .levels import (
     _DITHER,
     _MAX_PIECE,
@@ -176,16 +186,17 @@ def _second_pass(audio: np.ndarray, words: Sequence[str], records: list[_Kept], 
             continue
         again: dict[int, _Kept] = {}
         k = 0
-        for word in aligned:
-            if word.name.startswith(_LOOP_PREFIX):
-                lacked += [(p, left + s, left + e) for p, s, e in word.phones]
-            elif not word.filler:
-                while k < len(names) and names[k] != re.sub(r"\(\d+\)$", "", word.name):  # "the(2)": "the"
-                    k += 1
-                if k < len(names):
-                    phones = [(p, left + s, left + e) for p, s, e in word.phones]
-                    again[k] = _Kept(run[0].index + k, left + word.start, left + word.end, phones, word.fits(match))
-                    k += 1
+        for name, word in aligned:
+            phones = [] if word.unsaid else [(p, left + s, left + e) for p, s, e in word.phones]
+            if name.startswith(_LOOP_PREFIX):
+                lacked += phones
+                continue
+            while k < len(names) and names[k] != _word_of(name):  # the words left out before it
+                k += 1
+            if k < len(names):
+                fits = word.fits(match) and not word.unsaid
+                again[k] = _Kept(run[0].index + k, left + word.start, left + word.end, phones, fits)
+                k += 1
         out += [again.get(k, _Kept(r.index, left, left, [], False)) for k, r in enumerate(run)]
     for k, ok in zip(out, _in_runs([k.fits for k in out]), strict=True):
         k.matched = ok
