@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
+from collections.abc import Awaitable
 from typing import Any
 
 from ..animation import Animation
@@ -42,6 +44,16 @@ class Conn:
         self.closing: asyncio.Task | None = None  # the server's close of the stream, once begun
         self.frames = 0  # frames made so far (the next one's number)
         self.livelink: LiveLinkSender | None = None
+        self.waiting_since: float | None = None  # monotonic time the transport began waiting for a message
+
+    async def heard(self, message: Awaitable[Any]) -> Any:
+        """Await the client's next message, marked as waiting meanwhile: `Server.watch_idle` closes a stream
+        that waits longer than the idle timeout (one sweep a second is far cheaper than a timer a message)."""
+        self.waiting_since = time.monotonic()
+        try:
+            return await message
+        finally:
+            self.waiting_since = None
 
     def encode(self, anim: Animation, first: int) -> Any:
         """The message carrying frames `first`... of the stream."""

@@ -369,11 +369,7 @@ class A2FServer:
         """The call's messages into the stream until its end (end_of_audio or a half-close)."""
         server = self.server
         while not c.closed:
-            message = await _read(c.context, server.config.idle_timeout)
-            if message is None:
-                server.metrics.count("talkface_stream_errors_total", kind="idle")
-                server.end(c, 1001, f"idle for {server.config.idle_timeout:g} s")
-                return
+            message = await c.heard(c.context.read())
             kind = None if message is _UNREADABLE or message is grpc.aio.EOF else message.WhichOneof("stream_part")
             if message is grpc.aio.EOF or kind == "end_of_audio":
                 await server.finish(c)

@@ -174,6 +174,17 @@ class Server:
             if not c.ended and c.arrivals and c.arrivals[0][0] >= need - 1:
                 self.metrics.observe("talkface_frame_latency_seconds", now - c.arrivals[0][1])
 
+    async def watch_idle(self) -> None:
+        """Close (1001) every stream whose client has sent nothing for `idle_timeout` while it was being read."""
+        limit = self.config.idle_timeout
+        while True:
+            await asyncio.sleep(min(1.0, limit / 4))
+            now = time.monotonic()
+            for c in list(self.conns.values()):
+                if c.waiting_since is not None and now - c.waiting_since > limit and not c.closed:
+                    self.metrics.count("talkface_stream_errors_total", kind="idle")
+                    self.end(c, 1001, f"idle for {limit:g} s")
+
     def end(self, c: Conn, code: int, message: str) -> None:
         """Close a stream from the server's side (once): drop its unsent frames, wake whatever waits on it."""
         if c.closing is not None:
@@ -331,6 +342,7 @@ class Server:
         await asyncio.gather(*(loop.run_in_executor(self.threads, w.ready) for w in self.workers))
         for w in self.workers:
             self.spawn(self.run(w))
+        self.spawn(self.watch_idle())
         if self.config.grpc_port is not None:
             try:
                 await self._start_grpc()

@@ -137,12 +137,7 @@ async def _ready(server: Server, c: _WsConn, settings: dict[str, Any], probe: St
 async def _receive_loop(server: Server, c: _WsConn) -> None:
     started = False
     while not c.closed:
-        try:
-            msg = await c.ws.receive(timeout=server.config.idle_timeout)
-        except TimeoutError:
-            server.metrics.count("talkface_stream_errors_total", kind="idle")
-            server.end(c, 1001, f"idle for {server.config.idle_timeout:g} s")
-            return
+        msg = await c.heard(c.ws.receive())
         if msg.type == WSMsgType.BINARY:
             started = True
             if not server.take_audio(c, msg.data):
