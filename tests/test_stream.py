@@ -5,6 +5,8 @@ one model (`Animator(model=...)`) it uses that for both, which is how offline an
 compared here.
 """
 
+import gc
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -149,6 +151,19 @@ def test_streams_advanced_together_get_the_frames_each_gets_alone(speech):
         frames = [alone.push(audio[k * 320 : (k + 1) * 320]).weights for k in range(ticks[i])]
         frames.append(alone.flush().weights)
         np.testing.assert_allclose(np.concatenate(together[i]), np.concatenate(frames), atol=TOL)
+
+
+def test_a_server_opening_and_closing_streams_keeps_its_memory_bounded(speech):
+    """Streams keep the network's history in rows of shared buffers: a stream that is gone gives its
+    row back, and a stream that takes it over starts from silence, as on a fresh engine."""
+    engine, audio = Engine(load_default()), speech[:16000]
+    for _ in range(300):  # one after another, as a server's clients come and go
+        run(Stream(engine, 30, Style(life=LifeConfig.off())), audio, 320)
+    gc.collect()
+    assert engine.net.rings[0].shape[0] <= 8
+    taken_over = run(Stream(engine, 30, Style(life=LifeConfig.off())), audio[::-1].copy(), 320)
+    fresh = run(Stream(Engine(load_default()), 30, Style(life=LifeConfig.off())), audio[::-1].copy(), 320)
+    np.testing.assert_allclose(taken_over.weights, fresh.weights, atol=TOL)
 
 
 def test_step_net_and_windowed_fallback_agree_with_onnxruntime(speech):

@@ -4,7 +4,9 @@ The ONNX graph recomputes a frame's whole receptive field (126 past frames) on e
 would cost a stream ~35× its real work at 40 ms per call. The network is causal dilated
 convolutions (`talkface.train.net`), so each layer only needs its last ``2·dilation`` inputs to
 make the next output: `StepNet` reads the weights out of the same ``.onnx`` file, keeps those
-inputs per stream, and runs many streams' new frames as one matrix product per layer.
+inputs per stream, and runs many streams' new frames as one matrix product per layer. The inputs
+kept live in one ring buffer per layer for all streams (a stream owns a row of each), so a step
+reads just the rows its taps need, for every stream in one indexing operation.
 
 `StepNet.load` checks itself against onnxruntime on random input and returns None when the
 file holds some other architecture; callers then fall back to windowed onnxruntime runs.
@@ -13,6 +15,7 @@ file holds some other architecture; callers then fall back to windowed onnxrunti
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,10 +118,11 @@ def gelu(x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class NetState:
-    """One stream's memory: the last ``2·dilation`` inputs of each block ([1, 2·dilation, channels],
-    zeros at the start, as the network's causal padding), and its emotion's contribution to the first layer."""
+    """One stream's memory: its row of the `StepNet`'s ring buffers (the last ``2·dilation`` inputs of
+    each block, zeros at the start, as the network's causal padding; given back when the state is
+    garbage), its emotion's contribution to the first layer, and the frames it has been fed."""
 
-    caches: list[np.ndarray]
+    slot: int
     bias: np.ndarray
     frames: int = field(default=0)
 
@@ -158,6 +162,9 @@ class StepNet:
         self.heads, self.heads_bias = heads, np.concatenate([w["weights.bias"], w["visemes.bias"]])
         self.num_weights = w["weights.bias"].size
         self.channels = self.inp.shape[1]
+        # per block [slots, 2·dilation, channels]: input t of a stream at row t mod 2·dilation of its slot
+        self.rings = [np.zeros((0, 2 * b.dilation, self.channels), np.float32) for b in self.blocks]
+        self.free: list[int] = []
 
     @classmethod
     def load(cls, model: object) -> StepNet | None:
@@ -179,8 +186,16 @@ class StepNet:
 
     def state(self, emotion: np.ndarray | None = None) -> NetState:
         """A fresh stream (all-zero history) with an emotion vector (None: zeros)."""
-        caches = [np.zeros((1, 2 * b.dilation, self.channels), np.float32) for b in self.blocks]
-        return NetState(caches, self.emotion_bias_for(emotion))
+        if not self.free:  # twice the slots (the old rows copied once)
+            have = self.rings[0].shape[0]
+            self.rings = [np.concatenate([r, np.zeros_like(r, shape=(max(have, 4), *r.shape[1:]))]) for r in self.rings]
+            self.free = list(range(self.rings[0].shape[0] - 1, have - 1, -1))
+        slot = self.free.pop()
+        for ring in self.rings:
+            ring[slot] = 0.0
+        state = NetState(slot, self.emotion_bias_for(emotion))
+        weakref.finalize(state, self.free.append, slot)
+        return state
 
     def emotion_bias_for(self, emotion: np.ndarray | None) -> np.ndarray:
         """The first layer's bias for an emotion vector (the model's own emotion input)."""
@@ -211,17 +226,18 @@ class StepNet:
         count, n, _ = mel.shape
         c = self.channels
         x = (mel - self.mean) / self.std @ self.inp + np.stack([s.bias for s in states])[:, None, :]
-        for k, block in enumerate(self.blocks):
+        slots = np.array([s.slot for s in states])[:, None]
+        fed = np.array([s.frames for s in states])[:, None]  # each stream's time of its first new frame
+        for ring, block in zip(self.rings, self.blocks, strict=True):
             d = block.dilation
-            h = np.empty((count, 2 * d + n, c), np.float32)  # (filled in place: np.concatenate on axis 1 is slow)
-            np.concatenate([s.caches[k] for s in states], out=h[:, : 2 * d])
-            h[:, 2 * d :] = x
-            tail = h[:, -2 * d :]  # the next caches: views, copied only where most of h is not needed
-            tail = tail.copy() if n > 2 * d else tail
-            for i, s in enumerate(states):
-                s.caches[k] = tail[i : i + 1]
-            taps = np.concatenate([h[:, :n], h[:, d : d + n], h[:, 2 * d : 2 * d + n]], axis=2)
-            y = gelu(taps.reshape(count * n, 3 * c) @ block.conv + block.conv_bias)
+            # new frame j reads inputs j - 2d, j - d and j of the new ones; those before 0 are in the ring
+            taps = np.arange(n)[:, None] + np.array([-2 * d, -d, 0])  # [n, 3]
+            old = np.unique(taps[taps < 0])
+            both = np.concatenate([ring[slots, (fed + old) % (2 * d)], x], axis=1)  # [count, kept + n, c]
+            where = np.where(taps < 0, np.searchsorted(old, taps), old.size + taps)
+            y = gelu(both[:, where].reshape(count * n, 3 * c) @ block.conv + block.conv_bias)
+            last = np.arange(max(0, n - 2 * d), n)  # the new inputs that the next steps may read
+            ring[slots, (fed + last) % (2 * d)] = x[:, last]
             x = x + (y @ block.mix + block.mix_bias).reshape(count, n, c)
         result = gelu(x.reshape(count * n, c)) @ self.heads + self.heads_bias
         result[:, : self.num_weights] = 1.0 / (1.0 + np.exp(-result[:, : self.num_weights]))
