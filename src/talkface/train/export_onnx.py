@@ -59,6 +59,51 @@ def export(model: FaceNet | EncoderFaceNet, path: str | Path, extra: dict | None
     return path
 
 
+#: Metadata that heads averaged by `export_mean` must share (what the runtime reads them by).
+_SHARED = ("format", "frame_rate", "input", "encoder_sha256", "n_mels", "lookahead", "receptive_field", "emotion_dim",
+           "names", "visemes")  # fmt: skip
+
+
+def export_mean(heads: list[str | Path], path: str | Path) -> Path:
+    """Write one model (`path`, .onnx and .json) whose outputs are the mean of exported models'
+    outputs: weights averaged, viseme logits averaged. The heads must read the same input the same
+    way; each is run on it side by side inside the one ONNX graph. The metadata keeps each head's
+    own (as ``heads``); the mean has no calibration until `scripts/calibrate_visemes.py` gives it one."""
+    import numpy as np
+    import onnx
+    from onnx import compose, helper, numpy_helper
+
+    if len(heads) < 2:
+        raise ValueError("averaging needs at least two models")
+    metas = [json.loads(Path(h).with_suffix(".json").read_text()) for h in heads]
+    for key in _SHARED:
+        if len({json.dumps(m.get(key)) for m in metas}) > 1:
+            raise ValueError(f"the models differ in {key!r}: they do not read the same input the same way")
+    graphs = [compose.add_prefix(onnx.load(str(h)), f"h{i}_") for i, h in enumerate(heads)]
+    first = onnx.load(str(heads[0])).graph
+    inputs, outputs = [i.name for i in first.input], [o.name for o in first.output]
+    nodes = [helper.make_node("Identity", [name], [f"h{i}_{name}"]) for i in range(len(heads)) for name in inputs]
+    for g in graphs:
+        nodes += g.graph.node
+    for name in outputs:
+        nodes += [helper.make_node("Sum", [f"h{i}_{name}" for i in range(len(heads))], [f"sum_{name}"]),
+                  helper.make_node("Mul", [f"sum_{name}", "share"], [name])]  # fmt: skip
+    share = numpy_helper.from_array(np.array(1 / len(heads), np.float32), "share")
+    graph = helper.make_graph(nodes, "mean_of_heads", list(first.input), list(first.output),
+                              initializer=[i for g in graphs for i in g.graph.initializer] + [share])  # fmt: skip
+    model = helper.make_model(graph, opset_imports=graphs[0].opset_import)
+    model.ir_version = graphs[0].ir_version
+    onnx.checker.check_model(model)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    own = [{k: v for k, v in m.items() if k not in (*_SHARED, "viseme_bias")} for m in metas]  # (its own calibration)
+    meta = {**{k: metas[0][k] for k in _SHARED if k in metas[0]}, "sha256": digest, "heads": own}
+    write_text(path.with_suffix(".json"), json.dumps(meta, indent=1))
+    return path
+
+
 def export_checkpoint(checkpoint: str | Path, path: str | Path) -> Path:
     """Export the model in a training checkpoint (e.g. to try a run before it has finished)."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)

@@ -1,0 +1,26 @@
+"""Average exported face models into one (`talkface.train.export_onnx.export_mean`).
+
+Run: .venv/bin/python scripts/mean_heads.py A.onnx B.onnx [...] -o OUT.onnx
+
+Each model runs on the same input inside one ONNX graph and the outputs are averaged: weights,
+and viseme logits before the closure and rounding rules read them. Calibrate the result afterwards
+(`scripts/calibrate_visemes.py OUT.onnx --write`): a mean's logits are not its heads' logits.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from talkface.train.export_onnx import export_mean
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="+", help="exported models (.onnx with their .json)")
+    parser.add_argument("-o", "--out", required=True, help="the averaged model to write (.onnx)")
+    args = parser.parse_args()
+    print(export_mean(args.models, args.out))
+
+
+if __name__ == "__main__":
+    main()
