@@ -18,9 +18,7 @@ LINE = "I can't believe we won! Bob bought a map, maybe."
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "talkface.cli", *args], capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([sys.executable, "-m", "talkface.cli", *args], capture_output=True, text=True, timeout=300)
 
 
 def say(tmp_path, name, *args):
