@@ -79,8 +79,9 @@ def export_mean(heads: list[str | Path], path: str | Path) -> Path:
     for key in _SHARED:
         if len({json.dumps(m.get(key)) for m in metas}) > 1:
             raise ValueError(f"the models differ in {key!r}: they do not read the same input the same way")
-    graphs = [compose.add_prefix(onnx.load(str(h)), f"h{i}_") for i, h in enumerate(heads)]
-    first = onnx.load(str(heads[0])).graph
+    models = [onnx.load(str(h)) for h in heads]
+    graphs = [compose.add_prefix(m, f"h{i}_") for i, m in enumerate(models)]  # (copies: `models` keep their names)
+    first = models[0].graph
     inputs, outputs = [i.name for i in first.input], [o.name for o in first.output]
     nodes = [helper.make_node("Identity", [name], [f"h{i}_{name}"]) for i in range(len(heads)) for name in inputs]
     for g in graphs:
