@@ -14,6 +14,7 @@ file holds some other architecture; callers then fall back to windowed onnxrunti
 
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from dataclasses import dataclass, field
@@ -114,6 +115,20 @@ def _erf(x: np.ndarray) -> np.ndarray:
 def gelu(x: np.ndarray) -> np.ndarray:
     """The exact (erf) GELU that torch's F.gelu computes."""
     return np.float32(0.5) * x * (np.float32(1.0) + _erf(x * np.float32(1 / math.sqrt(2))))
+
+
+@functools.cache
+def _tap_rows(n: int, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For a step of `n` new frames through a block of dilation `d`: the past inputs its taps read
+    (offsets before the first new frame, which the ring holds), where each tap finds its input in
+    those followed by the new ones ([n, 3]: t - 2d, t - d, t), and the new inputs later steps may read."""
+    taps = np.arange(n)[:, None] + np.array([-2 * d, -d, 0])
+    old = np.unique(taps[taps < 0])
+    where = np.where(taps < 0, np.searchsorted(old, taps), old.size + taps)
+    rows = old, where, np.arange(max(0, n - 2 * d), n)
+    for r in rows:
+        r.flags.writeable = False  # (shared by every step of that shape)
+    return rows
 
 
 @dataclass
@@ -230,13 +245,9 @@ class StepNet:
         fed = np.array([s.frames for s in states])[:, None]  # each stream's time of its first new frame
         for ring, block in zip(self.rings, self.blocks, strict=True):
             d = block.dilation
-            # new frame j reads inputs j - 2d, j - d and j of the new ones; those before 0 are in the ring
-            taps = np.arange(n)[:, None] + np.array([-2 * d, -d, 0])  # [n, 3]
-            old = np.unique(taps[taps < 0])
+            old, where, last = _tap_rows(n, d)
             both = np.concatenate([ring[slots, (fed + old) % (2 * d)], x], axis=1)  # [count, kept + n, c]
-            where = np.where(taps < 0, np.searchsorted(old, taps), old.size + taps)
             y = gelu(both[:, where].reshape(count * n, 3 * c) @ block.conv + block.conv_bias)
-            last = np.arange(max(0, n - 2 * d), n)  # the new inputs that the next steps may read
             ring[slots, (fed + last) % (2 * d)] = x[:, last]
             x = x + (y @ block.mix + block.mix_bias).reshape(count, n, c)
         result = gelu(x.reshape(count * n, c)) @ self.heads + self.heads_bias
