@@ -103,8 +103,7 @@ def _aligned(audio: np.ndarray, words: Sequence[str], match: float, strict: bool
                     phones = [] if word.unsaid else phones
                     piece.append(_Kept(done + real, a, b, phones, word.fits(match) and not word.unsaid))
                 real += 1
-        for k, ok in zip(piece, _in_runs([k.fits for k in piece]), strict=True):
-            k.matched = ok
+        _mark_matched(piece)
         records += piece
         done += kept
         start += boundary
@@ -138,6 +137,12 @@ def _in_runs(fits: Sequence[bool]) -> list[bool]:
         return list(fits)
     padded = [False, *fits, False]
     return [f and (padded[i] or padded[i + 2]) for i, f in enumerate(fits)]
+
+
+def _mark_matched(kept: Sequence[_Kept]) -> None:
+    """Set which of a row of aligned words count as matched (`_in_runs`)."""
+    for k, ok in zip(kept, _in_runs([k.fits for k in kept]), strict=True):
+        k.matched = ok
 
 
 def _keep(aligned: Sequence[_Word], cut: int) -> tuple[int, int]:
@@ -198,6 +203,5 @@ def _second_pass(audio: np.ndarray, words: Sequence[str], records: list[_Kept], 
                 again[k] = _Kept(run[0].index + k, left + word.start, left + word.end, phones, fits)
                 k += 1
         out += [again.get(k, _Kept(r.index, left, left, [], False)) for k, r in enumerate(run)]
-    for k, ok in zip(out, _in_runs([k.fits for k in out]), strict=True):
-        k.matched = ok
+    _mark_matched(out)
     return out, lacked
