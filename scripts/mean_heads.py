@@ -10,6 +10,7 @@ and viseme logits before the closure and rounding rules read them. Calibrate the
 from __future__ import annotations
 
 import argparse
+import sys
 
 from talkface.train.export_onnx import export_mean
 
@@ -19,7 +20,12 @@ def main() -> None:
     parser.add_argument("models", nargs="+", help="exported models (.onnx with their .json)")
     parser.add_argument("-o", "--out", required=True, help="the averaged model to write (.onnx)")
     args = parser.parse_args()
-    print(export_mean(args.models, args.out))
+    from google.protobuf.message import DecodeError
+
+    try:
+        print(export_mean(args.models, args.out))
+    except (OSError, ValueError, DecodeError) as e:  # a missing or torn file or .json; models that read other input
+        sys.exit(f"mean_heads: {e}")
 
 
 if __name__ == "__main__":
