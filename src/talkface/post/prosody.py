@@ -45,6 +45,7 @@ _WINDOW = np.hanning(2 * _HALF)
 _BATCH = 64  # windows measured at a time: bounded memory, temporaries small enough to reuse, few calls
 _LAGS = slice(int(SAMPLE_RATE / _F0_MAX), int(SAMPLE_RATE / _F0_MIN))  # the autocorrelation lags of f0s in range
 _LAG_RANGE = np.arange(_LAGS.start, _LAGS.stop)
+_AC_FFT = 1024  # points of the FFTs of `_f0` (a power of two, at least 640 + the longest lag)
 _QUIET = 10 ** (-99.0 / 20)  # the loudness of a grid frame not measured (or forgotten)
 #: A held grid frame's row: dB against the loud reference, that as linear amplitude, speech (0/1),
 #: voice (0/1) and pitch (semitones around the running mean, nan if unvoiced); and such a row of a
@@ -78,10 +79,14 @@ def window_pitches(windows: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def _f0(frames: np.ndarray) -> np.ndarray:
-    """f0 (Hz, 0 if unvoiced) of centred windows [n, 640], from their autocorrelation."""
+    """f0 (Hz, 0 if unvoiced) of centred windows [n, 640], from their autocorrelation.
+
+    In float32, through FFTs of `_AC_FFT` points: the autocorrelation is exact up to lag
+    `_AC_FFT` - 640 (384, past the longest period searched), and the wrapped part beyond it only
+    matters to a window whose autocorrelation stays positive that far (no pitch in range)."""
     win = frames.shape[1]
-    spec = np.fft.rfft(frames * _WINDOW, n=2 * win)
-    ac = np.fft.irfft(np.abs(spec) ** 2)[:, :win]
+    spec = np.fft.rfft((frames * _WINDOW).astype(np.float32), n=_AC_FFT)
+    ac = np.fft.irfft(spec.real**2 + spec.imag**2, n=_AC_FFT)[:, :win]
     # search past the first zero crossing, so the main lobe around lag 0 is never taken for a period
     # (the divisor is positive: normalising changes no sign, so only the lags searched are normalised)
     first_negative = np.argmax(ac < 0, axis=1)
