@@ -4,14 +4,17 @@ Run: python benchmarks/stream_cpu.py [--streams 100] [--seconds 10] [--profile]
 
 Each stream is fed the bundled sample (looped, with pauses, from its own offset) in 20 ms chunks,
 and every tick advances all of them in one `stream.advance`, as a server's model worker does; one
-BLAS thread, as the workers use. Prints the process's CPU time per second of audio per stream
-(issue 15 asks at most 5 ms: 0.5 % of a core); --profile adds the 30 costliest functions.
+BLAS thread, as the workers use, and the objects of start-up frozen out of the garbage collector's
+passes, as the workers do (`--no-freeze`: not). Prints the process's CPU time per second of audio
+per stream (issue 15 asks at most 5 ms: 0.5 % of a core) and the longest pause of the collector,
+during which every stream of a worker waits; --profile adds the 30 costliest functions.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import pstats
 import time
 from pathlib import Path
@@ -33,6 +36,7 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10.0, help="audio per stream")
     parser.add_argument("--profile", action="store_true", help="also print the costliest functions")
+    parser.add_argument("--no-freeze", action="store_true", help="leave start-up's objects to the collector")
     args = parser.parse_args()
     if args.streams < 1 or args.seconds <= 0:
         parser.error("--streams must be at least 1 and --seconds above 0")
@@ -43,6 +47,18 @@ def main() -> None:
     engine = Engine(load_default())
     streams = [Stream(engine, 30, Style(seed=i)) for i in range(args.streams)]
     offsets = [(i * 7919) % (len(looped) - ticks * CHUNK) for i in range(args.streams)]
+    if not args.no_freeze:
+        gc.freeze()
+    pauses = {0: 0.0, 1: 0.0, 2: 0.0}
+    began_gc = [0.0]
+
+    def timed(phase: str, info: dict) -> None:
+        if phase == "start":
+            began_gc[0] = time.perf_counter()
+        else:
+            pauses[info["generation"]] = max(pauses[info["generation"]], time.perf_counter() - began_gc[0])
+
+    gc.callbacks.append(timed)
     profile = cProfile.Profile() if args.profile else None
     began = time.process_time()
     if profile:
@@ -56,6 +72,7 @@ def main() -> None:
     cpu = time.process_time() - began
     per = 1000 * cpu / (args.streams * args.seconds)
     print(f"{args.streams} streams x {args.seconds:g} s: {cpu:.2f} s of CPU, {per:.2f} ms a stream-second")
+    print("longest collector pause by generation: " + ", ".join(f"{1000 * v:.1f} ms" for v in pauses.values()))
     if profile:
         pstats.Stats(profile).sort_stats("tottime").print_stats(30)
 

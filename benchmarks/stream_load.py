@@ -62,12 +62,13 @@ def rss_kib(pid: int) -> int:
     return total
 
 
-def cpu_seconds(pid: int) -> float:
-    total = 0
+def cpu_seconds(pid: int) -> np.ndarray:
+    """CPU seconds of the server's event loop (the first) and of each of its model workers."""
+    ticks = []
     for p in family(pid):
         fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+        ticks.append(int(fields[11]) + int(fields[12]))
+    return np.array(ticks) / os.sysconf("SC_CLK_TCK")
 
 
 async def one_stream(url: str, pcm: np.ndarray, delay: float, out: dict) -> None:
@@ -110,7 +111,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def load_report(args: argparse.Namespace, results: list[dict], idle: int, peak: int, cpu: float, client: float) -> dict:
+def load_report(args: argparse.Namespace, results: list[dict], idle: int, peak: int, cpu: np.ndarray,
+                client: float) -> dict:  # fmt: skip
     """The figures of a load run: frames, latency beyond the look-ahead and end to end (ms), the
     server's memory (KiB in, MiB out) and the cores the server and the clients used."""
     beyond = np.array([x for r in results for x in r.get("beyond", [])]) * 1000
@@ -125,7 +127,9 @@ def load_report(args: argparse.Namespace, results: list[dict], idle: int, peak: 
                           (("p50", 50), ("p99", 99))} if e2e.size else None,
         "server_rss_mib": {"idle": round(idle / 1024, 1), "peak": round(peak / 1024, 1),
                            "per_stream": round((peak - idle) / 1024 / args.streams, 2)},
-        "server_cpu_cores": round(cpu, 2),
+        "server_cpu_cores": round(float(cpu.sum()), 2),
+        "event_loop_cpu_cores": round(float(cpu[0]), 2),
+        "worker_cpu_cores": [round(float(c), 2) for c in cpu[1:]],
         "client_cpu_cores": round(client, 2),
     }  # fmt: skip
 

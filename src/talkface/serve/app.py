@@ -26,6 +26,7 @@ send a request's headers, and again its body (408). Every HTTP error is one line
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from functools import partial
 
@@ -87,6 +88,7 @@ async def _serve(config: ServerConfig) -> None:
         grpc = runner.app[SERVER_KEY].grpc
         if grpc is not None:
             print(f"talkface serving Audio2Face-3D gRPC on {host}:{grpc.port}", flush=True)
+        gc.freeze()  # what start-up made lives as long as the server: later collections skip it (`workers._work`)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
