@@ -18,6 +18,8 @@ from synthetic import sentences
 from talkface import Animator
 from talkface.align import (
     AUDIO_ONLY_BELOW,
+    RECOVERED_BELOW,
+    Alignment,
     align,
     align_transcript,
     boundary_errors,
@@ -150,6 +152,18 @@ def test_right_transcript_matches_and_a_wrong_one_does_not(audio) -> None:
     assert (right.matched, right.words) == (9, 9) and not right.doubtful
     wrong = align_transcript(audio, WRONG_TRANSCRIPT)  # forced alignment still "succeeds" …
     assert wrong.words == 9 and wrong.share < AUDIO_ONLY_BELOW and wrong.doubtful  # … but few words fit the sound
+    assert wrong.set_aside and not right.set_aside
+
+
+def test_words_found_only_by_the_second_pass_must_be_more_to_keep_a_transcript() -> None:
+    """Under half matched at first, a transcript is kept only if the second pass brings the share to
+    `RECOVERED_BELOW`: other speech's transcripts gain a few chance matches there too."""
+    silence = [TimedPhone(0.0, 1.0, SILENCE)]
+    half, under = round(AUDIO_ONLY_BELOW * 10), round(AUDIO_ONLY_BELOW * 10) - 1
+    assert not Alignment(silence, 10, half).set_aside and Alignment(silence, 10, under).set_aside
+    assert not Alignment(silence, 10, half, first_matched=half).set_aside
+    assert Alignment(silence, 10, half, first_matched=under).set_aside  # found again, but not enough
+    assert not Alignment(silence, 10, round(RECOVERED_BELOW * 10), first_matched=under).set_aside
 
 
 def test_animator_warns_once_about_a_wrong_transcript(audio, caplog) -> None:

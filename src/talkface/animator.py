@@ -81,8 +81,8 @@ class Animator:
         """`engine` drives audio without a transcript: "neural" (the packaged model, or `model`,
         a path to another) or "phonetic" (pocketsphinx phone recognition, then coarticulation).
         `style` sets emotion, liveliness and face parameters (default: neutral, alive). A transcript
-        that cannot be aligned, or of which fewer than half the words fit the sound, is set aside
-        with a warning and the audio animated alone; with `strict_text` the first is an error and
+        that cannot be aligned, or of which fewer than half the words fit the sound (`Alignment.set_aside`),
+        is set aside with a warning and the audio animated alone; with `strict_text` the first is an error and
         the second only a warning. With `jobs` > 1, a transcript of more than ten minutes of audio
         is aligned in up to that many processes (started with "spawn": a script that asks for them
         must guard its own work with ``if __name__ == "__main__":``)."""
@@ -274,7 +274,7 @@ class Animator:
         Where it does not fit at all, the alignment is set aside (see `strict_text`): its one
         unexplained span is the whole clip, for the sound alone to drive the face. An error when
         the audio holds no speech at all."""
-        from .align import AUDIO_ONLY_BELOW, Alignment, AlignmentError, align_transcript, has_speech
+        from .align import Alignment, AlignmentError, align_transcript, has_speech
 
         duration = len(pcm) / SAMPLE_RATE
         alone = f"{duration:.1f} s animated from the audio alone"
@@ -288,7 +288,7 @@ class Animator:
                 raise TalkfaceError("the audio holds no speech to align the transcript to") from None
             log.warning("%s; %s", str(e).split(" (")[0], alone)
             return Alignment([TimedPhone(0.0, duration, SILENCE)], e.words, 0, whole)
-        if not self.strict_text and alignment.share < AUDIO_ONLY_BELOW:
+        if not self.strict_text and alignment.set_aside:
             if not has_speech(pcm):
                 raise TalkfaceError("the audio holds no speech to align the transcript to")
             log.warning("%s; %s", _matched(alignment), alone)

@@ -38,6 +38,7 @@ from .result import (
     MATCH_SCORE,
     MATCH_SCORE_ACROSS,
     MIN_SHARE,
+    RECOVERED_BELOW,
     Alignment,
     AlignmentError,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "MATCH_SCORE",
     "MATCH_SCORE_ACROSS",
     "MIN_SHARE",
+    "RECOVERED_BELOW",
     "Alignment",
     "AlignmentError",
     "align",
