@@ -45,6 +45,8 @@ def test_parts_align_as_one_process_does(speech, short_parts) -> None:
     # stretches animated from the sound
     assert parts.words == whole.words and abs(parts.matched - whole.matched) <= 0.03 * whole.words
     assert parts.unexplained_seconds <= whole.unexplained_seconds + 0.03 * len(audio) / 16000
+    # the words matched before the second pass add up over the parts too (they judge `set_aside`)
+    assert abs(parts.first_matched - whole.first_matched) <= 0.03 * whole.words and not parts.set_aside
 
 
 def test_where_the_words_do_not_fit_the_audio_is_not_cut(speech, short_parts) -> None:

@@ -42,10 +42,10 @@ from .result import _FAILED, Alignment, AlignmentError
 _MIN_UNEXPLAINED = 20  # frames: speech no word was aligned to counts from this long (a short word's length)
 _MIN_STRETCH = FRAME_RATE  # frames between matched words from which the words between are aligned again
 #: The second pass runs where at least this share of the words matched on the first. On the validation
-#: recordings of `benchmarks/perturbed_text.py` it found enough words again (`RECOVERED_BELOW`) in 8
-#: of the 9 recordings with words replaced that it saves from being set aside, and 17 of 18 with a
-#: sentence left out of the text, and ran on a third of other recordings' transcripts: on every one it
-#: took 4.3× the CPU of the first pass alone (20.8 → 89.2 s on 40 of them), and kept none.
+#: recordings of `benchmarks/perturbed_text.py` that keeps 8 of the 9 recordings with words replaced that
+#: it saves from being set aside (`RECOVERED_BELOW`), and 17 of 18 with a sentence left out of the text;
+#: it runs on a third of other recordings' transcripts, where it keeps none (run on all of those, it took
+#: their alignment 4.3× the CPU of the first pass alone: 20.8 → 89.2 s on 40 of them).
 _SECOND_PASS_FROM = 0.25
 
 

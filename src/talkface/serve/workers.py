@@ -170,7 +170,7 @@ def _work(conn: Connection, model: str | None, files: bool) -> None:
         conn.send(str(e))
         return
     # The libraries and the model (~30 000 objects) live as long as the worker: frozen, they are left out
-    # of the collector's full passes, each of which took ~20 ms with them, all streams of the worker waiting.
+    # of the collector's full passes, each of which took 10-20 ms with them, all streams of the worker waiting.
     gc.freeze()
     conn.send("ready")
     streams: dict[int, Stream] = {}
