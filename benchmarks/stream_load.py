@@ -63,9 +63,12 @@ def rss_kib(pid: int) -> int:
 
 
 def cpu_seconds(pid: int) -> np.ndarray:
-    """CPU seconds of the server's event loop (the first) and of each of its model workers."""
+    """CPU seconds of the server's event loop (the first) and of each of its model workers (not of
+    multiprocessing's resource tracker, which does nothing here)."""
     ticks = []
     for p in family(pid):
+        if b"resource_tracker" in Path(f"/proc/{p}/cmdline").read_bytes():
+            continue
         fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         ticks.append(int(fields[11]) + int(fields[12]))
     return np.array(ticks) / os.sysconf("SC_CLK_TCK")
