@@ -104,7 +104,7 @@ def _aligned_in_parts(
         phones += [TimedPhone(p.start + shift, p.end + shift, p.phone) for p in part.phones]
         spans += [(s + shift, e + shift) for s, e in part.unexplained]
         matched += part.matched
-        at_first += part.matched if part.first_matched is None else part.first_matched
+        at_first += part.matched_at_first
     joined = spans[:1]
     for s, e in spans[1:]:  # spans that meet at a cut are one
         joined[-1:] = [(joined[-1][0], e)] if s <= joined[-1][1] else [joined[-1], (s, e)]

@@ -58,11 +58,15 @@ class Alignment:
         return self.matched / self.words if self.words else 1.0
 
     @property
+    def matched_at_first(self) -> int:
+        """Words matched before the second pass."""
+        return self.matched if self.first_matched is None else self.first_matched
+
+    @property
     def set_aside(self) -> bool:
         """Whether so few words fit that the transcript is taken to be of other speech
         (`AUDIO_ONLY_BELOW`; `RECOVERED_BELOW` where only the second pass found enough)."""
-        first = self.matched if self.first_matched is None else self.first_matched
-        line = RECOVERED_BELOW if first < AUDIO_ONLY_BELOW * self.words else AUDIO_ONLY_BELOW
+        line = RECOVERED_BELOW if self.matched_at_first < AUDIO_ONLY_BELOW * self.words else AUDIO_ONLY_BELOW
         return self.share < line
 
     @property
