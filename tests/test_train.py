@@ -238,6 +238,28 @@ def test_distillation_shards_carry_the_file_models_closures(tmp_path):
     assert frames.targets[: frames.lengths[0], jaw].astype(np.float32).max() > 0.2  # the mouth opens
 
 
+def test_a_labelled_corpus_keeps_its_audio_and_takes_the_file_models_targets(corpus, tmp_path):
+    """`label_corpus`: the same audio and log-mel, the teacher's labels of that audio as targets, the
+    validation shards untouched (they score the run against the synthetic targets)."""
+    from talkface.train import distill
+    from talkface.train.dataset import Frames
+
+    shards = distill.label_corpus(corpus, tmp_path)
+    assert [p.name for p in shards] == [p.name for p in sorted(corpus.glob("train-*.npz"))]
+    before, after = Frames.load(sorted(corpus.glob("train-*.npz"))), Frames.load(shards)
+    assert np.array_equal(before.mel, after.mel) and before.lengths.tolist() == after.lengths.tolist()
+    assert not np.allclose(before.targets.astype(np.float32), after.targets.astype(np.float32), atol=0.01)
+    with np.load(shards[0]) as shard:
+        n = int(shard["lengths"][0])
+        weights, visemes = distill.label(
+            shard["audio"][: n * 160].astype(np.float32) / 32767, runtime.load_default(runtime.OFFLINE_MODEL)
+        )
+        assert np.allclose(shard["targets"][:n].astype(np.float32), weights[:n], atol=1e-3)
+        assert np.array_equal(shard["visemes"][:n], visemes[:n])
+    for val in corpus.glob("val-*.npz"):
+        assert (tmp_path / val.name).read_bytes() == val.read_bytes()
+
+
 def test_critical_visemes_weigh_more_in_the_viseme_loss():
     import torch
 

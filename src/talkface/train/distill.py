@@ -1,17 +1,20 @@
-"""Distillation shards: recordings of real people, labelled by the file model, for the live model.
+"""Distillation shards: audio labelled by the file model, for the live model.
 
 The live (log-mel) model learnt only from synthetic voices, and hears real ones worse than the file
 model, whose frozen speech encoder was trained on real speech. Distillation needs audio, not
 labels: the file model's raw outputs on a recording (weights and viseme classes at 100 Hz, before
 any post-processing) become the targets, and the recording's log-mel the input, in shards that
-`talkface train` reads like a corpus's. With `narrowband` each recording is also kept as telephone
-audio (8 kHz and back) under the same wideband labels, so the student learns to hear through the
-channel what the teacher heard without it.
+`talkface train` reads like a corpus's. `build_shards` makes them from recordings of real people;
+with `narrowband` each recording is also kept as telephone audio (8 kHz and back) under the same
+wideband labels, so the student learns to hear through the channel what the teacher heard without
+it. `label_corpus` gives a synthetic corpus's audio the same kind of targets in place of the
+synthesiser's, so that the student learns one teacher's way of hearing from all of its audio.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -20,7 +23,8 @@ import soxr
 
 from ..audio import SAMPLE_RATE, load_audio
 from ..errors import TalkfaceError
-from ..features import log_mel, num_frames
+from ..features import HOP, log_mel, num_frames
+from ..files import atomic_path
 from ..model import OFFLINE_MODEL, FaceModel, load_default
 from .corpus import pcm_frames, write_shard
 
@@ -92,4 +96,33 @@ def build_shards(
     flush()
     if not written:
         raise TalkfaceError("no recordings long enough to distil from")
+    return written
+
+
+def label_corpus(corpus: str | Path, out_dir: str | Path, teacher: FaceModel | None = None) -> list[Path]:
+    """Copy a corpus's shards (`talkface corpus`) to `out_dir` with the teacher's labels of each
+    utterance's (augmented) audio in place of its targets; validation shards are copied unchanged,
+    so that the run still reports the synthetic targets of the held-out voice. Returns the train shards."""
+    teacher = teacher or load_default(OFFLINE_MODEL)
+    src, out = Path(corpus), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in sorted(src.glob("train-*.npz")):
+        with np.load(path) as shard:
+            ends = np.cumsum(shard["lengths"])
+            utterances: list[dict[str, np.ndarray | str]] = []
+            for i, (start, end) in enumerate(zip(ends - shard["lengths"], ends, strict=True)):
+                pcm = shard["audio"][start * HOP : end * HOP]
+                weights, visemes = label(pcm.astype(np.float32) / 32767, teacher)
+                utterances.append({"mel": shard["mel"][start:end], "audio": pcm,
+                                   "targets": weights[: end - start].astype(np.float16),
+                                   "visemes": visemes[: end - start], "emotion": shard["emotion"][i],
+                                   "voice": str(shard["voices"][i])})  # fmt: skip
+        write_shard(out / path.name, utterances)
+        written.append(out / path.name)
+    for path in sorted(src.glob("val-*.npz")):
+        with atomic_path(out / path.name) as tmp:
+            shutil.copyfile(path, tmp)
+    if not written:
+        raise TalkfaceError(f"{src}: no train shards (train-*.npz) to label")
     return written
