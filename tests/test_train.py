@@ -241,6 +241,8 @@ def test_distillation_shards_carry_the_file_models_closures(tmp_path):
 def test_a_labelled_corpus_keeps_its_audio_and_takes_the_file_models_targets(corpus, tmp_path):
     """`label_corpus`: the same audio and log-mel, the teacher's labels of that audio as targets, the
     validation shards untouched (they score the run against the synthetic targets)."""
+    from talkface.audio import to_mono
+    from talkface.features import HOP
     from talkface.train import distill
     from talkface.train.dataset import Frames
 
@@ -252,7 +254,7 @@ def test_a_labelled_corpus_keeps_its_audio_and_takes_the_file_models_targets(cor
     with np.load(shards[0]) as shard:
         n = int(shard["lengths"][0])
         weights, visemes = distill.label(
-            shard["audio"][: n * 160].astype(np.float32) / 32767, runtime.load_default(runtime.OFFLINE_MODEL)
+            to_mono(shard["audio"][: n * HOP]), runtime.load_default(runtime.OFFLINE_MODEL)
         )
         assert np.allclose(shard["targets"][:n].astype(np.float32), weights[:n], atol=1e-3)
         assert np.array_equal(shard["visemes"][:n], visemes[:n])

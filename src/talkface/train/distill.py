@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from ..audio import SAMPLE_RATE, load_audio
+from ..audio import SAMPLE_RATE, load_audio, to_mono
 from ..errors import TalkfaceError
 from ..features import HOP, log_mel, num_frames
 from ..files import atomic_path
@@ -113,11 +113,10 @@ def label_corpus(corpus: str | Path, out_dir: str | Path, teacher: FaceModel | N
             utterances: list[dict[str, np.ndarray | str]] = []
             for i, (start, end) in enumerate(zip(ends - shard["lengths"], ends, strict=True)):
                 pcm = shard["audio"][start * HOP : end * HOP]
-                weights, visemes = label(pcm.astype(np.float32) / 32767, teacher)
+                weights, visemes = label(to_mono(pcm), teacher)  # one label per frame of the shard
                 utterances.append({"mel": shard["mel"][start:end], "audio": pcm,
-                                   "targets": weights[: end - start].astype(np.float16),
-                                   "visemes": visemes[: end - start], "emotion": shard["emotion"][i],
-                                   "voice": str(shard["voices"][i])})  # fmt: skip
+                                   "targets": weights.astype(np.float16), "visemes": visemes,
+                                   "emotion": shard["emotion"][i], "voice": str(shard["voices"][i])})  # fmt: skip
         write_shard(out / path.name, utterances)
         written.append(out / path.name)
     for path in sorted(src.glob("val-*.npz")):
