@@ -82,10 +82,11 @@ class Animator:
         a path to another) or "phonetic" (pocketsphinx phone recognition, then coarticulation).
         `style` sets emotion, liveliness and face parameters (default: neutral, alive). A transcript
         that cannot be aligned, or of which fewer than half the words fit the sound (`Alignment.set_aside`),
-        is set aside with a warning and the audio animated alone; with `strict_text` the first is an error and
-        the second only a warning. With `jobs` > 1, a transcript of more than ten minutes of audio
-        is aligned in up to that many processes (started with "spawn": a script that asks for them
-        must guard its own work with ``if __name__ == "__main__":``)."""
+        is set aside (none of its words counts as matched) with a warning and the audio animated
+        alone; with `strict_text` the first is an error and the second only a warning. With `jobs`
+        > 1, a transcript of more than ten minutes of audio is aligned in up to that many processes
+        (started with "spawn": a script that asks for them must guard its own work with
+        ``if __name__ == "__main__":``)."""
         if engine not in ENGINES:
             raise TalkfaceError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
         self.fps = fps
@@ -291,8 +292,10 @@ class Animator:
         if not self.strict_text and alignment.set_aside:
             if not has_speech(pcm):
                 raise TalkfaceError("the audio holds no speech to align the transcript to")
-            log.warning("%s; %s", _matched(alignment), alone)
-            return replace(alignment, unexplained=whole)
+            fit = f" ({alignment.matched} fit here and there: the transcript is set aside)" if alignment.matched else ""
+            alignment = replace(alignment, matched=0, unexplained=whole)  # none of its words is used
+            log.warning("%s%s; %s", _matched(alignment), fit, alone)
+            return alignment
         if alignment.unexplained and not self.strict_text:
             log.warning("%s; %.1f s animated from the audio alone", _matched(alignment), alignment.unexplained_seconds)
         elif alignment.doubtful:
