@@ -101,6 +101,19 @@ def test_a_sentence_that_was_never_said_does_not_stop_the_rest(arctic, caplog) -
     assert len(warnings) == 1
 
 
+def test_a_sentence_never_said_in_the_middle_leaves_the_words_after_it_their_sound(arctic, caplog) -> None:
+    audio, reference = arctic  # said twice; the transcript has a sentence between that is not heard
+    pause = np.zeros(SAMPLE_RATE // 2, np.float32)
+    clip, warnings = _clip(np.concatenate([audio, pause, audio]), f"{ARCTIC_TRANSCRIPT} Then we went home. "
+                           f"{ARCTIC_TRANSCRIPT}", caplog)  # fmt: skip
+    assert clip.phones is not None  # the words after the sentence are found, so the transcript is kept
+    assert abs(clip.alignment.share - 2 * WORDS / (2 * WORDS + 4)) <= 0.1
+    shift = (len(audio) + len(pause)) / SAMPLE_RATE
+    again = [TimedPhone(p.start + shift, p.end + shift, p.phone) for p in reference]
+    assert _bilabials_close(clip, reference + again) == 1.0
+    assert len(warnings) == 1 and f"of {2 * WORDS + 4} words matched" in warnings[0]
+
+
 def test_words_cut_off_at_both_edges(arctic, caplog) -> None:
     audio, reference = arctic
     spoken = [p for p in reference if p.phone != SILENCE]
@@ -127,9 +140,11 @@ def test_a_transcript_of_other_speech_is_set_aside_and_says_so(arctic, caplog, t
     out = tmp_path / "a0009.json"
     result = _animate_cli(audio, OTHER, out)
     warning = result.stderr.strip().splitlines()
-    assert len(warning) == 1 and "words matched the audio" in warning[0] and "from the audio alone" in warning[0]
+    words = len(OTHER.split())
+    assert len(warning) == 1 and f"0 of {words} words matched the audio" in warning[0]  # none of it is used
+    assert "from the audio alone" in warning[0]
     metadata = json.loads(out.read_text())["metadata"]
-    assert metadata["transcript_words"] == len(OTHER.split())
+    assert metadata["transcript_words"] == words and metadata["words_matched"] == 0
     assert metadata["seconds_from_audio_alone"] == pytest.approx(len(audio) / SAMPLE_RATE, abs=0.01)
     assert metadata["engine"] == "neural" and "engine_without_text" not in metadata  # the sound made all of it
 

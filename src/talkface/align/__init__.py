@@ -35,6 +35,7 @@ from .pieces import _aligned
 from .recognition import recognize
 from .result import (
     AUDIO_ONLY_BELOW,
+    KEPT_RUN,
     MATCH_SCORE,
     MATCH_SCORE_ACROSS,
     MIN_SHARE,
@@ -47,6 +48,7 @@ from .words import _english, _espeak_words, _words
 __all__ = [
     "AUDIO_ONLY_BELOW",
     "FRAME_RATE",
+    "KEPT_RUN",
     "MATCH_SCORE",
     "MATCH_SCORE_ACROSS",
     "MIN_SHARE",

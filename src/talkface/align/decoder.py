@@ -88,15 +88,19 @@ def _word_of(name: str) -> str:
 def _align_stretch(decoder: Decoder, pcm: bytes, words: Sequence[str]) -> list[tuple[str, _Word]]:
     """`words` aligned to a stretch of audio where each may be left out, and a loop of phones (the
     words `~aa` …) may take any sound before, between or after them: each word found (one of
-    `words`, or a phone of the loop) with its alignment, which may take it as other speech."""
+    `words`, or a phone of the loop) with its alignment, which may take it as other speech.
+
+    Pocketsphinx follows one empty transition at a time, so the grammar holds every chain of them
+    as one: from each state (and from the loop after it) straight to every later one, skipping the
+    words between."""
     n = len(words)
+    loop_words = [_LOOP_PREFIX + p.lower() for p in _PHONES]
     transitions: list[tuple] = [(i, i + 1, 1.0, word) for i, word in enumerate(words)]
-    transitions += [(i, i + 1, _SKIP) for i in range(n)]
     for i in range(n + 1):
         loop = n + 1 + i
-        transitions += [(i, loop, _LOOP, _LOOP_PREFIX + p.lower()) for p in _PHONES]
-        transitions += [(loop, loop, _LOOP, _LOOP_PREFIX + p.lower()) for p in _PHONES]
-        transitions.append((loop, i, 1.0))
+        transitions += [(i, loop, _LOOP, w) for w in loop_words] + [(loop, loop, _LOOP, w) for w in loop_words]
+        transitions += [(i, j, _skipped(j - i)) for j in range(i + 1, n + 1)]
+        transitions += [(loop, j, _skipped(j - i)) for j in range(i, n + 1)]
     decoder.add_fsg("_stretch", decoder.create_fsg("_stretch", 0, n, transitions))
     decoder.activate_search("_stretch")
     _decode(decoder, pcm)
@@ -110,6 +114,11 @@ def _align_stretch(decoder: Decoder, pcm: bytes, words: Sequence[str]) -> list[t
     if len(aligned) != len(found):  # each word is there, as itself or as other speech
         raise RuntimeError("the words found were not aligned one for one")
     return list(zip(found, aligned, strict=True))
+
+
+def _skipped(k: int) -> float:
+    """Weight of `k` words in a row left out (`_SKIP` each; never under float's 1e-300)."""
+    return max(_SKIP**k, 1e-300)
 
 
 def _align_piece(decoder: Decoder, pcm: bytes, words: Sequence[str], open_end: bool, starts: int = 1) -> list[_Word]:

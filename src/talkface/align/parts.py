@@ -94,7 +94,7 @@ def _aligned_in_parts(
             raise AlignmentError(_FAILED, len(words)) from None
     if all(part is None for part in results):
         raise AlignmentError(_FAILED, len(words))
-    phones, spans, matched, at_first = [], [], 0, 0  # (words matched, and before the second pass)
+    phones, spans, matched, at_first, run = [], [], 0, 0, 0  # (words matched, before the second pass, in a row)
     for ((first, _), (last, _)), part in zip(itertools.pairwise(bounds), results, strict=True):
         shift, end = first / FRAME_RATE, min(last / FRAME_RATE, len(audio) / SAMPLE_RATE)
         if part is None:
@@ -105,10 +105,11 @@ def _aligned_in_parts(
         spans += [(s + shift, e + shift) for s, e in part.unexplained]
         matched += part.matched
         at_first += part.matched_at_first
+        run = max(run, part.run)  # (a run across a cut counts as two)
     joined = spans[:1]
     for s, e in spans[1:]:  # spans that meet at a cut are one
         joined[-1:] = [(joined[-1][0], e)] if s <= joined[-1][1] else [joined[-1], (s, e)]
-    return Alignment(merge_silences(phones), len(words), matched, tuple(joined), at_first)
+    return Alignment(merge_silences(phones), len(words), matched, tuple(joined), at_first, run)
 
 
 def _aligned_part(pcm: bytes, words: list[str], match: float, strict: bool, loop: bool) -> Alignment | None:

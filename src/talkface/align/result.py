@@ -26,6 +26,11 @@ AUDIO_ONLY_BELOW = 0.5
 #: more often than with the first pass alone; with the second pass on every transcript and 0.5, 8 of
 #: 92 were kept instead of 2).
 RECOVERED_BELOW = 0.6
+#: A transcript with this many words in a row matched is kept below those lines: chance matches on
+#: other speech come in short runs. On the validation recordings of `benchmarks/perturbed_text.py`
+#: another recording's transcript matched at most 7 in a row (among those set aside), while 14 of 37
+#: with a sentence added that was never said, set aside by the share, had 8 to 24.
+KEPT_RUN = 8
 _FAILED = "could not align the transcript to the audio (does the text match the speech?)"
 
 
@@ -51,6 +56,7 @@ class Alignment:
     #: least `_MIN_UNEXPLAINED` that no word of the transcript was aligned to.
     unexplained: tuple[tuple[float, float], ...] = ()
     first_matched: int | None = None  # words matched before the second pass (None: the same as `matched`)
+    run: int = 0  # the most words matched in a row
 
     @property
     def share(self) -> float:
@@ -65,9 +71,10 @@ class Alignment:
     @property
     def set_aside(self) -> bool:
         """Whether so few words fit that the transcript is taken to be of other speech
-        (`AUDIO_ONLY_BELOW`; `RECOVERED_BELOW` where only the second pass found enough)."""
+        (`AUDIO_ONLY_BELOW`; `RECOVERED_BELOW` where only the second pass found enough), and none
+        of its runs of matched words is long enough to say otherwise (`KEPT_RUN`)."""
         line = RECOVERED_BELOW if self.matched_at_first < AUDIO_ONLY_BELOW * self.words else AUDIO_ONLY_BELOW
-        return self.share < line
+        return self.share < line and self.run < KEPT_RUN
 
     @property
     def unexplained_seconds(self) -> float:
