@@ -81,7 +81,7 @@ class Animator:
         """`engine` drives audio without a transcript: "neural" (the packaged model, or `model`,
         a path to another) or "phonetic" (pocketsphinx phone recognition, then coarticulation).
         `style` sets emotion, liveliness and face parameters (default: neutral, alive). A transcript
-        that cannot be aligned, or of which fewer than half the words fit the sound (`Alignment.set_aside`),
+        that cannot be aligned, or of which too few words fit the sound (`Alignment.set_aside`),
         is set aside (none of its words counts as matched) with a warning and the audio animated
         alone; with `strict_text` the first is an error and the second only a warning. With `jobs`
         > 1, a transcript of more than ten minutes of audio is aligned in up to that many processes
