@@ -170,6 +170,26 @@ def test_words_found_only_by_the_second_pass_must_be_more_to_keep_a_transcript()
     assert Alignment(silence, 30, KEPT_RUN, first_matched=KEPT_RUN, run=KEPT_RUN - 1).set_aside
 
 
+def test_a_transcript_far_longer_than_the_audio_is_looked_for_only_where_it_could_be_said(audio, monkeypatch) -> None:
+    """The second pass looks for a run of words again in its stretch of audio, the words the audio ran
+    out before too; a grammar of thousands of words (quadratic in them) took gigabytes, so it gets
+    only as many as could be said there."""
+    import talkface.align.pieces as pieces
+
+    asked: list[tuple[float, int]] = []
+
+    def spy(decoder, pcm: bytes, names):
+        asked.append((len(pcm) / 2 / 16000, len(names)))
+        return stretch(decoder, pcm, names)
+
+    stretch = pieces._align_stretch
+    monkeypatch.setattr(pieces, "_align_stretch", spy)
+    three = np.concatenate([audio] * 3)  # the transcript's first sentence matches the first of three
+    result = align_transcript(three, f"{ARCTIC_TRANSCRIPT} {sentences(300, seed=5)}")
+    assert asked and result.matched >= 9 and result.words > 2000
+    assert all(n <= pieces._WORDS_PER_SECOND * seconds + 1 for seconds, n in asked)
+
+
 def test_animator_warns_once_about_a_wrong_transcript(audio, caplog) -> None:
     """A transcript of other speech is set aside: the face follows the audio, and one warning says so."""
     caplog.set_level(logging.WARNING, logger="talkface")

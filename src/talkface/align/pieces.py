@@ -42,6 +42,9 @@ from .result import _FAILED, Alignment, AlignmentError
 
 _MIN_UNEXPLAINED = 20  # frames: speech no word was aligned to counts from this long (a short word's length)
 _MIN_STRETCH = FRAME_RATE  # frames between matched words from which the words between are aligned again
+#: The second pass looks for at most this many words a second of a stretch (speech runs at 2–5), the
+#: first of its run: it bounds its grammar (quadratic in the words) where a long transcript meets short audio.
+_WORDS_PER_SECOND = 10
 #: The second pass runs where at least this share of the words the first reached (before the audio ran
 #: out) matched there. On the validation recordings of `benchmarks/perturbed_text.py` that keeps 8 of the
 #: 9 recordings with words replaced that it saves from being set aside (`RECOVERED_BELOW`), and 17 of 18
@@ -196,12 +199,14 @@ def _second_pass(audio: np.ndarray, words: Sequence[str], records: list[_Kept], 
         if not _MIN_STRETCH <= right - left <= _MAX_PIECE:
             out += run
             continue
+        most = _WORDS_PER_SECOND * (right - left) // FRAME_RATE + 1
+        run, untried = run[:most], run[most:]
         names = list(words[run[0].index : run[-1].index + 1])
         try:
             with _LOCK:
                 aligned = _align_stretch(decoder, _pcm(audio, left, right, dither), names)
         except RuntimeError:
-            out += run
+            out += run + untried
             continue
         again: dict[int, _Kept] = {}
         k = 0
@@ -216,6 +221,6 @@ def _second_pass(audio: np.ndarray, words: Sequence[str], records: list[_Kept], 
                 fits = word.fits(match) and not word.unsaid
                 again[k] = _Kept(run[0].index + k, left + word.start, left + word.end, phones, fits)
                 k += 1
-        out += [again.get(k, _Kept(r.index, left, left, [], False)) for k, r in enumerate(run)]
+        out += [again.get(k, _Kept(r.index, left, left, [], False)) for k, r in enumerate(run)] + untried
     _mark_matched(out)
     return out, lacked
