@@ -2,8 +2,9 @@
 
 Run: .venv/bin/python scripts/mean_heads.py A.onnx B.onnx [...] -o OUT.onnx
 
-Each model runs on the same input inside one ONNX graph and the outputs are averaged: weights,
-and viseme logits before the closure and rounding rules read them. Calibrate the result afterwards
+The heads (speech-encoder heads exported by talkface) become one network whose outputs are their
+mean: weights, and viseme logits before the closure and rounding rules read them; its matrix
+products are int8 unless --float32 is given (the exact mean, slower). Calibrate the result afterwards
 (`scripts/calibrate_visemes.py OUT.onnx --write`): a mean's logits are not its heads' logits.
 """
 
@@ -19,11 +20,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", help="exported models (.onnx with their .json)")
     parser.add_argument("-o", "--out", required=True, help="the averaged model to write (.onnx)")
+    parser.add_argument("--float32", action="store_true", help="keep float32 matrix products (exact, slower)")
     args = parser.parse_args()
     from google.protobuf.message import DecodeError
 
     try:
-        print(export_mean(args.models, args.out))
+        print(export_mean(args.models, args.out, int8=not args.float32))
     except (OSError, ValueError, DecodeError) as e:  # a missing or torn file or .json; models that read other input
         sys.exit(f"mean_heads: {e}")
 

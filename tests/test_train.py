@@ -417,27 +417,34 @@ def test_a_head_over_the_speech_encoder_trains_exports_and_animates(corpus, tmp_
 
 
 def test_heads_averaged_into_one_model_give_the_mean_of_their_outputs(tmp_path):
-    """`export_mean` (scripts/mean_heads.py): one ONNX file that runs each head on the same features
-    and averages weights and viseme logits; models that read other input are refused."""
+    """`export_mean` (scripts/mean_heads.py): one ONNX file, written as one network, whose outputs are
+    the mean of the heads' (weights and viseme logits) exactly in float32 and closely in int8, the
+    form that ships; models that read other input are refused."""
     import torch
 
     from talkface.encoder import FEATURE_DIM
     from talkface.train.export_onnx import export, export_mean
     from talkface.train.net import EncoderFaceNet, EncoderNetConfig
 
-    heads = []
-    for seed in (1, 2):
+    heads = []  # (shapes that differ: the first block's two phases, later blocks, channels)
+    for seed, config in ((1, EncoderNetConfig(channels=16, blocks=1)), (2, EncoderNetConfig(24, blocks=2, kernel=3))):
         torch.manual_seed(seed)
-        net = EncoderFaceNet(EncoderNetConfig(channels=16, blocks=1), FEATURE_DIM)
+        net = EncoderFaceNet(config, FEATURE_DIM)
         heads.append(export(net, tmp_path / f"head{seed}.onnx", {"seed": seed}))
-    mean = export_mean(heads, tmp_path / "mean.onnx")
     features = np.random.default_rng(0).normal(size=(40, FEATURE_DIM)).astype(np.float32)
     (wa, va), (wb, vb) = (runtime.FaceModel(h).run_features(features) for h in heads)
     assert not np.allclose(wa, wb)  # two different heads
-    weights, visemes = runtime.FaceModel(mean).run_features(features)
+    exact = export_mean(heads, tmp_path / "mean.onnx", int8=False)
+    weights, visemes = runtime.FaceModel(exact).run_features(features)
     np.testing.assert_allclose(weights, (wa + wb) / 2, atol=1e-5)
     np.testing.assert_allclose(visemes, (va + vb) / 2, atol=1e-5)
-    meta = json.loads(mean.with_suffix(".json").read_text())
+    small = export_mean(heads, tmp_path / "int8.onnx")
+    weights8, visemes8 = runtime.FaceModel(small).run_features(features)
+    assert np.abs(weights8 - weights).max() < 0.05
+    assert (visemes8.argmax(1) == visemes.argmax(1)).mean() >= 0.95
+    assert small.stat().st_size < exact.stat().st_size / 2
+    meta = json.loads(small.with_suffix(".json").read_text())
     assert [h["seed"] for h in meta["heads"]] == [1, 2] and "viseme_bias" not in meta
+    assert meta["storage"].startswith("dynamic int8")
     with pytest.raises(ValueError, match="differ"):
         export_mean([heads[0], runtime.default_model_path()], tmp_path / "mixed.onnx")

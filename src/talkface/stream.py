@@ -51,7 +51,7 @@ from .post.prosody import Listener, listen
 from .post.settings import EmotionTrack, check_emotions, parse_emotions
 from .rig import ARKIT_NAMES
 
-_PIECE = 60 * SAMPLE_RATE  # longest audio handled in one step (bounded memory for long files)
+_PIECE = 30 * SAMPLE_RATE  # longest audio handled in one step (bounded memory for long files)
 _OUTPUTS = len(ARKIT_NAMES) + len(VISEMES)  # a model frame: weights, then viseme logits
 SNAP = 0.25  # of a 100 Hz frame: an output frame this close after one takes it without interpolating
 
