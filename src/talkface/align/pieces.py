@@ -42,6 +42,10 @@ from .result import _FAILED, Alignment, AlignmentError
 
 _MIN_UNEXPLAINED = 20  # frames: speech no word was aligned to counts from this long (a short word's length)
 _MIN_STRETCH = FRAME_RATE  # frames between matched words from which the words between are aligned again
+#: Frames either side of a stretch the transcript does not explain that the sound drives too: beside a
+#: word that does not fit, where its neighbours begin and end is the aligner's guess. Chosen on the
+#: validation recordings of `benchmarks/perturbed_text.py` (README, "Transcripts that are only hints").
+_MARGIN = 20
 #: The second pass looks for at most this many words a second of a stretch (speech runs at 2–5), the
 #: first of its run: it bounds its grammar (quadratic in the words) where a long transcript meets short audio.
 _WORDS_PER_SECOND = 10
@@ -138,10 +142,18 @@ def _aligned(audio: np.ndarray, words: Sequence[str], match: float, strict: bool
     segments = sorted([segment for k in records for segment in k.phones] + lacked, key=lambda x: x[1])
     matched = sum(k.matched for k in records)
     unheard = _runs(~heard & ~_runs(quiet, _MIN_PAUSE), _MIN_UNEXPLAINED)  # speech (its closures too) no word took
-    unexplained = ~_runs(~(heard & ~explained | unheard), _MIN_PAUSE)
+    unexplained = _widened(~_runs(~(heard & ~explained | unheard), _MIN_PAUSE), _MARGIN)
     spans = tuple((a / FRAME_RATE, b / FRAME_RATE) for a, b in _spans(unexplained))
     run = max((len(list(g)) for fit, g in itertools.groupby(k.matched for k in records) if fit), default=0)
     return Alignment(_timeline(segments, len(audio) / SAMPLE_RATE), len(words), matched, spans, first, run)
+
+
+def _widened(mask: np.ndarray, by: int) -> np.ndarray:
+    """`mask` with each run of True grown by `by` frames either side (within the mask's length)."""
+    out = mask.copy()
+    for a, b in _spans(mask):
+        out[max(0, a - by) : b + by] = True
+    return out
 
 
 def _in_runs(fits: Sequence[bool]) -> list[bool]:

@@ -53,7 +53,8 @@ class Alignment:
     words: int  # words in the (normalised) transcript
     matched: int  # words whose sound fits their pronunciation (`MATCH_SCORE`) beside another that does
     #: (start, end) seconds the transcript does not explain: words not matched there, and speech of at
-    #: least `_MIN_UNEXPLAINED` that no word of the transcript was aligned to.
+    #: least `_MIN_UNEXPLAINED` that no word of the transcript was aligned to; each reaches `_MARGIN`
+    #: (0.2 s) into the words beside it, whose edges next to it are a guess.
     unexplained: tuple[tuple[float, float], ...] = ()
     first_matched: int | None = None  # words matched before the second pass (None: the same as `matched`)
     run: int = 0  # the most words matched in a row
