@@ -448,3 +448,8 @@ def test_heads_averaged_into_one_model_give_the_mean_of_their_outputs(tmp_path):
     assert meta["storage"].startswith("dynamic int8")
     with pytest.raises(ValueError, match="differ"):
         export_mean([heads[0], runtime.default_model_path()], tmp_path / "mixed.onnx")
+    torn = tmp_path / "torn.onnx"
+    torn.write_bytes(heads[1].read_bytes()[:1000])
+    torn.with_suffix(".json").write_text(heads[1].with_suffix(".json").read_text())
+    with pytest.raises(ValueError, match=r"torn\.onnx: not an ONNX file"):
+        export_mean([heads[0], torn], tmp_path / "torn-mean.onnx")

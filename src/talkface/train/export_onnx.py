@@ -95,10 +95,16 @@ def export_mean(heads: list[str | Path], path: str | Path, int8: bool = True) ->
 def _encoder_head(path: str | Path, meta: dict) -> EncoderFaceNet:
     """The `EncoderFaceNet` that `export` wrote to `path` (its weights are the graph's named initializers)."""
     import onnx
+    from google.protobuf.message import DecodeError
     from onnx import numpy_helper
 
+    if not isinstance(meta.get("net"), dict):
+        raise ValueError(f'{path}: its .json has no architecture ("net"): not a head that talkface exported')
     net = EncoderFaceNet(EncoderNetConfig(**meta["net"]), FEATURE_DIM)
-    stored = {i.name: i for i in onnx.load(str(path)).graph.initializer}
+    try:
+        stored = {i.name: i for i in onnx.load(str(path)).graph.initializer}
+    except DecodeError:
+        raise ValueError(f"{path}: not an ONNX file") from None
     names = net.state_dict().keys()
     if not names <= stored.keys():
         raise ValueError(f"{path}: not a head that talkface exported (no {sorted(names - stored.keys())[0]})")
