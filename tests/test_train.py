@@ -416,18 +416,21 @@ def test_a_head_over_the_speech_encoder_trains_exports_and_animates(corpus, tmp_
         TrainConfig.load(path)
 
 
-def test_heads_averaged_into_one_model_give_the_mean_of_their_outputs(tmp_path):
+@pytest.mark.parametrize("shapes", [((16, 1, 5), (24, 2, 3)), ((16, 0, 5), (24, 1, 1))])
+def test_heads_averaged_into_one_model_give_the_mean_of_their_outputs(tmp_path, shapes):
     """`export_mean` (scripts/mean_heads.py): one ONNX file, written as one network, whose outputs are
     the mean of the heads' (weights and viseme logits) exactly in float32 and closely in int8, the
-    form that ships; models that read other input are refused."""
+    form that ships; models that read other input are refused. Heads of other shapes (channels,
+    blocks, kernels; the same reach) are averaged alike."""
     import torch
 
     from talkface.encoder import FEATURE_DIM
     from talkface.train.export_onnx import export, export_mean
     from talkface.train.net import EncoderFaceNet, EncoderNetConfig
 
-    heads = []  # (shapes that differ: the first block's two phases, later blocks, channels)
-    for seed, config in ((1, EncoderNetConfig(channels=16, blocks=1)), (2, EncoderNetConfig(24, blocks=2, kernel=3))):
+    heads = []
+    for seed, (channels, blocks, kernel) in enumerate(shapes, 1):
+        config = EncoderNetConfig(channels, blocks, kernel)
         torch.manual_seed(seed)
         net = EncoderFaceNet(config, FEATURE_DIM)
         heads.append(export(net, tmp_path / f"head{seed}.onnx", {"seed": seed}))

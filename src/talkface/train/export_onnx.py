@@ -58,7 +58,7 @@ def export_mean(heads: list[str | Path], path: str | Path, int8: bool = True) ->
     """Write one model (`path`, .onnx and .json) whose outputs are the mean of exported speech-encoder
     heads' outputs: weights averaged, viseme logits averaged. It runs as `MeanOfHeads`, the same
     function as one network; with `int8` its matrix products are onnxruntime's dynamic int8 (weights
-    per output channel, as the speech encoder's), about 2.5 times as fast on a CPU. The metadata
+    per output channel, as the speech encoder's), about 3 times as fast on a CPU. The metadata
     keeps each head's own (as ``heads``); the mean has no calibration until
     `scripts/calibrate_visemes.py` gives it one."""
     if len(heads) < 2:

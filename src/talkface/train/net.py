@@ -144,13 +144,15 @@ class MeanOfHeads(nn.Module):
     def forward(self, features: torch.Tensor, emotion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = F.gelu(_stacked(features, -1, 1) @ self.inp + (emotion @ self.emotion + self.inp_bias)[:, None])
         weights, visemes, n = 0.0, 0.0, len(ARKIT_NAMES)
-        block = 0
+        first, block = 0, 0  # (heads without blocks have no first block)
         for i, (xh, kernel, depth) in enumerate(zip(x.split(self.sizes, -1), self.kernels, self.depths, strict=True)):
             b, t, c = xh.shape
             y = xh[:, :, None].expand(b, t, 2, c).reshape(b, 2 * t, c)  # each encoder frame twice
             if depth:
                 lo, hi = _phase_offsets(kernel)
-                y = y + F.gelu((_stacked(xh, lo, hi) @ self.first[i] + self.first_bias[i]).reshape(b, 2 * t, c))
+                phases = _stacked(xh, lo, hi) @ self.first[first] + self.first_bias[first]
+                y = y + F.gelu(phases.reshape(b, 2 * t, c))
+                first += 1
             for _ in range(depth - 1):
                 pad = kernel // 2
                 y = y + F.gelu(_stacked(y, -pad, pad) @ self.blocks[block] + self.block_bias[block])
