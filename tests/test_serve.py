@@ -523,6 +523,20 @@ def test_slow_clients_are_dropped_after_the_request_timeout():
         assert health(url)[0] == 200
 
 
+def test_a_declared_body_over_the_limit_is_refused_before_it_is_sent():
+    """A client that announces 10 MB against a 0.5 MB limit and sends four bytes gets its 413 at once,
+    not after the request timeout: it holds nothing, and the server goes on serving."""
+    with running(ServerConfig(max_upload_mb=0.5, request_timeout=30.0)) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"POST /v1/animate HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\nRIFF")
+            head, _, payload = sock.recv(4096).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 413") and "0.5 MB limit" in json.loads(payload)["error"]
+        assert time.monotonic() - started < 5
+        assert health(url)[0] == 200
+
+
 def test_every_http_error_is_one_line_json():
     wav = Path("tests/data/arctic_a0009.wav").read_bytes()
     with running(ServerConfig(max_upload_mb=0.05)) as (url, _):

@@ -43,6 +43,10 @@ async def json_errors(
             message = f"request body over the {request.app[SERVER_KEY].config.max_upload_mb:g} MB limit"
         headers = {k: e.headers[k] for k in ("Allow", "WWW-Authenticate") if k in e.headers}
         response = web.json_response({"error": message}, status=e.status, headers=headers)
+    except ConnectionResetError:  # the client left mid-request: no one to answer, nothing broken
+        log.info("%s %s: the client closed the connection", request.method, request.path[:ERROR_CHARS])
+        response = web.json_response({"error": "the client closed the connection"}, status=400)
+        response.force_close()
     except Exception:  # a bug: a 500 with no traceback for the client, the traceback in the log
         log.exception("%s %s failed", request.method, request.path)
         response = web.json_response({"error": "internal error"}, status=500)
@@ -57,7 +61,13 @@ def json_error(kind: type[web.HTTPException], message: str, headers: dict[str, s
 
 
 async def read_body(request: web.Request) -> bytes:
-    """The request's body; the 400 `_JsonErrorProtocol.data_received` set if the parser refused it midway."""
+    """The request's body; the 400 `_JsonErrorProtocol.data_received` set if the parser refused it midway.
+
+    A declared length over the upload limit is refused at once (413), before a byte of the body is
+    waited for: a client that announces more than it sends would otherwise hold the request until
+    its timeout."""
+    if request.content_length is not None and request.content_length > request.client_max_size:
+        raise web.HTTPRequestEntityTooLarge(max_size=request.client_max_size, actual_size=request.content_length)
     body = await request.read()
     if isinstance(refused := request.content.exception(), web.HTTPException):
         raise refused
@@ -79,9 +89,15 @@ class _JsonErrorProtocol(web.RequestHandler):
     def handle_error(
         self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
     ) -> web.StreamResponse:
-        """aiohttp's answer (it logs the error, raises when an answer has begun), as {"error": "..."}."""
-        super().handle_error(request, status, exc, message)
+        """aiohttp's answer (it logs the error, raises when an answer has begun), as {"error": "..."}; a
+        request refused (4xx) is logged in one line, not with the parser's traceback: it is the client's."""
         text = "internal error" if status >= 500 else _refusal(message) or HTTPStatus(status).phrase
+        if status >= 500:
+            super().handle_error(request, status, exc, message)
+        else:
+            log.info("refused a request from %s: %s", request.remote, text)
+            if request.writer.output_size > 0:
+                raise ConnectionError("an answer was begun; the refusal cannot be sent")
         response = web.json_response({"error": text}, status=status)
         response.force_close()  # as aiohttp's: what follows a refused request cannot be parsed
         return response
