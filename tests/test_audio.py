@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,31 @@ def test_empty_silent_and_nonfinite_audio_are_rejected(tmp_path):
     bad[100] = np.nan
     with pytest.raises(TalkfaceError, match="NaN"):
         load_audio(bad, 16000)
+
+
+def test_float_samples_far_beyond_full_scale_are_refused(tmp_path):
+    """1e30 in a float WAV is no sound talkface can hear (its squares overflow); nor are integers stored as floats."""
+    for peak in (1e30, 32767.0):
+        sf.write(tmp_path / "loud.wav", tone(rate=16000) * np.float32(peak), 16000, subtype="FLOAT")
+        with pytest.raises(TalkfaceError, match="float audio lies within"):
+            load_audio(tmp_path / "loud.wav")
+    sf.write(tmp_path / "hot.wav", tone(rate=16000) * np.float32(4.0), 16000, subtype="FLOAT")  # hot, but audio
+    assert np.abs(load_audio(tmp_path / "hot.wav")).max() == pytest.approx(1.2, rel=0.05)
+
+
+def test_a_file_longer_than_allowed_is_refused_from_its_header_before_any_decoding(tmp_path):
+    """A 5-hour WAV (sparse: header and a hole) is refused when it is opened, not after hours of work."""
+    from talkface.audio import audio_blocks
+
+    path = tmp_path / "five-hours.wav"
+    data = 5 * 3600 * 16000 * 2
+    header = b"RIFF" + (36 + data).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
+    header += (1).to_bytes(2, "little") + (1).to_bytes(2, "little") + (16000).to_bytes(4, "little")
+    header += (32000).to_bytes(4, "little") + (2).to_bytes(2, "little") + (16).to_bytes(2, "little")
+    path.write_bytes(header + b"data" + data.to_bytes(4, "little"))
+    os.truncate(path, 44 + data)
+    with pytest.raises(TalkfaceError, match="longer than 4 hours"):
+        audio_blocks(path)  # raised by the call itself, before a block is read
 
 
 def test_array_needs_a_rate_and_long_audio_is_refused(monkeypatch):

@@ -130,6 +130,19 @@ def test_outputs_are_the_same_whatever_runs_them_and_seeds_come_from_the_lines(l
     assert export.read(tmp_path / "out1" / "first.csv").fps == 25
 
 
+def test_a_line_whose_output_or_sidecar_is_another_lines_is_refused(tmp_path):
+    """A CSV's metadata goes to NAME.csv.json: a line that writes that name, or the report's, is refused
+    before any work, whichever comes first, so no line's result replaces another's."""
+    rows = [{"audio": "a.wav", "output": "a.csv.json"}, {"audio": "a.wav", "output": "a.csv"},
+            {"audio": "a.wav", "output": "b.csv"}, {"audio": "a.wav", "output": "b.csv.json"},
+            {"audio": "a.wav", "output": "report.jsonl", "format": "json"}]  # fmt: skip
+    manifest = tmp_path / "lines.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    errors = [line.error for line in read_manifest(manifest)]
+    assert errors[0] is None and errors[2] is None and "a.csv.json is also line 1's" in errors[1]
+    assert "b.csv.json is also line 3's" in errors[3] and "report's name" in errors[4]
+
+
 def test_a_ray_cluster_runs_the_same_worker_with_the_same_outputs(library, tmp_path):
     ray = pytest.importorskip("ray", reason="the batch extra (ray) is not installed")
     lines = read_manifest(library / "vo", "json")  # a folder: a.wav with a.txt beside it, b.flac without

@@ -246,24 +246,96 @@ def limit_memory() -> None:  # were the limit gone, /dev/zero would fill memory 
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "code", "fragment"),
     [
-        ["animate", "{wav}", "-o", "{tmp}/o.csv", "--text-file", "/dev/zero"],
-        ["animate", "{wav}", "-o", "{tmp}/o.csv", "--text-file", "{tmp}/big.txt"],
-        ["say", "hello", "-o", "{tmp}/o", "--emotion-track", "/dev/zero"],
+        (["animate", "{wav}", "-o", "{tmp}/o.csv", "--text-file", "/dev/zero"], 1, "is a device"),
+        (["animate", "{wav}", "-o", "{tmp}/o.csv", "--text-file", "{tmp}/big.txt"], 1, "larger than"),
+        (["say", "hello", "-o", "{tmp}/o", "--emotion-track", "/dev/zero"], 1, "is a device"),
+        (["animate", "{wav}", "-o", "{tmp}/o.glb", "--character", "/dev/zero"], 1, "is a device"),
+        (["animate", "{wav}", "-o", "{tmp}/o.json", "--rig", "{tmp}/zero.json"], 2, "is a device"),
+        (["animate", "{wav}", "-o", "{tmp}/o.json", "--rig", "{tmp}/big.json"], 2, "larger than"),
     ],
 )
-def test_endless_or_huge_text_files_are_refused(tmp_path, arctic_wav, args):
+def test_endless_or_huge_input_files_are_refused(tmp_path, arctic_wav, args, code, fragment):
     (tmp_path / "big.txt").write_text("the quick brown fox " * 60_000)  # 1.2 MB
+    (tmp_path / "big.json").write_text('{"jaw": {"jawOpen": 1}, "pad": "' + "x" * 1_100_000 + '"}')
+    (tmp_path / "zero.json").symlink_to("/dev/zero")
     argv = [a.format(tmp=tmp_path, wav=arctic_wav) for a in args]
-    assert_one_line_error(run(*argv, preexec_fn=limit_memory), 1, "larger than")
-    assert not (tmp_path / "o.csv").exists() and not (tmp_path / "o").exists()
+    assert_one_line_error(run(*argv, preexec_fn=limit_memory), code, fragment)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("o")]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["animate", "{pipe}", "-o", "{tmp}/o.csv"], "is a named pipe"),
+        (["stream", "{pipe}"], "is a named pipe"),
+        (["animate", "{wav}", "-o", "{tmp}/o.csv", "--text-file", "{pipe}"], "transcript is empty"),
+        (["animate", "{wav}", "-o", "{tmp}/o.csv", "--emotion-track", "{pipe}"], "emotion track"),
+        (["animate", "{wav}", "-o", "{tmp}/o.json", "--rig", "{tmp}/pipe.json"], "rig file"),
+        (["animate", "{wav}", "-o", "{tmp}/o.glb", "--character", "{tmp}/pipe.glb"], "not a binary glTF"),
+    ],
+)
+def test_a_named_pipe_no_one_writes_to_ends_in_one_line(tmp_path, arctic_wav, args, fragment):
+    """Opening a pipe waits for a writer: every input talkface reads must not wait for one that never comes."""
+    os.mkfifo(tmp_path / "pipe")
+    for name in ("pipe.json", "pipe.glb"):
+        (tmp_path / name).symlink_to(tmp_path / "pipe")
+    argv = [a.format(tmp=tmp_path, wav=arctic_wav, pipe=tmp_path / "pipe") for a in args]
+    result = subprocess.run([sys.executable, "-m", "talkface.cli", *argv], capture_output=True, text=True, timeout=60)
+    assert result.returncode in (1, 2) and fragment in result.stderr and "Traceback" not in result.stderr, result
+
+
+def test_a_process_substitution_pipe_is_read_whole(tmp_path, arctic_wav):
+    """`--text-file <(command)`: a pipe with a writer is read as a file is."""
+    out = tmp_path / "o.csv"
+    script = f'"$0" -m talkface.cli animate {arctic_wav} -o {out} --text-file <(echo "{ARCTIC_TRANSCRIPT}")'
+    result = subprocess.run(["bash", "-c", script, sys.executable], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
+    assert json.loads(Path(f"{out}.json").read_text())["words_matched"] == len(ARCTIC_TRANSCRIPT.split())
+
+
+def test_no_output_is_written_over_an_input_or_another_output(tmp_path, arctic_wav):
+    """Through a link or by name, an animation, its sidecar and its phones never replace the audio
+    they come from, nor each other (`animate`, `stream -o`, `render`)."""
+    audio = tmp_path / "in.wav"
+    audio.write_bytes(arctic_wav.read_bytes())
+    (tmp_path / "link.csv").symlink_to(audio)
+    text = ["--text", ARCTIC_TRANSCRIPT]
+    cases = [
+        (["-o", "{tmp}/o.csv", *text, "--phonemes-out", "{tmp}/in.wav"], "is the input"),
+        (["-o", "{tmp}/in.wav", "--format", "csv"], "is the input"),
+        (["-o", "{tmp}/link.csv"], "is the input"),
+        (["-o", "{tmp}/o.csv", *text, "--phonemes-out", "{tmp}/o.csv"], "two of this run's outputs"),
+        (["-o", "{tmp}/o.csv", *text, "--phonemes-out", "{tmp}/o.csv.json"], "two of this run's outputs"),
+    ]
+    for args, fragment in cases:
+        result = run("animate", str(audio), *[a.format(tmp=tmp_path) for a in args])
+        assert_one_line_error(result, 1, fragment)
+        assert audio.read_bytes() == arctic_wav.read_bytes()
+        assert not (tmp_path / "o.csv").exists() and not (tmp_path / "o.csv.json").exists()
+    (tmp_path / "link.mp4").symlink_to(audio)
+    for command, link in (("stream", "link.csv"), ("render", "link.mp4")):  # a link to the audio as their output
+        assert_one_line_error(run(command, str(audio), "-o", str(tmp_path / link)), 1, "is the input")
+        assert audio.read_bytes() == arctic_wav.read_bytes()
+
+
+def test_an_output_whose_sidecar_cannot_be_written_keeps_the_file_it_replaces(tmp_path, arctic_wav):
+    """The animation and its metadata sidecar are put in place together: with a 232-character name the
+    animation's temporary file can be made, its sidecar's cannot, and the old animation must stay."""
+    out = tmp_path / ("a" * 228 + ".csv")
+    out.write_text("old")
+    assert_one_line_error(run("animate", str(arctic_wav), "-o", str(out)), 1, "cannot write here")
+    assert out.read_text() == "old" and not leftovers(tmp_path)
 
 
 # --- exit codes: 2 the command line is wrong, 1 an input or output cannot be used ---
 
 EXIT_CODES = [
     (["animate", "{wav}", "-o", "{tmp}/o.csv", "--fps", "0"], 2),
+    (["animate", "{wav}", "-o", "{tmp}/o.csv", "--fps", "nan"], 2),
+    (["serve", "--idle-timeout", "nan"], 2),
+    (["serve", "--max-upload-mb", "inf"], 2),
     (["animate", "{wav}", "-o", "{tmp}/o.csv", "--emotion", "happiness=1"], 2),
     (["animate", "{wav}", "-o", "{tmp}/o.csv", "--emotion", "joy=2"], 2),
     (["animate", "{wav}", "-o", "{tmp}/o.csv", "--emotion-strength", "3"], 2),
@@ -277,6 +349,7 @@ EXIT_CODES = [
     (["animate", "{wav}", "-o", "{tmp}/o.xyz"], 2),
     (["animate", "{wav}", "-o", "{tmp}/o.csv", "--text", "a", "--text-file", "{tmp}/line.txt"], 2),
     (["animate", "{wav}", "-o", "{tmp}/o.csv", "--phonemes-out", "{tmp}/p.tsv"], 2),
+    (["animate", "{wav}", "-o", "{tmp}/o.csv", "--text", "a", "--phonemes-out", "-"], 2),
     (["animate", "{wav}", "-o", "{tmp}/o.csv", "--emotion", "joy", "--emotion-track", "{tmp}/track.json"], 2),
     (["animate", "{wav}", "-o", "{tmp}/o.csv", "--no-such-option"], 2),
     (["animate", "{wav}"], 2),

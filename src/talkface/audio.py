@@ -7,18 +7,21 @@ import itertools
 import math
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
 
 from .errors import TalkfaceError
+from .files import special_kind
 
 SAMPLE_RATE = 16000
 #: Longest input accepted in one call (seconds); longer audio should be streamed in parts.
 MAX_SECONDS = 4 * 3600
 _SILENCE_PEAK = 1e-4
+#: Float samples beyond this (40 dB over full scale) are not audio talkface can hear: the level is
+#: garbage, or integers were stored as floats.
+MAX_PEAK = 100.0
 
 AudioSource = str | os.PathLike | np.ndarray
 
@@ -41,7 +44,7 @@ def _decoded(path: str | os.PathLike, target_rate: int) -> np.ndarray:
     (the same samples as resampling it whole), so that the file at its own rate and channels is
     never in memory whole: a 48 kHz stereo hour would be 1.4 GB of float32."""
     rate, blocks = audio_blocks(path)
-    with _reading(path):
+    with reading(path):
         frames = sf.info(path).frames
     if rate == target_rate:
         resample = None
@@ -61,11 +64,15 @@ def _decoded(path: str | os.PathLike, target_rate: int) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _reading(path: str | os.PathLike) -> Iterator[str]:
+def reading(path: str | os.PathLike) -> Iterator[str]:
     """The file's name for messages; a missing or undecodable file as one `TalkfaceError`."""
     name = str(path)
-    if not Path(path).is_file():
-        raise TalkfaceError(f"{name}: no such audio file")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        raise TalkfaceError(f"{name}: no such audio file") from None
+    if kind := special_kind(mode):  # a device or a pipe would never end, or hang waiting for a writer
+        raise TalkfaceError(f"{name}: is {kind}, not an audio file")
     try:
         yield name
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
@@ -76,14 +83,16 @@ def audio_blocks(path: str | os.PathLike, seconds: float = 60.0) -> tuple[int, I
     """The sample rate of an audio file and its mono float32 samples, `seconds` at a time, so a
     long file never has to be in memory whole. The iterator raises `TalkfaceError` for what
     `load_audio` refuses: a block with NaN at once, an empty, silent or overlong file at the end."""
-    with _reading(path) as name:
-        rate = int(sf.info(path).samplerate)
+    with reading(path) as name:
+        info = sf.info(path)
+    rate = int(info.samplerate)
     if rate <= 0:
         raise TalkfaceError(f"{name}: invalid sample rate {rate}")
+    _refuse(name, info.frames, rate, None)  # an overlong file, as its header says, before any work
 
     def blocks() -> Iterator[np.ndarray]:
         size, peak = 0, 0.0
-        with _reading(path):
+        with reading(path):
             for block in sf.blocks(path, blocksize=max(1, int(seconds * rate)), dtype="float32", always_2d=True):
                 audio = to_mono(block, name)
                 size += audio.size
@@ -110,8 +119,13 @@ def to_mono(audio: np.ndarray, name: str = "audio") -> np.ndarray:
     elif audio.ndim != 1:
         raise TalkfaceError(f"{name}: audio must be 1-D or [samples, channels]")
     audio = audio.astype(np.float32, copy=False)
-    if audio.size and not (np.isfinite(audio.min()) and np.isfinite(audio.max())):  # NaN and inf carry through
-        raise TalkfaceError(f"{name}: audio contains NaN or infinite samples")
+    if audio.size:
+        low, high = audio.min(), audio.max()
+        if not (np.isfinite(low) and np.isfinite(high)):  # NaN and inf carry through
+            raise TalkfaceError(f"{name}: audio contains NaN or infinite samples")
+        if max(high, -low) > MAX_PEAK:
+            raise TalkfaceError(f"{name}: a sample of {max(high, -low):.3g}: float audio lies within ±1 "
+                                "(integer samples stored as float?)")  # fmt: skip
     return audio
 
 

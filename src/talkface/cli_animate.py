@@ -26,7 +26,7 @@ from .cli_options import (
     write_animation,
 )
 from .cli_style import option_values, style_from, style_options
-from .files import atomic_path, output_target, read_text, write_text
+from .files import atomic_path, distinct_outputs, output_target, read_text, write_text
 from .phonemes import phones_tsv
 from .post import Style
 
@@ -144,8 +144,15 @@ def animate(
         retarget = rig_for(rig, fmt, livelink)
     else:
         cast = _character(character, out, fmt, rig)
+    if phonemes_out == STDOUT:
+        raise click.UsageError("--phonemes-out names a file; '-' (standard output) is not one")
     if phonemes_out:
         output_target(phonemes_out)
+    from . import export
+
+    sidecar = export.sidecar_path(out, fmt) if character is None and out != STDOUT else None
+    read = [audio, text_file, character, style.get("emotion_track"), rig if rig and os.path.isfile(rig) else None]
+    distinct_outputs(read, [out, sidecar, phonemes_out])
     cores = len(os.sched_getaffinity(0))  # a long transcript is aligned on every core
     animator = Animator(fps, engine, model, style=style_from(**style), strict_text=strict_text, jobs=cores)
     sender = livelink_sender(livelink, fps)
@@ -202,6 +209,7 @@ def render(audio: str, out: str, text: str | None, size: int, fps: float, **styl
         raise click.UsageError(f"{out}: the video is written as MP4; name it *.mp4")
     animator = Animator(fps, style=style_from(**style))
     output_target(out)
+    distinct_outputs([audio], [out])
     render_video(animator.animate(audio, text), audio, out, size, size)
     click.echo(out)
 

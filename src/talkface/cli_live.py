@@ -8,8 +8,9 @@ from typing import Any
 import click
 
 from .animator import Animator
-from .cli_options import fps_option, livelink_option, livelink_sender, output_format, write_animation
+from .cli_options import Finite, fps_option, livelink_option, livelink_sender, output_format, write_animation
 from .cli_style import option_values, style_from, style_options
+from .files import distinct_outputs
 
 
 @click.command()
@@ -24,16 +25,16 @@ from .cli_style import option_values, style_from, style_options
 @livelink_option
 @fps_option
 @click.option("--max-streams", type=click.IntRange(min=1), default=200, show_default=True)
-@click.option("--max-upload-mb", type=click.FloatRange(min=0.01), default=50.0, show_default=True)
-@click.option("--max-audio-seconds", type=click.FloatRange(min=1), default=600.0, show_default=True,
+@click.option("--max-upload-mb", type=Finite(min=0.01), default=50.0, show_default=True)
+@click.option("--max-audio-seconds", type=Finite(min=1), default=600.0, show_default=True,
               help="Longest file POST /v1/animate takes.")  # fmt: skip
-@click.option("--idle-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+@click.option("--idle-timeout", type=Finite(min=0.1), default=30.0, show_default=True,
               help="Seconds a stream may send nothing before it is closed.")  # fmt: skip
 @click.option("--workers", type=click.IntRange(min=1), help="Model worker processes  [default: one per CPU core]")
-@click.option("--worker-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+@click.option("--worker-timeout", type=Finite(min=0.1), default=30.0, show_default=True,
               help="Seconds a model worker may go without answering (a tick; a file: per minute of audio, plus one) "
                    "before it is killed and replaced.")  # fmt: skip
-@click.option("--request-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+@click.option("--request-timeout", type=Finite(min=0.1), default=30.0, show_default=True,
               help="Seconds a client has to send a request's headers, and again its body (408).")  # fmt: skip
 def serve(**options: Any) -> None:
     """Serve animation over HTTP (POST /v1/animate) and WebSocket (/v1/stream), see /openapi.json; and
@@ -53,7 +54,7 @@ def serve(**options: Any) -> None:
 @click.argument("audio", required=False, type=click.Path(dir_okay=False, exists=True))
 @click.option("--mic", is_flag=True, help="Animate the default microphone (or --device) live.")
 @click.option("--device", help="Input device name or number (see `python -m sounddevice`).")
-@click.option("--seconds", type=click.FloatRange(min=0.1), help="Stop after this much audio (default: Ctrl-C).")
+@click.option("--seconds", type=Finite(min=0.1), help="Stop after this much audio (default: Ctrl-C).")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, allow_dash=True),
               help="Also write the whole animation here at the end ('-': CSV to standard output).")  # fmt: skip
 @click.option("--model", type=click.Path(dir_okay=False), help="A trained .onnx model instead of the packaged one.")
@@ -77,6 +78,10 @@ def stream(
     if mic == (audio is not None):
         raise click.UsageError("give either --mic or an AUDIO file to play")
     fmt = output_format(out, None) if out else None
+    if out and fmt:
+        from . import export
+
+        distinct_outputs([audio], [out, export.sidecar_path(out, fmt)])
     animator = Animator(fps, model=model, style=style_from(**style))
     sender = livelink_sender(livelink, fps)
     source = live.MicSource(int(device) if device and device.isdigit() else device) if mic else live.FileSource(audio)

@@ -3,6 +3,7 @@ of those options made before any work starts, and writing an animation where -o 
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,9 +19,19 @@ if TYPE_CHECKING:
     from .livelink import LiveLinkSender
     from .retarget import Rig
 
-fps_option = click.option(
-    "--fps", type=click.FloatRange(min=1, max=1000), default=30.0, show_default=True, help="Frame rate."
-)
+
+class Finite(click.FloatRange):
+    """`click.FloatRange` that refuses NaN and infinity too: NaN passes every comparison of a range
+    and reached the work as a value no check had seen; an infinite size or timeout means nothing."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+fps_option = click.option("--fps", type=Finite(min=1, max=1000), default=30.0, show_default=True, help="Frame rate.")
 livelink_option = click.option(
     "--livelink", metavar="HOST:PORT", help="Also send the frames as Live Link Face UDP packets (Unreal: port 11111)."
 )

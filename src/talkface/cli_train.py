@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from .cli_options import Finite
 from .errors import TalkfaceError
 
 
@@ -16,23 +17,23 @@ def _needs_training_extra() -> None:
 
 
 @click.command()
-@click.option("--hours", type=click.FloatRange(min=0.001), required=True, help="Hours of training audio.")
+@click.option("--hours", type=Finite(min=0.001), required=True, help="Hours of training audio.")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Corpus folder.")
 @click.option("--text", "text_dir", required=True, type=click.Path(file_okay=False), help="Folder of texts/zips.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option(
     "--emotion-share",
-    type=click.FloatRange(0, 1),
+    type=Finite(0, 1),
     default=0.0,
     show_default=True,
     help="Share of utterances given a random emotion (targets and the model's emotion input).",
 )
-@click.option("--flite-share", type=click.FloatRange(0, 1), default=0.45, show_default=True,
+@click.option("--flite-share", type=Finite(0, 1), default=0.45, show_default=True,
               help="Share of English utterances spoken by flite voices.")  # fmt: skip
-@click.option("--festival-share", type=click.FloatRange(0, 1), default=0.35, show_default=True,
+@click.option("--festival-share", type=Finite(0, 1), default=0.35, show_default=True,
               help="Share of English utterances spoken by Festival voices.")  # fmt: skip
-@click.option("--whisper-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+@click.option("--whisper-share", type=Finite(0, 1), default=0.0, show_default=True,
               help="Share of utterances whispered (espeak-ng's whisper voices).")  # fmt: skip
 def corpus(hours: float, out_dir: str, text_dir: str, seed: int, workers: int, emotion_share: float,
            flite_share: float, festival_share: float, whisper_share: float) -> None:  # fmt: skip

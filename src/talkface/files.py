@@ -38,6 +38,35 @@ TEXT_LIMIT = 1 << 20
 _TEMP = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.part(?P<suffix>\.[^.]*)?")
 
 
+def special_kind(mode: int) -> str | None:
+    """What a file of this `st_mode` is called when it is not a regular file ("a device", …); None if it is one."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in _KINDS if test(mode)), "a special file")
+
+
+def distinct_outputs(inputs: Iterable[str | os.PathLike | None], outputs: Iterable[str | os.PathLike | None]) -> None:
+    """TalkfaceError (one line) if an output is an input, or two outputs are one file (through links too):
+    a run must never write over what it reads, nor write one of its results over another."""
+
+    def key(path: str | os.PathLike) -> tuple:
+        try:
+            found = os.stat(path)
+            return (found.st_dev, found.st_ino)
+        except OSError:  # not there yet: its name, links resolved
+            return (os.path.realpath(path),)
+
+    read = {key(p): p for p in inputs if p is not None and p != "-"}
+    written: dict[tuple, str | os.PathLike] = {}
+    for path in (p for p in outputs if p is not None and p != "-"):
+        k = key(path)
+        if k in read:
+            raise TalkfaceError(f"{path}: is the input {read[k]}; refusing to write over it")
+        if k in written:
+            raise TalkfaceError(f"{path}: two of this run's outputs would be this one file; give each its own name")
+        written[k] = path
+
+
 def output_target(path: str | os.PathLike) -> Path:
     """The file that writing `path` replaces: `path` itself, or the file a symbolic link there points to.
 
@@ -54,8 +83,7 @@ def output_target(path: str | os.PathLike) -> Path:
         raise TalkfaceError(f"{given}: cannot write here ({e.strerror or e})") from None
     if mode is not None and stat.S_ISLNK(mode):
         raise TalkfaceError(f"{given}: a symbolic link loop; refusing to write through it")
-    if mode is not None and not stat.S_ISREG(mode):
-        kind = next((name for test, name in _KINDS if test(mode)), "a special file")
+    if mode is not None and (kind := special_kind(mode)):
         raise TalkfaceError(f"{given}: is {kind}, not a regular file; refusing to replace it")
     folder = target.parent
     try:
@@ -130,11 +158,23 @@ def write_text(path: str | os.PathLike, text: str | Iterable[str]) -> None:
 
 @contextlib.contextmanager
 def opened(path: str | os.PathLike, what: str) -> Iterator[BinaryIO]:
-    """The `what` file at `path` open for reading bytes; a missing, folder or unreadable path, or a
-    failed read, as one `TalkfaceError` line that says which file and why."""
+    """The `what` file at `path` open for reading bytes; a missing, folder, device or unreadable path,
+    or a failed read, as one `TalkfaceError` line that says which file and why.
+
+    A pipe is opened without waiting for a writer (a named pipe no one writes to reads as empty,
+    never blocks), then read as any file: ``<(command)`` works."""
     a = "an" if what[:1] in "aeiou" else "a"
     try:
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            os.close(fd)
+            raise IsADirectoryError
+        if (kind := special_kind(mode)) and not stat.S_ISFIFO(mode):  # /dev/zero would never end
+            os.close(fd)
+            raise TalkfaceError(f"{path}: is {kind}, not {a} {what} file")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as f:
             yield f
     except FileNotFoundError:
         raise TalkfaceError(f"{path}: no such {what} file") from None
@@ -153,7 +193,8 @@ def read_text(path: str | os.PathLike, what: str = "text", limit: int = TEXT_LIM
     with opened(path, what) as f:
         data = f.read(limit + 1)
     if len(data) > limit:
-        raise TalkfaceError(f"{path}: larger than {limit / (1 << 20):g} MB; not a {what} file talkface reads")
+        a = "an" if what[:1] in "aeiou" else "a"
+        raise TalkfaceError(f"{path}: larger than {limit / (1 << 20):g} MB; not {a} {what} file talkface reads")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -19,6 +19,7 @@ import soundfile as sf
 
 from .animation import Animation
 from .animator import Animator
+from .audio import reading
 from .errors import TalkfaceError
 from .livelink import LiveLinkSender
 
@@ -67,10 +68,8 @@ class FileSource:
     """Chunks of an audio file, paced in real time (`realtime`) or as fast as they can be read."""
 
     def __init__(self, path: str | Path, realtime: bool = True) -> None:
-        try:
+        with reading(path):
             self.info = sf.info(str(path))
-        except (sf.LibsndfileError, RuntimeError) as e:
-            raise TalkfaceError(f"{path}: not a readable audio file ({e})") from None
         self.path, self.realtime = path, realtime
         self.sample_rate = int(self.info.samplerate)
         self.name = str(path)

@@ -28,6 +28,7 @@ import numpy as np
 
 from .animation import Animation
 from .errors import TalkfaceError
+from .files import read_text
 from .phonemes import TARGETS, VISEME_OF, VISEMES
 from .post.emotion import POSES
 from .post.settings import EMOTIONS
@@ -281,13 +282,10 @@ def load_rig(spec: str) -> Rig:
 
 def _read_mapping(path: Path) -> dict[str, dict[str, float]]:
     """The ``{target: {term: weight}}`` of a rig file, checked: names are strings, weights finite numbers."""
+    text = read_text(path, "rig", RIG_FILE_LIMIT)  # bounded: a device or a huge file ends in one line
     try:
-        if path.stat().st_size > RIG_FILE_LIMIT:
-            raise TalkfaceError(f"{path}: rig file larger than {RIG_FILE_LIMIT // 1_000_000} MB")
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TalkfaceError(f"{path}: no such rig file") from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+        data = json.loads(text)
+    except ValueError as e:
         raise TalkfaceError(f"{path}: not a readable JSON rig file ({_one_line(e)})") from None
     except RecursionError:
         raise TalkfaceError(f"{path}: not a readable JSON rig file (nested too deeply)") from None

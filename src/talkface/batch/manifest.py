@@ -172,13 +172,16 @@ def _line(number: int, values: dict[str, Any] | str, base: Path, fmt: str | None
             where = Path(source)
             where = where if not where.is_absolute() and ".." not in where.parts else Path(where.name)
             output = where.with_suffix(export.SUFFIXES[line_fmt]).as_posix()
-        if output == REPORT:
-            raise TalkfaceError(f"output {REPORT} is the report's name")
-        if output in taken:
-            raise TalkfaceError(f"output {output} is also line {taken[output]}'s")
+        sidecar = export.sidecar_path(output, line_fmt)
+        written = [output, *([sidecar.as_posix()] if sidecar is not None else [])]  # the sidecar is written too
+        for name in written:
+            if name == REPORT:
+                raise TalkfaceError(f"output {name} is the report's name")
+            if name in taken:
+                raise TalkfaceError(f"output {name} is also line {taken[name]}'s")
     except TalkfaceError as e:
         return Line(number, source, "", "", "", error=str(e))
-    taken[output] = number
+    taken.update(dict.fromkeys(written, number))
     for name in _PATH_COLUMNS:
         if name in given:
             given[name] = str(base / given[name])

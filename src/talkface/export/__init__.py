@@ -15,6 +15,7 @@ Rhubarb cues have their own mouth shapes, so neither takes one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -25,7 +26,7 @@ import numpy as np
 
 from ..animation import Animation
 from ..errors import TalkfaceError
-from ..files import write_text
+from ..files import atomic_path, write_text
 from . import gltf, json_format, livelink_csv, npz, rhubarb, usd
 
 if TYPE_CHECKING:
@@ -154,26 +155,29 @@ def write(
     rig: Rig | None = None,
 ) -> str:
     """Write `anim` to `path` atomically and return the format used (`sound_file`, `dat_fps`: see
-    `text`). `metadata` goes where the module says, a sidecar written atomically after the file;
-    `rig`: the weights on that rig's targets (TalkfaceError for a format that takes none)."""
+    `text`). `metadata` goes where the module says, a sidecar put in place with the file (neither if
+    either fails); `rig`: the weights on that rig's targets (TalkfaceError for a format that takes none)."""
     fmt = format_for(path, fmt)
     poses = None
     if rig is not None:
         check_rig(fmt)
         anim, poses, metadata = rig.apply(anim), rig.poses(), {**(metadata or {}), "rig": rig.name}
-    if fmt in TEXT_FORMATS:
-        write_text(path, _pieces(anim, fmt, sound_file, dat_fps, metadata))
-    else:
-        _check_finite(anim)
-        if fmt == "npz":
-            npz.write(anim, path, metadata)
-        elif fmt in gltf.FORMATS:
-            gltf.write(anim, path, fmt, metadata=metadata, poses=poses)
+    sidecar = sidecar_path(path, fmt) if metadata else None
+    # the sidecar's temporary file is made first and put in place last: a run that cannot write
+    # either leaves both files as they were
+    with atomic_path(sidecar) if sidecar is not None else contextlib.nullcontext() as side:
+        if side is not None:
+            side.write_text(json.dumps(dict(metadata or {}), indent=2) + "\n", encoding="utf-8")
+        if fmt in TEXT_FORMATS:
+            write_text(path, _pieces(anim, fmt, sound_file, dat_fps, metadata))
         else:
-            usd.write(anim, path, metadata=metadata, poses=poses)
-    sidecar = sidecar_path(path, fmt)
-    if sidecar is not None and metadata:
-        write_text(sidecar, json.dumps(dict(metadata), indent=2) + "\n")
+            _check_finite(anim)
+            if fmt == "npz":
+                npz.write(anim, path, metadata)
+            elif fmt in gltf.FORMATS:
+                gltf.write(anim, path, fmt, metadata=metadata, poses=poses)
+            else:
+                usd.write(anim, path, metadata=metadata, poses=poses)
     return fmt
 
 
