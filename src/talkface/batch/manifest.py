@@ -201,6 +201,8 @@ def _number(value: object, name: str, lo: float, hi: float, whole: bool = False)
     try:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise ValueError
+        if whole and isinstance(value, float) and not value.is_integer():  # int() would drop the fraction
+            raise ValueError
         number = int(value) if whole else float(value)
     except (ValueError, OverflowError):
         raise TalkfaceError(f"{name} must be a {'whole ' if whole else ''}number, not {value!r}") from None
