@@ -266,6 +266,13 @@ def test_bad_input_is_refused_and_the_server_goes_on(port, wavs):
         "a second header": ([header(), audio(one_second), header(), END], False, False),
         "an odd byte count": ([header(), audio(one_second[:-1]), END], False, False),
         "a bad emotion": ([header(), audio(one_second, [(0.0, {"glee": 1.0})]), END], False, False),
+        "a 100 KB emotion name": ([header(), audio(one_second, [(0.0, {"x" * 100_000: 1.0})]), END], False, False),
+        # each time code rebuilds the track: 40 000 in one message held the server's loop for 17 s
+        "too many emotion time codes": (
+            [header(), audio(one_second, [(i / 1000, {"joy": 0.5}) for i in range(40_000)]), END],
+            False,
+            False,
+        ),
         "unparsable bytes": ([b"\xff\xff\xff\xff"], False, True),
         "garbage after the header": ([header().SerializeToString(), rng.bytes(300)], True, True),
     }
@@ -274,7 +281,7 @@ def test_bad_input_is_refused_and_the_server_goes_on(port, wavs):
         replies = await asyncio.gather(*(a2f(port, r, half_close=h, raw=raw) for r, h, raw in cases.values()))
         for name, reply in zip(cases, replies, strict=True):
             assert reply.code == grpc.StatusCode.INVALID_ARGUMENT, (name, reply.code, reply.details)
-            assert reply.details and reply.frames == [], name
+            assert reply.details and len(reply.details) <= 300 and reply.frames == [], name
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             answer = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
             assert answer.status == health_pb2.HealthCheckResponse.SERVING
@@ -282,6 +289,16 @@ def test_bad_input_is_refused_and_the_server_goes_on(port, wavs):
         assert reply.code == grpc.StatusCode.OK and len(reply.frames) == math.ceil(len(pcm) / rate * 30)
 
     run(scenario())
+
+
+def test_one_long_chunk_is_animated_whole(port, wavs):
+    """PCM chunks of any length: 16 s in one message (512 KB) is more frames in one step than a client
+    may leave unread, but it has read nothing late: all its frames come."""
+    pcm, rate = read_wav(wavs[16000])
+    long = np.tile(pcm, 6)[: 16 * rate]
+    reply = run(a2f(port, [header(), audio(long.tobytes()), END]))
+    assert reply.code == grpc.StatusCode.OK, reply.details
+    assert len(reply.frames) == 16 * 30 and reply.echo == long.tobytes()
 
 
 def test_twenty_concurrent_streams(port, wavs):

@@ -45,7 +45,7 @@ from ..post.emotion import ease_towards, settle
 from ..post.settings import EMOTIONS, NEUTRAL, PARAMETERS, check_emotions
 from ..rig import ARKIT_NAMES, INDEX
 from .connections import Conn
-from .settings import stream_settings
+from .settings import ERROR_CHARS, stream_settings
 from .workers import new_session
 
 if TYPE_CHECKING:
@@ -128,29 +128,37 @@ def header_settings(header: messages_pb2.AudioWithEmotionStreamHeader, fps: floa
     return settings, ignored
 
 
+#: The most emotion time codes one stream may send (an hour with a change every second is 3600).
+MAX_EMOTION_KEYS = 4096
+#: The most ignored header parameters the server names in its log, at all and in one line, and the
+#: characters of each: a client may send any number of names of any length.
+_IGNORED_KEPT, _IGNORED_NAMED, _NAME_CHARS = 256, 20, 64
+
+
 class Emotions:
     """A stream's input emotions: the beginning emotion, then each emotion from its time code on
     (eased in over the transition time), as a keyframe track in the stream's time."""
 
     def __init__(self, beginning: dict[str, float]) -> None:
-        self.keys: list[tuple[float, dict[str, float]]] = [(0.0, beginning)] if beginning else []
+        self.keys: dict[float, dict[str, float]] = {0.0: beginning} if beginning else {}
 
     def add(self, timed: Any) -> None:
-        """Emotions with time codes (A2F's ``EmotionWithTimeCode``); a later one at the same time replaces."""
+        """Emotions with time codes (A2F's ``EmotionWithTimeCode``); a later one at the same time replaces.
+        TalkfaceError past `MAX_EMOTION_KEYS` in a stream: the track is rebuilt as each message comes."""
         for i, item in enumerate(timed):
             t = item.time_code
             if not (math.isfinite(t) and t >= 0):
                 raise TalkfaceError(f"emotion {i}: time_code must be a number of seconds from 0, got {t!r}")
-            weights = _weights(item.emotion, f"emotion {i} at {t:g} s")
-            self.keys = [k for k in self.keys if k[0] != t] + [(t, weights)]
-        self.keys.sort(key=lambda k: k[0])
+            self.keys[t] = _weights(item.emotion, f"emotion {i} at {t:g} s")
+            if len(self.keys) > MAX_EMOTION_KEYS:
+                raise TalkfaceError(f"more than {MAX_EMOTION_KEYS} emotion time codes in one stream")
 
     def track(self) -> EmotionTrack | None:
         """The keyframe track: each emotion held until just before the next one's time."""
         if not self.keys:
             return None
-        keys = []
-        for (t, weights), nxt in zip(self.keys, [*self.keys[1:], None], strict=True):
+        keys, ordered = [], sorted(self.keys.items())
+        for (t, weights), nxt in zip(ordered, [*ordered[1:], None], strict=True):
             keys.append({"time": t, "emotions": weights})
             if nxt is not None and nxt[0] - _STEP > t:
                 keys.append({"time": nxt[0] - _STEP, "emotions": weights})
@@ -229,7 +237,7 @@ class A2FConn(Conn):
 
     async def close(self, code: int, message: str) -> None:
         """Record the call's status (the handler ends the call with it); an error stops the reading."""
-        self.status = (_STATUS[code], message)
+        self.status = (_STATUS[code], message[:ERROR_CHARS])
         if code != 1000 and self.reader is not None:
             self.reader.cancel()
 
@@ -256,7 +264,7 @@ async def _refuse(context: grpc.aio.ServicerContext, code: grpc.StatusCode, mess
                 break
             if request is not _UNREADABLE and request.WhichOneof("stream_part") == "end_of_audio":
                 break
-    await context.abort(code, message)
+    await context.abort(code, message[:ERROR_CHARS])
 
 
 def _parse(data: bytes) -> Any:
@@ -339,9 +347,12 @@ class A2FServer:
             )
         c = A2FConn(next(server.ids), server.least_busy(), settings, context, emotions)
         c.latency = probe.latency
-        if new := [name for name in ignored if name not in self.ignored]:  # each one logged once
-            log.warning("gRPC: ignoring Audio2Face parameters talkface does not have: %s", ", ".join(new))
-            self.ignored.update(new)
+        new = list(dict.fromkeys(name[:_NAME_CHARS] for name in ignored if name[:_NAME_CHARS] not in self.ignored))
+        if new and len(self.ignored) < _IGNORED_KEPT:  # each one logged once, the first few hundred at all
+            more = f" and {len(new) - _IGNORED_NAMED} more" if len(new) > _IGNORED_NAMED else ""
+            log.warning("gRPC: ignoring Audio2Face parameters talkface does not have: %s%s",
+                        ", ".join(new[:_IGNORED_NAMED]), more)  # fmt: skip
+            self.ignored.update(new[: _IGNORED_KEPT - len(self.ignored)])
         server.start_livelink(c, None, settings["fps"])
         audio = audio_pb2.AudioHeader(audio_format=audio_pb2.AudioHeader.AUDIO_FORMAT_PCM, channel_count=1,
                                       samples_per_second=c.sample_rate, bits_per_sample=16)  # fmt: skip

@@ -24,7 +24,7 @@ from ..animation import Animation
 from ..animator import Animator
 from ..audio import SAMPLE_RATE
 from ..errors import TalkfaceError
-from ..livelink import LiveLinkSender
+from ..livelink import LiveLinkSender, resolve
 from ..stream import Engine
 from .connections import Conn, drain
 from .http import json_error
@@ -44,6 +44,7 @@ class Server:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
+        self.livelink = resolve(config.livelink)[1][:2] if config.livelink else None  # looked up once
         self.animator = Animator(config.fps, model=config.model)
         self.engine: Engine = self.animator.stream_engine
         self.metrics = Metrics()
@@ -154,9 +155,11 @@ class Server:
             self.metrics.count("talkface_frames_total", anim.num_frames)
             c.wake_sender.set()
             # frames waiting in the outbox and in the transport's user-space buffer: a burst of up to
-            # max_pending_seconds of audio is fine, more than that is a client that does not read
+            # max_pending_seconds of audio is fine, more than that is a client that does not read, unless
+            # it had read all but a send buffer's worth before this step (one chunk of audio may be long)
             unsent = c.queued_frames + c.unsent_frames(message, anim.num_frames)
-            if unsent > (self.config.send_buffer_seconds + self.config.max_pending_seconds) * anim.fps:
+            behind = unsent - anim.num_frames > self.config.send_buffer_seconds * anim.fps
+            if behind and unsent > (self.config.send_buffer_seconds + self.config.max_pending_seconds) * anim.fps:
                 self.metrics.count("talkface_stream_errors_total", kind="slow_client")
                 self.end(c, 1008, "client too slow: it does not read its frames")
                 return
@@ -243,8 +246,8 @@ class Server:
         """Send the stream's frames as Live Link Face packets too, when the server was asked to."""
         if c.livelink is not None:
             c.livelink.close()
-        if self.config.livelink:
-            c.livelink = LiveLinkSender(self.config.livelink, subject or f"talkface-{c.id}", fps)
+        if self.livelink is not None:
+            c.livelink = LiveLinkSender(self.livelink, subject or f"talkface-{c.id}", fps)
 
     def take_audio(self, c: Conn, data: bytes) -> bool:
         """A chunk of the stream's PCM (in its sample format) for its worker; False if it ended the stream."""
