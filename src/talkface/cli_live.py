@@ -39,12 +39,12 @@ from .files import distinct_outputs
 def serve(**options: Any) -> None:
     """Serve animation over HTTP (POST /v1/animate) and WebSocket (/v1/stream), see /openapi.json; and
     with --grpc-port, over NVIDIA Audio2Face-3D's gRPC API (see the README, "Coming from Audio2Face")."""
-    from .livelink import parse_address
+    from .livelink import resolve
     from .serve import ServerConfig, serve
 
     if options["livelink"]:
         with option_values():
-            parse_address(options["livelink"])
+            resolve(options["livelink"])  # an address that does not resolve is found before serving
     if not options["http"] and options["grpc_port"] is None:
         raise click.UsageError("--no-http leaves nothing to serve without --grpc-port")
     serve(ServerConfig(**options))

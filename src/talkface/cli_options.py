@@ -92,13 +92,14 @@ def rig_for(spec: str | None, fmt: str, livelink: str | None) -> Rig | None:
 
 
 def livelink_sender(livelink: str | None, fps: float) -> LiveLinkSender | None:
-    """The Live Link sender --livelink asks for, made before any work; a malformed address is a usage error."""
+    """The Live Link sender --livelink asks for, made before any work; a malformed address, or one that
+    does not resolve, is a usage error."""
     if livelink is None:
         return None
-    from .livelink import LiveLinkSender, parse_address
+    from .livelink import LiveLinkSender, resolve
 
     with option_values():
-        address = parse_address(livelink)
+        address = resolve(livelink)[1][:2]
     return LiveLinkSender(address, fps=fps)
 
 

@@ -108,6 +108,18 @@ def parse_address(spec: str) -> tuple[str, int]:
     return host.strip("[]"), number
 
 
+def resolve(address: str | tuple[str, int]) -> tuple[socket.AddressFamily, tuple]:
+    """The socket family and address that HOST:PORT (or (host, port)) names, looked up now: a server
+    looks its --livelink up once, at start, not on its event loop for each stream. TalkfaceError if
+    there is no such address."""
+    host, port = parse_address(address) if isinstance(address, str) else address
+    try:
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+    except (OSError, UnicodeError) as e:  # (a label over 63 characters is a UnicodeError)
+        raise TalkfaceError(f"--livelink {host[:100]}:{port}: unknown address ({e})") from None
+    return info[0], info[4]
+
+
 class LiveLinkSender:
     """Sends animation frames as Live Link Face packets to one UDP address.
 
@@ -116,13 +128,8 @@ class LiveLinkSender:
     """
 
     def __init__(self, address: str | tuple[str, int], subject: str = "talkface", fps: float = 30.0) -> None:
-        host, port = parse_address(address) if isinstance(address, str) else address
-        try:
-            info = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
-        except OSError as e:
-            raise TalkfaceError(f"--livelink {host}:{port}: unknown address ({e})") from None
-        self.socket = socket.socket(info[0], socket.SOCK_DGRAM)
-        self.address = info[4]
+        family, self.address = resolve(address)
+        self.socket = socket.socket(family, socket.SOCK_DGRAM)
         self.subject, self.device_id = subject, str(uuid.uuid4()).upper()
         self.rate = Fraction(fps).limit_denominator(1001)
         midnight = datetime.datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
