@@ -109,6 +109,9 @@ def test_dropped_audio_is_animated(server):
     clip = json.loads(body)
     assert status == 200 and clip["title"] == "mine.wav" and len(clip["frames"]) == 93
     assert_json_error(get(server, "/api/animate", b"this is not audio", "application/octet-stream"), 400, "audio")
+    hours = io.BytesIO()  # 2.4 KB at 1 Hz: twenty minutes of audio
+    sf.write(hours, np.random.default_rng(0).uniform(-0.3, 0.3, 1200), 1, format="WAV", subtype="PCM_16")
+    assert_json_error(get(server, "/api/animate", hours.getvalue(), "audio/wav"), 400, "longer than 10 minutes")
 
 
 def post_style(server: ViewerServer, values: object) -> tuple[int, dict]:
@@ -156,6 +159,7 @@ def test_style_api_restyles_the_clip_as_animating_it_afresh_would(server):
         ({"seed": -1}, "--seed"),
         (b"joy=1", "JSON object"),
         ([{"emotion": "joy"}], "JSON object"),
+        (b"[" * 30_000 + b"]" * 30_000, "JSON object"),  # nested past Python's recursion limit, under 64 KB
     ],
 )
 def test_style_api_rejects_bad_values_and_keeps_serving(server, values, fragment):

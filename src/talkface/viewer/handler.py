@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 STATIC = files("talkface") / "viewer" / "static"
 MAX_UPLOAD = 64 * 1024 * 1024
 MAX_STYLE = 64 * 1024
+#: Longest audio the page animates: a few bytes at a low sample rate can hold hours.
+MAX_SECONDS = 600
 REQUEST_TIMEOUT = 20.0  # s for a request's line and headers, again for its body and for the answer (+ MIN_RATE)
 MIN_RATE = 1 << 20  # bytes/s the slowest client sends a body or reads an answer at: 64 MB may take 64 s more
 LINGER = 1.0  # s a closing connection still reads what the client sends, so that it gets the answer
@@ -222,6 +224,8 @@ class Handler(BaseHTTPRequestHandler):
         title = (parse_qs(query).get("name") or ["dropped audio"])[0]
         try:
             data, rate = sf.read(io.BytesIO(body), always_2d=True)
+            if len(data) > MAX_SECONDS * rate:
+                raise TalkfaceError(f"the audio is longer than {MAX_SECONDS // 60} minutes; use talkface animate")
             with self.server.lock:  # one analysis at a time: pocketsphinx and the model are not shared
                 anim, speech = analyse(self.server.animator, data, text, sample_rate=rate)
                 wav = io.BytesIO()
@@ -243,7 +247,7 @@ class Handler(BaseHTTPRequestHandler):
             values = json.loads(body)
             if not isinstance(values, dict):
                 raise ValueError
-        except ValueError:  # also bad UTF-8
+        except (ValueError, RecursionError):  # also bad UTF-8, and arrays nested past Python's limit
             self._error(HTTPStatus.BAD_REQUEST, 'send a JSON object of style options, e.g. {"emotion": "joy=0.8"}')
             return
         try:
