@@ -355,6 +355,8 @@ EXIT_CODES = [
     (["animate", "{wav}"], 2),
     (["say", "hello", "-o", "{tmp}/s", "--emotion", "happiness=1"], 2),
     (["serve", "--livelink", "host:port"], 2),
+    (["serve", "--livelink", "a" * 70 + ".example:11111"], 2),  # no such address: found before serving
+    (["stream", "{wav}", "--livelink", "a" * 5000 + ":1"], 2),
     (["stream", "{wav}", "--mic"], 2),
     (["stream", "{wav}", "--emotion", "happiness=1"], 2),
     (["animate", "{tmp}/missing.wav", "-o", "{tmp}/o.csv"], 1),
@@ -368,6 +370,8 @@ EXIT_CODES = [
     (["animate", "{wav}", "-o", "{tmp}"], 1),
     (["say", "hello", "-o", "{tmp}/line.txt"], 1),
     (["say", "hello", "--voice", "klingon", "-o", "{tmp}/s"], 1),
+    (["corpus", "--hours", "0.001", "--seed", "-1", "--text", "{tmp}/texts", "-o", "{tmp}/c"], 2),
+    (["corpus", "--hours", "0.001", "--text", "{tmp}/texts", "-o", "{tmp}/c"], 1),  # a.zip is not a zip
 ]
 
 
@@ -378,6 +382,8 @@ def test_exit_codes(tmp_path, arctic_wav, capsys, args, code):
     (tmp_path / "line.txt").write_text("hello")
     (tmp_path / "latin1.txt").write_bytes(b"caf\xe9")
     (tmp_path / "track.json").write_text('[{"time": 0, "emotions": {"joy": 1}}]')
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "a.zip").write_bytes(b"not a zip")
     assert main([a.format(tmp=tmp_path, wav=arctic_wav) for a in args]) == code
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("talkface: error: "), err

@@ -61,9 +61,20 @@ def test_read_set_keeps_one_split_with_its_sources(manifest):
         ('{"id": "x", "source": "s", "split": "train", "wav": "wav/a.wav", "phones": "p.tsv"}', "unknown split"),
         ('{"id": "x", "source": "s", "split": "test", "wav": "wav/a.wav", "phones": "none.tsv"}', "no such phone"),
         ('{"id": "x", "source": "s", "split": "test", "wav": "none.wav", "phones": "phones/a.tsv"}', "no such audio"),
+        ('{"id": "x", "source": "s", "split": "test", "wav": 5, "phones": null}', ":4: not a clip line"),
+        ('{"id": "x", "source": ["s"], "split": "test", "wav": "wav/a.wav", "phones": "p.tsv"}', ":4: not a clip"),
+        ("[" * 100_000, ":4: not a clip line"),
+        ('{"id": "x", "source": "s", "split": "test", "wav": "wav/a.wav", "phones": "bad.tsv"}', "bad.tsv:3: not"),
+        ('{"id": "x", "source": "s", "split": "test", "wav": "wav/a.wav", "phones": "nan.tsv"}', "nan.tsv:1: not"),
+        ('{"id": "x", "source": "s", "split": "test", "wav": "wav/a.wav", "phones": "bin.tsv"}', "not UTF-8"),
     ],
 )
 def test_read_set_names_the_bad_line(manifest, line, fragment):
+    """A bad line or phone table is one TalkfaceError naming it, never an internal error."""
+    folder = manifest.parent
+    (folder / "bad.tsv").write_text("start_s\tend_s\tphone\n0.0\t0.1\tsil\n0.1\t0.2\tzzz\n")
+    (folder / "nan.tsv").write_text("0.0\tnan\tsil\n")
+    (folder / "bin.tsv").write_bytes(b"\xff\xfe\x00garbage")
     manifest.write_text(manifest.read_text() + line + "\n")
     with pytest.raises(TalkfaceError, match=fragment):
         read_set(manifest, "test")

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -287,10 +288,35 @@ def test_critical_visemes_weigh_more_in_the_viseme_loss():
     assert ce(3.0) > 1.5 * ce(1.0)
 
 
-def test_bad_config_is_refused(tmp_path):
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("corpus: x\nout: y\nstepz: 3\n", "unknown config keys: stepz"),
+        ("hello\n", "a YAML mapping"),
+        ("[1, 2]\n", "a YAML mapping"),
+        ("corpus: x\nout: y\nsteps: .nan\n", "steps must be a whole number"),
+        ("corpus: x\nout: y\nsteps: 1.5\n", "steps must be a whole number"),
+        ("corpus: x\nout: y\nsteps: -5\n", "steps must be at least 1"),
+        ("corpus: x\nout: y\nbatch: 0\n", "batch must be at least 1"),
+        ("corpus: x\nout: y\nlr: .nan\n", "lr must be a finite number"),
+        ("corpus: x\nout: y\ncrop: 50\nnet: {lookahead: 100}\n", "crop (50) must be longer"),
+        ("corpus: x\nout: y\nnet: 5\n", "net must be a mapping"),
+        ("corpus: x\nout: y\nnet: {channels: -8}\n", "channels must be at least 1"),
+        ("corpus: x\nout: y\nnet: {dilations: 3}\n", "dilations must be whole numbers"),
+        ("corpus: 5\nout: y\n", "corpus must be a list of folders"),
+        ("corpus: x\nout: 7\n", "out must be text"),
+        ("corpus: x\nout: y\ntakes: /tmp\n", "takes must be a list of folders"),
+    ],
+)
+def test_bad_config_is_refused(tmp_path, text, fragment):
+    """Each bad value is one clear line naming it, before any work (they ran to an exported model
+    trained on nothing, or to an internal error)."""
     path = tmp_path / "bad.yaml"
-    path.write_text("corpus: x\nout: y\nstepz: 3\n")
-    with pytest.raises(TalkfaceError, match="unknown config keys: stepz"):
+    path.write_text(text)
+    with pytest.raises(TalkfaceError, match=re.escape(fragment)):
+        TrainConfig.load(path)
+    path.write_bytes(b"\xff\xfe binary")
+    with pytest.raises(TalkfaceError, match="cannot read config"):
         TrainConfig.load(path)
 
 
@@ -388,7 +414,7 @@ def test_cli_corpus_train_evaluate(tmp_path, text_dir):
     assert_one_line_error(missing_text, "no such text folder")
     assert_one_line_error(run("evaluate", str(tmp_path / "missing.onnx")), "no such model")
     config.write_text("corpus: x\nout: y\nsteps: many\n")
-    assert_one_line_error(run("train", "--config", str(config)), "steps must be a number")
+    assert_one_line_error(run("train", "--config", str(config)), "steps must be a whole number")
 
 
 def test_a_head_over_the_speech_encoder_trains_exports_and_animates(corpus, tmp_path):

@@ -99,7 +99,9 @@ def read_set(manifest: str | PathLike, split: str) -> list[Clip]:
         try:
             row = json.loads(line)
             fields = [row[key] for key in ("id", "source", "split", "wav", "phones")]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            if not all(isinstance(value, str) for value in fields):
+                raise TypeError("each of them a string")
+        except (json.JSONDecodeError, KeyError, TypeError, RecursionError) as e:
             raise TalkfaceError(f"{path}:{number}: not a clip line with id, source, split, wav, phones ({e})") from None
         name, source, row_split, wav, phones = fields
         if row_split not in SPLITS:

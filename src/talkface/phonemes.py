@@ -6,12 +6,14 @@ ARPAbet set below, with ``sil`` for silence, before it reaches the coarticulatio
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import TalkfaceError
 from .rig import ARKIT_NAMES, INDEX
 
 SILENCE = "sil"
@@ -135,15 +137,28 @@ def merge_silences(phones: Iterable[TimedPhone]) -> list[TimedPhone]:
 
 
 def read_phones_tsv(path: str) -> list[TimedPhone]:
-    """Read a phone table written by `write_phones_tsv` (start_s, end_s, phone)."""
+    """Read a phone table as `phones_tsv` writes it (start_s, end_s, phone); lines of other shapes are
+    skipped. TalkfaceError naming the file and line for a bad time or an unknown phone."""
+    from .files import read_text
+
     phones = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            cols = line.rstrip("\n").split("\t")
-            if len(cols) != 3 or cols[0] == "start_s":
-                continue
-            phones.append(TimedPhone(float(cols[0]), float(cols[1]), normalize(cols[2])))
+    for number, line in enumerate(read_text(path, "phone table", PHONE_TABLE_LIMIT).splitlines(), 1):
+        cols = line.split("\t")
+        if len(cols) != 3 or cols[0] == "start_s":
+            continue
+        try:
+            start, end = float(cols[0]), float(cols[1])
+            if not (math.isfinite(start) and math.isfinite(end) and 0 <= start <= end):
+                raise ValueError
+            phones.append(TimedPhone(start, end, normalize(cols[2])))
+        except (ValueError, KeyError):
+            raise TalkfaceError(f"{path}:{number}: not start_s, end_s (0 <= start <= end) and a known phone: "
+                                f"{line[:80]!r}") from None  # fmt: skip
     return phones
+
+
+#: Largest phone table read: an hour of speech is about 1 MB.
+PHONE_TABLE_LIMIT = 64 << 20
 
 
 def phones_tsv(phones: Iterable[TimedPhone]) -> str:

@@ -108,10 +108,13 @@ def read_sentences(text_dir: str | Path, languages: dict[str, str]) -> dict[str,
 
     for path in sorted(folder.rglob("*")):
         if path.suffix == ".zip":
-            with zipfile.ZipFile(path) as z:
-                for name in sorted(z.namelist()):
-                    if name.endswith(".txt"):
-                        add(name, z.read(name))
+            try:
+                with zipfile.ZipFile(path) as z:
+                    for name in sorted(z.namelist()):
+                        if name.endswith(".txt"):
+                            add(name, z.read(name))
+            except (zipfile.BadZipFile, OSError) as e:
+                raise TalkfaceError(f"{path}: not a readable zip of texts ({e})") from None
         elif path.suffix == ".txt":
             add(str(path.relative_to(folder)), path.read_bytes())
     if not found.get("en"):

@@ -76,27 +76,70 @@ class TrainConfig:
     def load(cls, path: str | Path) -> TrainConfig:
         """Read a YAML config; relative paths are taken from the current directory."""
         try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
+            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, ValueError, yaml.YAMLError) as e:  # (ValueError: not UTF-8)
             raise TalkfaceError(f"{path}: cannot read config ({e})") from None
+        if not isinstance(raw, dict):
+            raise TalkfaceError(f"{path}: a config is a YAML mapping (key: value lines), not {type(raw).__name__}")
         known = {f.name for f in fields(cls)}
-        unknown = set(raw) - known
+        unknown = {str(k) for k in raw} - known
         if unknown:
             raise TalkfaceError(f"{path}: unknown config keys: {', '.join(sorted(unknown))}")
         net = raw.pop("net", {}) or {}
-        for f in fields(cls):
-            default = getattr(cls, f.name, None)
-            if f.name in raw and isinstance(default, int | float) and not isinstance(raw[f.name], int | float):
-                raise TalkfaceError(f"{path}: {f.name} must be a number, got {raw[f.name]!r}")
         front_end = raw.get("front_end", LOG_MEL)
         if front_end not in (LOG_MEL, ENCODER):
             raise TalkfaceError(f"{path}: front_end must be {LOG_MEL!r} or {ENCODER!r}, got {front_end!r}")
         kind = EncoderNetConfig if front_end == ENCODER else NetConfig
+        if not isinstance(net, dict):
+            raise TalkfaceError(f"{path}: net must be a mapping of {', '.join(f.name for f in fields(kind))}")
+        net = {k: tuple(v) if isinstance(v, list) else v for k, v in net.items()}
         try:
-            net_config = kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in net.items()})
-            return cls(**raw, net=net_config)
-        except TypeError as e:
+            _check_values(cls, raw)
+            _check_values(kind, net)
+            config = cls(**raw, net=kind(**net))
+        except (TypeError, ValueError) as e:
             raise TalkfaceError(f"{path}: {e}") from None
+        if config.crop <= config.net.lookahead:
+            raise TalkfaceError(f"{path}: crop ({config.crop}) must be longer than the net's lookahead")
+        return config
+
+
+#: The least each whole-number setting may be (the others: 1).
+_LEAST = {"warmup": 0, "seed": 0, "threads": 0, "emotion_dim": 0, "blocks": 0, "lookahead": 0}
+
+
+def _check_values(kind: type, values: dict) -> None:
+    """ValueError (or TypeError) for a value of the wrong kind: a whole number where one belongs
+    (at least `_LEAST`), a finite number of at least 0 (lr above 0) for the others, text for paths."""
+    defaults = {f.name: f.default for f in fields(kind)}
+    for name, value in values.items():
+        default = defaults.get(name)
+        if isinstance(default, bool) or name not in defaults:
+            continue
+        if isinstance(default, int) or name == "dilations":
+            numbers = value if name == "dilations" else (value,)
+            if (
+                not isinstance(numbers, tuple)
+                or not numbers
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in numbers)
+            ):
+                raise TypeError(f"{name} must be {'whole numbers' if name == 'dilations' else 'a whole number'}, "
+                                f"got {value!r}")  # fmt: skip
+            if min(numbers) < _LEAST.get(name, 1):
+                raise ValueError(f"{name} must be at least {_LEAST.get(name, 1)}, got {value!r}")
+        elif isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number of at least 0, got {value!r}")
+            if name == "lr" and value == 0:
+                raise ValueError("lr must be above 0")
+        elif name in ("out", "device", "front_end", "init", "blendshapes"):
+            if not (isinstance(value, str) or (value is None and default is None)):
+                raise TypeError(f"{name} must be text, got {value!r}")
+        elif name in ("corpus", "takes", "vertex_caches"):
+            folders = [value] if isinstance(value, str) and name == "corpus" else value
+            if not (isinstance(folders, list) and all(isinstance(v, str) for v in folders)):
+                raise TypeError(f"{name} must be a list of folders{' (or one)' if name == 'corpus' else ''}, "
+                                f"got {value!r}")  # fmt: skip
 
 
 def _losses(model: FaceNet | EncoderFaceNet, batch: tuple[np.ndarray, ...], device: torch.device,
