@@ -334,6 +334,7 @@ def test_an_output_whose_sidecar_cannot_be_written_keeps_the_file_it_replaces(tm
 EXIT_CODES = [
     (["animate", "{wav}", "-o", "{tmp}/o.csv", "--fps", "0"], 2),
     (["animate", "{wav}", "-o", "{tmp}/o.csv", "--fps", "nan"], 2),
+    (["animate", "{wav}", "-o", "{tmp}/o.csv", "--fps", "500"], 2),  # over MAX_FPS, as the server refuses
     (["serve", "--idle-timeout", "nan"], 2),
     (["serve", "--max-upload-mb", "inf"], 2),
     (["animate", "{wav}", "-o", "{tmp}/o.csv", "--emotion", "happiness=1"], 2),

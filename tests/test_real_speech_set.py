@@ -146,3 +146,11 @@ def test_builder_leaves_out_a_transcript_that_does_not_fit_its_sound():
     result = align_transcript(audio, ARCTIC_TRANSCRIPT)
     assert builder._misfit(audio, result) is None
     assert builder._misfit(talk_over_pause, result).startswith("the pause at 0.00-")
+
+
+def test_a_class_with_nothing_to_score_reads_as_a_dash_not_nan():
+    from talkface.evaluation import _COLUMNS, report
+
+    scores = {k: (float("nan"), 0) for k in _COLUMNS} | {"closed_on_bilabials": (0.5, 2)}
+    table = report({"neural": scores | {"lag_frames": 0.0, "seconds": 60.0}})
+    assert "nan" not in table and "50.0% (    2)" in table and "– (    0)" in table

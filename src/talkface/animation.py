@@ -12,6 +12,9 @@ import numpy as np
 from .errors import TalkfaceError
 from .rig import ARKIT_NAMES, INDEX
 
+#: Highest output frame rate talkface writes or streams (the CLI, the server and batch alike).
+MAX_FPS = 240.0
+
 
 @dataclass(frozen=True)
 class Animation:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .animation import MAX_FPS
 from .cli_style import option_values
 from .errors import TalkfaceError
 from .files import output_target
@@ -31,7 +32,7 @@ class Finite(click.FloatRange):
         return number
 
 
-fps_option = click.option("--fps", type=Finite(min=1, max=1000), default=30.0, show_default=True, help="Frame rate.")
+fps_option = click.option("--fps", type=Finite(min=1, max=MAX_FPS), default=30.0, show_default=True, help="Frame rate.")
 livelink_option = click.option(
     "--livelink", metavar="HOST:PORT", help="Also send the frames as Live Link Face UDP packets (Unreal: port 11111)."
 )

@@ -16,6 +16,7 @@ per source, so that narrowband telephone speech and wideband recordings can be t
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
@@ -225,7 +226,7 @@ def report(results: dict[str, dict], title: str = "real speech") -> str:
     ]
 
     def row(label: str, r: dict, extra: str = "") -> str:
-        cells = [f"{r[k][0]:>6.1%} ({r[k][1]:>5})  " for k in _COLUMNS]
+        cells = [f"{'–' if math.isnan(r[k][0]) else format(r[k][0], '.1%'):>6} ({r[k][1]:>5})  " for k in _COLUMNS]
         return f"{label:<10} " + " ".join(cells) + f"{r['lag_frames']:>+6.1f}" + extra
 
     for engine, r in results.items():

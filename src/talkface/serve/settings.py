@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..animation import MAX_FPS
 from ..audio import SAMPLE_RATE
 from ..errors import TalkfaceError
 from ..post import FaceParams, Style, parse_assignments, parse_emotions
@@ -84,8 +85,8 @@ def stream_settings(values: dict[str, Any], fps: float, http: bool = False) -> d
             out["sample_rate"] = int(values["sample_rate"])
     except (TypeError, ValueError, OverflowError):
         raise TalkfaceError("fps, seed and sample_rate must be numbers") from None
-    if not (math.isfinite(out["fps"]) and 1 <= out["fps"] <= 240):
-        raise TalkfaceError(f"fps must be from 1 to 240, got {values['fps']!r}")
+    if not (math.isfinite(out["fps"]) and 1 <= out["fps"] <= MAX_FPS):
+        raise TalkfaceError(f"fps must be from 1 to {MAX_FPS:g}, got {values['fps']!r}")
     if not 1000 <= out["sample_rate"] <= 384000:
         raise TalkfaceError(f"sample_rate must be from 1000 to 384000 Hz, got {values['sample_rate']!r}")
     if not 0 <= out["seed"] < 2**63:
