@@ -156,6 +156,10 @@ def write_text(path: str | os.PathLike, text: str | Iterable[str]) -> None:
         f.writelines([text] if isinstance(text, str) else text)
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 @contextlib.contextmanager
 def opened(path: str | os.PathLike, what: str) -> Iterator[BinaryIO]:
     """The `what` file at `path` open for reading bytes; a missing, folder, device or unreadable path,
@@ -163,7 +167,7 @@ def opened(path: str | os.PathLike, what: str) -> Iterator[BinaryIO]:
 
     A pipe is opened without waiting for a writer (a named pipe no one writes to reads as empty,
     never blocks), then read as any file: ``<(command)`` works."""
-    a = "an" if what[:1] in "aeiou" else "a"
+    a = _article(what)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         mode = os.fstat(fd).st_mode
@@ -193,8 +197,8 @@ def read_text(path: str | os.PathLike, what: str = "text", limit: int = TEXT_LIM
     with opened(path, what) as f:
         data = f.read(limit + 1)
     if len(data) > limit:
-        a = "an" if what[:1] in "aeiou" else "a"
-        raise TalkfaceError(f"{path}: larger than {limit / (1 << 20):g} MB; not {a} {what} file talkface reads")
+        size = f"{limit / (1 << 20):g} MB"
+        raise TalkfaceError(f"{path}: larger than {size}; not {_article(what)} {what} file talkface reads")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
