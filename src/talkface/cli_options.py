@@ -97,11 +97,10 @@ def livelink_sender(livelink: str | None, fps: float) -> LiveLinkSender | None:
     does not resolve, is a usage error."""
     if livelink is None:
         return None
-    from .livelink import LiveLinkSender, resolve
+    from .livelink import LiveLinkSender
 
-    with option_values():
-        address = resolve(livelink)[1][:2]
-    return LiveLinkSender(address, fps=fps)
+    with option_values():  # the sender looks the address up
+        return LiveLinkSender(livelink, fps=fps)
 
 
 def write_animation(

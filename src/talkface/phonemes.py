@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import TalkfaceError
+from .files import read_text
 from .rig import ARKIT_NAMES, INDEX
 
 SILENCE = "sil"
@@ -139,8 +140,6 @@ def merge_silences(phones: Iterable[TimedPhone]) -> list[TimedPhone]:
 def read_phones_tsv(path: str) -> list[TimedPhone]:
     """Read a phone table as `phones_tsv` writes it (start_s, end_s, phone); lines of other shapes are
     skipped. TalkfaceError naming the file and line for a bad time or an unknown phone."""
-    from .files import read_text
-
     phones = []
     for number, line in enumerate(read_text(path, "phone table", PHONE_TABLE_LIMIT).splitlines(), 1):
         cols = line.split("\t")
