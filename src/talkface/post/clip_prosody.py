@@ -15,6 +15,7 @@ from ..phonemes import SILENCE, VOWELS, TimedPhone
 from .prosody import _FLOOR_DB, AHEAD, GRID, Cues, Listener, _frame_cues, _statistics, _stress, reader
 
 _MIN_GAP = 15  # grid frames: shorter silences between phones are closures, not pauses
+_BLOCK = 6000  # grid frames measured at a time (a minute): an hour's spectra are never all in memory
 
 
 @dataclass(frozen=True)
@@ -83,11 +84,14 @@ def analyse(duration: float, phones: Sequence[TimedPhone] | None = None, audio: 
     size = round(duration * GRID) + 1
     loudness, pitch, active = np.full(size, np.nan), np.full(size, np.nan), np.zeros(size, bool)
     peaks: list[tuple[int, float]] = []
-    if audio is not None:
-        listener = Listener(GRID)
-        peaks = listener.advance(size - 1 + AHEAD, reader(audio))
-        active, _, pitch = listener.at(0, size)
-        loudness = listener.rel[:size]
+    if audio is not None:  # measured a block at a time, as a stream measures it
+        listener, samples, last = Listener(GRID), reader(audio), size - 1 + AHEAD
+        for upto in [*range(_BLOCK - 1, last, _BLOCK), last]:
+            lo, hi = listener.next, min(upto + 1, size)
+            peaks += listener.advance(upto, samples)
+            if hi > lo:  # the block's frames, before the listener lets them go
+                active[lo:hi], _, pitch[lo:hi] = listener.at(lo, hi)
+                loudness[lo:hi] = listener.rel[lo - listener.base : hi - listener.base]
     if phones:
         active = _bridge(_covered(phones, size))
         nuclei = [(p.mid, p.end - p.start) for p in phones if p.phone in VOWELS]

@@ -26,7 +26,7 @@ from ..rig import ARKIT_NAMES, INDEX, POSE_NAMES
 from . import emotion as emo
 from .life import Life
 from .life import step as life_step
-from .life_shapes import LOOKS, Layers, gaze_shapes
+from .life_shapes import BREATH, LOOKS, Layers, gaze_shapes
 from .prosody import Cues
 from .settings import EmotionTrack, FaceParams, LifeConfig
 from .smoothing import Blocks, Smoother, coefficient, lowpass, smooth, window_max
@@ -57,6 +57,8 @@ _CHANNEL = {name: j for j, name in enumerate(_NAMES)}
 _BLINK = _idx(["eyeBlinkLeft", "eyeBlinkRight"])
 _LOOKS, _LOOK_DOWN = _idx(LOOKS), LOOKS.index("eyeLookDownLeft")
 _WIDE = _idx(["eyeWideLeft", "eyeWideRight"])
+_EYE_SHAPES = np.concatenate([_LOOKS, _BLINK])  # the shapes blinks and gaze move
+_BREATHING, _BREATH_WEIGHTS = _idx(list(BREATH)), np.array(list(BREATH.values()))
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,7 @@ def _process(posts: list[Post], speech: np.ndarray, cues: list[Cues], angles: li
         w[rows], pose[rows] = add_life(w[rows], pose[rows], layers, [faces[i] for i in alive], some)
     for p, n in zip(posts, blocks.sizes.tolist(), strict=True):
         p.frame += n
-    full = finish(w.astype(np.float32), pose, faces, blocks).astype(np.float32)
+    full = finish(w.astype(np.float32), pose, faces, blocks)
     return [Animation(part, p.fps, _NAMES) if p.pose else Animation(part[:, : len(ARKIT_NAMES)], p.fps)
             for p, part in zip(posts, blocks.split(full), strict=True)]  # fmt: skip
 
@@ -271,18 +273,18 @@ def _screen(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def add_life(w: np.ndarray, angles: np.ndarray, layers: Layers, faces: Sequence[FaceParams],
              blocks: Blocks) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Blinks, gaze, head and breath laid over the weights [frames, 52]; and the head and eye
-    angles [frames, 9] (float64) with the gaze and head added (per block its face's strengths)."""
-    layer = np.zeros_like(w)  # what the eyes add, screened over the weights in one go
+    """Blinks, gaze, head and breath laid over the weights [frames, 52] and added to the head and eye
+    angles [frames, 9] (float64), both in place (per block its face's strengths)."""
     gaze = layers.gaze * blocks.rows([face.saccade_strength for face in faces])[:, None]
     looks = gaze_shapes(gaze)
-    layer[:, _LOOKS] = looks
     blinks = (layers.blinks * blocks.rows([face.blink_strength for face in faces])[:, None]).clip(0.0, 1.0)
-    layer[:, _BLINK] = _screen(blinks, 0.4 * looks[:, _LOOK_DOWN, None])  # the upper lids follow the eyes down
-    w = _screen(w, layer)
+    lids = _screen(blinks, 0.4 * looks[:, _LOOK_DOWN, None])  # the upper lids follow the eyes down
+    eyes, breath = np.concatenate([looks, lids], axis=1), layers.breath[:, None] * _BREATH_WEIGHTS
+    for cols, add in ((_EYE_SHAPES, eyes), (_BREATHING, breath)):  # screened over only the shapes they move
+        w[:, cols] += add * (1.0 - w[:, cols])
     angles[:, _EYES] += gaze[:, _EYE_AXES]
     angles[:, :3] += layers.head
-    return (w + layers.breath * (1 - w)).clip(0.0, 1.0), angles
+    return np.clip(w, 0.0, 1.0, out=w), angles
 
 
 def keep_pose(names: Sequence[str], face: FaceParams, life: LifeConfig) -> bool:
@@ -293,7 +295,7 @@ def keep_pose(names: Sequence[str], face: FaceParams, life: LifeConfig) -> bool:
 
 def finish(w: np.ndarray, angles: np.ndarray, faces: Sequence[FaceParams], blocks: Blocks) -> np.ndarray:
     """Eyelid and lip offsets, per-channel multipliers and offsets, the clamp, per block its face's:
-    the weights and angles [frames, 52 + 9]."""
+    the weights and angles [frames, 52 + 9] (float32)."""
     f32 = np.float32  # (the offsets apply to float32 weights, as a float would)
     blink = np.array([face.blink_offset for face in faces], f32)
     if blink.any():
@@ -309,14 +311,14 @@ def finish(w: np.ndarray, angles: np.ndarray, faces: Sequence[FaceParams], block
     lips = np.array([face.lip_open_offset for face in faces], f32)
     if lips.any():
         _lip_offset(w, blocks.rows(lips))
-    full = np.concatenate([w, angles], axis=1)
+    full = np.concatenate([w, angles], axis=1, dtype=f32)
     if any(face.multipliers for face in faces):
         full *= blocks.rows(np.stack([_per_channel(face.multipliers, 1.0) for face in faces]))
     if any(face.offsets for face in faces):
         full += blocks.rows(np.stack([_per_channel(face.offsets, 0.0) for face in faces]))
     low = blocks.rows([face.clamp_min for face in faces])[:, None]
     high = blocks.rows([face.clamp_max for face in faces])[:, None]
-    full[:, : len(ARKIT_NAMES)] = full[:, : len(ARKIT_NAMES)].clip(low, high)
+    np.clip(full[:, : len(ARKIT_NAMES)], low, high, out=full[:, : len(ARKIT_NAMES)])
     return full
 
 

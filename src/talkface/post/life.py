@@ -35,7 +35,7 @@ import numpy as np
 
 from ..rig import ARKIT_NAMES
 from . import life_shapes as table
-from .life_shapes import BREATH_WEIGHTS, DEG, Layers, Saccade, breath_in, ease, min_jerk
+from .life_shapes import DEG, Layers, Saccade, breath_in, ease, min_jerk
 from .prosody import Cues
 from .settings import LifeConfig
 from .smoothing import Blocks, Smoother, smooth
@@ -300,7 +300,7 @@ def step(lives: Sequence[Life], firsts: Sequence[int], cues: Sequence[Cues], blo
         breathing = some.rows([cfgs[i].breathing for i in which])
         part[breathing, 1] += table.BREATH_LIFT * DEG * inhale[rows][breathing] * strength[breathing]
         head[rows] = part
-    breath = BREATH_WEIGHTS * (inhale * blocks.rows([cfg.breathing for cfg in cfgs]))[:, None]
+    breath = inhale * blocks.rows([cfg.breathing for cfg in cfgs])
     return Layers(blinks, gaze, head, breath, times["blink"], times["saccade"], times["nod"])
 
 

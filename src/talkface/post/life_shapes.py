@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..rig import ARKIT_NAMES, INDEX
-
 DEG = math.pi / 180
 #: Gaze angle (rad) at which an eyeLook* shape reaches 1.
 LOOK_RANGE = 30 * DEG
@@ -45,8 +43,6 @@ BREATH_BEFORE, BREATH_LENGTH, BREATH_AFTER = 0.35, 0.55, 0.05  # a whole clip's:
 # .55 s long, starting at least .05 s into the pause and ending as the phrase starts
 BREATH = {"jawOpen": 0.05, "mouthLowerDownLeft": 0.03, "mouthLowerDownRight": 0.03,
           "noseSneerLeft": 0.08, "noseSneerRight": 0.08}  # fmt: skip
-BREATH_WEIGHTS = np.zeros(len(ARKIT_NAMES))
-BREATH_WEIGHTS[[INDEX[n] for n in BREATH]] = list(BREATH.values())
 
 
 def ease(x: np.ndarray) -> np.ndarray:
@@ -80,8 +76,9 @@ def gaze_shapes(gaze: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class Layers:
     """A block's motion before face parameters scale it: blinks [n, 2] (left, right lid closure
-    0–1), gaze [n, 2] (yaw, pitch), head [n, 3] (yaw, pitch, roll), breath [n, 52] (ARKit weights
-    added in pauses), and the times of the blinks, saccades and nods that started in the block."""
+    0–1), gaze [n, 2] (yaw, pitch), head [n, 3] (yaw, pitch, roll), breath [n] (how far breathed in,
+    0–1, in pauses: `BREATH` gives the shapes), and the times of the blinks, saccades and nods that
+    started in the block."""
 
     blinks: np.ndarray
     gaze: np.ndarray
