@@ -24,6 +24,7 @@ from conftest import ARCTIC_TRANSCRIPT
 from talkface import export
 from talkface.batch import REPORT, Settings, read_manifest, run
 from talkface.cli import main
+from talkface.files import temp_base
 
 TALKFACE = [sys.executable, "-m", "talkface.cli"]
 
@@ -200,6 +201,16 @@ def test_a_run_killed_with_sigkill_is_finished_by_the_next_each_line_once(librar
     assert 3 <= done < count
     assert main(["batch", str(manifest), "-o", str(out), "--jobs", "1"]) == 0
     _check_complete(out, count)
+
+
+def test_a_killed_writers_temporary_file_of_a_long_name_is_cleared(library, tmp_path):
+    """A temporary file's name shortens a long output name; the next run still knows it for its own."""
+    long = "l" * 240 + ".csv"
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f".{temp_base(long)}.0123abcd.part.csv").write_text("half a file")
+    assert main(["batch", str(_manifest(library, [f"vo/a.wav,,,,{long},"])), "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted([REPORT, long, f"{long}.json"])
 
 
 def test_ctrl_c_finishes_the_lines_in_progress_and_the_next_run_does_the_rest(library, tmp_path, capsys):

@@ -322,6 +322,14 @@ def test_failed_npz_write_keeps_the_old_file(tmp_path, monkeypatch):
     assert good.read_bytes() == before and export.read(good).fps == 24.0 and no_temp_files(tmp_path)
 
 
+def test_a_name_as_long_as_the_file_system_allows_is_written(tmp_path):
+    """The temporary file beside it has a shorter name, so any name the file system takes can be written."""
+    for name in ("a" * 251 + ".csv", "é" * 125 + ".json"):  # 255 bytes each
+        export.write(random_anim(), tmp_path / name)
+        assert export.read(tmp_path / name).num_frames == 45
+    assert no_temp_files(tmp_path) and len(list(tmp_path.iterdir())) == 2
+
+
 # --- Rhubarb mouth cues ---
 
 EXPECTED_SHAPE = {

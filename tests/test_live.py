@@ -73,6 +73,18 @@ def test_sender_numbers_frames_by_timecode_and_sends_all_61_values(receiver):
     np.testing.assert_allclose(np.stack([p.values for p in packets]), anim.with_channels(LIVE_LINK_ORDER).weights)
 
 
+def test_a_broadcast_address_reaches_a_listener_on_the_lan():
+    """255.255.255.255 (every Unreal editor on the network) is sent to, not silently refused."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("", 0))  # every interface, as an editor listens
+    listener.settimeout(5)
+    sender = LiveLinkSender(f"255.255.255.255:{listener.getsockname()[1]}", "Ada", 30)
+    sender.send(Animation.zeros(2, 30.0))
+    sender.close()
+    assert [decode(listener.recv(2048)).subject for _ in range(2)] == ["Ada", "Ada"]
+    listener.close()
+
+
 def test_a_file_played_live_gives_the_offline_animation(short_wav):
     shown = SimpleNamespace(lines=[], write=lambda s: shown.lines.append(s), flush=lambda: None)
     anim = live.run(live.FileSource(short_wav, realtime=False), Animator(), show=shown)

@@ -34,8 +34,9 @@ _KINDS = (
 )
 #: Largest text file `read_text` takes by default: a transcript of many hours is a few hundred kB.
 TEXT_LIMIT = 1 << 20
-#: The temporary files `atomic_path` writes: `.NAME.XXXXXXXX.partSUFFIX` beside NAME.
+#: The temporary files `atomic_path` writes: `.NAME.XXXXXXXX.partSUFFIX` beside NAME (`temp_base`).
 _TEMP = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.part(?P<suffix>\.[^.]*)?")
+_NAME_MAX = 255  # bytes in a file name (Linux, macOS and Windows file systems alike)
 
 
 def special_kind(mode: int) -> str | None:
@@ -98,9 +99,20 @@ def output_target(path: str | os.PathLike) -> Path:
     return target
 
 
+def temp_base(name: str) -> str:
+    """The NAME in the names of `atomic_path`'s temporary files for the file `name`: `name` itself,
+    or with its stem cut short where the temporary name would be too long for the file system."""
+    path = Path(name)
+    room = _NAME_MAX - len(f"..{'0' * 8}.part".encode()) - 2 * len(path.suffix.encode())
+    stem = path.stem.encode()
+    if len(stem) <= room or room < 1:
+        return name
+    return stem[:room].decode(errors="ignore") + path.suffix
+
+
 def temp_target(name: str) -> str | None:
-    """The name of the file that the temporary file `name` (one of `atomic_path`'s) was to replace,
-    or None if `name` is not one: what a writer killed mid-write leaves behind, to be cleared."""
+    """The `temp_base` of the file that the temporary file `name` (one of `atomic_path`'s) was to
+    replace, or None if `name` is not one: what a writer killed mid-write leaves behind, to be cleared."""
     match = _TEMP.fullmatch(name)
     return match["name"] if match and (match["suffix"] or "") == Path(match["name"]).suffix else None
 
@@ -111,7 +123,7 @@ def _new_temp(target: Path, old: os.stat_result | None) -> tuple[Path, int]:
     # never more open than the old file while it is being written
     create_mode = stat.S_IMODE(old.st_mode) & 0o666 if old else 0o666
     for _ in range(100):
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part{target.suffix}")
+        tmp = target.with_name(f".{temp_base(target.name)}.{secrets.token_hex(4)}.part{target.suffix}")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, create_mode)
         except FileExistsError:

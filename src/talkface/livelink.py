@@ -130,6 +130,8 @@ class LiveLinkSender:
     def __init__(self, address: str | tuple[str, int], subject: str = "talkface", fps: float = 30.0) -> None:
         family, self.address = resolve(address)
         self.socket = socket.socket(family, socket.SOCK_DGRAM)
+        if family == socket.AF_INET:  # a broadcast address (every editor on the LAN) is taken, not refused
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         self.subject, self.device_id = subject, str(uuid.uuid4()).upper()
         self.rate = Fraction(fps).limit_denominator(1001)
         midnight = datetime.datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import TalkfaceError
-from ..files import read_text, temp_target, write_text
+from ..files import read_text, temp_base, temp_target, write_text
 from .animate import LineResult
 from .manifest import _MANIFEST_LIMIT, REPORT, Line
 
@@ -87,11 +87,11 @@ class _Report:
 
 def _clear_temps(out: Path, lines: Sequence[Line]) -> None:
     """Remove the temporary files a killed run left beside this run's outputs (and the report)."""
-    names: dict[Path, set[str]] = {out: {REPORT}}
+    names: dict[Path, set[str]] = {out: {temp_base(REPORT)}}
     for line in lines:
         if not line.error:
             target = out / line.output
-            names.setdefault(target.parent, set()).add(target.name)
+            names.setdefault(target.parent, set()).add(temp_base(target.name))
     for folder, wanted in names.items():
         with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(folder) as entries:
             for entry in entries:
