@@ -290,10 +290,9 @@ def test_a_worker_that_dies_between_lines_is_replaced(library, tmp_path):
 
 def test_a_whole_number_cell_is_not_rounded():
     """`"seed": 1.5` is refused rather than run as seed 1; 7, 7.0 and "7" are seed 7."""
-    from talkface.batch.manifest import _number
-    from talkface.errors import TalkfaceError
+    from talkface.errors import TalkfaceError, checked_number
 
-    assert [_number(v, "seed", 0, 10, whole=True) for v in (7, 7.0, "7")] == [7, 7, 7]
+    assert [checked_number(v, "seed", 0, 10, whole=True) for v in (7, 7.0, "7")] == [7, 7, 7]
     for bad in (1.5, "1.5", float("nan"), True):
         with pytest.raises(TalkfaceError, match="seed must be a whole number"):
-            _number(bad, "seed", 0, 10, whole=True)
+            checked_number(bad, "seed", 0, 10, whole=True)

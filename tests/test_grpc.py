@@ -301,6 +301,20 @@ def test_one_long_chunk_is_animated_whole(port, wavs):
     assert len(reply.frames) == 16 * 30 and reply.echo == long.tobytes()
 
 
+def test_emotions_are_bounded_in_all_not_only_by_time_code(port, wavs):
+    """Emotions sent again at the same time codes never add a key, but a stream takes at most
+    MAX_EMOTIONS_SENT of them in all: a client cannot make the server hold or rebuild without end."""
+    from talkface.serve.grpc import MAX_EMOTIONS_SENT
+
+    pcm, rate = read_wav(wavs[16000])
+    same = [(k / 10, {"joy": 0.5}) for k in range(4000)]
+    flood = [audio(b"", same) for _ in range(MAX_EMOTIONS_SENT // 4000 + 1)]
+    reply = run(a2f(port, [header(), *flood, audio(pcm.tobytes()), END]))
+    assert reply.code == grpc.StatusCode.INVALID_ARGUMENT and f"more than {MAX_EMOTIONS_SENT} emotions" in reply.details
+    reply = run(a2f(port, [header(), *flood[:-1], audio(pcm.tobytes()), END]))  # under the limit: all taken
+    assert reply.code == grpc.StatusCode.OK and len(reply.frames) == math.ceil(len(pcm) / rate * 30)
+
+
 def test_twenty_concurrent_streams(port, wavs):
     pcm, rate = read_wav(wavs[16000])
     pcm = pcm[: 2 * rate]

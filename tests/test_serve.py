@@ -573,12 +573,88 @@ def test_streams_and_files_on_another_rig(wav30):
             assert status == 400 and "error" in json.loads(body), query
 
 
+def test_a_rig_in_the_start_message_is_the_streams(wav30):
+    audio = load_audio(wav30)[: 2 * 16000]
+    with running() as (url, _):
+        got = asyncio.run(stream_file(url, audio, controls=[(0, {"type": "start", "format": "f32",
+                                                                  "output": "binary", "rig": "vrm"})]))  # fmt: skip
+    assert len(got["ready"]["names"]) == 61  # the query's ready, then the start message's
+    ready = got["messages"][0]
+    assert ready["type"] == "ready" and ready["names"][:5] == ["aa", "ih", "ou", "ee", "oh"]
+    assert got["weights"].shape[1] == len(ready["names"]) == 26 and got["close"] == 1000
+
+
+async def _unread(url: str, message: str, server, seconds: float = 60.0) -> tuple[int, int]:
+    """Send `message` over and over and read nothing (a 4 KB receive buffer) until the server drops
+    the stream; the most control items and outbox messages the stream held meanwhile."""
+    most_pending = most_outbox = 0
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"{url}/v1/stream") as ws:
+        sock = ws._response.connection.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        deadline = time.monotonic() + seconds
+        while not server.conns and time.monotonic() < deadline:  # (the server is still setting it up)
+            await asyncio.sleep(0.01)
+        while server.conns and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError, ConnectionError):
+                for _ in range(200):
+                    await asyncio.wait_for(ws.send_str(message), 1.0)
+            for c in list(server.conns.values()):
+                most_pending, most_outbox = max(most_pending, len(c.pending)), max(most_outbox, len(c.outbox))
+            await asyncio.sleep(0)
+    return most_pending, most_outbox
+
+
+@pytest.mark.parametrize("message", ['{"type": "unknown' + "x" * 250 + '"}', '{"type": "start"}'])
+def test_a_client_that_sends_and_never_reads_is_closed_with_little_held(message):
+    """Each message is answered (an error, a ready): a client that never reads them is closed (1008)
+    once `UNREAD_NOTES` wait for it, though it keeps sending and is never idle."""
+    from talkface.serve.server import UNREAD_NOTES
+
+    with running() as (url, server):
+        most_pending, most_outbox = asyncio.run(_unread(url, message, server))
+        assert not server.conns and server.metrics.text().count('kind="slow_client"') == 1
+    assert most_pending <= 2 and most_outbox <= UNREAD_NOTES
+
+
+def test_control_messages_without_audio_hold_one_of_each_kind():
+    """Emotion and face changes with no audio between them: the worker takes them as they come."""
+    with running() as (url, server):
+
+        async def spam() -> int:
+            most = 0
+            async with aiohttp.ClientSession() as session, session.ws_connect(f"{url}/v1/stream") as ws:
+                await ws.receive()  # ready
+                for k in range(3000):
+                    await ws.send_str(json.dumps({"type": "emotion", "emotion": f"joy={k % 10 / 10}"}))
+                    if k % 100 == 0:
+                        await ws.send_str(json.dumps({"type": "face", "face": {"jawStrength": 0.5}}))
+                    most = max([most, *(len(c.pending) for c in server.conns.values())])
+                await ws.send_bytes(np.zeros(3200, "<i2").tobytes())
+                await ws.send_str(json.dumps({"type": "end"}))
+                async for _ in ws:
+                    pass
+                assert ws.close_code == 1000
+            return most
+
+        assert asyncio.run(spam()) <= 3
+
+
 def test_a_stream_rig_may_be_a_mapping_of_its_own():
     rig = stream_settings({"rig": {"MouthOpen": {"jawOpen": 1.0}, "Lips": {"viseme_PP": 1.0}}}, 30.0)["rig"]
     assert rig.targets == ("MouthOpen", "Lips")
-    for bad in ({"MouthOpen": {"jawOpen": "wide"}}, {"MouthOpen": {"mouthWide": 1.0}}, {"MouthOpen": 1.0}, 7):
+    for bad in ({"MouthOpen": {"jawOpen": "wide"}}, {"MouthOpen": {"mouthWide": 1.0}}, {"MouthOpen": 1.0}, 7,
+                {"MouthOpen": {"jawOpen": float("nan")}}, {"MouthOpen": {"jawOpen": 1e308}}):  # fmt: skip
         with pytest.raises(TalkfaceError):
             stream_settings({"rig": bad}, 30.0)
+
+
+@pytest.mark.parametrize(("key", "value"), [("fps", True), ("seed", 1.5), ("sample_rate", 16000.7),
+                                            ("sample_rate", "9" * 5000), ("fps", "nan")])  # fmt: skip
+def test_stream_numbers_are_refused_not_rounded(key, value):
+    with pytest.raises(TalkfaceError, match=f"^{key} must be ") as refused:
+        stream_settings({key: value}, 30.0)
+    assert len(str(refused.value)) < 120
+    assert stream_settings({"fps": "24", "seed": 7.0, "sample_rate": 22050}, 30.0)["seed"] == 7
 
 
 def test_a_stream_takes_animate_style_options(wav30):

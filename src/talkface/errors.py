@@ -1,5 +1,32 @@
-"""The one exception type for problems a user can fix (bad input, missing voice, unwritable path)."""
+"""The one exception type for problems a user can fix (bad input, missing voice, unwritable path), and
+the check of a number a user gave."""
+
+from __future__ import annotations
+
+import math
 
 
 class TalkfaceError(Exception):
     """Bad input or an unusable resource; the CLI prints its message as one line and exits non-zero."""
+
+
+def checked_number(value: object, name: str, lo: float, hi: float, whole: bool = False) -> float:
+    """A number a user gave (a number or its text: a manifest cell, a setting) within [lo, hi]; TalkfaceError
+    otherwise, also for a bool or, where `whole`, a fraction (never rounded away)."""
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError
+        if whole and isinstance(value, float) and not value.is_integer():  # int() would drop the fraction
+            raise ValueError
+        number = int(value) if whole else float(value)
+    except (ValueError, OverflowError):  # (also text of over 4300 digits)
+        raise TalkfaceError(f"{name} must be a {'whole ' if whole else ''}number, not {_shown(value)}") from None
+    if not (math.isfinite(number) and lo <= number <= hi):
+        raise TalkfaceError(f"{name} must be from {lo:g} to {hi:g}, not {_shown(value)}")
+    return number
+
+
+def _shown(value: object, most: int = 40) -> str:
+    """`value` as an error message quotes it: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= most else text[:most] + "…"

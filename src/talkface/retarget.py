@@ -42,6 +42,8 @@ BLINKS: tuple[str, ...] = ("blink", "blinkLeft", "blinkRight")
 #: Every term a rig's target may weigh.
 TERMS: tuple[str, ...] = (*ARKIT_NAMES, *OCULUS_VISEMES, *EMOTIONS, *BLINKS)
 _TERM = {name: i for i, name in enumerate(TERMS)}
+#: The largest weight a rig's term may have, either sign (a term's weight scales a 0-1 shape).
+MAX_WEIGHT = 1000.0
 _VISEME_COLS = slice(len(ARKIT_NAMES), len(ARKIT_NAMES) + len(OCULUS_VISEMES))
 _EMOTION_COLS = slice(_VISEME_COLS.stop, _VISEME_COLS.stop + len(EMOTIONS))
 _BLINK_COLS = slice(_EMOTION_COLS.stop, len(TERMS))
@@ -175,10 +177,14 @@ class Rig:
 
     @classmethod
     def from_terms(cls, name: str, mapping: Mapping[str, Mapping[str, float]]) -> Rig:
-        """A rig from ``{target: {term: weight}}``; TalkfaceError naming an unknown term."""
+        """A rig from ``{target: {term: weight}}``; TalkfaceError naming an unknown term or a weight that
+        is not a number within ±`MAX_WEIGHT`."""
         matrix = np.zeros((len(mapping), len(TERMS)), np.float32)
         for row, (target, terms) in enumerate(mapping.items()):
             for term, weight in terms.items():
+                if not abs(weight) <= MAX_WEIGHT:  # (NaN too; a huge int is compared, never converted)
+                    raise TalkfaceError(f"{name}: target {target!r}: the weight of {term!r} must be a number "
+                                        f"from -{MAX_WEIGHT:g} to {MAX_WEIGHT:g}, not {weight!r}"[:300])  # fmt: skip
                 if term not in _TERM:
                     raise TalkfaceError(
                         f"{name}: target {target!r} weighs an unknown term {term!r}; terms are the 52 ARKit shapes, "
@@ -281,7 +287,7 @@ def load_rig(spec: str) -> Rig:
 
 
 def _read_mapping(path: Path) -> dict[str, dict[str, float]]:
-    """The ``{target: {term: weight}}`` of a rig file, checked: names are strings, weights finite numbers."""
+    """The ``{target: {term: weight}}`` of a rig file, checked: names are strings, weights numbers."""
     text = read_text(path, "rig", RIG_FILE_LIMIT)  # bounded: a device or a huge file ends in one line
     try:
         data = json.loads(text)
@@ -299,9 +305,9 @@ def _read_mapping(path: Path) -> dict[str, dict[str, float]]:
         if not isinstance(terms, dict) or not terms:
             raise TalkfaceError(f"{path}: target {target!r} must map at least one term to a weight ({shape})")
         for term, weight in terms.items():
-            if isinstance(weight, bool) or not isinstance(weight, int | float) or not np.isfinite(weight):
-                raise TalkfaceError(f"{path}: target {target!r}: the weight of {term!r} must be a finite number")
-        mapping[target] = {term: float(w) for term, w in terms.items()}
+            if isinstance(weight, bool) or not isinstance(weight, int | float):
+                raise TalkfaceError(f"{path}: target {target!r}: the weight of {term!r} must be a number")
+        mapping[target] = dict(terms)
     return mapping
 
 

@@ -28,11 +28,11 @@ import numpy as np
 from .. import export
 from ..animation import MAX_FPS
 from ..animator import ENGINES, Animator
-from ..errors import TalkfaceError
+from ..errors import TalkfaceError, checked_number
 from ..export.provenance import clip_provenance
 from ..files import opened, read_text
 from ..post import FaceParams, Style, load_track, parse_assignments
-from .manifest import Line, _number
+from .manifest import Line
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Settings:
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise TalkfaceError(f"unknown engine {self.engine!r}; choose one of: {', '.join(ENGINES)}")
-        _number(self.fps, "fps", 1, MAX_FPS)
+        checked_number(self.fps, "fps", 1, MAX_FPS)
 
 
 @dataclass(frozen=True)
@@ -145,9 +145,9 @@ def _line_settings(line: Line, settings: Settings) -> tuple[Style, float, str | 
             raise TalkfaceError(f'face must be like "jawStrength=0.8" or {{"jawStrength": 0.8}}, not {face!r}')
         values = parse_assignments(face, "face") if isinstance(face, str) else face
         style = replace(style, face=FaceParams.from_mapping(values, style.face.multipliers, style.face.offsets))
-    seed = _number(given["seed"], "seed", 0, 2**63 - 1, whole=True) if "seed" in given else None
+    seed = checked_number(given["seed"], "seed", 0, 2**63 - 1, whole=True) if "seed" in given else None
     style = replace(style, seed=int(seed) if seed is not None else _seed(style.seed, line.output))
-    fps = _number(given["fps"], "fps", 1, MAX_FPS) if "fps" in given else settings.fps
+    fps = checked_number(given["fps"], "fps", 1, MAX_FPS) if "fps" in given else settings.fps
     if "text" in given and "text_file" in given:
         raise TalkfaceError("give either text or text_file, not both")
     text = read_text(given["text_file"], "transcript") if "text_file" in given else given.get("text")

@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import logging
-import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -194,18 +193,3 @@ def _inside(output: str) -> str:
     if path.is_absolute() or ".." in path.parts or not path.name:
         raise TalkfaceError(f"output must be a file name inside the output folder, not {output!r}")
     return path.as_posix()
-
-
-def _number(value: object, name: str, lo: float, hi: float, whole: bool = False) -> float:
-    """A number from a manifest cell (a number or its text) within [lo, hi]; TalkfaceError otherwise."""
-    try:
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise ValueError
-        if whole and isinstance(value, float) and not value.is_integer():  # int() would drop the fraction
-            raise ValueError
-        number = int(value) if whole else float(value)
-    except (ValueError, OverflowError):
-        raise TalkfaceError(f"{name} must be a {'whole ' if whole else ''}number, not {value!r}") from None
-    if not (math.isfinite(number) and lo <= number <= hi):
-        raise TalkfaceError(f"{name} must be from {lo:g} to {hi:g}, not {value!r}")
-    return number

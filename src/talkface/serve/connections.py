@@ -16,6 +16,8 @@ from ..livelink import LiveLinkSender
 from .settings import SAMPLE_FORMATS
 from .workers import Item, Worker
 
+_CONTROLS = ("start", "emotion", "face")
+
 
 class Conn:
     """One stream, whatever its transport: its session, the work waiting for the model, the messages
@@ -45,6 +47,21 @@ class Conn:
         self.frames = 0  # frames made so far (the next one's number)
         self.livelink: LiveLinkSender | None = None
         self.waiting_since: float | None = None  # monotonic time the transport began waiting for a message
+
+    def control(self, item: Item) -> None:
+        """A control item for the worker (``start``, ``emotion``, ``face``), in order with the audio: it
+        replaces one of its kind sent since the last audio (the later one wins anyway), and the worker
+        is woken, so a client that sends only control messages holds at most one of each kind here."""
+        since = len(self.pending)
+        while since and self.pending[since - 1][0] in _CONTROLS:
+            since -= 1
+        self.pending[since:] = [*(i for i in self.pending[since:] if i[0] != item[0]), item]
+        self.worker.wake.set()
+
+    def work(self) -> list[Item]:
+        """Take the items waiting for the worker (once a tick)."""
+        items, self.pending = self.pending, []
+        return items
 
     async def heard(self, message: Awaitable[Any]) -> Any:
         """Await the client's next message, marked as waiting meanwhile: `Server.watch_idle` closes a stream

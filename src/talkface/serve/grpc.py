@@ -42,11 +42,11 @@ from ..animation import Animation
 from ..errors import TalkfaceError
 from ..post import EmotionSettings, EmotionTrack, FaceParams
 from ..post.emotion import ease_towards, settle
-from ..post.settings import EMOTIONS, NEUTRAL, PARAMETERS, check_emotions
+from ..post.settings import EMOTIONS, NEUTRAL, PARAMETERS, check_emotions, vector
 from ..rig import ARKIT_NAMES, INDEX
 from .connections import Conn
 from .settings import ERROR_CHARS, stream_settings
-from .workers import new_session
+from .workers import Item, new_session
 
 if TYPE_CHECKING:
     from .server import Server
@@ -128,8 +128,9 @@ def header_settings(header: messages_pb2.AudioWithEmotionStreamHeader, fps: floa
     return settings, ignored
 
 
-#: The most emotion time codes one stream may send (an hour with a change every second is 3600).
-MAX_EMOTION_KEYS = 4096
+#: The most emotion time codes one stream may send (an hour with a change every second is 3600), and
+#: the most emotions it may send in all (a time code sent again replaces its emotion).
+MAX_EMOTION_KEYS, MAX_EMOTIONS_SENT = 4096, 4 * 4096
 #: The most ignored header parameters the server names in its log, at all and in one line, and the
 #: characters of each: a client may send any number of names of any length.
 _IGNORED_KEPT, _IGNORED_NAMED, _NAME_CHARS = 256, 20, 64
@@ -140,16 +141,20 @@ class Emotions:
     (eased in over the transition time), as a keyframe track in the stream's time."""
 
     def __init__(self, beginning: dict[str, float]) -> None:
-        self.keys: dict[float, dict[str, float]] = {0.0: beginning} if beginning else {}
+        self.keys: dict[float, np.ndarray] = {0.0: vector(beginning)} if beginning else {}
+        self.sent = 0
 
     def add(self, timed: Any) -> None:
         """Emotions with time codes (A2F's ``EmotionWithTimeCode``); a later one at the same time replaces.
-        TalkfaceError past `MAX_EMOTION_KEYS` in a stream: the track is rebuilt as each message comes."""
+        TalkfaceError past `MAX_EMOTION_KEYS` time codes or `MAX_EMOTIONS_SENT` emotions in a stream."""
+        self.sent += len(timed)
+        if self.sent > MAX_EMOTIONS_SENT:
+            raise TalkfaceError(f"more than {MAX_EMOTIONS_SENT} emotions in one stream")
         for i, item in enumerate(timed):
             t = item.time_code
             if not (math.isfinite(t) and t >= 0):
                 raise TalkfaceError(f"emotion {i}: time_code must be a number of seconds from 0, got {t!r}")
-            self.keys[t] = _weights(item.emotion, f"emotion {i} at {t:g} s")
+            self.keys[t] = vector(_weights(item.emotion, f"emotion {i} at {t:g} s"))
             if len(self.keys) > MAX_EMOTION_KEYS:
                 raise TalkfaceError(f"more than {MAX_EMOTION_KEYS} emotion time codes in one stream")
 
@@ -157,12 +162,12 @@ class Emotions:
         """The keyframe track: each emotion held until just before the next one's time."""
         if not self.keys:
             return None
-        keys, ordered = [], sorted(self.keys.items())
-        for (t, weights), nxt in zip(ordered, [*ordered[1:], None], strict=True):
-            keys.append({"time": t, "emotions": weights})
-            if nxt is not None and nxt[0] - _STEP > t:
-                keys.append({"time": nxt[0] - _STEP, "emotions": weights})
-        return EmotionTrack.from_keyframes(keys)
+        times = np.array(sorted(self.keys))
+        rows = np.stack([self.keys[t] for t in times.tolist()])
+        held = np.flatnonzero(times[1:] - _STEP > times[:-1])  # keys held until just before the next
+        order = np.argsort(np.concatenate([times, times[held + 1] - _STEP]), kind="stable")
+        return EmotionTrack(np.concatenate([times, times[held + 1] - _STEP])[order],
+                            np.concatenate([rows, rows[held]])[order])  # fmt: skip
 
 
 class A2FConn(Conn):
@@ -174,19 +179,31 @@ class A2FConn(Conn):
         self.context, self.emotions = context, emotions
         self.audio = bytearray()  # input PCM not yet echoed
         self.echoed = 0  # samples echoed so far
-        self.inputs: list[Any] = []  # input emotions not yet reported
+        self.inputs: list[Any] = []  # input emotions not yet reported (at most MAX_EMOTIONS_SENT)
         self.track = emotions.track() or EmotionTrack.constant({})
+        self.stale = False  # emotions came since `track` was made
         self.emotion_settings: EmotionSettings = settings["emotion_settings"]
         self.emotion_state: np.ndarray | None = None  # the last frame's smoothed emotion
         self.status: tuple[grpc.StatusCode, str] = (grpc.StatusCode.OK, "")
         self.reader: asyncio.Task | None = None  # the task reading the client's messages
 
-    def take_emotions(self, timed: Any) -> EmotionTrack:
-        """New input emotions: the stream's track with them, to report with the next frames."""
+    def take_emotions(self, timed: Any) -> None:
+        """New input emotions, to report with the next frames; the worker gets the track they make at
+        its next tick (made once a tick, however many messages brought emotions)."""
         self.emotions.add(timed)
         self.inputs.extend(timed)
-        self.track = self.emotions.track() or EmotionTrack.constant({})
+        self.stale = True
+        self.control(("emotion", None))
+
+    def current_track(self) -> EmotionTrack:
+        """The track of the emotions received so far."""
+        if self.stale:
+            self.track, self.stale = self.emotions.track() or EmotionTrack.constant({}), False
         return self.track
+
+    def work(self) -> list[Item]:
+        items = super().work()
+        return [("emotion", self.current_track()) if item[0] == "emotion" else item for item in items]
 
     def encode(self, anim: Animation, first: int) -> messages_pb2.A2F3DAnimationDataStream:
         """Frames with their time codes, the audio they cover (all that is left, at the end), the emotion."""
@@ -196,7 +213,7 @@ class A2FConn(Conn):
         for t, row in zip(times.tolist(), weights.tolist(), strict=True):
             data.skel_animation.blend_shape_weights.add(time_code=t, values=row)
         self._echo(data, None if self.ended else round((first + anim.num_frames) / anim.fps * self.sample_rate))
-        targets = settle(self.track.sample(times), self.emotion_settings)
+        targets = settle(self.current_track().sample(times), self.emotion_settings)
         state = ease_towards(targets, self.emotion_settings, anim.fps, self.emotion_state)
         if len(state):
             self.emotion_state = state[-1]
@@ -393,7 +410,7 @@ class A2FServer:
             part = message.audio_with_emotion
             if part.emotions:
                 try:
-                    c.pending.append(("emotion", c.take_emotions(part.emotions)))
+                    c.take_emotions(part.emotions)
                 except TalkfaceError as e:
                     server.metrics.count("talkface_stream_errors_total", kind="bad_message")
                     server.end(c, 1007, str(e))

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from .grpc import A2FServer
 
 log = logging.getLogger("talkface.serve")
+#: Messages other than frames (ready, errors) a stream may leave unread before it is closed as too slow.
+UNREAD_NOTES = 256
 
 
 class Server:
@@ -69,10 +71,8 @@ class Server:
             await worker.wake.wait()
             worker.wake.clear()
             mine = [c for c in self.conns.values() if c.worker is worker and c.pending and not c.closed]
-            work = [(c.id, c.pending) for c in mine] + [(sid, [("drop",)]) for sid in self.dropped[worker]]
+            work = [(c.id, c.work()) for c in mine] + [(sid, [("drop",)]) for sid in self.dropped[worker]]
             self.dropped[worker] = []
-            for c in mine:
-                c.pending = []
             if not work:
                 continue
             started = time.perf_counter()
@@ -167,6 +167,19 @@ class Server:
             c.outbox.extend((m, 0) for m in c.end_messages())
             c.wake_sender.set()
             c.finished.set()
+
+    def tell(self, c: Conn, message: Any) -> None:
+        """A message other than frames (ready, an error) into the stream's outbox. A client that leaves
+        `UNREAD_NOTES` of them unread is closed (1008): one that sends bad messages and never reads the
+        answers holds a bounded outbox, and nothing waits on its socket but the send loop."""
+        if c.closed:
+            return
+        if sum(frames == 0 for _, frames in c.outbox) >= UNREAD_NOTES:
+            self.metrics.count("talkface_stream_errors_total", kind="slow_client")
+            self.end(c, 1008, "client too slow: it does not read its messages")
+            return
+        c.outbox.append((message, 0))
+        c.wake_sender.set()
 
     def _latencies(self, c: Conn, anim: Animation, first: int, now: float) -> None:
         """Seconds from the arrival of the audio that made each frame final to its hand-over to the socket."""

@@ -6,7 +6,6 @@ shared by the WebSocket (`websocket`), ``POST /v1/animate`` (`animate`) and the 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +13,7 @@ import numpy as np
 
 from ..animation import MAX_FPS
 from ..audio import SAMPLE_RATE
-from ..errors import TalkfaceError
+from ..errors import TalkfaceError, checked_number
 from ..post import FaceParams, Style, parse_assignments, parse_emotions
 from ..retarget import BUILTIN, Rig, load_rig
 
@@ -76,21 +75,10 @@ def stream_settings(values: dict[str, Any], fps: float, http: bool = False) -> d
     out: dict[str, Any] = {"fps": fps, "emotion": style.emotion, "face": style.face, "seed": style.seed,
                            "sample_rate": SAMPLE_RATE, "format": "s16", "output": "json", "subject": None,
                            "emotion_settings": style.emotion_settings, "style": style, "rig": None}  # fmt: skip
-    try:
-        if "fps" in values:
-            out["fps"] = float(values["fps"])
-        if "seed" in values:
-            out["seed"] = int(values["seed"])
-        if "sample_rate" in values:
-            out["sample_rate"] = int(values["sample_rate"])
-    except (TypeError, ValueError, OverflowError):
-        raise TalkfaceError("fps, seed and sample_rate must be numbers") from None
-    if not (math.isfinite(out["fps"]) and 1 <= out["fps"] <= MAX_FPS):
-        raise TalkfaceError(f"fps must be from 1 to {MAX_FPS:g}, got {values['fps']!r}")
-    if not 1000 <= out["sample_rate"] <= 384000:
-        raise TalkfaceError(f"sample_rate must be from 1000 to 384000 Hz, got {values['sample_rate']!r}")
-    if not 0 <= out["seed"] < 2**63:
-        raise TalkfaceError("seed must be a whole number from 0")
+    for key, lo, hi, whole in (("fps", 1, MAX_FPS, False), ("seed", 0, 2**63 - 1, True),
+                               ("sample_rate", 1000, 384000, True)):  # fmt: skip
+        if key in values:  # (a number, or its text in a query)
+            out[key] = checked_number(values[key], key, lo, hi, whole)
     if "emotion" in values:
         spec_ = text_setting(values["emotion"], "emotion")
         out["emotion"] = parse_emotions(spec_) if spec_ else None

@@ -18,7 +18,8 @@ or binary: the 4 bytes ``TFF1``, uint32 first frame, uint16 frames, uint16 chann
 (little-endian), then float32 values frame by frame. Frame k is at ``k / fps`` s of the stream.
 Bad audio (NaN, a torn sample) closes the stream with 1007 and a message; a malformed control
 message (not JSON, nested past Python's limits, wrong types) gets ``{"type": "error", "message": ...}``
-and the stream goes on; an idle client is closed (1001) after
+and the stream goes on (a client that leaves `server.UNREAD_NOTES` of these and ``ready`` unread is
+closed, 1008); an idle client is closed (1001) after
 `idle_timeout`; a client that does not read its frames is closed (1008) once more than
 `send_buffer_seconds` + `max_pending_seconds` of frames wait for it (the kernel's send buffer is
 kept to 256 KB); a client that sends faster than real time is simply not read until its audio is
@@ -78,7 +79,7 @@ class _WsConn(Conn):
     async def send(self, message: str | bytes) -> None:
         try:
             await (self.ws.send_bytes(message) if isinstance(message, bytes) else self.ws.send_str(message))
-        except RuntimeError:  # aiohttp's "closing transport"
+        except (RuntimeError, ConnectionError):  # aiohttp's "closing transport", or the connection lost
             raise ConnectionResetError from None
 
     async def close(self, code: int, message: str) -> None:
@@ -115,20 +116,21 @@ async def stream(server: Server, request: web.Request) -> web.StreamResponse:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
 
     async def receive() -> None:
-        await _ready(server, c, settings, probe)
+        _ready(server, c, settings, probe)
         await _receive_loop(server, c)
 
     await server.run_stream(c, receive)
     return ws
 
 
-async def _ready(server: Server, c: _WsConn, settings: dict[str, Any], probe: Stream) -> None:
-    """Tell the client the stream's settings; `probe` is a session like the worker's."""
+def _ready(server: Server, c: _WsConn, settings: dict[str, Any], probe: Stream) -> None:
+    """Tell the client the stream's settings (through the outbox: the receive loop never waits on the
+    client's socket); `probe` is a session like the worker's."""
     server.start_livelink(c, settings["subject"], settings["fps"])
     c.latency, names = probe.latency, probe._post_names()
     if c.rig:
         names = list(c.rig.apply(Animation(np.zeros((0, len(names)), np.float32), settings["fps"], names)).names)
-    await c.ws.send_str(json.dumps({
+    server.tell(c, json.dumps({
         "type": "ready", "id": c.id, "fps": settings["fps"], "latency": round(c.latency, 4),
         "sample_rate": c.sample_rate, "format": settings["format"], "output": settings["output"], "names": names,
     }))  # fmt: skip
@@ -165,15 +167,15 @@ async def _control(server: Server, c: _WsConn, text: str, started: bool) -> bool
                 raise TalkfaceError('"start" must come before any audio')
             settings = stream_settings({k: v for k, v in message.items() if k != "type"}, server.config.fps)
             probe = new_session(server.engine, settings)
-            c.pending.append(("start", settings))
-            c.binary = settings["output"] == "binary"
+            c.control(("start", settings))
+            c.binary, c.rig = settings["output"] == "binary", settings["rig"]
             c.sample_rate, c.dtype = settings["sample_rate"], SAMPLE_FORMATS[settings["format"]]
-            await _ready(server, c, settings, probe)
+            _ready(server, c, settings, probe)
             return False
         if kind == "emotion":
-            c.pending.append(("emotion", parse_emotions(text_setting(message.get("emotion", ""), "emotion"))))
+            c.control(("emotion", parse_emotions(text_setting(message.get("emotion", ""), "emotion"))))
         elif kind == "face":
-            c.pending.append(("face", face_setting(message.get("face"))))
+            c.control(("face", face_setting(message.get("face"))))
         elif kind == "end":
             return True
         else:
@@ -184,6 +186,7 @@ async def _control(server: Server, c: _WsConn, text: str, started: bool) -> bool
         message = str(e) or type(e).__name__
         if isinstance(e, RecursionError):
             message = "the message is nested too deeply"
-        c.outbox.append((json.dumps({"type": "error", "message": message[:ERROR_CHARS]}), 0))
-        c.wake_sender.set()
+        elif "int_max_str_digits" in message:  # (Python's own advice is not the client's)
+            message = "a number in the message has too many digits"
+        server.tell(c, json.dumps({"type": "error", "message": message[:ERROR_CHARS]}))
     return False
