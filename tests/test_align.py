@@ -190,6 +190,32 @@ def test_a_transcript_far_longer_than_the_audio_is_looked_for_only_where_it_coul
     assert all(n <= pieces._WORDS_PER_SECOND * seconds + 1 for seconds, n in asked)
 
 
+def test_a_transcript_of_many_thousand_words_over_seconds_of_audio_is_bounded(audio, monkeypatch) -> None:
+    """The first pass too gets no more words than could be said in its piece: 200 000 words over 3 s
+    made one grammar of all of them (gigabytes); now they are set aside as other speech's."""
+    import talkface.align.pieces as pieces
+
+    asked: list[tuple[float, int]] = []
+
+    def spy(decoder, pcm: bytes, words, open_end, starts=1):
+        asked.append((len(pcm) / 2 / 16000, len(words)))
+        return piece(decoder, pcm, words, open_end, starts)
+
+    piece = pieces._align_piece
+    monkeypatch.setattr(pieces, "_align_piece", spy)
+    result = align_transcript(audio, "tomorrow " * 200_000)
+    assert result.words == 200_000 and result.set_aside
+    assert asked and all(n <= pieces._WORDS_PER_SECOND * (seconds + 0.01) + 10 for seconds, n in asked)
+
+
+def test_words_missing_from_the_dictionary_are_one_warning(caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="talkface")
+    _words("zqbbx zqbby zqbbz zqbbw zqbbv " + "q" * 100_000)
+    (record,) = caplog.records
+    assert "guessed from the spelling: 'zqbbx' as 'Z K B K S'" in record.getMessage()
+    assert record.getMessage().endswith("and 3 more") and len(record.getMessage()) < 300
+
+
 def test_animator_warns_once_about_a_wrong_transcript(audio, caplog) -> None:
     """A transcript of other speech is set aside: the face follows the audio, and one warning says so."""
     caplog.set_level(logging.WARNING, logger="talkface")

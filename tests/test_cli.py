@@ -95,6 +95,10 @@ def test_voices_lists_espeak(tmp_path):
     [
         (["say", "", "-o", "{tmp}/o"], "text"),
         (["say", "...", "-o", "{tmp}/o"], "text"),
+        (["say", "!!! ?? 😀", "-o", "{tmp}/o"], "nothing to pronounce"),  # espeak-ng would read the names
+        (["say", "9 " * 60_000, "-o", "{tmp}/o"], "at most 100,000 at a time"),
+        (["say", "caf\udce9", "-o", "{tmp}/o"], "not UTF-8 text (byte 0xe9"),  # (os.fsencode: the byte)
+        (["animate", "{wav}", "--text", "he \udcff", "--lang", "de", "-o", "{tmp}/o.csv"], "not UTF-8 text"),
         (["say", "hello", "--voice", "klingon", "-o", "{tmp}/o"], "talkface voices"),
         (["animate", "{tmp}/missing.wav", "-o", "{tmp}/o.csv"], "no such audio file"),
         (["animate", "{tmp}/corrupt.wav", "-o", "{tmp}/o.csv"], "not a readable audio file"),

@@ -213,6 +213,9 @@ def test_text_emotion_from_the_lexicon():
     assert from_text("I am so sad, she died.").keys() == {"sadness"}
     assert from_text("I hate you!").keys() == {"anger"}
     assert from_text("The meeting is at noon.") == {}
+    # a long text is scored a piece at a time (VADER's "but" rule is quadratic in its words), and adds up
+    assert from_text("It was fine, but " + "good " * 100_000) == {"joy": 1.0}
+    assert from_text("I am so sad, she died. " * 500) == {"sadness": 1.0}
     # arousal of the voice scales the intensity
     calm, excited = auto("What a lovely day.", 0.0), auto("What a lovely day.", 1.0)
     assert excited["joy"] > calm["joy"] > 0

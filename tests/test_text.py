@@ -1,6 +1,8 @@
 """Text normalisation: numbers, money, times, years, ordinals and abbreviations are read out the same way
 by `say` and by forced alignment, so talkface's own speech re-aligns with its own text."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -41,6 +43,18 @@ from talkface.text import normalize_text
 )  # fmt: skip
 def test_normalize_text_reads_numbers_and_abbreviations(text: str, spoken: str) -> None:
     assert normalize_text(text) == spoken
+
+
+def test_long_and_huge_inputs_are_read_in_linear_time() -> None:
+    """A megabyte word or list of grouped numbers took hours (patterns tried again at every letter);
+    numbers of hundreds or thousands of digits are read digit by digit, never passed to int()."""
+    start = time.monotonic()
+    assert normalize_text("a" * 1_000_000) == "a" * 1_000_000
+    assert normalize_text("123," * 250_000).startswith("one two three one two three")
+    assert time.monotonic() - start < 60  # (a few seconds; it was hours)
+    assert normalize_text("the 1" + "0" * 400 + "th").startswith("the one zero zero")
+    assert normalize_text("$" + "9" * 5000).endswith("nine nine dollars")
+    assert normalize_text("9" * 5000 + "€ and $01.50").startswith("nine nine")
 
 
 def test_normalize_text_british_and_other_languages() -> None:

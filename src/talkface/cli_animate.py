@@ -15,6 +15,7 @@ import soundfile as sf
 from .animator import ENGINES, Animator
 from .cli_options import (
     STDOUT,
+    UTF8_TEXT,
     export_choices,
     fps_option,
     livelink_option,
@@ -40,7 +41,7 @@ SAMPLE_TRANSCRIPT = "He turned sharply, and faced Gregson across the table."
 
 
 @click.command()
-@click.argument("text")
+@click.argument("text", type=UTF8_TEXT)
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--voice", help="Voice name from `talkface voices` (default: espeak-ng en-us).")
 @click.option("--lang", help="Language code, e.g. en-gb, de, fr (espeak-ng).")
@@ -88,7 +89,7 @@ def _say(
 @click.argument("audio", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False, allow_dash=True),
               help="Output file; '-': standard output (a text format, CSV unless --format says).")  # fmt: skip
-@click.option("--text", help="Transcript: aligns it to the audio for exact lip sync.")
+@click.option("--text", type=UTF8_TEXT, help="Transcript: aligns it to the audio for exact lip sync.")
 @click.option("--text-file", type=click.Path(dir_okay=False), help="Transcript from a UTF-8 text file (up to 1 MB).")
 @click.option("--strict-text", is_flag=True,
               help="A transcript that cannot be aligned is an error (default: warn, animate the audio).")  # fmt: skip
@@ -197,7 +198,7 @@ def _character(path: str, out: str, fmt: str | None, rig: str | None) -> Plan:
 @click.command()
 @click.argument("audio", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Output video (.mp4).")
-@click.option("--text", help="Transcript: aligns it to the audio for exact lip sync.")
+@click.option("--text", type=UTF8_TEXT, help="Transcript: aligns it to the audio for exact lip sync.")
 @click.option("--size", type=click.IntRange(min=64, max=2048), default=512, show_default=True, help="Width and height.")
 @fps_option
 @style_options

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from .animator import Animator
-from .cli_options import Finite, fps_option, livelink_option, livelink_sender, output_format, write_animation
+from .cli_options import UTF8_TEXT, Finite, fps_option, livelink_option, livelink_sender, output_format, write_animation
 from .cli_style import option_values, style_from, style_options
 from .files import distinct_outputs
 
@@ -95,7 +95,7 @@ def stream(
 
 @click.command()
 @click.argument("source", required=False, type=click.Path())
-@click.option("--text", help="Transcript of SOURCE when it is a speech file.")
+@click.option("--text", type=UTF8_TEXT, help="Transcript of SOURCE when it is a speech file.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(min=0, max=65535), default=8765, show_default=True, help="0: any.")
 @click.option("--no-browser", is_flag=True, help="Do not open a browser.")

@@ -32,6 +32,21 @@ class Finite(click.FloatRange):
         return number
 
 
+class Utf8Text(click.ParamType):
+    """Text given on the command line, refused when it is not UTF-8: Python keeps such bytes as lone
+    surrogates, which no later step (espeak-ng, a file) can write."""
+
+    name = "text"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            self.fail(f"not UTF-8 text (byte 0x{ord(value[e.start]) & 0xFF:02x} at character {e.start})", param, ctx)
+        return value
+
+
+UTF8_TEXT = Utf8Text()
 fps_option = click.option("--fps", type=Finite(min=1, max=MAX_FPS), default=30.0, show_default=True, help="Frame rate.")
 livelink_option = click.option(
     "--livelink", metavar="HOST:PORT", help="Also send the frames as Live Link Face UDP packets (Unreal: port 11111)."

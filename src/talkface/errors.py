@@ -20,13 +20,13 @@ def checked_number(value: object, name: str, lo: float, hi: float, whole: bool =
             raise ValueError
         number = int(value) if whole else float(value)
     except (ValueError, OverflowError):  # (also text of over 4300 digits)
-        raise TalkfaceError(f"{name} must be a {'whole ' if whole else ''}number, not {_shown(value)}") from None
+        raise TalkfaceError(f"{name} must be a {'whole ' if whole else ''}number, not {shown(value)}") from None
     if not (math.isfinite(number) and lo <= number <= hi):
-        raise TalkfaceError(f"{name} must be from {lo:g} to {hi:g}, not {_shown(value)}")
+        raise TalkfaceError(f"{name} must be from {lo:g} to {hi:g}, not {shown(value)}")
     return number
 
 
-def _shown(value: object, most: int = 40) -> str:
-    """`value` as an error message quotes it: its repr, cut short."""
+def shown(value: object, most: int = 40) -> str:
+    """`value` as a message quotes it: its repr, cut short (a user's input may be megabytes)."""
     text = repr(value)
     return text if len(text) <= most else text[:most] + "…"

@@ -33,7 +33,8 @@ _CURRENCIES = {
 }
 _SCALES = {"k": "thousand", "m": "million", "bn": "billion", "b": "billion"}
 
-_NUMBER = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"  # 1,000.5 or 1000.5
+# 1,000.5 or 1000.5, never from inside another (so that "1,234,567,…" is tried once, not at every group)
+_NUMBER = r"(?<!\d)(?<!\d,)(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
 _SCALE = r"(?:\s?(thousand|million|billion|trillion|k|m|bn|b)\b)?"
 _SYMBOL = "|".join(map(re.escape, _CURRENCIES))
 _CURRENCY_BEFORE = re.compile(rf"(-)?({_SYMBOL})\s?(-)?({_NUMBER}){_SCALE}", re.IGNORECASE)
@@ -73,7 +74,7 @@ def normalize_text(text: str, lang: str | None = None) -> str:
     text = _sub(_PERCENT, lambda m: f"{_signed(say, m[1], m[2])} percent", text)
     text = _sub(_CLOCK, lambda m: _clock(say, m[1], m[2], m[3]), text)
     text = _sub(_HOUR, lambda m: f"{say(m[1])} {m[2].lower()}.m.", text)
-    text = _sub(_ORDINAL, lambda m: say(m[1], to="ordinal"), text)
+    text = _sub(_ORDINAL, lambda m: _ordinal(say, m[1]), text)
     text = _sub(_YEAR, lambda m: _year(say, m[1], bool(m[2])), text)
     text = _THOUSANDS.sub("", text)
     text = _sub(_DECIMAL, lambda m: _signed(say, m[1], f"{m[2]}.{m[3]}"), text)
@@ -102,7 +103,8 @@ def _abbreviations(text: str) -> str:
         return f"{m[1] or ''}{word}"
 
     keys = "|".join(map(re.escape, _TITLE_OR_STREET))
-    return re.sub(rf"(\w+ )?(?<![\w.])({keys})(?=(?: (\w+))?)", title_or_street, text)
+    # (the word before is tried only where a word starts: a long word is scanned once, not at every letter)
+    return re.sub(rf"(?<!\w)(\w+ )?(?<![\w.])({keys})(?=(?: (\w+))?)", title_or_street, text)
 
 
 def _digits(say: Callable[..., str], digits: str) -> str:
@@ -110,6 +112,13 @@ def _digits(say: Callable[..., str], digits: str) -> str:
     if len(digits) > 12 or (len(digits) > 1 and digits[0] == "0"):
         return " ".join(say(d) for d in digits)
     return say(digits)
+
+
+def _ordinal(say: Callable[..., str], digits: str) -> str:
+    """ "21st" → "twenty-first"; a number too long to say (see `_digits`) is read digit by digit."""
+    if len(digits) > 12:
+        return _digits(say, digits)
+    return say(digits, to="ordinal")
 
 
 def _number(say: Callable[..., str], number: str) -> str:
@@ -132,7 +141,8 @@ def _money(say: Callable[..., str], minus: str | None, number: str, scale: str |
     cents = int((fraction + "00")[:2]) if fraction and len(fraction) <= 2 else 0
     if fraction and len(fraction) > 2:  # "$0.005": read as a plain decimal
         return f"{sign}{_number(say, number)} {units}"
-    parts = [f"{_digits(say, whole)} {unit if int(whole) == 1 else units}"] if int(whole) or not cents else []
+    value = whole.lstrip("0") or "0"  # (compared as text: an amount may have thousands of digits)
+    parts = [f"{_digits(say, whole)} {unit if value == '1' else units}"] if value != "0" or not cents else []
     if cents:
         parts.append(f"{say(cents)} {sub if cents == 1 else subs}")
     return sign + " and ".join(parts)

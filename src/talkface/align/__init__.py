@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..audio import SAMPLE_RATE, load_audio
-from ..errors import TalkfaceError
+from ..errors import TalkfaceError, shown
 from ..phonemes import TimedPhone
 from .decoder import FRAME_RATE
 from .labels import boundary_errors, read_htk_labels
@@ -89,7 +89,8 @@ def align_transcript(
     The audio may end before the transcript does (its last words were cut off or never said): those
     words count as not matched. With `strict`, every word must be aligned. Raises `TalkfaceError`
     for an empty transcript or an unknown language, and `AlignmentError` when the text cannot be
-    aligned to the audio at all. Time and memory grow linearly with the audio.
+    aligned to the audio at all. Time and memory grow linearly with the audio (a piece of it is aligned
+    with no more words than could be said in it).
 
     With `jobs` > 1, audio of more than `_PART` is cut at pauses into up to `jobs` parts, each aligned
     in a process of its own with the words said in it (found by aligning a little of the audio after
@@ -99,7 +100,7 @@ def align_transcript(
     audio = load_audio(audio, sample_rate)
     words = _words(text) if _english(lang) else _espeak_words(text, str(lang))
     if not words:
-        raise TalkfaceError(f"transcript is empty or has nothing to pronounce: {text!r}")
+        raise TalkfaceError(f"transcript is empty or has nothing to pronounce: {shown(text)}")
     english = _english(lang)  # the loop of phones of a second pass is English's (`_second_pass`)
     match = MATCH_SCORE if english else MATCH_SCORE_ACROSS
     cuts = _parts(audio, words, jobs, match)

@@ -88,10 +88,12 @@ def _aligned(audio: np.ndarray, words: Sequence[str], match: float, strict: bool
     while start < n and done < len(words):
         cut = cuts[bisect.bisect_right(cuts, start)]
         end = n if cut == n else _lookahead(cut, cuts, pauses)
-        rest = words[done:]
-        if end < n:  # a stretch of the transcript comfortably longer than this piece's share of it
+        # no more words than could be said in the piece (a transcript far longer than the audio would make
+        # a grammar of gigabytes), and where more audio follows, a stretch comfortably longer than its share
+        rest = words[done : done + _WORDS_PER_SECOND * (end - start) // FRAME_RATE + 10]
+        if end < n:
             ahead = speech_left[start] - speech_left[end]
-            rest = rest[: int(1.5 * len(rest) * ahead / max(speech_left[start], 1)) + 10]
+            rest = rest[: int(1.5 * (len(words) - done) * ahead / max(speech_left[start], 1)) + 10]
         pcm = _pcm(audio, start, end, dither)
         try:
             with _LOCK:

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from pocketsphinx import Decoder
 
+from ..errors import shown as shown_word
 from ..text import normalize_text
 from .decoder import _LOCK, _aligner
 
@@ -37,8 +38,11 @@ def _words(text: str) -> list[str]:
     text = unicodedata.normalize("NFKD", normalize_text(text)).encode("ascii", "ignore").decode()
     words = [token.strip("'") for token in re.findall(r"[a-z']+", text.lower()) if token.strip("'")]
     with _LOCK:
-        for word in _add_words(_aligner(), words):
-            log.warning("%r is not in the pronunciation dictionary; guessing %s", word, _guess_pronunciation(word))
+        new = _add_words(_aligner(), words)
+    if new:  # one line, however many: a transcript of invented words is not thousands of warnings
+        shown = ", ".join(f"{shown_word(w)} as {shown_word(_guess_pronunciation(w))}" for w in new[:3])
+        more = f" and {len(new) - 3} more" if len(new) > 3 else ""
+        log.warning("not in the pronunciation dictionary, guessed from the spelling: %s%s", shown, more)
     return words
 
 

@@ -18,6 +18,7 @@ open the lips is ever raised during speech, so a smiling speaker still closes th
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -232,6 +233,34 @@ def blend(base: np.ndarray, poses: np.ndarray, busy: np.ndarray) -> np.ndarray:
     return out
 
 
+_PIECE = 2000  # characters VADER scores at a time (its "but" rule is quadratic in the words it is given)
+
+
+def _valence(text: str) -> float:
+    """VADER's compound score of `text`, -1..1. A long text is scored a piece at a time, the pieces'
+    raw sums taken back from VADER's normalisation (x / sqrt(x² + 15)) and added, as VADER adds its
+    words' (a short text is one piece: VADER's own score)."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer  # lexicon loads only when asked for
+
+    analyser, total = SentimentIntensityAnalyzer(), 0.0
+    for piece in _pieces(text, _PIECE):
+        compound = min(0.9999, max(-0.9999, float(analyser.polarity_scores(piece)["compound"])))
+        total += compound * math.sqrt(15 / (1 - compound**2))
+    return total / math.sqrt(total**2 + 15)
+
+
+def _pieces(text: str, most: int) -> Iterator[str]:
+    """`text` cut at spaces into pieces of at most `most` characters (a longer word anywhere)."""
+    start = 0
+    while start < len(text):
+        end = start + most
+        if end < len(text):
+            space = text.rfind(" ", start + 1, end)
+            end = space if space > start else end
+        yield text[start:end]
+        start = end
+
+
 def from_text(text: str) -> dict[str, float]:
     """A rough emotion for a line of text from the VADER sentiment lexicon (valence only).
 
@@ -240,9 +269,7 @@ def from_text(text: str) -> dict[str, float]:
     negative emotion is meant is a guess, and it misreads some phrases ("I can't believe we won!"
     scores negative because of "can't").
     """
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer  # lexicon loads only when asked for
-
-    compound = float(SentimentIntensityAnalyzer().polarity_scores(text)["compound"])
+    compound = _valence(text)
     size = abs(compound)
     if size < 0.05:
         return {}

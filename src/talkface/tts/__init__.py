@@ -18,6 +18,8 @@ from ..phonemes import SILENCE, TimedPhone, ipa_to_arpabet, merge_silences, norm
 
 DEFAULT_VOICE = "espeak:en-us"
 NOTHING_TO_SAY = "text is empty or has nothing to pronounce"
+#: The longest text a voice speaks at once, in characters: an hour of espeak-ng speech is about 60 000.
+MAX_TEXT = 100_000
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,14 @@ def unknown_voice(what: str) -> TalkfaceError:
 
 
 def check_text(text: str) -> str:
-    """`text` stripped; raises `TalkfaceError` if nothing is left to say."""
-    if not text or not text.strip():
+    """`text` stripped; raises `TalkfaceError` if it has no letter or digit to say (a TTS engine would
+    read out punctuation or emoji names, which no transcript aligns to), or if it is longer than
+    `MAX_TEXT` characters (speech, and the memory to make it, grow with the text)."""
+    if not any(c.isalnum() for c in text):
         raise TalkfaceError(NOTHING_TO_SAY)
+    if len(text) > MAX_TEXT:
+        raise TalkfaceError(f"text of {len(text):,} characters (numbers written out): at most {MAX_TEXT:,} at a time, "
+                            "about 100 minutes of speech; split it")  # fmt: skip
     return text.strip()
 
 
