@@ -321,11 +321,11 @@ def test_no_output_is_written_over_an_input_or_another_output(tmp_path, arctic_w
 
 
 def test_an_output_whose_sidecar_cannot_be_written_keeps_the_file_it_replaces(tmp_path, arctic_wav):
-    """The animation and its metadata sidecar are put in place together: with a 232-character name the
-    animation's temporary file can be made, its sidecar's cannot, and the old animation must stay."""
-    out = tmp_path / ("a" * 228 + ".csv")
+    """The animation and its metadata sidecar are put in place together: with a 252-character name the
+    animation could be written, its sidecar (.csv.json, 257) cannot, and the old animation must stay."""
+    out = tmp_path / ("a" * 248 + ".csv")
     out.write_text("old")
-    assert_one_line_error(run("animate", str(arctic_wav), "-o", str(out)), 1, "cannot write here")
+    assert_one_line_error(run("animate", str(arctic_wav), "-o", str(out)), 1, ".csv.json: File name too long")
     assert out.read_text() == "old" and not leftovers(tmp_path)
 
 

@@ -584,23 +584,31 @@ def test_a_rig_in_the_start_message_is_the_streams(wav30):
     assert got["weights"].shape[1] == len(ready["names"]) == 26 and got["close"] == 1000
 
 
-async def _unread(url: str, message: str, server, seconds: float = 60.0) -> tuple[int, int]:
-    """Send `message` over and over and read nothing (a 4 KB receive buffer) until the server drops
-    the stream; the most control items and outbox messages the stream held meanwhile."""
+def _unread(url: str, message: str, server, seconds: float = 60.0) -> tuple[int, int]:
+    """Open a WebSocket by hand (a 4 KB receive buffer), send `message` over and over and read nothing
+    until the server drops the stream; the most control items and outbox messages it held meanwhile."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(1.0)
+    sock.connect((host, int(port)))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(f"GET /v1/stream HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())  # fmt: skip
+    assert sock.recv(12) == b"HTTP/1.1 101"  # (the rest of the answer is never read)
+    payload, mask = message.encode(), os.urandom(4)  # a client's frames are masked
+    frame = bytes([0x81, 0xFE]) + len(payload).to_bytes(2, "big") + mask
+    frame += bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     most_pending = most_outbox = 0
-    async with aiohttp.ClientSession() as session, session.ws_connect(f"{url}/v1/stream") as ws:
-        sock = ws._response.connection.transport.get_extra_info("socket")
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        deadline = time.monotonic() + seconds
-        while not server.conns and time.monotonic() < deadline:  # (the server is still setting it up)
-            await asyncio.sleep(0.01)
-        while server.conns and time.monotonic() < deadline:
-            with contextlib.suppress(TimeoutError, ConnectionError):
-                for _ in range(200):
-                    await asyncio.wait_for(ws.send_str(message), 1.0)
-            for c in list(server.conns.values()):
-                most_pending, most_outbox = max(most_pending, len(c.pending)), max(most_outbox, len(c.outbox))
-            await asyncio.sleep(0)
+    deadline = time.monotonic() + seconds
+    while not server.conns and time.monotonic() < deadline:  # (the server is still setting it up)
+        time.sleep(0.01)
+    while server.conns and time.monotonic() < deadline:
+        with contextlib.suppress(OSError):  # (a send that waits a second: the server reads no more)
+            sock.sendall(frame * 200)
+        for c in list(server.conns.values()):
+            most_pending, most_outbox = max(most_pending, len(c.pending)), max(most_outbox, len(c.outbox))
+    sock.close()
     return most_pending, most_outbox
 
 
@@ -611,7 +619,7 @@ def test_a_client_that_sends_and_never_reads_is_closed_with_little_held(message)
     from talkface.serve.server import UNREAD_NOTES
 
     with running() as (url, server):
-        most_pending, most_outbox = asyncio.run(_unread(url, message, server))
+        most_pending, most_outbox = _unread(url, message, server)
         assert not server.conns and server.metrics.text().count('kind="slow_client"') == 1
     assert most_pending <= 2 and most_outbox <= UNREAD_NOTES
 
