@@ -165,9 +165,9 @@ class Emotions:
         times = np.array(sorted(self.keys))
         rows = np.stack([self.keys[t] for t in times.tolist()])
         held = np.flatnonzero(times[1:] - _STEP > times[:-1])  # keys held until just before the next
-        order = np.argsort(np.concatenate([times, times[held + 1] - _STEP]), kind="stable")
-        return EmotionTrack(np.concatenate([times, times[held + 1] - _STEP])[order],
-                            np.concatenate([rows, rows[held]])[order])  # fmt: skip
+        every = np.concatenate([times, times[held + 1] - _STEP])
+        order = np.argsort(every, kind="stable")
+        return EmotionTrack(every[order], np.concatenate([rows, rows[held]])[order])
 
 
 class A2FConn(Conn):
