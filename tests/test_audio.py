@@ -136,3 +136,16 @@ def test_a_file_animated_a_minute_at_a_time_gives_the_frames_of_the_whole_array(
     from_file, from_array = animator.animate(tmp_path / "s.wav"), animator.animate(speech, sample_rate=16000)
     assert from_file.num_frames == from_array.num_frames
     np.testing.assert_allclose(from_file.weights, from_array.weights, atol=1e-5)
+
+
+def test_many_channels_at_a_high_rate_are_decoded_in_small_blocks(tmp_path, monkeypatch):
+    """A block is a minute, or less where its samples of all channels would pass `_BLOCK_VALUES`: a
+    short file of 8 channels at 192 kHz took gigabytes to decode (a limit of 2**16 stands for 2**23)."""
+    path = tmp_path / "many.flac"
+    sf.write(path, np.tile(np.sin(np.arange(3 * 192000) / 30)[:, None], (1, 8)) * 0.3, 192000, subtype="PCM_16")
+    import talkface.audio
+
+    monkeypatch.setattr(talkface.audio, "_BLOCK_VALUES", 1 << 16)
+    rate, blocks = talkface.audio.audio_blocks(path)
+    sizes = [len(b) for b in blocks]
+    assert rate == 192000 and sum(sizes) == 3 * 192000 and max(sizes) <= (1 << 16) // 8

@@ -217,6 +217,8 @@ def test_vrm0_blend_shape_groups_drive_their_binds(tmp_path, arctic_wav, referen
         ("nothing", "out.glb", (), 1, "no morph targets talkface can drive"),
         ("text", "out.glb", (), 1, "not a binary glTF"),
         ("malformed", "out.glb", (), 1, "malformed glTF document"),
+        ("nan", "out.glb", (), 1, "a morph-target bind weight of nan, not from 0 to 1"),
+        ("huge", "out.glb", (), 1, "a morph-target bind weight of 1e+308, not from 0 to 100"),
         ("arkit", "out.json", (), 2, "name OUT *.glb or *.vrm"),
         ("arkit", "out.glb", ("--rig", "vrm"), 2, "give no --format or --rig"),
     ],
@@ -228,6 +230,12 @@ def test_bad_characters_are_one_line(tmp_path, arctic_wav, make, out, extra, cod
     elif make == "malformed":
         binds = {"aa": {"morphTargetBinds": [{"node": "the head", "index": 0}]}}
         build_glb(model, [["Fcl_MTH_A"]], {"VRMC_vrm": {"expressions": {"preset": binds}}})
+    elif make == "nan":  # (NaN or 1e308 reached every frame of the animation)
+        binds = {"aa": {"morphTargetBinds": [{"node": 0, "index": 0, "weight": float("nan")}]}}
+        build_glb(model, [["MTH_A"]], {"VRMC_vrm": {"expressions": {"preset": binds}}})
+    elif make == "huge":
+        groups = [{"name": "A", "presetName": "a", "binds": [{"mesh": 0, "index": 0, "weight": 1e308}]}]
+        build_glb(model, [["MTH_A"]], {"VRM": {"blendShapeMaster": {"blendShapeGroups": groups}}})
     else:
         build_glb(model, [["Fcl_MTH_A", "Hair_Up"] if make == "nothing" else ["jawOpen"]])
     result = run("animate", str(arctic_wav), "--character", str(model), *extra, "-o", str(tmp_path / out))

@@ -236,6 +236,31 @@ def test_json_and_npz_malformed(tmp_path, name, content):
         export.read(tmp_path / name)
 
 
+@pytest.mark.parametrize(
+    ("arrays", "fragment"),
+    [
+        ({"weights": np.full((2, 1), np.nan, np.float32)}, "not finite numbers"),
+        ({"weights": np.array([["a"]])}, "2-D array of real numbers"),
+        ({"weights": np.zeros((2, 1), np.complex64)}, "2-D array of real numbers"),
+        ({"weights": np.zeros((2, 1), np.float32), "fps": np.array("x")}, "bad fps"),
+        ({"weights": np.zeros((100, 61), np.float32)}, "100 frames of 61 weights: more than talkface reads"),
+    ],
+)
+def test_npz_animations_are_checked_before_and_after_loading(tmp_path, monkeypatch, arrays, fragment):
+    """Read from the array's header first: a few KB of zeros may hold gigabytes (a limit of 1000 values
+    here stands for the real one, 64 million)."""
+    monkeypatch.setattr(export.npz, "MAX_VALUES", 1000)
+    np.savez_compressed(tmp_path / "a.npz", **{"fps": np.float64(30), "names": np.array(["jawOpen"]), **arrays})
+    with pytest.raises(TalkfaceError, match=fragment):
+        export.read(tmp_path / "a.npz")
+
+
+def test_json_and_csv_weights_must_be_finite(tmp_path):
+    (tmp_path / "a.json").write_text('{"fps": 30, "names": ["jawOpen"], "frames": [[NaN], [1e39]]}')
+    with pytest.raises(TalkfaceError, match="not finite numbers"):
+        export.read(tmp_path / "a.json")
+
+
 def test_read_refuses_missing_and_unreadable_formats(tmp_path):
     with pytest.raises(TalkfaceError, match="no such file"):
         export.read(tmp_path / "missing.csv")

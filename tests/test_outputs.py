@@ -360,6 +360,8 @@ EXIT_CODES = [
     (["stream", "{wav}", "--livelink", "a" * 5000 + ":1"], 2),
     (["stream", "{wav}", "--mic"], 2),
     (["stream", "{wav}", "--emotion", "happiness=1"], 2),
+    (["render", "{wav}", "-o", "{tmp}/o.mp4", "--size", "65"], 2),  # (an encoder needs even sides)
+    (["evaluate", "--set", "/dev/zero"], 1),  # a device is not read without end
     (["animate", "{tmp}/missing.wav", "-o", "{tmp}/o.csv"], 1),
     (["animate", "{tmp}/corrupt.wav", "-o", "{tmp}/o.csv"], 1),
     (["animate", "{tmp}/silent.wav", "-o", "{tmp}/o.csv"], 1),
@@ -398,3 +400,13 @@ def test_rhubarb_dat_follows_fps(tmp_path, arctic_wav):
     frames = sf.info(str(arctic_wav)).duration * 60
     assert lines[0] == "MohoSwitch1" and lines[-1].endswith(" X")
     assert abs(int(lines[-1].split()[0]) - (frames + 1)) <= 2  # on the 60 fps timeline, not 24
+
+
+def test_standard_output_closed_is_one_line_before_any_work(arctic_wav):
+    """`-o -` with standard output closed: refused at once (it crashed after the whole stream)."""
+    for command in ("animate", "stream"):
+        result = subprocess.run([sys.executable, "-m", "talkface.cli", command, str(arctic_wav), "-o", "-"],
+                                capture_output=False, stderr=subprocess.PIPE, text=True, timeout=120,
+                                preexec_fn=lambda: os.close(1))  # fmt: skip
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and lines == ["talkface: error: -o - writes to standard output, which is closed"]

@@ -64,6 +64,7 @@ def test_read_set_keeps_one_split_with_its_sources(manifest):
         ('{"id": "x", "source": "s", "split": "test", "wav": 5, "phones": null}', ":4: not a clip line"),
         ('{"id": "x", "source": ["s"], "split": "test", "wav": "wav/a.wav", "phones": "p.tsv"}', ":4: not a clip"),
         ("[" * 100_000, ":4: not a clip line"),
+        ('{"id": ' + "1" * 5000 + "}", ":4: not a clip line"),  # (past Python's 4300 digits)
         ('{"id": "x", "source": "s", "split": "test", "wav": "wav/a.wav", "phones": "bad.tsv"}', "bad.tsv:3: not"),
         ('{"id": "x", "source": "s", "split": "test", "wav": "wav/a.wav", "phones": "nan.tsv"}', "nan.tsv:1: not"),
         ('{"id": "x", "source": "s", "split": "test", "wav": "wav/a.wav", "phones": "bin.tsv"}', "not UTF-8"),

@@ -18,6 +18,7 @@ from .files import special_kind
 SAMPLE_RATE = 16000
 #: Longest input accepted in one call (seconds); longer audio should be streamed in parts.
 MAX_SECONDS = 4 * 3600
+_BLOCK_VALUES = 1 << 23  # samples of all channels decoded at a time (32 MB): a minute of 48 kHz stereo is 5.8 M
 _SILENCE_PEAK = 1e-4
 #: Float samples beyond this (40 dB over full scale) are not audio talkface can hear: the level is
 #: garbage, or integers were stored as floats.
@@ -80,8 +81,9 @@ def reading(path: str | os.PathLike) -> Iterator[str]:
 
 
 def audio_blocks(path: str | os.PathLike, seconds: float = 60.0) -> tuple[int, Iterator[np.ndarray]]:
-    """The sample rate of an audio file and its mono float32 samples, `seconds` at a time, so a
-    long file never has to be in memory whole. The iterator raises `TalkfaceError` for what
+    """The sample rate of an audio file and its mono float32 samples, `seconds` at a time (less
+    where many channels at a high rate would make a block over `_BLOCK_VALUES`), so a long file
+    never has to be in memory whole. The iterator raises `TalkfaceError` for what
     `load_audio` refuses: a block with NaN at once, an empty, silent or overlong file at the end."""
     with reading(path) as name:
         info = sf.info(path)
@@ -93,7 +95,8 @@ def audio_blocks(path: str | os.PathLike, seconds: float = 60.0) -> tuple[int, I
     def blocks() -> Iterator[np.ndarray]:
         size, peak = 0, 0.0
         with reading(path):
-            for block in sf.blocks(path, blocksize=max(1, int(seconds * rate)), dtype="float32", always_2d=True):
+            step = max(1, min(int(seconds * rate), _BLOCK_VALUES // max(1, info.channels)))
+            for block in sf.blocks(path, blocksize=step, dtype="float32", always_2d=True):
                 audio = to_mono(block, name)
                 size += audio.size
                 _refuse(name, size, rate, None)  # an overlong file stops as soon as it is

@@ -142,14 +142,26 @@ def _vrm_expressions(doc: dict) -> dict[str, list[tuple[int, int, float]]]:
         for bind in (expression or {}).get("morphTargetBinds") or []:
             node = nodes[bind["node"]] if 0 <= bind.get("node", -1) < len(nodes) else {}
             if "mesh" in node:
-                found.setdefault(name, []).append((node["mesh"], int(bind["index"]), float(bind.get("weight", 1.0))))
+                found.setdefault(name, []).append(
+                    (node["mesh"], int(bind["index"]), _weight(bind.get("weight", 1.0), 1))
+                )
     groups = ((extensions.get("VRM") or {}).get("blendShapeMaster") or {}).get("blendShapeGroups") or []
     for group in groups:
         name = _VRM0_PRESETS.get(str(group.get("presetName", "")).lower())
         for bind in (group.get("binds") or []) if name else []:
-            weight = float(bind.get("weight", 100.0)) / 100.0
-            found.setdefault(name, []).append((int(bind["mesh"]), int(bind["index"]), weight))
+            found.setdefault(name, []).append(
+                (int(bind["mesh"]), int(bind["index"]), _weight(bind.get("weight", 100), 100))
+            )
     return found
+
+
+def _weight(value: object, full: float) -> float:
+    """A bind's weight as 0-1 of its target (VRM 1.0 gives 0-1, VRM 0.x 0-100); ValueError (malformed)
+    outside that range or not a number (NaN or 1e308 would reach the animation)."""
+    weight = float(value) / full  # type: ignore[arg-type]
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"a morph-target bind weight of {value!r}, not from 0 to {full:g}")
+    return weight
 
 
 def plan(path: str | os.PathLike) -> Plan:

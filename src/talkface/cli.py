@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"talkface: error: {e.format_message()}", err=True)
         return 1 if _bad_path(e) else e.exit_code
     except OSError as e:
-        click.echo(f"talkface: error: {e.filename or ''}: {e.strerror or e}", err=True)
+        where = f"{e.filename}: " if e.filename is not None else ""  # (none when writing standard output)
+        click.echo(f"talkface: error: {where}{e.strerror or e}", err=True)
         return 1
     except Exception as e:  # a bug, not bad input: still one line unless debugging
         if os.environ.get("TALKFACE_DEBUG"):

@@ -195,11 +195,19 @@ def _character(path: str, out: str, fmt: str | None, rig: str | None) -> Plan:
     return character.plan(path)
 
 
+def _even(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    """A video size: even (H.264's 4:2:0 colour halves each side; ffmpeg writes nothing for an odd one)."""
+    if value % 2:
+        raise click.BadParameter(f"{value} is odd; the video's width and height must be even")
+    return value
+
+
 @click.command()
 @click.argument("audio", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Output video (.mp4).")
 @click.option("--text", type=UTF8_TEXT, help="Transcript: aligns it to the audio for exact lip sync.")
-@click.option("--size", type=click.IntRange(min=64, max=2048), default=512, show_default=True, help="Width and height.")
+@click.option("--size", type=click.IntRange(min=64, max=2048), default=512, show_default=True, callback=_even,
+              help="Width and height (even).")  # fmt: skip
 @fps_option
 @style_options
 def render(audio: str, out: str, text: str | None, size: int, fps: float, **style: Any) -> None:

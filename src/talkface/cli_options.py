@@ -85,6 +85,8 @@ def output_format(out: str, fmt: str | None) -> str:
             fmt = export.format_for(out, fmt)
         elif (fmt := export.format_for(out, fmt or "csv")) not in export.TEXT_FORMATS:
             raise TalkfaceError(f"-o - writes text to standard output; {fmt} is binary, write it to a file")
+        elif sys.stdout is None:  # (started with it closed: found now, not after the work)
+            raise TalkfaceError("-o - writes to standard output, which is closed")
     if out != STDOUT:
         for path in (out, export.sidecar_path(out, fmt)):
             if path is not None:

@@ -29,6 +29,7 @@ from .animation import Animation
 from .audio import SAMPLE_RATE, load_audio
 from .coarticulation import animate_phones
 from .errors import TalkfaceError
+from .files import read_text
 from .metrics import MouthScores, lip_aperture, mouth_scores
 from .phonemes import TimedPhone, read_phones_tsv
 from .rig import ARKIT_NAMES
@@ -79,6 +80,10 @@ def real_speech() -> list[Clip]:
     return clips
 
 
+#: The largest evaluation manifest read: a line per clip, a few hundred bytes each.
+MANIFEST_LIMIT = 64 << 20
+
+
 def read_set(manifest: str | PathLike, split: str) -> list[Clip]:
     """The clips of one split of a real-speech set: `manifest` is JSON lines with at least id,
     source, split, wav and phones (the last two relative to the manifest's folder).
@@ -89,10 +94,7 @@ def read_set(manifest: str | PathLike, split: str) -> list[Clip]:
     if split not in SPLITS:
         raise TalkfaceError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
     path = Path(manifest)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise TalkfaceError(f"{path}: cannot read the manifest ({getattr(e, 'strerror', None) or e})") from None
+    lines = read_text(path, "manifest", MANIFEST_LIMIT).splitlines()  # (a pipe or a device ends too)
     clips = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -102,7 +104,7 @@ def read_set(manifest: str | PathLike, split: str) -> list[Clip]:
             fields = [row[key] for key in ("id", "source", "split", "wav", "phones")]
             if not all(isinstance(value, str) for value in fields):
                 raise TypeError("each of them a string")
-        except (json.JSONDecodeError, KeyError, TypeError, RecursionError) as e:
+        except (ValueError, KeyError, TypeError, RecursionError) as e:  # (ValueError: also 5000 digits)
             raise TalkfaceError(f"{path}:{number}: not a clip line with id, source, split, wav, phones ({e})") from None
         name, source, row_split, wav, phones = fields
         if row_split not in SPLITS:

@@ -188,6 +188,8 @@ def read(path: str | os.PathLike, fps: float | None = None) -> Animation:
         raise TalkfaceError(f"{path}: can only read .csv, .json and .npz animations")
     if not Path(path).is_file():
         raise TalkfaceError(f"{path}: no such file")
-    if fmt == "csv":
-        return livelink_csv.read(path, fps)
-    return json_format.read(path) if fmt == "json" else npz.read(path)
+    readers = {"csv": lambda: livelink_csv.read(path, fps), "json": lambda: json_format.read(path)}
+    anim = readers.get(fmt, lambda: npz.read(path))()
+    if not np.isfinite(anim.weights).all():  # (NaN would pass every later check and reach a client's JSON)
+        raise TalkfaceError(f"{path}: has weights that are not finite numbers (NaN or infinity)")
+    return anim

@@ -44,7 +44,8 @@ def read(path: str | os.PathLike) -> Animation:
     if not isinstance(fps, int | float) or isinstance(fps, bool):
         raise TalkfaceError(f'{path}: "fps" must be a number')
     try:
-        weights = np.asarray(frames, dtype=np.float32).reshape(-1, len(names))
+        with np.errstate(over="ignore"):  # (a value past float32's range is refused below as not finite)
+            weights = np.asarray(frames, dtype=np.float32).reshape(-1, len(names))
     except (TypeError, ValueError):
         raise TalkfaceError(f'{path}: "frames" must be rows of {len(names)} numbers each') from None
     if weights.size and np.shape(frames) != weights.shape:

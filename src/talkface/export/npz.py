@@ -18,6 +18,9 @@ from ..animation import Animation
 from ..errors import TalkfaceError
 from ..files import atomic_path
 
+#: The most weights an NPZ animation may hold: four hours at 60 fps of 61 channels is 53 million.
+MAX_VALUES = 64_000_000
+
 
 def write(anim: Animation, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None) -> None:
     """Write `anim` (and `metadata`, JSON values, when given) as a compressed NPZ, atomically."""
@@ -40,9 +43,24 @@ def read(path: str | os.PathLike) -> Animation:
         if missing:
             raise TalkfaceError(f"{path}: not a talkface animation (missing {', '.join(sorted(missing))})")
         try:
+            _check_weights(path, data.zip)
             weights, fps, names = data["weights"], data["fps"], data["names"]
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
             raise TalkfaceError(f"{path}: damaged NPZ file ({e})") from None
-    if fps.shape != () or names.ndim != 1 or names.dtype.kind != "U":
+    if fps.shape != () or fps.dtype.kind not in "fiu" or names.ndim != 1 or names.dtype.kind != "U":
         raise TalkfaceError(f"{path}: not a talkface animation (bad fps or names array)")
     return Animation(weights, float(fps), tuple(str(n) for n in names))
+
+
+def _check_weights(path: str | os.PathLike, archive: zipfile.ZipFile) -> None:
+    """The weights array's header checked before the array is read: real numbers, [frames, channels],
+    at most `MAX_VALUES` (a few KB compressed can hold gigabytes of zeros)."""
+    with archive.open("weights.npy") as f:
+        major, _ = np.lib.format.read_magic(f)  # (the header only: no data is read)
+        header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, _, dtype = header(f)
+    if dtype.kind not in "fiu" or len(shape) != 2:
+        raise TalkfaceError(f"{path}: not a talkface animation (weights must be a 2-D array of real numbers)")
+    if shape[0] * shape[1] > MAX_VALUES:
+        raise TalkfaceError(f"{path}: {shape[0]} frames of {shape[1]} weights: more than talkface reads "
+                            f"({MAX_VALUES:,} values)")  # fmt: skip

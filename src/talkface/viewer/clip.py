@@ -15,10 +15,14 @@ import soundfile as sf
 
 from ..animation import Animation
 from ..animator import Animator
-from ..audio import SAMPLE_RATE, AudioSource, load_audio
+from ..audio import MAX_SECONDS as AUDIO_SECONDS
+from ..audio import SAMPLE_RATE, AudioSource, load_audio, reading
 from ..errors import TalkfaceError
 from ..export import EXTENSIONS, read
 from ..phonemes import TimedPhone, read_phones_tsv
+
+#: The longest audio the page animates when it is dropped on it (a preview: `talkface animate` takes hours).
+MAX_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -59,14 +63,20 @@ class Clip:
     speech: Speech | None = None
 
 
-def _wav_bytes(path: str | os.PathLike) -> bytes:
-    """Any readable audio file as 16-bit WAV bytes (browsers play WAV everywhere)."""
-    try:
-        data, rate = sf.read(path, always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as e:
-        raise TalkfaceError(f"{path}: not a readable audio file ({e})") from None
+def read_speech(path: str | os.PathLike, most_seconds: float = MAX_SECONDS) -> np.ndarray:
+    """A speech file's 16 kHz mono samples, decoded a block at a time; one longer than `most_seconds`
+    is refused from its header, before any decoding (a few KB of FLAC may claim gigabytes)."""
+    with reading(path) as name:
+        info = sf.info(path)
+    if info.samplerate > 0 and info.frames > most_seconds * info.samplerate:
+        raise TalkfaceError(f"{name}: the audio is longer than {most_seconds / 60:g} minutes; use talkface animate")
+    return load_audio(path)
+
+
+def wav_bytes(pcm: np.ndarray) -> bytes:
+    """16 kHz samples as 16-bit WAV bytes (browsers play WAV everywhere)."""
     buf = io.BytesIO()
-    sf.write(buf, data, rate, subtype="PCM_16", format="WAV")
+    sf.write(buf, pcm, SAMPLE_RATE, subtype="PCM_16", format="WAV")
     return buf.getvalue()
 
 
@@ -83,13 +93,14 @@ def load_clip(source: str | os.PathLike, text: str | None = None, animator: Anim
             raise TalkfaceError(f"{path}: needs a .wav and an animation (.json, .csv or .npz) in it")
         anim, tsv = read(anims[0]), path / "phonemes.tsv"
         speech = Speech(load_audio(wavs[0]), _read_phones(tsv), None, anim.fps) if tsv.is_file() else None
-        return Clip(anim, _wav_bytes(wavs[0]), f"{path.name}/{anims[0].name}", speech)
+        return Clip(anim, wav_bytes(read_speech(wavs[0], AUDIO_SECONDS)), f"{path.name}/{anims[0].name}", speech)
     if not path.is_file():
         raise TalkfaceError(f"{path}: no such file or folder")
     if path.suffix.lower() in EXTENSIONS:
         raise TalkfaceError(f"{path}: give a speech file or a folder holding speech and its animation")
-    anim, speech = analyse(animator, path, text)
-    return Clip(anim, _wav_bytes(path), path.name, speech)
+    pcm = read_speech(path, AUDIO_SECONDS)
+    anim, speech = analyse(animator, pcm, text, SAMPLE_RATE)
+    return Clip(anim, wav_bytes(pcm), path.name, speech)
 
 
 def _read_phones(tsv: Path) -> list[TimedPhone]:

@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import socket
+import tempfile
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
@@ -17,12 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
-import soundfile as sf
-
+from ..audio import SAMPLE_RATE
 from ..errors import TalkfaceError
 from ..export.json_format import json_text
 from ..post import EMOTIONS, PARAMETERS, FaceParams
-from .clip import Clip, analyse
+from .clip import Clip, analyse, read_speech, wav_bytes
 
 if TYPE_CHECKING:
     from .server import ViewerServer
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 STATIC = files("talkface") / "viewer" / "static"
 MAX_UPLOAD = 64 * 1024 * 1024
 MAX_STYLE = 64 * 1024
-#: Longest audio the page animates: a few bytes at a low sample rate can hold hours.
-MAX_SECONDS = 600
 REQUEST_TIMEOUT = 20.0  # s for a request's line and headers, again for its body and for the answer (+ MIN_RATE)
 MIN_RATE = 1 << 20  # bytes/s the slowest client sends a body or reads an answer at: 64 MB may take 64 s more
 LINGER = 1.0  # s a closing connection still reads what the client sends, so that it gets the answer
@@ -222,18 +220,18 @@ class Handler(BaseHTTPRequestHandler):
             return
         text = (parse_qs(query).get("text") or [""])[0].strip() or None
         title = (parse_qs(query).get("name") or ["dropped audio"])[0]
+        with tempfile.TemporaryDirectory() as tmp:  # (read as a file is: its header checked before decoding)
+            upload = Path(tmp) / "upload"
+            upload.write_bytes(body)
+            try:
+                pcm = read_speech(upload)
+            except TalkfaceError as e:
+                self._error(HTTPStatus.BAD_REQUEST, str(e).replace(str(upload), "the audio"))
+                return
         try:
-            data, rate = sf.read(io.BytesIO(body), always_2d=True)
-            if len(data) > MAX_SECONDS * rate:
-                raise TalkfaceError(f"the audio is longer than {MAX_SECONDS // 60} minutes; use talkface animate")
             with self.server.lock:  # one analysis at a time: pocketsphinx and the model are not shared
-                anim, speech = analyse(self.server.animator, data, text, sample_rate=rate)
-                wav = io.BytesIO()
-                sf.write(wav, data, rate, subtype="PCM_16", format="WAV")
-                clip = self.server.clip = Clip(anim, wav.getvalue(), title, speech)
-        except (sf.LibsndfileError, RuntimeError):
-            self._error(HTTPStatus.BAD_REQUEST, "not a readable audio file (WAV, FLAC or OGG)")
-            return
+                anim, speech = analyse(self.server.animator, pcm, text, SAMPLE_RATE)
+                clip = self.server.clip = Clip(anim, wav_bytes(pcm), title, speech)
         except TalkfaceError as e:
             self._error(HTTPStatus.BAD_REQUEST, str(e))
             return
