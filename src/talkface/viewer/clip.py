@@ -15,7 +15,6 @@ import soundfile as sf
 
 from ..animation import Animation
 from ..animator import Animator
-from ..audio import MAX_SECONDS as AUDIO_SECONDS
 from ..audio import SAMPLE_RATE, AudioSource, load_audio, reading
 from ..errors import TalkfaceError
 from ..export import EXTENSIONS, read
@@ -63,13 +62,14 @@ class Clip:
     speech: Speech | None = None
 
 
-def read_speech(path: str | os.PathLike, most_seconds: float = MAX_SECONDS) -> np.ndarray:
-    """A speech file's 16 kHz mono samples, decoded a block at a time; one longer than `most_seconds`
-    is refused from its header, before any decoding (a few KB of FLAC may claim gigabytes)."""
+def read_dropped(path: str | os.PathLike) -> np.ndarray:
+    """The 16 kHz mono samples of audio dropped on the page (saved at `path`), decoded a block at a
+    time; over `MAX_SECONDS` is refused from its header, before any decoding (a few KB of FLAC may
+    claim gigabytes)."""
     with reading(path) as name:
         info = sf.info(path)
-    if info.samplerate > 0 and info.frames > most_seconds * info.samplerate:
-        raise TalkfaceError(f"{name}: the audio is longer than {most_seconds / 60:g} minutes; use talkface animate")
+    if info.samplerate > 0 and info.frames > MAX_SECONDS * info.samplerate:
+        raise TalkfaceError(f"{name}: the audio is longer than {MAX_SECONDS // 60} minutes; use talkface animate")
     return load_audio(path)
 
 
@@ -91,14 +91,14 @@ def load_clip(source: str | os.PathLike, text: str | None = None, animator: Anim
         anims = [p for ext in (".json", ".csv", ".npz") for p in sorted(path.glob(f"*{ext}"))]
         if not wavs or not anims:
             raise TalkfaceError(f"{path}: needs a .wav and an animation (.json, .csv or .npz) in it")
-        anim, tsv = read(anims[0]), path / "phonemes.tsv"
-        speech = Speech(load_audio(wavs[0]), _read_phones(tsv), None, anim.fps) if tsv.is_file() else None
-        return Clip(anim, wav_bytes(read_speech(wavs[0], AUDIO_SECONDS)), f"{path.name}/{anims[0].name}", speech)
+        anim, tsv, pcm = read(anims[0]), path / "phonemes.tsv", load_audio(wavs[0])
+        speech = Speech(pcm, _read_phones(tsv), None, anim.fps) if tsv.is_file() else None
+        return Clip(anim, wav_bytes(pcm), f"{path.name}/{anims[0].name}", speech)
     if not path.is_file():
         raise TalkfaceError(f"{path}: no such file or folder")
     if path.suffix.lower() in EXTENSIONS:
         raise TalkfaceError(f"{path}: give a speech file or a folder holding speech and its animation")
-    pcm = read_speech(path, AUDIO_SECONDS)
+    pcm = load_audio(path)  # (decoded a block at a time, as every file is)
     anim, speech = analyse(animator, pcm, text, SAMPLE_RATE)
     return Clip(anim, wav_bytes(pcm), path.name, speech)
 

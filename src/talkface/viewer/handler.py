@@ -22,7 +22,7 @@ from ..audio import SAMPLE_RATE
 from ..errors import TalkfaceError
 from ..export.json_format import json_text
 from ..post import EMOTIONS, PARAMETERS, FaceParams
-from .clip import Clip, analyse, read_speech, wav_bytes
+from .clip import Clip, analyse, read_dropped, wav_bytes
 
 if TYPE_CHECKING:
     from .server import ViewerServer
@@ -224,7 +224,7 @@ class Handler(BaseHTTPRequestHandler):
             upload = Path(tmp) / "upload"
             upload.write_bytes(body)
             try:
-                pcm = read_speech(upload)
+                pcm = read_dropped(upload)
             except TalkfaceError as e:
                 self._error(HTTPStatus.BAD_REQUEST, str(e).replace(str(upload), "the audio"))
                 return
