@@ -288,6 +288,27 @@ def test_a_worker_that_dies_between_lines_is_replaced(library, tmp_path):
     assert [r.status for r in results] == ["ok"]
 
 
+def test_a_line_never_writes_over_what_it_reads_nor_over_its_manifest(library):
+    """With the output folder the manifest's own: a line whose output is its audio, its transcript or
+    the manifest fails; the files stay as they were and the other lines are done."""
+    manifest = library / "lines.csv"
+    manifest.write_text("audio,text_file,output,format\nvo/a.wav,,vo/a.wav,csv\nvo/a.wav,vo/a.txt,vo/a.txt,csv\n"
+                        "vo/a.wav,,lines.csv,\nvo/b.flac,,vo/b.csv,\n")  # fmt: skip
+    before = {p: p.read_bytes() for p in (library / "vo" / "a.wav", library / "vo" / "a.txt", manifest)}
+    results = {r.line: r for r in run(manifest, library, jobs=1)}
+    assert [results[n].status for n in (2, 3, 4, 5)] == ["failed", "failed", "failed", "ok"]
+    assert all("refusing to write over it" in results[n].error for n in (2, 3, 4))
+    assert all(p.read_bytes() == data for p, data in before.items())
+
+
+def test_a_nul_in_a_cell_fails_its_line_only(library, tmp_path):
+    manifest = library / "lines.jsonl"
+    manifest.write_text('{"audio": "vo/a.wav", "output": "x\\u0000/b.csv"}\n{"audio": "vo/b.flac"}\n')
+    results = list(run(manifest, tmp_path / "out", jobs=1))
+    assert (results[0].status, results[0].error) == ("failed", "output holds a NUL character, which no file name may")
+    assert results[1].status == "ok"
+
+
 def test_a_whole_number_cell_is_not_rounded():
     """`"seed": 1.5` is refused rather than run as seed 1; 7, 7.0 and "7" are seed 7."""
     from talkface.errors import TalkfaceError, checked_number

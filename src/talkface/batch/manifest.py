@@ -14,13 +14,13 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .. import export
 from ..errors import TalkfaceError
-from ..files import read_text
+from ..files import distinct_outputs, read_text
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,20 @@ class Line:
     fmt: str
     options: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
+    manifest: str | None = None  # the manifest file it came from (never to be written over)
+
+
+def overwrites(line: Line, out: Path) -> str | None:
+    """Why writing `line`'s output into `out` would write over a file it reads (its audio, transcript
+    or emotion track) or over its manifest, through links too; None when it would not."""
+    output = out / line.output
+    sidecar = export.sidecar_path(output, line.fmt)
+    inputs = [line.audio, *(line.options.get(k) for k in _PATH_COLUMNS), line.manifest]
+    try:
+        distinct_outputs(inputs, [output, sidecar])
+    except TalkfaceError as e:
+        return str(e)
+    return None
 
 
 def read_manifest(source: str | os.PathLike, fmt: str | None = None) -> list[Line]:
@@ -76,7 +90,8 @@ def read_manifest(source: str | os.PathLike, fmt: str | None = None) -> list[Lin
             raise ManifestError(str(e)) from None
         rows, base = (_csv_rows if suffix == ".csv" else _jsonl_rows)(path, text), path.parent
     taken: dict[str, int] = {}
-    lines = [_line(number, values, base.absolute(), fmt, taken) for number, values in rows]
+    manifest = None if path.is_dir() else str(path.absolute())
+    lines = [replace(_line(number, values, base.absolute(), fmt, taken), manifest=manifest) for number, values in rows]
     if not lines:
         raise ManifestError(f"{source}: no lines in it")
     return lines
@@ -152,6 +167,8 @@ def _line(number: int, values: dict[str, Any] | str, base: Path, fmt: str | None
         return Line(number, "", "", "", "", error=values)
     given = {k: v.strip() if isinstance(v, str) else v for k, v in values.items() if k in COLUMNS}
     given = {k: v for k, v in given.items() if v not in (None, "")}
+    if nul := next((k for k, v in given.items() if isinstance(v, str) and "\x00" in v), None):
+        return Line(number, "", "", "", "", error=f"{nul} holds a NUL character, which no file name may")
     source = given.pop("audio", "")
     if not isinstance(source, str):
         return Line(number, "", "", "", "", error=f"audio must be a file path, not {source!r}")

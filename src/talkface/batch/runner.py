@@ -13,13 +13,14 @@ import os
 import signal
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
 from ..errors import TalkfaceError
 from .animate import LineResult, Settings, Task, _run_key, animate_line
-from .manifest import Line, read_manifest
+from .manifest import Line, overwrites, read_manifest
 from .report import _clear_temps, _Report
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,7 @@ def run(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise TalkfaceError(f"{out_dir}: cannot make the output folder ({e.strerror or e})") from None
+    lines = [line if line.error else replace(line, error=overwrites(line, out)) for line in lines]
     report = _Report(out)
     try:
         _clear_temps(out, lines)
