@@ -482,3 +482,21 @@ def test_heads_averaged_into_one_model_give_the_mean_of_their_outputs(tmp_path, 
     torn.with_suffix(".json").write_text(heads[1].with_suffix(".json").read_text())
     with pytest.raises(ValueError, match=r"torn\.onnx: not an ONNX file"):
         export_mean([heads[0], torn], tmp_path / "torn-mean.onnx")
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 a torn zip", None])
+def test_a_shard_that_is_empty_torn_or_foreign_is_one_line(tmp_path, capsys, content):
+    """An empty shard printed "aborted" with exit 130 (its EOFError read as Ctrl-D); a torn or foreign
+    one was an internal error."""
+    from talkface.cli import main
+
+    (tmp_path / "c").mkdir()
+    for name in ("train-00000.npz", "val-00000.npz"):
+        if content is None:
+            np.savez(tmp_path / "c" / name, something=np.zeros(3))  # an NPZ of other arrays
+        else:
+            (tmp_path / "c" / name).write_bytes(content)
+    (tmp_path / "e.yaml").write_text(f"corpus: {tmp_path / 'c'}\nout: {tmp_path / 'r'}\nsteps: 1\n")
+    assert main(["train", "--config", str(tmp_path / "e.yaml")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a readable corpus shard" in err[0], err

@@ -7,6 +7,7 @@ weight losses learn from them.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,13 +46,20 @@ class Frames:
         """Concatenate corpus shards."""
         if not paths:
             raise TalkfaceError("no corpus shards found; build one with `talkface corpus`")
-        parts = [np.load(p) for p in paths]
-        lengths = np.concatenate([p["lengths"] for p in parts])
+        arrays = {name: [] for name in ("mel", "targets", "visemes", "emotion", "lengths")}
+        for path in paths:  # (an empty or truncated file raised EOFError, which the CLI took for Ctrl-D)
+            try:
+                with np.load(path) as shard:
+                    for name, found in arrays.items():
+                        found.append(shard[name])
+            except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+                raise TalkfaceError(f"{path}: not a readable corpus shard ({type(e).__name__}: {e})") from None
+        lengths = np.concatenate(arrays["lengths"])
         return cls(
-            mel=np.concatenate([p["mel"] for p in parts]),
-            targets=np.concatenate([p["targets"] for p in parts]),
-            visemes=np.concatenate([p["visemes"] for p in parts]),
-            emotion=np.concatenate([p["emotion"] for p in parts]),
+            mel=np.concatenate(arrays["mel"]),
+            targets=np.concatenate(arrays["targets"]),
+            visemes=np.concatenate(arrays["visemes"]),
+            emotion=np.concatenate(arrays["emotion"]),
             starts=np.concatenate([[0], np.cumsum(lengths)[:-1]]),
             lengths=lengths,
         )
