@@ -500,3 +500,26 @@ def test_a_shard_that_is_empty_torn_or_foreign_is_one_line(tmp_path, capsys, con
     assert main(["train", "--config", str(tmp_path / "e.yaml")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a readable corpus shard" in err[0], err
+
+
+def test_corpus_texts_are_read_bounded(tmp_path, monkeypatch):
+    """A device among the texts is refused, a pipe nobody writes to reads as empty (it hung), and a text
+    or zip member past the limit is one line (a 1.4 MB zip of 1 GB of text took all memory)."""
+    import os
+    import zipfile
+
+    from talkface.train import corpus
+
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "good.txt").write_text("The quick brown fox jumps over the lazy dog. " * 3)
+    os.mkfifo(tmp_path / "t" / "pipe.txt")
+    assert read_sentences(tmp_path / "t", {})["en"]  # the pipe read as empty, not waited on
+    monkeypatch.setattr(corpus, "TEXT_FILE_LIMIT", 1000)
+    with zipfile.ZipFile(tmp_path / "t" / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("a.txt", "word " * 10_000)
+    with pytest.raises(TalkfaceError, match=re.escape("bomb.zip: a.txt: over 0 MB of text")):
+        read_sentences(tmp_path / "t", {})
+    (tmp_path / "t" / "bomb.zip").unlink()
+    (tmp_path / "t" / "zero.txt").symlink_to("/dev/zero")
+    with pytest.raises(TalkfaceError, match="is a device, not a text file"):
+        read_sentences(tmp_path / "t", {})

@@ -21,6 +21,7 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soxr
@@ -31,7 +32,7 @@ from ..audio import SAMPLE_RATE
 from ..coarticulation import animate_phones
 from ..errors import TalkfaceError
 from ..features import FRAME_RATE, HOP, log_mel
-from ..files import atomic_path, write_text
+from ..files import atomic_path, opened, write_text
 from ..phonemes import VISEME_OF, VISEMES, TimedPhone
 from ..tts import Speech, espeak, festival, flite, piper
 from . import augment
@@ -85,6 +86,10 @@ def _sentences_in(text: str) -> list[str]:
     return [p.strip() for p in parts if 4 <= len(p.split()) <= 30 and not re.search(r"[\[\]{}<>|_*#@]", p)]
 
 
+#: The largest text file (or zip member) the corpus reads: a book is a few MB.
+TEXT_FILE_LIMIT = 64 << 20
+
+
 def read_sentences(text_dir: str | Path, languages: dict[str, str]) -> dict[str, list[str]]:
     """Sentences by espeak-ng language from a folder of `.txt` files and text zips.
 
@@ -112,14 +117,24 @@ def read_sentences(text_dir: str | Path, languages: dict[str, str]) -> dict[str,
                 with zipfile.ZipFile(path) as z:
                     for name in sorted(z.namelist()):
                         if name.endswith(".txt"):
-                            add(name, z.read(name))
-            except (zipfile.BadZipFile, OSError) as e:
+                            with z.open(name) as member:  # (no more than a text may hold: a zip bomb ends)
+                                add(name, _bounded(member, f"{path}: {name}"))
+            except (zipfile.BadZipFile, OSError, RuntimeError) as e:  # (RuntimeError: an encrypted member)
                 raise TalkfaceError(f"{path}: not a readable zip of texts ({e})") from None
-        elif path.suffix == ".txt":
-            add(str(path.relative_to(folder)), path.read_bytes())
+        elif path.suffix == ".txt":  # (a device is refused, a pipe nobody writes to reads empty: `opened`)
+            with opened(path, "text") as f:
+                add(str(path.relative_to(folder)), _bounded(f, str(path)))
     if not found.get("en"):
         raise TalkfaceError(f"{folder}: no English sentences found (.txt files or zips of them)")
     return {lang: sorted(set(s)) for lang, s in found.items()}
+
+
+def _bounded(f: BinaryIO, name: str) -> bytes:
+    """The bytes of a text file of the corpus, at most `TEXT_FILE_LIMIT` (TalkfaceError past it)."""
+    data = f.read(TEXT_FILE_LIMIT + 1)
+    if len(data) > TEXT_FILE_LIMIT:
+        raise TalkfaceError(f"{name}: over {TEXT_FILE_LIMIT >> 20} MB of text; split it")
+    return data
 
 
 class SentencePicker:
