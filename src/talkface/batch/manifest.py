@@ -167,7 +167,7 @@ def _line(number: int, values: dict[str, Any] | str, base: Path, fmt: str | None
         return Line(number, "", "", "", "", error=values)
     given = {k: v.strip() if isinstance(v, str) else v for k, v in values.items() if k in COLUMNS}
     given = {k: v for k, v in given.items() if v not in (None, "")}
-    if nul := next((k for k, v in given.items() if isinstance(v, str) and "\x00" in v), None):
+    if nul := next((k for k in ("audio", *_PATH_COLUMNS, "output") if "\x00" in str(given.get(k, ""))), None):
         return Line(number, "", "", "", "", error=f"{nul} holds a NUL character, which no file name may")
     source = given.pop("audio", "")
     if not isinstance(source, str):
