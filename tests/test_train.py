@@ -523,3 +523,39 @@ def test_corpus_texts_are_read_bounded(tmp_path, monkeypatch):
     (tmp_path / "t" / "zero.txt").symlink_to("/dev/zero")
     with pytest.raises(TalkfaceError, match="is a device, not a text file"):
         read_sentences(tmp_path / "t", {})
+
+
+def test_corpus_workers_end_with_a_killed_run(tmp_path, text_dir):
+    """Workers of a corpus run killed with SIGKILL went on, holding hundreds of MB, until killed by hand."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import sys; from talkface.train.corpus import CorpusConfig, build_corpus;"
+        "config = CorpusConfig(hours=0.05, seed=3, shard_seconds=10, piper_share=0.0, english_share=1.0,"
+        " flite_share=0.0, festival_share=0.0);"
+        "build_corpus(sys.argv[1], sys.argv[2], config, workers=2, progress=False)"
+    )
+    run = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "c"), str(text_dir)])
+    children: list[str] = []
+    deadline = time.monotonic() + 120
+    while len(children) < 2 and run.poll() is None and time.monotonic() < deadline:
+        children = Path(f"/proc/{run.pid}/task/{run.pid}/children").read_text().split()
+        time.sleep(0.1)
+    assert len(children) >= 2, "the run ended before its workers were seen"
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
+
+    def running(pid: str) -> bool:  # (an exited worker no one has reaped yet is a zombie: not running)
+        try:
+            return "(zombie)" not in Path(f"/proc/{pid}/status").read_text()
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 30
+    while any(map(running, children)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [c for c in children if running(c)], "workers outlived their run"

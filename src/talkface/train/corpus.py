@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import threading
+import time
 import zipfile
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -127,6 +130,18 @@ def read_sentences(text_dir: str | Path, languages: dict[str, str]) -> dict[str,
     if not found.get("en"):
         raise TalkfaceError(f"{folder}: no English sentences found (.txt files or zips of them)")
     return {lang: sorted(set(s)) for lang, s in found.items()}
+
+
+def _exit_with(parent: int) -> None:
+    """A pool worker's start: a thread that ends the worker once `parent` is gone (workers of a killed
+    run went on holding hundreds of MB, waiting on a queue nobody would write to)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="talkface-parent-watch").start()
 
 
 def _bounded(f: BinaryIO, name: str) -> bytes:
@@ -299,7 +314,7 @@ def build_corpus(out_dir: str | Path, text_dir: str | Path, config: CorpusConfig
                 _build_shard(job)
                 bar.update()
         else:
-            with ProcessPoolExecutor(workers) as pool:
+            with ProcessPoolExecutor(workers, initializer=_exit_with, initargs=(os.getpid(),)) as pool:
                 for _ in pool.map(_build_shard, todo):
                     bar.update()
     return out
