@@ -180,7 +180,7 @@ class A2FConn(Conn):
         self.audio = bytearray()  # input PCM not yet echoed
         self.echoed = 0  # samples echoed so far
         self.inputs: list[Any] = []  # input emotions not yet reported (at most MAX_EMOTIONS_SENT)
-        self.track = emotions.track() or EmotionTrack.constant({})
+        self.track = settings["emotion"] or EmotionTrack.constant({})  # (the header's: `emotions.track()`)
         self.stale = False  # emotions came since `track` was made
         self.emotion_settings: EmotionSettings = settings["emotion_settings"]
         self.emotion_state: np.ndarray | None = None  # the last frame's smoothed emotion

@@ -15,7 +15,7 @@ import soundfile as sf
 
 from ..animation import Animation
 from ..animator import Animator
-from ..audio import SAMPLE_RATE, AudioSource, load_audio, reading
+from ..audio import SAMPLE_RATE, load_audio, reading
 from ..errors import TalkfaceError
 from ..export import EXTENSIONS, read
 from ..phonemes import TimedPhone, read_phones_tsv
@@ -42,11 +42,8 @@ class Speech:
         return animator.animate_phones(self.phones, duration, self.fps, audio=self.pcm, text=self.text)
 
 
-def analyse(
-    animator: Animator, audio: AudioSource, text: str | None = None, sample_rate: int | None = None
-) -> tuple[Animation, Speech]:
-    """`animator`'s animation of `audio`, and the speech it came from."""
-    pcm = load_audio(audio, sample_rate)
+def analyse(animator: Animator, pcm: np.ndarray, text: str | None = None) -> tuple[Animation, Speech]:
+    """`animator`'s animation of 16 kHz samples (`load_audio`'s), and the speech it came from."""
     anim, phones, _ = animator.clip(pcm, text, sample_rate=SAMPLE_RATE)
     return anim, Speech(pcm, phones, text, anim.fps)
 
@@ -99,7 +96,7 @@ def load_clip(source: str | os.PathLike, text: str | None = None, animator: Anim
     if path.suffix.lower() in EXTENSIONS:
         raise TalkfaceError(f"{path}: give a speech file or a folder holding speech and its animation")
     pcm = load_audio(path)  # (decoded a block at a time, as every file is)
-    anim, speech = analyse(animator, pcm, text, SAMPLE_RATE)
+    anim, speech = analyse(animator, pcm, text)
     return Clip(anim, wav_bytes(pcm), path.name, speech)
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
-from ..audio import SAMPLE_RATE
 from ..errors import TalkfaceError
 from ..export.json_format import json_text
 from ..post import EMOTIONS, PARAMETERS, FaceParams
@@ -230,7 +229,7 @@ class Handler(BaseHTTPRequestHandler):
                 return
         try:
             with self.server.lock:  # one analysis at a time: pocketsphinx and the model are not shared
-                anim, speech = analyse(self.server.animator, pcm, text, SAMPLE_RATE)
+                anim, speech = analyse(self.server.animator, pcm, text)
                 clip = self.server.clip = Clip(anim, wav_bytes(pcm), title, speech)
         except TalkfaceError as e:
             self._error(HTTPStatus.BAD_REQUEST, str(e))
