@@ -304,7 +304,7 @@ def test_one_long_chunk_is_animated_whole(port, wavs):
 def test_emotions_are_bounded_in_all_not_only_by_time_code(port, wavs):
     """Emotions sent again at the same time codes never add a key, but a stream takes at most
     MAX_EMOTIONS_SENT of them in all: a client cannot make the server hold or rebuild without end."""
-    from talkface.serve.grpc import MAX_EMOTIONS_SENT
+    from talkface.serve.a2f import MAX_EMOTIONS_SENT
 
     pcm, rate = read_wav(wavs[16000])
     same = [(k / 10, {"joy": 0.5}) for k in range(4000)]

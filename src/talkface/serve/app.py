@@ -2,9 +2,10 @@
 
 The server, module by module: `app` (here) wires the routes and runs them; `server` holds the state
 and the engine that every stream runs on; the routes are `websocket` (``GET /v1/stream``, whose
-docstring is the stream protocol), `animate` (``POST /v1/animate``) and the health and metrics routes
-of `server`; `settings` validates what clients ask for, `http` answers every HTTP error as JSON,
-`workers` are the model processes, `grpc` is Audio2Face-3D's API on the same engine.
+docstring is the stream protocol), `animate` (``POST /v1/animate``) and `status` (health, metrics and
+the API's description); `settings` validates what clients ask for, `http` answers every HTTP error as
+JSON, `workers` are the model processes, `grpc` is Audio2Face-3D's API on the same engine (`a2f`
+reads its messages).
 
 A stream is a `Conn` (`connections`) whatever its transport: the WebSocket, Audio2Face-3D's gRPC API
 in `grpc` (``--grpc-port``); both share the workers, the limits and the metrics below.
@@ -37,6 +38,7 @@ from .animate import animate
 from .http import SERVER_KEY, JsonErrorRunner, json_errors
 from .server import Server
 from .settings import ServerConfig
+from .status import healthz, metrics, openapi
 from .websocket import stream
 
 
@@ -48,9 +50,9 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     app[SERVER_KEY] = server
     app.router.add_post("/v1/animate", partial(animate, server))
     app.router.add_get("/v1/stream", partial(stream, server))
-    app.router.add_get("/healthz", server.healthz)
-    app.router.add_get("/metrics", server.metrics_text)
-    app.router.add_get("/openapi.json", server.openapi)
+    app.router.add_get("/healthz", partial(healthz, server))
+    app.router.add_get("/metrics", partial(metrics, server))
+    app.router.add_get("/openapi.json", partial(openapi, server))
     app.on_startup.append(server.start)
     app.on_shutdown.append(server.shutdown)
     app.on_cleanup.append(server.cleanup)

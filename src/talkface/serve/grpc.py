@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -40,134 +39,28 @@ from nvidia_audio2face_3d import messages_pb2
 
 from ..animation import Animation
 from ..errors import TalkfaceError
-from ..post import EmotionSettings, EmotionTrack, FaceParams
+from ..post import EmotionSettings, EmotionTrack
 from ..post.emotion import ease_towards, settle
-from ..post.settings import EMOTIONS, NEUTRAL, PARAMETERS, check_emotions, vector
-from ..rig import ARKIT_NAMES, INDEX
+from ..post.settings import EMOTIONS
+from .a2f import A2F_NAMES, EMOTION_AGGREGATE_URL, Emotions, emotion_weights, header_settings
 from .connections import Conn
-from .settings import ERROR_CHARS, stream_settings
+from .settings import ERROR_CHARS
 from .workers import Item, new_session
 
 if TYPE_CHECKING:
     from .server import Server
 
 SERVICE = "nvidia_ace.services.a2f_controller.v1.A2FControllerService"
-#: The type URL of the emotion aggregate, as NVIDIA's client unpacks it (the PyPI stubs' own name differs).
-EMOTION_AGGREGATE_URL = "type.googleapis.com/nvidia_ace.emotion_aggregate.v1.EmotionAggregate"
-#: The ARKit names as Audio2Face spells them (``EyeBlinkLeft``), in talkface's order.
-A2F_NAMES: tuple[str, ...] = tuple(n[0].upper() + n[1:] for n in ARKIT_NAMES)
 _STATUS = {1000: grpc.StatusCode.OK, 1001: grpc.StatusCode.UNAVAILABLE, 1007: grpc.StatusCode.INVALID_ARGUMENT,
            1008: grpc.StatusCode.RESOURCE_EXHAUSTED, 1009: grpc.StatusCode.OUT_OF_RANGE,
            1011: grpc.StatusCode.INTERNAL}  # fmt: skip
-_STEP = 1e-3  # s: an emotion holds until this long before the next time code (then eases in, as in A2F)
 _UNREADABLE = object()  # a request message that does not parse
 log = logging.getLogger("talkface.serve")
 
 
-def _channel(name: str) -> str | None:
-    """talkface's name of a blendshape named as A2F (``JawOpen``) or ARKit (``jawOpen``) names it."""
-    for candidate in (name, name[:1].lower() + name[1:]):
-        if candidate in INDEX:
-            return candidate
-    return None
-
-
-def _weights(emotion: Any, what: str) -> dict[str, float]:
-    """Checked emotion weights from an A2F emotion map ("neutral" is no emotion)."""
-    try:
-        return check_emotions({k.lower(): v for k, v in emotion.items() if k.lower() != NEUTRAL})
-    except TalkfaceError as e:
-        raise TalkfaceError(f"{what}: {e}") from None
-
-
-def header_settings(header: messages_pb2.AudioWithEmotionStreamHeader, fps: float) -> tuple[dict[str, Any], list[str]]:
-    """Validated stream settings (`settings.stream_settings`) from an A2F stream header, and the parameters
-    it sets that talkface does not have (ignored); TalkfaceError for bad audio or values out of range."""
-    if not header.HasField("audio_header"):
-        raise TalkfaceError("the audio_stream_header has no audio_header")
-    audio = header.audio_header
-    if audio.audio_format != audio_pb2.AudioHeader.AUDIO_FORMAT_PCM:
-        raise TalkfaceError(f"audio_format must be AUDIO_FORMAT_PCM, got {audio.audio_format}")
-    if audio.channel_count != 1:
-        raise TalkfaceError(f"audio must be mono: channel_count 1, got {audio.channel_count}")
-    if audio.bits_per_sample != 16:
-        raise TalkfaceError(f"audio must be 16-bit PCM: bits_per_sample 16, got {audio.bits_per_sample}")
-    settings = stream_settings({"sample_rate": audio.samples_per_second}, fps)
-    ignored: list[str] = []
-
-    face = header.face_params
-    known = {k: v for k, v in face.float_params.items() if k in PARAMETERS}
-    ignored += [k for k in face.float_params if k not in PARAMETERS]
-    ignored += [*face.integer_params, *face.float_array_params]
-    shapes = header.blendshape_params
-    tables: list[dict[str, float]] = [{}, {}]
-    for table, given in zip(tables, (shapes.bs_weight_multipliers, shapes.bs_weight_offsets), strict=True):
-        for name, value in given.items():
-            channel = _channel(name)
-            if channel is None:
-                ignored.append(name)
-            else:
-                table[channel] = value
-    if shapes.HasField("enable_clamping_bs_weight") and not shapes.enable_clamping_bs_weight:
-        ignored.append("enable_clamping_bs_weight=false (talkface clamps to [clampMin, clampMax])")
-    settings["face"] = FaceParams.from_mapping(known, *tables)
-
-    post, emotion = header.emotion_post_processing_params, header.emotion_params
-    values = {}
-    for name, message, field in (("contrast", post, "emotion_contrast"), ("max_emotions", post, "max_emotions"),
-                                 ("transition", emotion, "live_transition_time")):  # fmt: skip
-        if message.HasField(field):
-            values[name] = getattr(message, field)
-    # no emotion from the audio (A2E) to mix with: the preferred emotion (the input) is mixed with neutral
-    strength = post.emotion_strength if post.HasField("emotion_strength") else 1.0
-    if post.enable_preferred_emotion and post.HasField("preferred_emotion_strength"):
-        strength *= post.preferred_emotion_strength
-    settings["emotion_settings"] = EmotionSettings(**values, strength=strength)
-    if post.HasField("live_blend_coef"):
-        ignored.append("live_blend_coef (talkface eases by live_transition_time)")
-    return settings, ignored
-
-
-#: The most emotion time codes one stream may send (an hour with a change every second is 3600), and
-#: the most emotions it may send in all (a time code sent again replaces its emotion).
-MAX_EMOTION_KEYS, MAX_EMOTIONS_SENT = 4096, 4 * 4096
 #: The most ignored header parameters the server names in its log, at all and in one line, and the
 #: characters of each: a client may send any number of names of any length.
 _IGNORED_KEPT, _IGNORED_NAMED, _NAME_CHARS = 256, 20, 64
-
-
-class Emotions:
-    """A stream's input emotions: the beginning emotion, then each emotion from its time code on
-    (eased in over the transition time), as a keyframe track in the stream's time."""
-
-    def __init__(self, beginning: dict[str, float]) -> None:
-        self.keys: dict[float, np.ndarray] = {0.0: vector(beginning)} if beginning else {}
-        self.sent = 0
-
-    def add(self, timed: Any) -> None:
-        """Emotions with time codes (A2F's ``EmotionWithTimeCode``); a later one at the same time replaces.
-        TalkfaceError past `MAX_EMOTION_KEYS` time codes or `MAX_EMOTIONS_SENT` emotions in a stream."""
-        self.sent += len(timed)
-        if self.sent > MAX_EMOTIONS_SENT:
-            raise TalkfaceError(f"more than {MAX_EMOTIONS_SENT} emotions in one stream")
-        for i, item in enumerate(timed):
-            t = item.time_code
-            if not (math.isfinite(t) and t >= 0):
-                raise TalkfaceError(f"emotion {i}: time_code must be a number of seconds from 0, got {t!r}")
-            self.keys[t] = vector(_weights(item.emotion, f"emotion {i} at {t:g} s"))
-            if len(self.keys) > MAX_EMOTION_KEYS:
-                raise TalkfaceError(f"more than {MAX_EMOTION_KEYS} emotion time codes in one stream")
-
-    def track(self) -> EmotionTrack | None:
-        """The keyframe track: each emotion held until just before the next one's time."""
-        if not self.keys:
-            return None
-        times = np.array(sorted(self.keys))
-        rows = np.stack([self.keys[t] for t in times.tolist()])
-        held = np.flatnonzero(times[1:] - _STEP > times[:-1])  # keys held until just before the next
-        every = np.concatenate([times, times[held + 1] - _STEP])
-        order = np.argsort(every, kind="stable")
-        return EmotionTrack(every[order], np.concatenate([rows, rows[held]])[order])
 
 
 class A2FConn(Conn):
@@ -207,7 +100,7 @@ class A2FConn(Conn):
 
     def encode(self, anim: Animation, first: int) -> messages_pb2.A2F3DAnimationDataStream:
         """Frames with their time codes, the audio they cover (all that is left, at the end), the emotion."""
-        weights = anim.weights[:, : len(ARKIT_NAMES)]  # the 52 shapes come first (then head and eye angles)
+        weights = anim.weights[:, : len(A2F_NAMES)]  # the 52 shapes come first (then head and eye angles)
         times = (first + np.arange(anim.num_frames)) / anim.fps
         data = animation_pb2.AnimationData()
         for t, row in zip(times.tolist(), weights.tolist(), strict=True):
@@ -352,7 +245,7 @@ class A2FServer:
                 raise TalkfaceError("the first message must be an audio_stream_header")
             header = first.audio_stream_header
             settings, ignored = header_settings(header, config.fps)
-            emotions = Emotions(_weights(header.emotion_params.beginning_emotion, "beginning_emotion"))
+            emotions = Emotions(emotion_weights(header.emotion_params.beginning_emotion, "beginning_emotion"))
             settings["emotion"] = emotions.track()
             probe = new_session(server.engine, settings)  # checks what only a session can
         except TalkfaceError as e:

@@ -1,7 +1,7 @@
 """The server's state and engine (`Server`): the model workers and their batching loops, the live
 streams whatever their transport (`Conn`), a failed worker's replacement, and the server's life from
-start to shutdown, with its health and metrics routes. The routes that make streams and files are
-`websocket` and `animate` (and `grpc`'s service); `app` wires them.
+start to shutdown. The routes are `websocket`, `animate` and `status` (and `grpc`'s service); `app`
+wires them.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from ..stream import Engine
 from .connections import Conn, drain
 from .http import json_error
 from .metrics import Metrics
-from .openapi import spec
 from .settings import ServerConfig
 from .workers import FileJob, Item, Result, Worker, WorkerFailed, stop_all
 
@@ -313,25 +312,7 @@ class Server:
                         return
                     c.queued_frames -= frames
 
-    # --- health, metrics, the spec ---
-
-    async def healthz(self, request: web.Request) -> web.Response:
-        """200 {"status": "ok"} when every worker works; 503 {"status": "degraded"} while one is being replaced."""
-        ok = all(w.healthy for w in self.workers + self.file_workers)
-        streams, most = len(self.conns), self.config.max_streams
-        body = {"status": "ok" if ok else "degraded", "streams": streams, "max_streams": most}
-        return web.json_response(body, status=200 if ok else 503)
-
-    async def metrics_text(self, request: web.Request) -> web.Response:
-        """The metrics in Prometheus text format."""
-        self.authorise(request)
-        self.metrics.gauge("talkface_streams_active", len(self.conns))
-        self.metrics.gauge("talkface_workers_down", sum(not w.healthy for w in self.workers + self.file_workers))
-        return web.Response(text=self.metrics.text(), content_type="text/plain", charset="utf-8")
-
-    async def openapi(self, request: web.Request) -> web.Response:
-        """The OpenAPI description of the HTTP API."""
-        return web.json_response(spec(self.config.token is not None))
+    # --- access ---
 
     def authorise(self, request: web.Request) -> None:
         """Refuse a request (401) without the server's bearer token, when it has one (header or ``token`` query)."""
