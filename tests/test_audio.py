@@ -149,3 +149,26 @@ def test_many_channels_at_a_high_rate_are_decoded_in_small_blocks(tmp_path, monk
     rate, blocks = talkface.audio.audio_blocks(path)
     sizes = [len(b) for b in blocks]
     assert rate == 192000 and sum(sizes) == 3 * 192000 and max(sizes) <= (1 << 16) // 8
+
+
+@pytest.mark.parametrize(("rate", "message"), [(float("nan"), "whole number"), (16000.5, "whole number"),
+                                               (10**12, "from 1 to 384000"), (0, "from 1 to 384000")])  # fmt: skip
+def test_an_arrays_sample_rate_is_a_whole_number_in_range(rate, message):
+    """NaN was a ValueError from int(), 16000.5 was cut to 16000 and 1e12 Hz made an empty animation."""
+    with pytest.raises(TalkfaceError, match=message):
+        load_audio(tone(), rate)
+    assert load_audio(tone(rate=16000), np.int32(16000)).size == 16000  # (a numpy integer is a whole number)
+
+
+def test_a_source_that_is_neither_a_path_nor_an_array_is_refused_and_no_descriptor_closed(tmp_path):
+    """An int was taken for a file descriptor, which soundfile closed: animate(1) closed standard output."""
+    from talkface import Animator
+
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        for source in (fd, None, [0.1, 0.2]):
+            with pytest.raises(TalkfaceError, match="a file path or a numpy array"):
+                Animator().animate(source)  # type: ignore[arg-type]
+        os.fstat(fd)  # still open
+    finally:
+        os.close(fd)

@@ -126,6 +126,9 @@ def test_keyframe_track_changes_emotion_over_time(tmp_path):
         ('[{"time": 0, "emotions": {"happy": 1}}]', "unknown emotion 'happy'"),
         ('[{"time": 0, "emotions": {"joy": 1.5}}]', "out of range"),
         ('[{"time": 0, "emotions": ["joy"]}]', "must be an object"),
+        ('[{"time": 1' + "0" * 400 + ', "emotions": {}}]', "is not a number"),  # JSON ints overflow float
+        ('[{"time": 0, "emotions": {"joy": 1' + "0" * 400 + "}}]", "is not a number"),
+        ('[{"time": 1' + "0" * 5000 + ', "emotions": {}}]', "over 4300 digits"),  # beyond int("...")'s limit
     ],
 )
 def test_malformed_keyframe_files_are_rejected(tmp_path, content, fragment):

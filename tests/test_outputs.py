@@ -410,3 +410,28 @@ def test_standard_output_closed_is_one_line_before_any_work(arctic_wav):
                                 preexec_fn=lambda: os.close(1))  # fmt: skip
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and lines == ["talkface: error: -o - writes to standard output, which is closed"]
+
+
+@pytest.mark.parametrize("name", ["face.csv", "face.usd"])
+def test_an_output_named_in_other_bytes_than_utf8_is_one_line_before_any_work(tmp_path, arctic_wav, name):
+    """Such a name reaches Python as surrogates, which the temporary file's name (and USD) could not encode:
+    exit 70 after the work; now one line before it, and nothing left behind."""
+    out = os.fsdecode(bytes(tmp_path) + b"/\xff" + name.encode())
+    assert_one_line_error(run("animate", str(arctic_wav), "-o", out), 1, "not UTF-8")
+    assert os.listdir(tmp_path) == []
+    say_out = os.fsdecode(bytes(tmp_path) + b"/say\xff")
+    assert_one_line_error(run("say", "Hello.", "-o", say_out), 1, "not UTF-8")
+    assert os.listdir(tmp_path) == []
+
+
+def test_say_never_writes_over_its_rig_or_emotion_track(tmp_path):
+    """`say -o DIR` writes DIR/animation.json and DIR/phonemes.tsv: a rig or emotion track of those names
+    there is an input, as `animate` already refuses to replace one."""
+    rig = tmp_path / "animation.json"
+    rig.write_text(json.dumps({"Mouth": {"jawOpen": 1}}))
+    track = tmp_path / "phonemes.tsv"
+    track.write_text(json.dumps([{"time": 0, "emotions": {"joy": 0.5}}]))
+    assert_one_line_error(run("say", "Hello.", "--rig", str(rig), "-o", str(tmp_path)), 1, "is the input")
+    assert_one_line_error(run("say", "Hello.", "--emotion-track", str(track), "-o", str(tmp_path)), 1, "is the input")
+    assert json.loads(rig.read_text()) == {"Mouth": {"jawOpen": 1}} and json.loads(track.read_text())[0]["time"] == 0
+    assert sorted(os.listdir(tmp_path)) == ["animation.json", "phonemes.tsv"]

@@ -2,6 +2,7 @@
 mapping, in every format that can carry it; one clear line where a rig cannot be used."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -141,6 +142,7 @@ def test_a_user_mapping_file_is_a_weighted_sum(tmp_path, arctic_wav) -> None:
         ('{"Jaw": {"jawOpen": NaN}}', "must be a number from -1000 to 1000, not nan"),
         ('{"Jaw": {"jawOpen": 1e999}}', "must be a number from -1000 to 1000, not inf"),
         ('{"Jaw": {"jawOpen": 1' + "0" * 400 + "}}", "must be a number from -1000 to 1000"),
+        ('{"Jaw\\udcff": {"jawOpen": 1}}', "is not a UTF-8 name"),  # a lone surrogate no USD file can hold
         ('{"Jaw": {}}', "must map at least one term"),
         ('{"Jaw": 1}', "must map at least one term"),
         ("{}", "a rig file is a JSON object"),
@@ -229,3 +231,16 @@ def test_user_target_names_that_are_no_prim_names_still_write_usd(tmp_path) -> N
     binding = UsdSkel.BindingAPI(stage.GetPrimAtPath("/Head/Mesh"))
     assert tuple(binding.GetBlendShapesAttr().Get()) == ("Mouth.Open", "Mouth Open")
     assert len({Path(str(p)).name for p in binding.GetBlendShapeTargetsRel().GetTargets()}) == 2
+
+
+def test_a_rig_file_whose_name_is_not_utf8_still_writes_usd(tmp_path) -> None:
+    """The rig's name (its file's) goes into the USD layer's data, which takes UTF-8 text only."""
+    pytest.importorskip("pxr")
+    from pxr import Usd
+
+    rig_file = Path(os.fsdecode(bytes(tmp_path) + b"/rig\xff.json"))
+    rig_file.write_text(json.dumps({"Mouth": {"jawOpen": 1}}))
+    path = tmp_path / "odd.usda"
+    export.write(_phonetic_anim(), path, rig=load_rig(str(rig_file)))
+    stage = Usd.Stage.Open(str(path))
+    assert stage.GetRootLayer().customLayerData["rig"] == "rig\ufffd.json"

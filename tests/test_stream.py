@@ -303,3 +303,42 @@ def test_music_under_the_voice_does_not_move_the_mouth_in_its_pauses():
     assert jaw[15:28].min() > 0.2
     assert jaw[38:52].max() < 0.02
     assert jaw[66:].min() > 0.2
+
+
+@pytest.mark.parametrize("fps", [0, -1, float("nan"), 1e6, "30"])
+def test_a_frame_rate_beyond_what_talkface_writes_is_refused(speech, fps):
+    """fps=1e6 filled memory (MemoryError), "30" was a TypeError and 0 quietly meant the default."""
+    with pytest.raises(TalkfaceError, match="fps must be"):
+        Animator().animate(speech, sample_rate=16000, fps=fps)
+    with pytest.raises(TalkfaceError, match="fps must be"):
+        Animator().stream(fps=fps)
+    with pytest.raises(TalkfaceError, match="fps must be"):
+        Animator(fps=fps)
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"frame_rate": -100}, "frame_rate must be from"),  # a stream never ended
+        ({"frame_rate": "fast"}, "frame_rate must be a number"),
+        ({"lookahead": 10**9}, "lookahead must be from"),  # 298 GB of padding
+        ({"receptive_field": None}, "gives no receptive_field"),  # (None: left out) was a KeyError
+        ({"emotion_dim": 11}, "the model takes 10"),
+        ({"names": None}, "other features or channels"),
+    ],
+)
+def test_a_model_whose_metadata_is_malformed_is_one_error(tmp_path, change, fragment):
+    import json
+    import shutil
+
+    from talkface.model import FaceModel
+
+    source = default_model_path()
+    shutil.copy(source, tmp_path / "m.onnx")
+    meta = json.loads(source.with_suffix(".json").read_text()) | change
+    (tmp_path / "m.json").write_text(json.dumps({k: v for k, v in meta.items() if v is not None}))
+    with pytest.raises(TalkfaceError, match=fragment):
+        FaceModel(tmp_path / "m.onnx")
+    (tmp_path / "m.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(TalkfaceError, match="nested too deeply"):
+        FaceModel(tmp_path / "m.onnx")

@@ -12,10 +12,12 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import TalkfaceError
+from .errors import TalkfaceError, checked_number
 from .files import special_kind
 
 SAMPLE_RATE = 16000
+#: Highest sample rate of an audio array (a stream's too).
+MAX_RATE = 384000
 #: Longest input accepted in one call (seconds); longer audio should be streamed in parts.
 MAX_SECONDS = 4 * 3600
 _BLOCK_VALUES = 1 << 23  # samples of all channels decoded at a time (32 MB): a minute of 48 kHz stereo is 5.8 M
@@ -37,7 +39,9 @@ def load_audio(source: AudioSource, sample_rate: int | None = None, target_rate:
         return _decoded(source, target_rate)
     if sample_rate is None:
         raise TalkfaceError("an audio array needs its sample_rate")
-    return _checked(np.asarray(source), int(sample_rate), target_rate, "audio")
+    given = sample_rate.item() if isinstance(sample_rate, np.generic) else sample_rate  # (numpy's int32 too)
+    rate = int(checked_number(given, "sample rate", 1, MAX_RATE, whole=True))  # int() took NaN, cut 16000.5
+    return _checked(np.asarray(source), rate, target_rate, "audio")
 
 
 def _decoded(path: str | os.PathLike, target_rate: int) -> np.ndarray:
@@ -67,6 +71,8 @@ def _decoded(path: str | os.PathLike, target_rate: int) -> np.ndarray:
 @contextlib.contextmanager
 def reading(path: str | os.PathLike) -> Iterator[str]:
     """The file's name for messages; a missing or undecodable file as one `TalkfaceError`."""
+    if not isinstance(path, str | bytes | os.PathLike):  # an int would be taken for a file descriptor, and closed
+        raise TalkfaceError(f"audio must be a file path or a numpy array, not {type(path).__name__}")
     name = str(path)
     try:
         mode = os.stat(path).st_mode

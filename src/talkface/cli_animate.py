@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,7 +54,8 @@ def say(
 ) -> None:
     """Speak TEXT and write speech.wav, animation.csv (with --rig: animation.json) and phonemes.tsv to a folder."""
     out = output_folder(out_dir)
-    for path in _say(text, out, voice, lang, fps, style_from(**style), rig_for(rig, "json", None)):
+    read = [style.get("emotion_track"), rig if rig and os.path.isfile(rig) else None]
+    for path in _say(text, out, voice, lang, fps, style_from(**style), rig_for(rig, "json", None), read):
         click.echo(path)
 
 
@@ -65,8 +67,10 @@ def _say(
     fps: float,
     style: Style | None = None,
     rig: Rig | None = None,
+    read: Sequence[str | None] = (),
 ) -> list[Path]:
-    """Speak `text` into `out`: the speech, its animation (Live Link CSV, or JSON on a `rig`) and phones."""
+    """Speak `text` into `out`: the speech, its animation (Live Link CSV, or JSON on a `rig`) and phones;
+    none of them may be one of the files `read` (the emotion track, the rig)."""
     from . import export
     from .export.provenance import tts_provenance
     from .tts import load_voice
@@ -74,9 +78,11 @@ def _say(
     wav, tsv = out / "speech.wav", out / "phonemes.tsv"
     animation = out / ("animation.csv" if rig is None else "animation.json")
     fmt = export.format_for(animation)
-    for path in (wav, animation, export.sidecar_path(animation, fmt), tsv):
+    written = (wav, animation, export.sidecar_path(animation, fmt), tsv)
+    for path in written:
         if path is not None:
             output_target(path)  # before the speech is made
+    distinct_outputs(read, written)
     speech, anim = Animator(fps, style=style).say(text, voice=voice, lang=lang)
     with atomic_path(wav) as tmp:
         sf.write(tmp, speech.audio, speech.sample_rate, subtype="PCM_16", format="WAV")

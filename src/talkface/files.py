@@ -72,10 +72,15 @@ def output_target(path: str | os.PathLike) -> Path:
     """The file that writing `path` replaces: `path` itself, or the file a symbolic link there points to.
 
     TalkfaceError (one line) if that is something other than a regular file (a device, named pipe,
-    socket or folder), a link loop, or in a place no file can be written. Checks only; creates nothing.
+    socket or folder), a link loop, in a place no file can be written, or not named in UTF-8. Checks
+    only; creates nothing.
     """
     given = Path(path)
     target = Path(os.path.realpath(given)) if given.is_symlink() else given
+    try:  # a name of other bytes is kept in surrogates, which no writer (USD, libsndfile) can pass on
+        os.fspath(target).encode("utf-8")
+    except UnicodeEncodeError:
+        raise TalkfaceError(f"{given}: the file name is not UTF-8; name the output in UTF-8") from None
     try:
         mode: int | None = target.lstat().st_mode
     except FileNotFoundError:

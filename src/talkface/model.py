@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import TalkfaceError
+from .errors import TalkfaceError, checked_number
 from .features import N_MELS
 from .onnx_file import open_checked
 from .phonemes import VISEMES
@@ -50,15 +50,25 @@ class FaceModel:
             from .encoder import load_default as load_encoder
 
             made_for = load_encoder().meta["sha256"]
-            if self.meta.get("encoder_sha256") != made_for or self.meta["names"] != list(ARKIT_NAMES):
+            if self.meta.get("encoder_sha256") != made_for or self.meta.get("names") != list(ARKIT_NAMES):
                 raise TalkfaceError(f"{self.path}: model was made for another speech encoder or other channels")
-        elif self.input != LOG_MEL or self.meta["n_mels"] != N_MELS or self.meta["names"] != list(ARKIT_NAMES):
+        elif self.input != LOG_MEL or self.meta.get("n_mels") != N_MELS or self.meta.get("names") != list(ARKIT_NAMES):
             raise TalkfaceError(f"{self.path}: model was made for other features or channels")
-        self.frame_rate = float(self.meta["frame_rate"])
-        self.lookahead = int(self.meta["lookahead"])
-        self.receptive_field = int(self.meta["receptive_field"])
-        self.emotion_dim = int(self.meta["emotion_dim"])
+        # numbers its .json gives (not covered by the checksum): a negative frame rate never ended a stream
+        self.frame_rate = self._number("frame_rate", 1, 1000)
+        self.lookahead = int(self._number("lookahead", 0, 1000, whole=True))
+        self.receptive_field = int(self._number("receptive_field", 0, 100_000, whole=True))
+        self.emotion_dim = int(self._number("emotion_dim", 0, 1000, whole=True))
+        wanted = {i.name: i.shape[-1] for i in self.session.get_inputs()}.get("emotion", self.emotion_dim)
+        if isinstance(wanted, int) and wanted != self.emotion_dim:
+            raise TalkfaceError(f"{self.path}: emotion_dim is {self.emotion_dim}, the model takes {wanted}")
         self.viseme_bias = _viseme_bias(self.meta.get("viseme_bias", {}), self.path)
+
+    def _number(self, key: str, lo: float, hi: float, whole: bool = False) -> float:
+        """The number `key` of the model's metadata, within [lo, hi]; TalkfaceError if missing or not."""
+        if key not in self.meta:
+            raise TalkfaceError(f"{self.path}: its metadata gives no {key}")
+        return checked_number(self.meta[key], f"{self.path}: {key}", lo, hi, whole)
 
     def _emotion(self, emotion: np.ndarray | None) -> np.ndarray:
         if emotion is None:

@@ -31,6 +31,8 @@ def open_checked(path: Path, fmt: str, what: str, threads: int = 1) -> tuple[dic
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
     except (OSError, ValueError) as e:
         raise TalkfaceError(f"{meta_path}: unreadable {what} metadata ({e})") from None
+    except RecursionError:
+        raise TalkfaceError(f"{meta_path}: unreadable {what} metadata (nested too deeply)") from None
     if not isinstance(meta, dict) or meta.get("format") != fmt or digest != meta.get("sha256"):
         raise TalkfaceError(f"{path}: corrupt or mismatched {what} file (checksum differs)")
     options = ort.SessionOptions()

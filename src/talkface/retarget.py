@@ -20,6 +20,7 @@ for VRM 0.x's preset names); any other ``--rig`` value is a JSON file of the use
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -283,7 +284,8 @@ def load_rig(spec: str) -> Rig:
     path = Path(spec)
     if path.suffix.lower() != ".json":
         raise TalkfaceError(f"unknown rig {spec!r}; choose {', '.join(BUILTIN)} or a .json mapping file")
-    return Rig.from_terms(path.name, _read_mapping(path))
+    name = os.fsencode(path.name).decode("utf-8", "replace")  # a name of other bytes is no USD layer data
+    return Rig.from_terms(name, _read_mapping(path))
 
 
 def _read_mapping(path: Path) -> dict[str, dict[str, float]]:
@@ -302,6 +304,8 @@ def _read_mapping(path: Path) -> dict[str, dict[str, float]]:
     for target, terms in data.items():
         if not target.strip():
             raise TalkfaceError(f"{path}: a target has an empty name")
+        if not _utf8(target):  # a lone surrogate (JSON's "\\udcff") that no output file can write
+            raise TalkfaceError(f"{path}: target {target!r} is not a UTF-8 name")
         if not isinstance(terms, dict) or not terms:
             raise TalkfaceError(f"{path}: target {target!r} must map at least one term to a weight ({shape})")
         for term, weight in terms.items():
@@ -309,6 +313,14 @@ def _read_mapping(path: Path) -> dict[str, dict[str, float]]:
                 raise TalkfaceError(f"{path}: target {target!r}: the weight of {term!r} must be a number")
         mapping[target] = dict(terms)
     return mapping
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _one_line(e: Exception) -> str:

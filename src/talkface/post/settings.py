@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import TalkfaceError
+from ..errors import TalkfaceError, shown
 from ..files import read_text
 from ..rig import INDEX, POSE_NAMES
 
@@ -168,10 +168,10 @@ def parse_emotions(spec: str) -> dict[str, float]:
 def _number(value: object, what: str) -> float:
     try:
         x = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise TalkfaceError(f"{what}: {value!r} is not a number") from None
+    except (TypeError, ValueError, OverflowError):  # (an int of over 308 digits, from JSON, overflows)
+        raise TalkfaceError(f"{what}: {shown(value)} is not a number") from None
     if isinstance(value, bool) or not math.isfinite(x):
-        raise TalkfaceError(f"{what}: {value!r} is not a number")
+        raise TalkfaceError(f"{what}: {shown(value)} is not a number")
     return x
 
 
@@ -247,6 +247,8 @@ def load_track(path: str | os.PathLike) -> EmotionTrack:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise TalkfaceError(f"{path}: not a readable JSON emotion track ({e})") from None
+    except ValueError:  # Python's limit on the digits of an integer it converts
+        raise TalkfaceError(f"{path}: not a readable JSON emotion track (a number of over 4300 digits)") from None
     except RecursionError:
         raise TalkfaceError(f"{path}: not a readable JSON emotion track (nested too deeply)") from None
     return EmotionTrack.from_keyframes(data, str(path))
