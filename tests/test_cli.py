@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -102,6 +103,8 @@ def test_voices_lists_espeak(tmp_path):
         (["say", "hello", "--voice", "klingon", "-o", "{tmp}/o"], "talkface voices"),
         (["animate", "{tmp}/missing.wav", "-o", "{tmp}/o.csv"], "no such audio file"),
         (["animate", "{tmp}/corrupt.wav", "-o", "{tmp}/o.csv"], "not a readable audio file"),
+        (["animate", "{tmp}/two\nlines.wav", "-o", "{tmp}/o.csv"], "two\\nlines.wav: no such audio file"),
+        (["say", "hello", "--voice", "a\r\nb", "-o", "{tmp}/o"], "a\\r\\nb"),
         (["animate", "{tmp}/silent.wav", "-o", "{tmp}/o.csv"], "silent"),
         (["animate", "{tmp}/silent.wav", "-o", "{tmp}/o.xyz"], "format"),
         (["animate", "{wav}", "--text", "", "-o", "{tmp}/o.csv"], "transcript"),
@@ -135,3 +138,14 @@ def test_demo_runs_and_prints_its_outputs(tmp_path):
     aligned = json.loads((tmp_path / "demo" / "sample_aligned.csv.json").read_text())  # what made each output
     heard = json.loads((tmp_path / "demo" / "sample.json").read_text())["metadata"]
     assert aligned["engine"] == "text-aligned" and heard["engine"] == "neural"
+
+
+def test_audio_named_in_another_encoding_is_animated(tmp_path, arctic_wav):
+    """A file name that is not UTF-8 (Latin-1 "café.wav" on Linux) is read, and Rhubarb's XML, which
+    records the sound file's name, is written with the byte it cannot show replaced."""
+    audio = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.wav"))
+    audio.write_bytes(Path(arctic_wav).read_bytes())
+    out = tmp_path / "cues.xml"
+    result = run("animate", str(audio), "--format", "rhubarb-xml", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "<soundFile>" in out.read_text() and "caf\ufffd.wav" in out.read_text()

@@ -50,7 +50,7 @@ def _decoded(path: str | os.PathLike, target_rate: int) -> np.ndarray:
     never in memory whole: a 48 kHz stereo hour would be 1.4 GB of float32."""
     rate, blocks = audio_blocks(path)
     with reading(path):
-        frames = sf.info(path).frames
+        frames = sf.info(os.fsencode(path)).frames
     if rate == target_rate:
         resample = None
     else:
@@ -92,7 +92,7 @@ def audio_blocks(path: str | os.PathLike, seconds: float = 60.0) -> tuple[int, I
     never has to be in memory whole. The iterator raises `TalkfaceError` for what
     `load_audio` refuses: a block with NaN at once, an empty, silent or overlong file at the end."""
     with reading(path) as name:
-        info = sf.info(path)
+        info = sf.info(os.fsencode(path))  # bytes: soundfile encodes a str as strict UTF-8
     rate = int(info.samplerate)
     if rate <= 0:
         raise TalkfaceError(f"{name}: invalid sample rate {rate}")
@@ -102,7 +102,7 @@ def audio_blocks(path: str | os.PathLike, seconds: float = 60.0) -> tuple[int, I
         size, peak = 0, 0.0
         with reading(path):
             step = max(1, min(int(seconds * rate), _BLOCK_VALUES // max(1, info.channels)))
-            for block in sf.blocks(path, blocksize=step, dtype="float32", always_2d=True):
+            for block in sf.blocks(os.fsencode(path), blocksize=step, dtype="float32", always_2d=True):
                 audio = to_mono(block, name)
                 size += audio.size
                 _refuse(name, size, rate, None)  # an overlong file stops as soon as it is

@@ -84,24 +84,29 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cli.main(args=argv, prog_name="talkface", standalone_mode=False)
     except TalkfaceError as e:
-        click.echo(f"talkface: error: {e}", err=True)
+        _error(f"error: {e}")
         return 1
     except click.exceptions.Abort:
-        click.echo("talkface: aborted", err=True)
+        _error("aborted")
         return 130
     except click.ClickException as e:
-        click.echo(f"talkface: error: {e.format_message()}", err=True)
+        _error(f"error: {e.format_message()}")
         return 1 if _bad_path(e) else e.exit_code
     except OSError as e:
         where = f"{e.filename}: " if e.filename is not None else ""  # (none when writing standard output)
-        click.echo(f"talkface: error: {where}{e.strerror or e}", err=True)
+        _error(f"error: {where}{e.strerror or e}")
         return 1
     except Exception as e:  # a bug, not bad input: still one line unless debugging
         if os.environ.get("TALKFACE_DEBUG"):
             raise
-        click.echo(f"talkface: internal error: {type(e).__name__}: {e} (set TALKFACE_DEBUG=1 for details)", err=True)
+        _error(f"internal error: {type(e).__name__}: {e} (set TALKFACE_DEBUG=1 for details)")
         return 70
     return 0
+
+
+def _error(message: str) -> None:
+    """One line on stderr, whatever the message quotes (a path or a voice name may hold line breaks)."""
+    click.echo("talkface: " + message.replace("\r", "\\r").replace("\n", "\\n"), err=True)
 
 
 if __name__ == "__main__":

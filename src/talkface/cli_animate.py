@@ -171,7 +171,8 @@ def animate(
 
     metadata = clip_provenance(clip, animator, file_sha256(audio)) | clip.metadata
     if character is None:
-        write_animation(anim, out, fmt, sound_file=audio, metadata=metadata, rig=retarget)
+        sound_file = os.fsencode(audio).decode("utf-8", "replace")  # Rhubarb's metadata is text: no stray bytes
+        write_animation(anim, out, fmt, sound_file=sound_file, metadata=metadata, rig=retarget)
     else:
         from . import character as characters
 

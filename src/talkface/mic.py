@@ -7,6 +7,7 @@ to Live Link (when asked) and shows a one-line level meter on the terminal.
 from __future__ import annotations
 
 import math
+import os
 import queue
 import sys
 import time
@@ -69,7 +70,7 @@ class FileSource:
 
     def __init__(self, path: str | Path, realtime: bool = True) -> None:
         with reading(path):
-            self.info = sf.info(str(path))
+            self.info = sf.info(os.fsencode(path))
         self.path, self.realtime = path, realtime
         self.sample_rate = int(self.info.samplerate)
         self.name = str(path)
@@ -78,7 +79,7 @@ class FileSource:
         block = max(1, round(self.sample_rate * BLOCK_SECONDS))
         start = time.monotonic()
         sent = 0
-        for chunk in sf.blocks(str(self.path), blocksize=block, dtype="float32", always_2d=True):
+        for chunk in sf.blocks(os.fsencode(self.path), blocksize=block, dtype="float32", always_2d=True):
             if self.realtime:
                 wait = start + sent / self.sample_rate - time.monotonic()
                 if wait > 0:
