@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import functools
 import logging
 import numbers
@@ -81,7 +80,9 @@ class Animator:
     ) -> None:
         """`engine` drives audio without a transcript: "neural" (the packaged model, or `model`,
         a path to another) or "phonetic" (pocketsphinx phone recognition, then coarticulation).
-        `style` sets emotion, liveliness and face parameters (default: neutral, alive). A transcript
+        `style` sets emotion, liveliness and face parameters (default: neutral, alive); each call may
+        give one of its own, over the models this animator has loaded (one worker, many clips each
+        styled its own way: `talkface batch`, the server's files, the viewer's panel). A transcript
         that cannot be aligned, or of which too few words fit the sound (`Alignment.set_aside`),
         is set aside (none of its words counts as matched) with a warning and the audio animated
         alone; with `strict_text` the first is an error and the second only a warning. With `jobs`
@@ -96,13 +97,6 @@ class Animator:
         self.style = style or Style()
         self.strict_text = strict_text
         self.jobs = jobs
-
-    def restyled(self, style: Style) -> Animator:
-        """This animator with another style, sharing the models it has already loaded: one worker
-        animates many clips, each styled its own way (`talkface batch`, the server's files)."""
-        clone = copy.copy(self)
-        clone.style = style
-        return clone
 
     @functools.cached_property
     def model(self) -> FaceModel:
@@ -140,20 +134,23 @@ class Animator:
         emotion: str | Mapping[str, float] | None = None,
         face: FaceParams | None = None,
         sample_rate: int = SAMPLE_RATE,
+        *,
+        style: Style | None = None,
     ) -> Stream:
         """A streaming session for audio that arrives in chunks (the neural engine):
         ``session.push(chunk)`` returns the frames that became final, ``session.flush()`` the rest.
-        `emotion` and `face` override the animator's style; both can change mid-stream."""
+        `style` (default: the animator's), then `emotion` and `face` over it; both can change mid-stream."""
 
         if self.engine != "neural":
             raise TalkfaceError("streaming needs the neural engine (the phonetic one aligns whole files)")
-        return self._session(self.stream_engine, fps, emotion, face, sample_rate)
+        return self._session(self.stream_engine, fps, style, emotion, face, sample_rate)
 
-    def _session(self, engine: Engine, fps: float | None = None, emotion: str | Mapping[str, float] | None = None,
-                 face: FaceParams | None = None, sample_rate: int = SAMPLE_RATE) -> Stream:  # fmt: skip
+    def _session(self, engine: Engine, fps: float | None, style: Style | None,
+                 emotion: str | Mapping[str, float] | None = None, face: FaceParams | None = None,
+                 sample_rate: int = SAMPLE_RATE) -> Stream:  # fmt: skip
         from .stream import Stream
 
-        style = self.style
+        style = style or self.style
         if emotion is not None:
             style = replace(style, emotion=emotion)
         if face is not None:
@@ -194,11 +191,13 @@ class Animator:
         *,
         audio: np.ndarray | None = None,
         text: str | None = None,
+        style: Style | None = None,
     ) -> Animation:
         """Animation from timed phones (e.g. a TTS engine's or a hand-made table); the 16 kHz
-        `audio` and the `text` they came from, when given, steer head motion and automatic emotion."""
+        `audio` and the `text` they came from, when given, steer head motion and automatic emotion;
+        `style` (default: the animator's) sets emotion, liveliness and face."""
         fps = self.fps if fps is None else _checked_fps(fps)
-        return self.style.apply(animate_phones(phones, fps, duration), phones, audio, text)
+        return (style or self.style).apply(animate_phones(phones, fps, duration), phones, audio, text)
 
     def animate(
         self,
@@ -208,15 +207,16 @@ class Animator:
         sample_rate: int | None = None,
         *,
         lang: str | None = None,
+        style: Style | None = None,
     ) -> Animation:
         """Animation for speech given as a file path or an array (an array needs `sample_rate`).
 
         With `text` (in language `lang`, an espeak-ng language as `say` takes it; default English)
         the transcript is aligned to the audio, which gives the most exact lip sync; without it (or
         when it does not fit the audio, see `strict_text`) the engine chosen at construction
-        animates the sound alone.
+        animates the sound alone. `style` (default: the animator's) sets emotion, liveliness and face.
         """
-        return self.clip(audio, text, fps, sample_rate, lang=lang).animation
+        return self.clip(audio, text, fps, sample_rate, lang=lang, style=style).animation
 
     def clip(
         self,
@@ -226,21 +226,24 @@ class Animator:
         sample_rate: int | None = None,
         *,
         lang: str | None = None,
+        style: Style | None = None,
     ) -> Clip:
         """Like `animate`, also returning the phones and the transcript's alignment (how many of
         its words fit the sound): the one per-clip path of `animate`, `batch` and the server."""
         if text is None:
-            return self._from_sound(audio, fps, sample_rate)
+            return self._from_sound(audio, fps, sample_rate, style)
         pcm = load_audio(audio, sample_rate)
         alignment = self._fitting(pcm, text, lang)
         if _set_aside(alignment):
-            return self._from_sound(pcm, fps, SAMPLE_RATE)._replace(alignment=alignment)
-        anim = self.animate_phones(alignment.phones, len(pcm) / SAMPLE_RATE, fps, audio=pcm, text=text)
+            return self._from_sound(pcm, fps, SAMPLE_RATE, style)._replace(alignment=alignment)
+        anim = self.animate_phones(alignment.phones, len(pcm) / SAMPLE_RATE, fps, audio=pcm, text=text, style=style)
         if alignment.unexplained and not self.strict_text:
-            anim = _patched(anim, self._heard(pcm, anim, alignment.unexplained), alignment.unexplained)
+            anim = _patched(anim, self._heard(pcm, anim, alignment.unexplained, style), alignment.unexplained)
         return Clip(anim, alignment.phones, alignment)
 
-    def _heard(self, pcm: np.ndarray, anim: Animation, spans: Sequence[tuple[float, float]]) -> np.ndarray:
+    def _heard(
+        self, pcm: np.ndarray, anim: Animation, spans: Sequence[tuple[float, float]], style: Style | None
+    ) -> np.ndarray:
         """Weights for `anim`'s frames animated from the sound over `spans` (seconds), zero elsewhere.
         Only the spans are animated, each with `_CONTEXT` of sound either side, so that an hour with a
         few unexplained seconds costs the model seconds, not the hour."""
@@ -255,22 +258,22 @@ class Animator:
         for start, end in pieces:
             first = max(0, int(start * anim.fps))
             sound = pcm[round(first * SAMPLE_RATE / anim.fps) : round(end * SAMPLE_RATE)]
-            part = self._from_sound(sound, anim.fps, SAMPLE_RATE).animation.weights[: len(weights) - first]
+            part = self._from_sound(sound, anim.fps, SAMPLE_RATE, style).animation.weights[: len(weights) - first]
             weights[first : first + len(part)] = part
         return weights
 
-    def _from_sound(self, audio: AudioSource, fps: float | None, sample_rate: int | None) -> Clip:
+    def _from_sound(self, audio: AudioSource, fps: float | None, sample_rate: int | None, style: Style | None) -> Clip:
         """The clip animated from its sound alone, by the engine chosen at construction."""
         if self.engine == "neural":  # offline is streaming with the whole clip in one chunk
             if isinstance(audio, np.ndarray):
-                session = self._session(self.file_engine, fps)
+                session = self._session(self.file_engine, fps, style)
                 return Clip(Animation.join([session.push(load_audio(audio, sample_rate)), session.flush()]), None, None)
             rate, blocks = audio_blocks(audio)  # a file is read a minute at a time: an hour needs no 230 MB
-            session = self._session(self.file_engine, fps, sample_rate=rate)
+            session = self._session(self.file_engine, fps, style, sample_rate=rate)
             return Clip(Animation.join([*(session.push(block) for block in blocks), session.flush()]), None, None)
         pcm = load_audio(audio, sample_rate)
         phones = self.phones(pcm, sample_rate=SAMPLE_RATE)
-        return Clip(self.animate_phones(phones, len(pcm) / SAMPLE_RATE, fps, audio=pcm), phones, None)
+        return Clip(self.animate_phones(phones, len(pcm) / SAMPLE_RATE, fps, audio=pcm, style=style), phones, None)
 
     def _fitting(self, pcm: np.ndarray, text: str, lang: str | None) -> Alignment:
         """`text` aligned to 16 kHz speech, with a warning where some of it does not fit the audio.
@@ -305,9 +308,16 @@ class Animator:
         return alignment
 
     def say(
-        self, text: str, voice: str | None = None, lang: str | None = None, fps: float | None = None
+        self,
+        text: str,
+        voice: str | None = None,
+        lang: str | None = None,
+        fps: float | None = None,
+        *,
+        style: Style | None = None,
     ) -> tuple[Speech, Animation]:
-        """Speak `text` with a TTS voice and animate it from the voice's own phoneme timings."""
+        """Speak `text` with a TTS voice and animate it from the voice's own phoneme timings (styled
+        by `style`, default: the animator's)."""
         from .text import normalize_text
         from .tts import load_voice  # a TTS engine loads only when speech is synthesised
 
@@ -315,7 +325,7 @@ class Animator:
         speech = tts.synthesize(normalize_text(text, tts.info.language))  # read as `align` reads it
         duration = len(speech.audio) / speech.sample_rate
         pcm = load_audio(speech.audio, speech.sample_rate)
-        return speech, self.animate_phones(speech.phones, duration, fps, audio=pcm, text=text)
+        return speech, self.animate_phones(speech.phones, duration, fps, audio=pcm, text=text, style=style)
 
 
 def _checked_fps(fps: float) -> float:

@@ -105,8 +105,8 @@ def animate_line(task: Task) -> LineResult:
         if digest == task.previous and target.is_file():
             return done("skipped", seconds=round(time.perf_counter() - started, 4), hash=digest)
         with _warnings() as warnings:
-            animator = _animator(task.settings).restyled(style)
-            clip = animator.clip(line.audio, text, fps, lang=lang)
+            animator = _animator(task.settings)
+            clip = animator.clip(line.audio, text, fps, lang=lang, style=style)
             metadata = clip_provenance(clip, animator, audio_sha256) | clip.metadata
             export.write(clip.animation, target, line.fmt, sound_file=line.source, metadata=metadata)
         aligned = clip.alignment
@@ -194,7 +194,7 @@ def _animator(settings: Settings) -> Animator:
         threadpool_limits(1, "blas")  # one core per worker: many small matrix products, threads would only contend
         animator = Animator(engine=settings.engine, model=settings.model, strict_text=settings.strict_text)
         if settings.engine == "neural":
-            _ = animator.file_engine  # loaded here, so that every restyled copy shares it
+            _ = animator.file_engine  # loaded with the first line: every line after shares it
         _ANIMATORS[key] = animator
     return _ANIMATORS[key]
 

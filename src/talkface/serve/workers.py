@@ -138,8 +138,7 @@ def animate_file(animator: Animator, job: FileJob) -> bytes:
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         raise audio_error(e) from None
     pcm = load_audio(audio, int(rate))
-    animator = animator.restyled(style_of(job.settings))
-    clip = animator.clip(pcm, job.text, job.settings["fps"], SAMPLE_RATE)
+    clip = animator.clip(pcm, job.text, job.settings["fps"], SAMPLE_RATE, style=style_of(job.settings))
     made = clip_provenance(clip, animator, hashlib.sha256(job.body).hexdigest())
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"animation{job.suffix}"

@@ -19,6 +19,7 @@ from ..audio import SAMPLE_RATE, load_audio, reading
 from ..errors import TalkfaceError
 from ..export import EXTENSIONS, read
 from ..phonemes import TimedPhone, read_phones_tsv
+from ..post import Style
 
 #: The longest audio the page animates when it is dropped on it (a preview: `talkface animate` takes hours).
 MAX_SECONDS = 600
@@ -34,17 +35,20 @@ class Speech:
     text: str | None
     fps: float
 
-    def animate(self, animator: Animator) -> Animation:
-        """What `animator`, with its style, makes of this speech: the same as animating it afresh."""
+    def animate(self, animator: Animator, style: Style | None = None) -> Animation:
+        """What `animator` makes of this speech in `style` (default: its own): the same as animating it afresh."""
         if self.phones is None:
-            return animator.animate(self.pcm, fps=self.fps, sample_rate=SAMPLE_RATE)
+            return animator.animate(self.pcm, fps=self.fps, sample_rate=SAMPLE_RATE, style=style)
         duration = len(self.pcm) / SAMPLE_RATE
-        return animator.animate_phones(self.phones, duration, self.fps, audio=self.pcm, text=self.text)
+        return animator.animate_phones(self.phones, duration, self.fps, audio=self.pcm, text=self.text, style=style)
 
 
-def analyse(animator: Animator, pcm: np.ndarray, text: str | None = None) -> tuple[Animation, Speech]:
-    """`animator`'s animation of 16 kHz samples (`load_audio`'s), and the speech it came from."""
-    anim, phones, _ = animator.clip(pcm, text, sample_rate=SAMPLE_RATE)
+def analyse(
+    animator: Animator, pcm: np.ndarray, text: str | None = None, style: Style | None = None
+) -> tuple[Animation, Speech]:
+    """`animator`'s animation of 16 kHz samples (`load_audio`'s) in `style` (default: its own), and the
+    speech it came from."""
+    anim, phones, _ = animator.clip(pcm, text, sample_rate=SAMPLE_RATE, style=style)
     return anim, Speech(pcm, phones, text, anim.fps)
 
 

@@ -229,7 +229,7 @@ class Handler(BaseHTTPRequestHandler):
                 return
         try:
             with self.server.lock:  # one analysis at a time: pocketsphinx and the model are not shared
-                anim, speech = analyse(self.server.animator, pcm, text)
+                anim, speech = analyse(self.server.animator, pcm, text, self.server.style)
                 clip = self.server.clip = Clip(anim, wav_bytes(pcm), title, speech)
         except TalkfaceError as e:
             self._error(HTTPStatus.BAD_REQUEST, str(e))

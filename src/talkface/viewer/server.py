@@ -45,8 +45,8 @@ class ViewerServer(ThreadingHTTPServer):
         except OSError as e:
             raise TalkfaceError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
         self.clip = clip
-        base = animator or Animator()  # a copy of its own, whose style the panel changes
-        self.animator = Animator(base.fps, base.engine, base.model_path, style=base.style)
+        self.animator = animator or Animator()  # its models loaded once, whatever the style
+        self.style = self.animator.style  # the style the panel last set
         self.style_values: dict[str, object] = {}  # what the page last set; {}: the animator's style
         self.head = glb_bytes(None)
         self.lock = threading.Lock()
@@ -83,9 +83,9 @@ class ViewerServer(ThreadingHTTPServer):
             clip = self.clip
             if clip is not None and clip.speech is None:
                 raise Conflict("this clip came as a finished animation without its phones; it cannot be restyled")
-            self.animator.style, self.style_values = style, values
+            self.style, self.style_values = style, values
             if clip is not None and clip.speech is not None:
-                clip = self.clip = Clip(clip.speech.animate(self.animator), clip.audio, clip.title, clip.speech)
+                clip = self.clip = Clip(clip.speech.animate(self.animator, style), clip.audio, clip.title, clip.speech)
         return clip
 
     @property
