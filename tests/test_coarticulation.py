@@ -1,5 +1,9 @@
+import math
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from talkface import TalkfaceError
 from talkface.coarticulation import animate_phones
@@ -91,3 +95,32 @@ def test_covers_requested_duration_and_bounds():
 def test_unknown_phone_is_rejected():
     with pytest.raises(TalkfaceError, match="unknown phones"):
         animate_phones([TimedPhone(0, 0.1, "xx")], 30)
+
+
+# phone tables as hand-made ones come: overlapping, unsorted, some silences inside others
+_PHONES = st.tuples(st.floats(0, 20), st.floats(0, 20), st.sampled_from(["sil", "sil", "aa", "m"]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.lists(_PHONES, min_size=1, max_size=12), fps=st.floats(1, 240))
+def test_the_animation_covers_every_phone_however_they_overlap(rows, fps):
+    """A silence inside another merged to the inner one's end: [sil 0-10, sil 2-3] gave 3 s, not 10."""
+    phones = [TimedPhone(a, a + d, p) for a, d, p in rows]
+    end = max([p.end for p in phones if p.end > p.start], default=0.0)
+    assert animate_phones(phones, fps).num_frames == max(1, math.ceil(end * fps - 1e-9))
+
+
+@pytest.mark.parametrize(
+    ("phones", "duration"),
+    [
+        ([TimedPhone(0, math.nan, "aa")], None),  # was a ValueError from numpy
+        ([TimedPhone(math.nan, 1, "aa")], None),
+        ([TimedPhone(0, math.inf, "aa")], None),  # was an OverflowError
+        ([TimedPhone(0, 1e6, "aa")], None),  # a table in milliseconds: was a MemoryError of 5.8 GB
+        ([TimedPhone(0, 1, "aa")], math.nan),
+        ([TimedPhone(0, 1, "aa")], 1e9),
+    ],
+)
+def test_phone_times_that_are_not_seconds_of_speech_are_one_error(phones, duration):
+    with pytest.raises(TalkfaceError, match="must be finite"):
+        animate_phones(phones, 30, duration)

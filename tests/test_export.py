@@ -145,6 +145,23 @@ def test_csv_under_a_second_needs_fps(tmp_path):
     np.testing.assert_allclose(back.with_channels(ARKIT_NAMES).weights, anim.weights, atol=1e-5)
 
 
+def test_an_empty_csv_reads_back_as_no_frames_at_a_given_fps(tmp_path):
+    """A 0-frame CSV (the header only: `talkface stream` of a very short file writes one) was an IndexError,
+    an internal error of `talkface view`: without timecodes its rate is unknown, as with fewer than a second's."""
+    export.write(Animation.zeros(0, 30), tmp_path / "a.csv")
+    with pytest.raises(TalkfaceError, match="pass fps"):
+        export.read(tmp_path / "a.csv")
+    assert export.read(tmp_path / "a.csv", fps=30).num_frames == 0
+
+
+def test_rhubarb_xml_is_well_formed_whatever_the_sound_files_name():
+    """A file name may hold characters XML cannot (a control character, an undecodable byte's surrogate):
+    `animate 'a\\x01.wav' -o cues.xml` wrote XML that no parser reads, and exited 0."""
+    name = 'a\x01b\x1f<&>"\udcff\ufffe\nc.wav'
+    root = ET.fromstring(export.text(random_anim(10), "rhubarb-xml", sound_file=name).encode("utf-8", "surrogatepass"))
+    assert root.find("metadata/soundFile").text == 'a\ufffdb\ufffd<&>"\ufffd\ufffd\nc.wav'
+
+
 def test_csv_from_the_app_with_dropped_frames_is_resampled(tmp_path):
     """A capture at 60 fps stamped with 30 fps timecode (sub-frame .500), one frame missing."""
     header = ",".join(LIVE_LINK_HEADER)

@@ -117,6 +117,26 @@ def test_gltf_anim_is_small_and_valid(tmp_path, arctic_anim):
 
 
 @pytest.mark.parametrize("suffix", [".usda", ".usd"])
+def test_usd_metadata_of_any_json_values_reads_back(tmp_path, arctic_anim, suffix):
+    """Metadata is JSON values: an array made a .usda that USD could not open and a .usdc that could not be
+    written; null and a huge integer were dropped. Those are kept as their JSON text."""
+    pytest.importorskip("pxr", reason="USD export needs the usd extra")
+    from pxr import Usd
+
+    from talkface import export
+
+    out = tmp_path / f"talk{suffix}"
+    metadata = {"tags": ["a", "b"], "mixed": [1, "a", None], "none": None, "big": 10**30, "n": 2**40,
+                "nested": {"x": [{"a": 1}], "ok": True}, "text": 'q"\n'}  # fmt: skip
+    export.write(arctic_anim, out, metadata=metadata)
+    stage = Usd.Stage.Open(str(out))
+    data = dict(stage.GetRootLayer().customLayerData)
+    assert json.loads(data["tags"]) == ["a", "b"] and json.loads(data["mixed"]) == [1, "a", None]
+    assert data["none"] == "null" and json.loads(data["big"]) == 10**30 and data["n"] == 2**40
+    assert json.loads(data["nested"]["x"]) == [{"a": 1}] and data["nested"]["ok"] is True and data["text"] == 'q"\n'
+
+
+@pytest.mark.parametrize("suffix", [".usda", ".usd"])
 def test_usd_blend_shape_animation_deforms_like_the_head(tmp_path, arctic_anim, suffix):
     pxr = pytest.importorskip("pxr", reason="USD export needs the usd extra")
     from pxr import Usd, UsdSkel

@@ -56,7 +56,12 @@ def test_addresses():
     assert parse_address("127.0.0.1:11112") == ("127.0.0.1", 11112)
     assert parse_address("localhost") == ("localhost", 11111)
     assert parse_address("[::1]:9000") == ("::1", 9000)
-    for bad in ("host:port", ":11111", "127.0.0.1:70000"):
+    assert parse_address("[::1]") == ("::1", 11111)
+    assert parse_address("[fe80::1%lo]:9000") == ("fe80::1%lo", 9000)
+    # an IPv6 address without brackets is refused: its last group was taken for the port, and "fe80::1:2"
+    # sent to port 2 of fe80::1
+    for bad in ("host:port", ":11111", "127.0.0.1:70000", "fe80::1:2", "::1", "[::1", "[::1]x:5", "[[::1]]:5",
+                "127.0.0.1:1_1111", "127.0.0.1:+11111", "127.0.0.1: 11111", "[]:5"):  # fmt: skip
         with pytest.raises(TalkfaceError, match="HOST:PORT"):
             parse_address(bad)
 
@@ -150,3 +155,19 @@ def test_stream_and_animate_commands_send_live_link(short_wav, receiver, tmp_pat
     assert decode(receiver.recv(2048)).subject == "talkface"
     assert main(["stream"]) == 2 and "--mic or an AUDIO" in capsys.readouterr().err  # usage errors
     assert main(["serve", "--livelink", "nowhere:port"]) == 2
+
+
+@pytest.mark.parametrize("device", ["\u00b2", "99999999999999999999"])
+def test_a_device_number_that_is_no_number_is_a_clear_error(monkeypatch, capsys, device):
+    """A superscript two passes str.isdigit but not int(); a number past C's int overflows in PortAudio: both were
+    internal errors (70)."""
+
+    def query_devices(device, kind):
+        if isinstance(device, int):
+            int.to_bytes(device, 4, "little", signed=True)  # as ctypes refuses it: OverflowError
+        raise ValueError(f"No input device matching {device!r}")
+
+    fake = SimpleNamespace(PortAudioError=RuntimeError, query_devices=query_devices)
+    monkeypatch.setitem(sys.modules, "sounddevice", fake)
+    assert main(["stream", "--mic", "--device", device]) == 1
+    assert "no audio input device" in capsys.readouterr().err

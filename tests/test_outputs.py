@@ -337,6 +337,8 @@ EXIT_CODES = [
     (["animate", "{wav}", "-o", "{tmp}/o.csv", "--fps", "500"], 2),  # over MAX_FPS, as the server refuses
     (["serve", "--idle-timeout", "nan"], 2),
     (["serve", "--max-upload-mb", "inf"], 2),
+    (["serve", "--max-upload-mb", "1e308"], 2),  # finite, but its bytes are not: was an internal error (70)
+    (["stream", "{wav}", "--livelink", "fe80::1:2"], 2),  # IPv6 needs brackets: was port 2 of fe80::1
     (["animate", "{wav}", "-o", "{tmp}/o.csv", "--emotion", "happiness=1"], 2),
     (["animate", "{wav}", "-o", "{tmp}/o.csv", "--emotion", "joy=2"], 2),
     (["animate", "{wav}", "-o", "{tmp}/o.csv", "--emotion-strength", "3"], 2),

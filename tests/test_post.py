@@ -2,11 +2,14 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from synthetic import phrases, sequence
 
-from talkface import Animation, TalkfaceError
+from talkface import Animation, Animator, TalkfaceError
 from talkface.coarticulation import animate_phones
 from talkface.metrics import lip_aperture, mouth_scores
+from talkface.phonemes import TimedPhone
 from talkface.post import PARAMETERS, FaceParams, LifeConfig, Style, parse_assignments
 from talkface.rig import ARKIT_NAMES, POSE_NAMES
 
@@ -185,3 +188,21 @@ def test_existing_head_and_eye_channels_are_kept():
 def test_tiny_animations_pass_through(frames):
     out = Style(emotion={"joy": 1.0}, life=ALIVE).apply(Animation.zeros(frames, FPS))
     assert out.num_frames == frames and out.names == (*ARKIT_NAMES, *POSE_NAMES)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**16), at=st.floats(0, 6), length=st.floats(-3, 0), phone=st.sampled_from(["aa", "m", "s"]))
+def test_a_phone_the_face_drops_changes_nothing(seed, at, length, phone):
+    """A phone of no length, or one that ends before it starts, is dropped by the face; the clip's
+    prosody once counted it too, and a reversed one took the speech it overlapped for a pause."""
+    words = phrases(6.0, seed=seed)
+    animator = Animator(style=Style(seed=seed))
+    odd = [*words, TimedPhone(at, at + length, phone)]
+    np.testing.assert_array_equal(animator.animate_phones(odd).weights, animator.animate_phones(words).weights)
+
+
+@pytest.mark.parametrize("fps", [1e-300, 1e-9, 1e-5])
+def test_a_frame_rate_near_zero_animates_a_frame(fps):
+    """The clip's prosody was measured over its frames' span, n / fps: at 1e-9 fps 745 GB (MemoryError)."""
+    anim = Animator(fps=fps).animate_phones(WORDS)
+    assert anim.num_frames == 1 and np.isfinite(anim.weights).all()

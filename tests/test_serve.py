@@ -25,12 +25,14 @@ import soundfile as sf
 from serving import running
 
 from talkface import Animator, load_audio
+from talkface.cli import main
 from talkface.errors import TalkfaceError
 from talkface.livelink import decode
 from talkface.model import default_model_path
 from talkface.rig import LIVE_LINK_ORDER
 from talkface.serve import ServerConfig
 from talkface.serve.settings import stream_settings
+from talkface.serve.workers import Worker
 
 HEADER = struct.Struct("<4sIHHd")
 
@@ -346,6 +348,49 @@ def test_a_dead_model_worker_closes_its_streams_and_is_replaced(wav30):
         asyncio.run(scenario())
         assert "talkface_worker_restarts_total 1" in server.metrics.text()
         assert json.load(urllib.request.urlopen(f"{url}/healthz"))["status"] == "ok"
+
+
+def test_a_model_worker_that_dies_between_calls_is_replaced_before_a_client_finds_it(wav30):
+    """Workers killed while idle (the OOM killer) went unnoticed: /healthz said ok, the next stream was
+    closed with 1011 having done nothing wrong and the next POSTs got 503s. Now they are replaced at once."""
+    audio = sf.read(wav30, dtype="float32")[0][: 2 * 16000]
+    wav = Path("tests/data/arctic_a0009.wav").read_bytes()
+    with running(ServerConfig(workers=1, animate_jobs=1)) as (url, server):
+        assert post(url, wav)[0] == 200  # starts the file worker
+        for worker in server.workers + server.file_workers:
+            worker.process.kill()
+        assert wait_until(lambda: health(url)[0] == 503, 5)  # noticed, being replaced
+        assert wait_until(lambda: health(url)[0] == 200, 60)
+        result = asyncio.run(stream_file(url, audio))
+        assert result["close"] == 1000 and result["weights"].shape[0] == 60
+        assert post(url, wav)[0] == 200
+        assert "talkface_worker_restarts_total 2" in server.metrics.text()
+
+
+def test_a_worker_whose_server_is_killed_mid_tick_exits_without_a_traceback(capfd):
+    """A server killed (SIGKILL, the OOM killer) with a worker's answer unread: the worker's pipe reads as
+    reset, not closed, and every worker printed a Python traceback into the service's log."""
+    worker = Worker(None)
+    worker.ready()
+    work = [("start", stream_settings({}, 30.0)), ("audio", np.zeros(16000 * 20, "<i2"))]
+    worker.conn.send([(1, work)])  # a tick of 20 s of audio: the server is gone before its answer
+    time.sleep(0.2)
+    worker.conn.close()
+    worker.process.join(30)
+    assert worker.process.exitcode == 0
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_more_workers_than_four_per_core_is_a_usage_error(monkeypatch, capsys):
+    """--workers had no upper bound: 1000 started a thousand model processes at once (~100 MB each) and
+    a pool of 2004 threads, an out-of-memory machine rather than one clear line."""
+    import talkface.serve
+
+    started = []
+    monkeypatch.setattr(talkface.serve, "serve", started.append)  # (without the check: no real server)
+    assert main(["serve", "--workers", "1000"]) == 2 and not started
+    assert "--workers 1000: at most" in capsys.readouterr().err
+    assert main(["serve", "--workers", str(len(os.sched_getaffinity(0)))]) == 0 and len(started) == 1
 
 
 def health(url: str) -> tuple[int, dict]:

@@ -9,6 +9,7 @@ Hypothesis runs derandomized (a fixed seed) with a bounded number of examples: t
 
 import asyncio
 import contextlib
+import gzip
 import http.client
 import io
 import json
@@ -371,6 +372,22 @@ def test_a_body_that_turns_malformed_is_refused_at_once(server, rest):
     headers, _, body = answer.partition(b"\r\n\r\n")
     assert headers.split(b" ", 2)[1] == b"400", answer[:300]
     assert body.count(b"\n") == 0 and json.loads(body)["error"].startswith("malformed HTTP request"), body
+    assert request(url, "GET", "/healthz")[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body"),
+    [("gzip", WAV[:2000]), ("gzip", gzip.compress(WAV)[:200] + b"\xff" * 200), ("deflate", b"not deflate" * 100)],
+    ids=["not gzip", "gzip turns corrupt", "not deflate"],
+)  # fmt: skip
+def test_a_body_its_content_encoding_does_not_decode_is_a_400(server, encoding, body):
+    """A body that is not what its Content-Encoding says was a 500 "internal error" (aiohttp's
+    RequestPayloadError reached the middleware as a bug), with two tracebacks in the log."""
+    url, _ = server
+    head = f"POST /v1/animate HTTP/1.1\r\nHost: x\r\nContent-Encoding: {encoding}\r\nContent-Length: {len(body)}\r\n"
+    status, _, answer = raw_exchange(url, head.encode() + b"\r\n" + body)  # (until the server closes the connection)
+    assert status == 400, answer[:300]
+    assert answer.count(b"\n") == 0 and json.loads(answer)["error"].startswith("malformed request body"), answer
     assert request(url, "GET", "/healthz")[0] == 200
 
 

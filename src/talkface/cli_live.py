@@ -3,6 +3,7 @@ WebSocket and gRPC) and view (the browser player)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -25,7 +26,7 @@ from .files import distinct_outputs
 @livelink_option
 @fps_option
 @click.option("--max-streams", type=click.IntRange(min=1), default=200, show_default=True)
-@click.option("--max-upload-mb", type=Finite(min=0.01), default=50.0, show_default=True)
+@click.option("--max-upload-mb", type=Finite(min=0.01, max=1e6), default=50.0, show_default=True)  # (1e308: no int)
 @click.option("--max-audio-seconds", type=Finite(min=1), default=600.0, show_default=True,
               help="Longest file POST /v1/animate takes.")  # fmt: skip
 @click.option("--idle-timeout", type=Finite(min=0.1), default=30.0, show_default=True,
@@ -47,6 +48,9 @@ def serve(**options: Any) -> None:
             resolve(options["livelink"])  # an address that does not resolve is found before serving
     if not options["http"] and options["grpc_port"] is None:
         raise click.UsageError("--no-http leaves nothing to serve without --grpc-port")
+    most = 4 * len(os.sched_getaffinity(0))  # a worker runs on one core and holds its own model (~100 MB)
+    if options["workers"] is not None and options["workers"] > most:
+        raise click.UsageError(f"--workers {options['workers']}: at most {most} (4 per CPU core here)")
     serve(ServerConfig(**options))
 
 
@@ -84,7 +88,9 @@ def stream(
         distinct_outputs([audio], [out, export.sidecar_path(out, fmt)])
     animator = Animator(fps, model=model, style=style_from(**style))
     sender = livelink_sender(livelink, fps)
-    source = live.MicSource(int(device) if device and device.isdigit() else device) if mic else live.FileSource(audio)
+    # a device number is ASCII digits (str.isdigit takes "²", which int() refuses); a name otherwise
+    number = device is not None and device.isascii() and device.isdigit()
+    source = live.MicSource(int(device) if number else device) if mic else live.FileSource(audio)
     click.echo(f"listening to {source.name} at {source.sample_rate} Hz; Ctrl-C to stop", err=True)
     anim = live.run(source, animator, fps, sender, seconds)
     if out and fmt:

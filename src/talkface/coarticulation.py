@@ -12,12 +12,14 @@ reached however short the phone and whatever the frame rate.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .animation import Animation
+from .audio import MAX_SECONDS
 from .errors import TalkfaceError
 from .phonemes import (
     BILABIALS,
@@ -162,6 +164,7 @@ def animate_phones(phones: Sequence[TimedPhone], fps: float = 30.0, duration: fl
     """ARKit curves at `fps` for timed ARPAbet phones, covering `duration` seconds (default: the phones)."""
     if not (fps > 0 and np.isfinite(fps)):
         raise TalkfaceError(f"fps must be a positive number, got {fps}")
+    _check_times(phones, duration)
     phones = merge_silences(phones)
     unknown = sorted({p.phone for p in phones} - TARGETS.keys())
     if unknown:
@@ -172,3 +175,15 @@ def animate_phones(phones: Sequence[TimedPhone], fps: float = 30.0, duration: fl
     out = _blend(_segments(phones), times)
     enforce(out, phones, fps)
     return Animation(np.clip(out, 0.0, 1.0), fps)
+
+
+def _check_times(phones: Sequence[TimedPhone], duration: float | None) -> None:
+    """TalkfaceError unless every phone time is finite and no phone (nor `duration`) ends past
+    `MAX_SECONDS`: NaN would fail deep in numpy, and a table in milliseconds would ask for
+    frames of weeks (gigabytes) before anything else failed."""
+    for p in phones:
+        if not (math.isfinite(p.start) and math.isfinite(p.end)) or p.end > MAX_SECONDS:
+            raise TalkfaceError(f"phone {p.phone!r} from {p.start:g} to {p.end:g} s: times must be finite seconds, "
+                                f"ending within {MAX_SECONDS // 3600} hours")  # fmt: skip
+    if duration is not None and not (math.isfinite(duration) and duration <= MAX_SECONDS):
+        raise TalkfaceError(f"duration {duration:g} s must be finite and at most {MAX_SECONDS // 3600} hours")

@@ -95,17 +95,24 @@ def decode(data: bytes) -> Packet:
 
 
 def parse_address(spec: str) -> tuple[str, int]:
-    """``"HOST:PORT"`` or ``"HOST"`` (port 11111) → (host, port); TalkfaceError if malformed."""
-    host, sep, port = spec.rpartition(":")
-    if not sep:
-        host, port = spec, str(PORT)
-    try:
-        number = int(port)
-    except ValueError:
-        raise TalkfaceError(f"--livelink {spec!r}: expected HOST:PORT, e.g. 127.0.0.1:11111") from None
-    if not host or not 0 < number < 65536:
-        raise TalkfaceError(f"--livelink {spec!r}: expected HOST:PORT, e.g. 127.0.0.1:11111")
-    return host.strip("[]"), number
+    """``"HOST:PORT"`` or ``"HOST"`` (port 11111) → (host, port), an IPv6 address in brackets
+    (``[::1]:11111``, ``[::1]``); TalkfaceError if malformed. An IPv6 address without brackets is
+    refused: its last group would be taken for the port (``fe80::1:2`` is not port 2 of ``fe80::1``)."""
+    usage = f"--livelink {spec!r}: expected HOST:PORT, e.g. 127.0.0.1:11111 (IPv6 in brackets: [::1]:11111)"
+    if spec.startswith("["):  # [IPv6] or [IPv6]:PORT
+        host, sep, rest = spec[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise TalkfaceError(usage)
+        port = rest[1:] if rest else str(PORT)
+    else:
+        host, sep, port = spec.rpartition(":")
+        if not sep:
+            host, port = spec, str(PORT)
+        elif ":" in host:
+            raise TalkfaceError(usage)
+    if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+        raise TalkfaceError(usage)
+    return host, int(port)
 
 
 def resolve(address: str | tuple[str, int]) -> tuple[socket.AddressFamily, tuple]:

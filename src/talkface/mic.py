@@ -38,7 +38,7 @@ class MicSource:
         self.sd = sd
         try:
             info = sd.query_devices(device, "input")
-        except (ValueError, sd.PortAudioError) as e:
+        except (ValueError, OverflowError, sd.PortAudioError) as e:  # (a number past C's int overflows)
             raise TalkfaceError(f"no audio input device {device if device is not None else '(default)'}: {e}") from None
         self.device, self.name = device, str(info["name"])
         self.sample_rate = int(sample_rate or info["default_samplerate"])

@@ -131,7 +131,7 @@ def merge_silences(phones: Iterable[TimedPhone]) -> list[TimedPhone]:
         if p.end <= p.start:
             continue
         if out and p.phone == SILENCE and out[-1].phone == SILENCE:
-            out[-1] = TimedPhone(out[-1].start, p.end, SILENCE)
+            out[-1] = TimedPhone(out[-1].start, max(out[-1].end, p.end), SILENCE)  # (one may hold the other)
         else:
             out.append(p)
     return out

@@ -353,7 +353,10 @@ def _resample_all(engine: Engine, streams: list[Stream], outs: list[np.ndarray])
     done = np.array([s.frames_out for s in streams])
     count = done.copy()  # the frames whose model frames are all there
     going = ~np.array([s.ending for s in streams])
-    while (more := going & (_positions(count, fps, rate)[1] < made)).any():
+    # and that the clip will hold however it ends: it ends with at least a model frame for each feature
+    # frame computed so far (at under 6.25 fps a frame's model frames can be there before that is sure)
+    sure = np.round(np.array([max(s._features_done, s._model_frames) for s in streams]) / rate * fps)
+    while (more := going & (_positions(count, fps, rate)[1] < made) & (count < sure)).any():
         count += more
     for i, s in enumerate(streams):
         if s.ending:

@@ -141,7 +141,7 @@ def read(path: str | os.PathLike, fps: float | None = None) -> Animation:
             raise TalkfaceError(f"{path}: row {i + 2} has a value that is not a number") from None
     if fps is not None:
         return Animation(weights, fps, READ_NAMES)
-    times = np.array([_seconds_and_frames(row[0], path, i + 2) for i, row in enumerate(body)])
+    times = np.array([_seconds_and_frames(row[0], path, i + 2) for i, row in enumerate(body)]).reshape(-1, 2)
     return _from_timecodes(weights, times, path)
 
 

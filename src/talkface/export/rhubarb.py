@@ -15,6 +15,7 @@ X  idle, relaxed and closed
 from __future__ import annotations
 
 import json
+import re
 from itertools import pairwise
 from xml.sax.saxutils import escape, quoteattr
 
@@ -26,6 +27,8 @@ from ..metrics import CLOSED_BELOW, REST_BELOW, lip_aperture, rounding
 from ..rig import ARKIT_NAMES
 
 FORMATS: tuple[str, ...] = ("rhubarb-tsv", "rhubarb-json", "rhubarb-xml", "rhubarb-dat")
+#: What XML 1.0 cannot hold even escaped: C0 controls but tab, newline and return; lone surrogates; U+FFFE, U+FFFF.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 SHAPES = "ABCDEFGHX"
 
 #: Rhubarb's time resolution: cue boundaries fall on whole centiseconds.
@@ -117,7 +120,8 @@ def json_text(cues: list[tuple[float, float, str]], sound_file: str = "") -> str
 
 
 def xml_text(cues: list[tuple[float, float, str]], sound_file: str = "") -> str:
-    """Rhubarb XML: ``<rhubarbResult>`` with metadata and one ``<mouthCue>`` per cue."""
+    """Rhubarb XML: ``<rhubarbResult>`` with metadata and one ``<mouthCue>`` per cue (a character of the
+    sound file's name that XML cannot hold, a control character, as U+FFFD)."""
     rows = [
         f"    <mouthCue start={quoteattr(f'{s:.2f}')} end={quoteattr(f'{e:.2f}')}>{shape}</mouthCue>"
         for s, e, shape in cues
@@ -127,7 +131,7 @@ def xml_text(cues: list[tuple[float, float, str]], sound_file: str = "") -> str:
             '<?xml version="1.0" encoding="utf-8"?>',
             "<rhubarbResult>",
             "  <metadata>",
-            f"    <soundFile>{escape(sound_file)}</soundFile>",
+            f"    <soundFile>{escape(_NOT_XML.sub(chr(0xFFFD), sound_file))}</soundFile>",
             f"    <duration>{_end(cues):.2f}</duration>",
             "  </metadata>",
             "  <mouthCues>",

@@ -19,6 +19,7 @@ output's metadata (provenance) is the layer's ``customLayerData``.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -62,7 +63,7 @@ def write(
         layer = stage.GetRootLayer()
         layer.documentation = f"Made by {generator()}"
         if metadata:
-            layer.customLayerData = dict(metadata)
+            layer.customLayerData = _layer_data(metadata)
         UsdGeom.SetStageUpAxis(stage, UsdGeom.Tokens.y)
         UsdGeom.SetStageMetersPerUnit(stage, 1.0)
         stage.SetTimeCodesPerSecond(anim.fps)
@@ -116,3 +117,15 @@ def write(
             shape_paths.append(shape.GetPath())
         binding.CreateBlendShapeTargetsRel().SetTargets([Sdf.Path(p) for p in shape_paths])
         layer.Save()
+
+
+def _layer_data(value: Any) -> Any:
+    """A JSON value as layer metadata holds it: an object as a dictionary; a string, a boolean or a number
+    USD can store as itself; anything else (an array, null, an integer past 64 bits) as its JSON text.
+    USD has no type for a list of mixed values: a .usda took it untyped and could not be read back, a
+    .usdc refused it, and null and a huge integer were dropped."""
+    if isinstance(value, Mapping):
+        return {str(k): _layer_data(v) for k, v in value.items()}
+    if isinstance(value, str | bool | float) or (isinstance(value, int) and -(2**63) <= value < 2**63):
+        return value
+    return json.dumps(value)

@@ -93,6 +93,7 @@ def analyse(duration: float, phones: Sequence[TimedPhone] | None = None, audio: 
                 active[lo:hi], _, pitch[lo:hi] = listener.at(lo, hi)
                 loudness[lo:hi] = listener.rel[lo - listener.base : hi - listener.base]
     if phones:
+        phones = [p for p in phones if p.end > p.start]  # as the face drops them (`merge_silences`)
         active = _bridge(_covered(phones, size))
         nuclei = [(p.mid, p.end - p.start) for p in phones if p.phone in VOWELS]
     else:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..animation import Animation
+from ..audio import SAMPLE_RATE
 from ..phonemes import TimedPhone
 from ..rig import ARKIT_NAMES, POSE_NAMES
 from .clip_prosody import analyse
@@ -16,6 +17,9 @@ from .emotion import BUSY_AROUND, auto, mouth_motion
 from .prosody import Cues
 from .settings import EmotionSettings, EmotionTrack, FaceParams, LifeConfig, check_emotions, parse_emotions
 from .smoothing import window_max
+
+#: Seconds of prosody measured past the end of the speech: all of the last frame's period at 1 fps or more.
+_BEYOND = 1.0
 
 #: What `Style.emotion` takes: "auto", weights by name, a keyframe track, or None (neutral).
 EmotionSpec = str | Mapping[str, float] | EmotionTrack | None
@@ -69,7 +73,7 @@ class Style:
         head motion is on or `anim` had them; the same seed and input give the same output."""
         n, fps = anim.num_frames, anim.fps
         speech = anim.with_channels(ARKIT_NAMES).weights
-        prosody = analyse(n / fps, phones, audio) if phones or audio is not None else None
+        prosody = analyse(_span(n / fps, phones, audio), phones, audio) if phones or audio is not None else None
         if prosody is not None:
             cues = prosody.cues(fps, n)
         else:  # speech is where the mouth moves
@@ -80,3 +84,10 @@ class Style:
             style = replace(self, emotion=auto(text, prosody.arousal() if prosody is not None else 0.5))
         post = Post(style, fps, WHOLE_CLIP, anim.names)
         return post.process(speech, cues, anim.with_channels(POSE_NAMES).weights)
+
+
+def _span(frames_span: float, phones: Sequence[TimedPhone] | None, audio: np.ndarray | None) -> float:
+    """Seconds of a clip's prosody to measure: its frames' span, but not more than `_BEYOND` past the
+    speech (its phones and 16 kHz audio), which at a frame rate near 0 would be days of grid frames."""
+    speech = max([p.end for p in phones or ()] + [len(audio) / SAMPLE_RATE if audio is not None else 0.0])
+    return min(frames_span, speech + _BEYOND)

@@ -4,7 +4,8 @@ The server, module by module: `app` (here) wires the routes and runs them; `serv
 and the engine that every stream runs on; the routes are `websocket` (``GET /v1/stream``, whose
 docstring is the stream protocol), `animate` (``POST /v1/animate``) and `status` (health, metrics and
 the API's description); `settings` validates what clients ask for, `http` answers every HTTP error as
-JSON, `workers` are the model processes, `grpc` is Audio2Face-3D's API on the same engine (`a2f`
+JSON, `workers` are the model processes (`watchdogs` closes idle streams and replaces a worker that
+died), `grpc` is Audio2Face-3D's API on the same engine (`a2f`
 reads its messages).
 
 A stream is a `Conn` (`connections`) whatever its transport: the WebSocket, Audio2Face-3D's gRPC API

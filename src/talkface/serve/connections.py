@@ -64,7 +64,7 @@ class Conn:
         return items
 
     async def heard(self, message: Awaitable[Any]) -> Any:
-        """Await the client's next message, marked as waiting meanwhile: `Server.watch_idle` closes a stream
+        """Await the client's next message, marked as waiting meanwhile: `watchdogs.watch_idle` closes a stream
         that waits longer than the idle timeout (one sweep a second is far cheaper than a timer a message)."""
         self.waiting_since = time.monotonic()
         try:

@@ -12,7 +12,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from aiohttp.web_protocol import _ErrInfo
+from aiohttp.web_protocol import RequestPayloadError, _ErrInfo
 
 from .settings import ERROR_CHARS
 
@@ -61,14 +61,21 @@ def json_error(kind: type[web.HTTPException], message: str, headers: dict[str, s
 
 
 async def read_body(request: web.Request) -> bytes:
-    """The request's body; the 400 `_JsonErrorProtocol.data_received` set if the parser refused it midway.
+    """The request's body; a 400 if the parser refused it midway (`_JsonErrorProtocol.data_received`) or
+    it does not decode as its Content-Encoding says.
 
     A declared length over the upload limit is refused at once (413), before a byte of the body is
     waited for: a client that announces more than it sends would otherwise hold the request until
     its timeout."""
     if request.content_length is not None and request.content_length > request.client_max_size:
         raise web.HTTPRequestEntityTooLarge(max_size=request.client_max_size, actual_size=request.content_length)
-    body = await request.read()
+    try:
+        body = await request.read()
+    except RequestPayloadError as e:  # a body its Content-Encoding does not decode (not gzip, cut short)
+        request.content.feed_eof()  # else aiohttp reads it again after the answer, and logs the error
+        request.protocol.close()  # (the connection closes after the answer: the rest of the body is unread)
+        reason = str(e).strip().rsplit("\n", 1)[-1].strip()
+        raise json_error(web.HTTPBadRequest, f"malformed request body: {reason}"[:ERROR_CHARS]) from None
     if isinstance(refused := request.content.exception(), web.HTTPException):
         raise refused
     return body

@@ -30,6 +30,7 @@ from .connections import Conn, drain
 from .http import json_error
 from .metrics import Metrics
 from .settings import ServerConfig
+from .watchdogs import watch_idle, watch_workers
 from .workers import FileJob, Item, Result, Worker, WorkerFailed, stop_all
 
 if TYPE_CHECKING:
@@ -69,6 +70,10 @@ class Server:
         while True:
             await worker.wake.wait()
             worker.wake.clear()
+            if not worker.process.is_alive():  # died between ticks (`watchdogs.watch_workers` woke the loop)
+                self.worker_failed(worker, "the model worker exited")
+                await self.replace_worker(worker)
+                continue
             mine = [c for c in self.conns.values() if c.worker is worker and c.pending and not c.closed]
             work = [(c.id, c.work()) for c in mine] + [(sid, [("drop",)]) for sid in self.dropped[worker]]
             self.dropped[worker] = []
@@ -188,17 +193,6 @@ class Server:
                 c.arrivals.popleft()
             if not c.ended and c.arrivals and c.arrivals[0][0] >= need - 1:
                 self.metrics.observe("talkface_frame_latency_seconds", now - c.arrivals[0][1])
-
-    async def watch_idle(self) -> None:
-        """Close (1001) every stream whose client has sent nothing for `idle_timeout` while it was being read."""
-        limit = self.config.idle_timeout
-        while True:
-            await asyncio.sleep(min(1.0, limit / 4))
-            now = time.monotonic()
-            for c in list(self.conns.values()):
-                if c.waiting_since is not None and now - c.waiting_since > limit and not c.closed:
-                    self.metrics.count("talkface_stream_errors_total", kind="idle")
-                    self.end(c, 1001, f"idle for {limit:g} s")
 
     def end(self, c: Conn, code: int, message: str) -> None:
         """Close a stream from the server's side (once): drop its unsent frames, wake whatever waits on it."""
@@ -339,7 +333,8 @@ class Server:
         await asyncio.gather(*(loop.run_in_executor(self.threads, w.ready) for w in self.workers))
         for w in self.workers:
             self.spawn(self.run(w))
-        self.spawn(self.watch_idle())
+        self.spawn(watch_idle(self))
+        self.spawn(watch_workers(self))
         if self.config.grpc_port is not None:
             try:
                 await self._start_grpc()

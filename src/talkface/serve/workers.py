@@ -176,11 +176,15 @@ def _work(conn: Connection, model: str | None, files: bool) -> None:
     while True:
         try:
             work = conn.recv()
-        except EOFError:  # the server is gone
+        except (EOFError, OSError):  # the server is gone (a reset pipe: it was killed with an answer unread)
             return
         if work is None:
             return
-        conn.send(_answer_file(animator, work) if isinstance(work, FileJob) else tick(engine, streams, work))
+        answer = _answer_file(animator, work) if isinstance(work, FileJob) else tick(engine, streams, work)
+        try:
+            conn.send(answer)
+        except OSError:  # the server is gone
+            return
 
 
 class Worker:
