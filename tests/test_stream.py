@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from talkface import Animation, Animator, TalkfaceError, load_audio
@@ -348,12 +348,16 @@ def test_a_model_whose_metadata_is_malformed_is_one_error(tmp_path, change, frag
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seconds=st.floats(0.3, 4.0), fps=st.one_of(st.just(1.0), st.floats(1.0, 12.0)), chunk=st.integers(160, 20000))
+@example(seconds=11250 / 16000, fps=10.625, chunk=160)
 def test_a_low_frame_rate_stream_ends_with_the_frames_of_its_length(speech, seconds, fps, chunk):
-    """Under 6.25 fps a stream pushed in chunks gave a frame past round(duration × fps), which the
-    same audio written whole and flushed (or animated by the file model) did not."""
+    """Under 6.25 fps a stream pushed in chunks gave a frame more than the same audio written whole
+    and flushed, or animated as a clip. (A clip's length counts every started 10 ms hop: one frame
+    more than round(duration × fps) where the last hop tips it, e.g. 11 250 samples at 10.625 fps.)"""
     audio = speech[: round(seconds * 16000)]
     animator = Animator(model=LIVE, fps=fps)
     pushed = run(animator.stream(), audio, chunk)
     session = animator.stream()
     session.write(audio)
-    assert pushed.num_frames == session.flush().num_frames == max(1, round(len(audio) / 16000 * fps))
+    frames = session.flush().num_frames
+    assert pushed.num_frames == frames == animator.animate(audio, sample_rate=16000).num_frames
+    assert abs(frames - max(1, len(audio) / 16000 * fps)) <= 1
