@@ -315,6 +315,27 @@ def test_emotions_are_bounded_in_all_not_only_by_time_code(port, wavs):
     assert reply.code == grpc.StatusCode.OK and len(reply.frames) == math.ceil(len(pcm) / rate * 30)
 
 
+def test_a_long_stream_holds_only_the_emotions_ahead_of_it(port, wavs):
+    """Emotion time codes behind the frames made are let go: a stream with a new emotion every 10 ms
+    passes MAX_EMOTION_KEYS of them in 41 s (one a second: 68 minutes, when it was closed INVALID_ARGUMENT
+    though a stream may last 4 hours; each one rebuilt and sent its worker every key so far)."""
+    from talkface.serve.a2f import MAX_EMOTION_KEYS
+
+    pcm, rate = read_wav(wavs[16000])
+    seconds = MAX_EMOTION_KEYS // 100 + 4
+    pcm = np.tile(pcm, seconds // 3 + 1)[: seconds * rate]
+    names = ["joy", "anger"]
+    requests = [header()]
+    for s in range(seconds):
+        timed = [(s + k / 100, {names[s % 2]: 1.0}) for k in range(100)]
+        requests.append(audio(pcm[s * rate : (s + 1) * rate].tobytes(), timed))
+    reply = run(a2f(port, [*requests, END]))
+    assert reply.code == grpc.StatusCode.OK, reply.details
+    assert len(reply.frames) == seconds * 30 and len(reply.inputs) == seconds * 100
+    last = reply.smoothed[-1][1]  # (the last second's emotion)
+    assert last[names[(seconds - 1) % 2]] > 0.9 > 0.1 > last[names[seconds % 2]]
+
+
 def test_twenty_concurrent_streams(port, wavs):
     pcm, rate = read_wav(wavs[16000])
     pcm = pcm[: 2 * rate]

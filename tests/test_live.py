@@ -99,6 +99,27 @@ def test_a_file_played_live_gives_the_offline_animation(short_wav):
     assert live.meter(np.zeros(320), 0, 0.0).count("#") == 0 and live.meter(np.ones(320), 5, 1.0).count("#") == 30
 
 
+def test_a_live_session_keeps_no_frames_unless_asked(short_wav):
+    """`talkface stream` without -o runs for hours: the loop holds no animation per chunk (it held every
+    20 ms chunk's, 3000 a minute, ~75 MB an hour); with `keep` it holds only the chunks that made frames."""
+    import gc
+
+    alive = []
+
+    class Source(live.FileSource):
+        def __iter__(self):
+            for _ in range(6):  # 6 s, in 300 chunks of 20 ms
+                yield from super().__iter__()
+            gc.collect()
+            alive.append(sum(isinstance(o, Animation) for o in gc.get_objects()))
+
+    source = Source(short_wav, realtime=False)
+    anim = live.run(source, Animator(), show=None, keep=False)
+    assert anim.num_frames == 0 and alive[-1] < 10
+    anim = live.run(source, Animator(), show=None)
+    assert anim.num_frames == 180 and alive[-1] <= 180 + 10
+
+
 class _VirtualInput:
     """sounddevice.InputStream stand-in: feeds a file to the callback in 20 ms blocks from a thread."""
 

@@ -168,6 +168,20 @@ def test_a_server_opening_and_closing_streams_keeps_its_memory_bounded(speech):
     np.testing.assert_allclose(taken_over.weights, fresh.weights, atol=TOL)
 
 
+def test_steps_of_every_size_keep_the_step_nets_cache_bounded():
+    """A stream's steps come in any number of frames (its chunks, a server's ticks): the tap rows cached
+    per (frames, dilation) stay bounded however many sizes a long-lived process has seen (they were kept
+    for every size: up to 3000 × 6 entries, 700 MB, for a stream whose chunks vary up to 30 s)."""
+    from talkface.convnet import _tap_rows
+
+    net = Engine(load_default()).net
+    state = net.state()
+    mel = np.random.default_rng(0).normal(-5, 3, (120, 80)).astype(np.float32)
+    for n in range(1, 121):  # 120 step sizes × 6 blocks
+        net.run([state], [mel[:n]])
+    assert _tap_rows.cache_info().currsize <= 256
+
+
 def test_step_net_and_windowed_fallback_agree_with_onnxruntime(speech):
     model = load_default()
     engine = Engine(model)

@@ -92,7 +92,7 @@ def stream(
     number = device is not None and device.isascii() and device.isdigit()
     source = live.MicSource(int(device) if number else device) if mic else live.FileSource(audio)
     click.echo(f"listening to {source.name} at {source.sample_rate} Hz; Ctrl-C to stop", err=True)
-    anim = live.run(source, animator, fps, sender, seconds)
+    anim = live.run(source, animator, fps, sender, seconds, keep=bool(out))  # (no -o: nothing to keep)
     if out and fmt:
         from .export.provenance import file_sha256, stream_provenance
 

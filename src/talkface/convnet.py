@@ -126,7 +126,7 @@ def gelu(x: np.ndarray) -> np.ndarray:
     return erf
 
 
-@functools.cache
+@functools.lru_cache(maxsize=256)  # (not one per step size ever seen: 3000 sizes × 6 blocks held 700 MB)
 def _tap_rows(n: int, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For a step of `n` new frames through a block of dilation `d`: the past inputs its taps read
     (offsets before the first new frame, which the ring holds), where each tap finds its input in

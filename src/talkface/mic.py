@@ -102,8 +102,10 @@ def run(
     livelink: LiveLinkSender | None = None,
     seconds: float | None = None,
     show: TextIO | None = sys.stderr,
+    keep: bool = True,
 ) -> Animation:
-    """Animate `source` live until it ends, `seconds` pass or Ctrl-C; the whole animation."""
+    """Animate `source` live until it ends, `seconds` pass or Ctrl-C; the whole animation (with `keep`;
+    without it no frames are kept, so a session left running for hours holds none, and none come back)."""
     session = animator.stream(fps, sample_rate=source.sample_rate)
     parts = []
     heard = 0
@@ -113,7 +115,8 @@ def run(
             heard += chunk.shape[0]
             if livelink is not None and frames.num_frames:
                 livelink.send(frames)
-            parts.append(frames)
+            if keep and frames.num_frames:  # (most 20 ms chunks make one frame or none)
+                parts.append(frames)
             if show is not None:
                 show.write(meter(np.asarray(chunk), session.frames_out, heard / source.sample_rate))
                 show.flush()
@@ -126,4 +129,4 @@ def run(
         livelink.send(last)
     if show is not None:
         show.write("\n")
-    return Animation.join([*parts, last])
+    return Animation.join([*parts, last]) if keep else Animation.zeros(0, last.fps, last.names)

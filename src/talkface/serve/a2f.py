@@ -88,8 +88,8 @@ def header_settings(header: messages_pb2.AudioWithEmotionStreamHeader, fps: floa
     return settings, ignored
 
 
-#: The most emotion time codes one stream may send (an hour with a change every second is 3600), and
-#: the most emotions it may send in all (a time code sent again replaces its emotion).
+#: The most emotion time codes one stream may hold at once (those its frames have passed are let go, see
+#: `Emotions.forget`), and the most emotions it may send in all (a time code sent again replaces its emotion).
 MAX_EMOTION_KEYS, MAX_EMOTIONS_SENT = 4096, 4 * 4096
 
 
@@ -103,7 +103,7 @@ class Emotions:
 
     def add(self, timed: Any) -> None:
         """Emotions with time codes (A2F's ``EmotionWithTimeCode``); a later one at the same time replaces.
-        TalkfaceError past `MAX_EMOTION_KEYS` time codes or `MAX_EMOTIONS_SENT` emotions in a stream."""
+        TalkfaceError past `MAX_EMOTION_KEYS` time codes held or `MAX_EMOTIONS_SENT` emotions in a stream."""
         self.sent += len(timed)
         if self.sent > MAX_EMOTIONS_SENT:
             raise TalkfaceError(f"more than {MAX_EMOTIONS_SENT} emotions in one stream")
@@ -113,7 +113,14 @@ class Emotions:
                 raise TalkfaceError(f"emotion {i}: time_code must be a number of seconds from 0, got {t!r}")
             self.keys[t] = vector(emotion_weights(item.emotion, f"emotion {i} at {t:g} s"))
             if len(self.keys) > MAX_EMOTION_KEYS:
-                raise TalkfaceError(f"more than {MAX_EMOTION_KEYS} emotion time codes in one stream")
+                raise TalkfaceError(f"more than {MAX_EMOTION_KEYS} emotion time codes ahead in one stream")
+
+    def forget(self, now: float) -> None:
+        """Let go of the time codes before `now` but the last of them: the track from `now` on is the same,
+        and a long stream holds (and rebuilds, and sends its worker) only the keys still ahead of it."""
+        past = [t for t in self.keys if t <= now]
+        for t in sorted(past)[:-1]:
+            del self.keys[t]
 
     def track(self) -> EmotionTrack | None:
         """The keyframe track: each emotion held until just before the next one's time."""

@@ -76,6 +76,7 @@ class A2FConn(Conn):
         self.track = settings["emotion"] or EmotionTrack.constant({})  # (the header's: `emotions.track()`)
         self.stale = False  # emotions came since `track` was made
         self.emotion_settings: EmotionSettings = settings["emotion_settings"]
+        self.fps: float = settings["fps"]
         self.emotion_state: np.ndarray | None = None  # the last frame's smoothed emotion
         self.status: tuple[grpc.StatusCode, str] = (grpc.StatusCode.OK, "")
         self.reader: asyncio.Task | None = None  # the task reading the client's messages
@@ -83,6 +84,7 @@ class A2FConn(Conn):
     def take_emotions(self, timed: Any) -> None:
         """New input emotions, to report with the next frames; the worker gets the track they make at
         its next tick (made once a tick, however many messages brought emotions)."""
+        self.emotions.forget(self.frames / self.fps)  # (the frames made from here on, here and in the worker)
         self.emotions.add(timed)
         self.inputs.extend(timed)
         self.stale = True
