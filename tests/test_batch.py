@@ -213,6 +213,21 @@ def test_a_killed_writers_temporary_file_of_a_long_name_is_cleared(library, tmp_
     assert sorted(p.name for p in out.iterdir()) == sorted([REPORT, long, f"{long}.json"])
 
 
+def test_a_killed_writers_temporary_files_of_sidecars_and_usd_saves_are_cleared(library, tmp_path):
+    """A kill mid-write leaves the sidecar's temporary file beside the output's, and a USD save leaves
+    USD's own (`.NAME.XXXXXXXX.part.Ab12Cd`); the next run clears them all, and nobody else's."""
+    out = tmp_path / "out"
+    out.mkdir()
+    debris = [".a.csv.0123abcd.part.csv", ".a.csv.json.0123abcd.part.json", ".b.usda.0123abcd.part.usda",
+              ".b.usda.0123abcd.part.7VKgRJ"]  # fmt: skip
+    others = [".c.csv.0123abcd.part.csv", ".c.csv.json.0123abcd.part.json"]  # not this manifest's outputs
+    for name in debris + others:
+        (out / name).write_text("half a file")
+    manifest = _manifest(library, ["vo/a.wav,,,,a.csv,", "vo/a.wav,,,,b.usda,"])
+    assert main(["batch", str(manifest), "-o", str(out), "--jobs", "1"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted([REPORT, "a.csv", "a.csv.json", "b.usda", *others])
+
+
 def test_ctrl_c_finishes_the_lines_in_progress_and_the_next_run_does_the_rest(library, tmp_path, capsys):
     count = 16
     manifest, out = _long_manifest(library, count), tmp_path / "out"

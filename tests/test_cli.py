@@ -3,6 +3,8 @@
 import csv
 import json
 import os
+import resource
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +48,31 @@ def test_say_writes_wav_phonemes_and_live_link_csv(said):
     assert abs((len(rows) - 1) - len(audio) / rate * 30) <= 1  # 30 fps over the whole clip
     phones = read_phones_tsv(said / "phonemes.tsv")
     assert [p.phone for p in phones if p.phone in "bpm"] == ["b", "b", "b", "p", "p", "m", "p"]
+
+
+def _file_size_limit(size: int):
+    """A child's start: files of at most `size` bytes, a write past it failing (EFBIG) as on a full disk."""
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # (else the signal ends the process)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    return limit
+
+
+def test_say_on_a_full_disk_is_one_clear_error_and_leaves_nothing(tmp_path):
+    """The speech that does not fit is the one-line error of any output that does not (not libsndfile's
+    internal error), and the folder is left without a part of it."""
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "talkface.cli", "say", "Bob bought a pepper and a map", "-o", str(out)]
+    limit = _file_size_limit(16 << 10)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, preexec_fn=limit)
+    # (espeak-ng's PulseAudio client says "ftruncate() failed" on a line of its own: the limit is
+    # on its shared-memory file too, which no full disk limits)
+    ours = [line for line in result.stderr.splitlines() if "ftruncate() failed" not in line]
+    assert ours == [f"talkface: error: {out / 'speech.wav'}: cannot write (File too large)"], result.stderr
+    assert result.returncode == 1
+    assert list(out.iterdir()) == []
 
 
 def test_say_lips_close_on_bilabials_and_open_on_open_vowels(said):

@@ -1,7 +1,9 @@
 """glTF (GLB) and USD exports of the head and its ARKit animation, read back and validated."""
 
 import json
+import resource
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -10,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import ARCTIC_TRANSCRIPT
-from test_cli import run
+from test_cli import assert_one_line_error, run
 
 from talkface import Animator
 from talkface.head import Head
@@ -163,3 +165,25 @@ def test_usd_blend_shape_animation_deforms_like_the_head(tmp_path, arctic_anim, 
         idx = np.array(shape.GetPointIndicesAttr().Get())
         points[idx] += weight * np.array(shape.GetOffsetsAttr().Get())
     assert np.allclose(points, Head.load().apply(arctic_anim.weights[frame]), atol=1e-5)
+
+
+def _file_size_limit(size: int):
+    """A child's start: files of at most `size` bytes, a write past it failing (EFBIG) as on a full disk."""
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # (else the signal ends the process)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    return limit
+
+
+@pytest.mark.parametrize("suffix", [".usda", ".usdc"])
+def test_usd_on_a_full_disk_is_one_clear_error_and_leaves_nothing(tmp_path, arctic_wav, suffix):
+    """USD's own error for a write that fails (not an OSError) is the one-line error of any full disk, exit 1."""
+    out = tmp_path / "out" / f"head{suffix}"
+    command = [sys.executable, "-m", "talkface.cli", "animate", str(arctic_wav), "-o", str(out)]
+    limit = _file_size_limit(64 << 10)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, preexec_fn=limit)
+    assert_one_line_error(result, f"{out}: cannot write (File too large)")
+    assert result.returncode == 1
+    assert list(out.parent.iterdir()) == []

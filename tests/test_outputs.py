@@ -437,3 +437,37 @@ def test_say_never_writes_over_its_rig_or_emotion_track(tmp_path):
     assert_one_line_error(run("say", "Hello.", "--emotion-track", str(track), "-o", str(tmp_path)), 1, "is the input")
     assert json.loads(rig.read_text()) == {"Mouth": {"jawOpen": 1}} and json.loads(track.read_text())[0]["time"] == 0
     assert sorted(os.listdir(tmp_path)) == ["animation.json", "phonemes.tsv"]
+
+
+#: `talkface` with SIGTERM coming while the Live Link CSV is written (its first block made), as `kill`,
+#: systemd or `docker stop` may send it.
+_TERMINATED_MID_WRITE = """
+import os, signal, sys
+from talkface import cli
+from talkface.export import livelink_csv
+
+made = livelink_csv.csv_chunks
+
+
+def chunks(anim):
+    for chunk in made(anim):
+        os.kill(os.getpid(), signal.SIGTERM)
+        yield chunk
+
+
+livelink_csv.csv_chunks = chunks
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_mid_write_leaves_no_temporary_file_and_the_old_output(tmp_path, arctic_wav):
+    """SIGTERM ended the process where it stood: the temporary files of the output and its sidecar
+    stayed beside them for good. It now unwinds as Ctrl-C does (exit status 143, as the signal's)."""
+    out = tmp_path / "out.csv"
+    out.write_text("the last run's\n")
+    (tmp_path / "out.csv.json").write_text("{}\n")
+    command = [sys.executable, "-c", _TERMINATED_MID_WRITE, "animate", str(arctic_wav), "-o", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 143, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "out.csv.json"]
+    assert out.read_text() == "the last run's\n"

@@ -11,6 +11,7 @@ from talkface.coarticulation import animate_phones
 from talkface.metrics import lip_aperture, mouth_scores
 from talkface.phonemes import TimedPhone
 from talkface.post import PARAMETERS, FaceParams, LifeConfig, Style, parse_assignments
+from talkface.post.prosody import Listener
 from talkface.rig import ARKIT_NAMES, POSE_NAMES
 
 FPS = 30
@@ -206,3 +207,32 @@ def test_a_frame_rate_near_zero_animates_a_frame(fps):
     """The clip's prosody was measured over its frames' span, n / fps: at 1e-9 fps 745 GB (MemoryError)."""
     anim = Animator(fps=fps).animate_phones(WORDS)
     assert anim.num_frames == 1 and np.isfinite(anim.weights).all()
+
+
+def _heard(audio: np.ndarray, rest_ahead: bool) -> np.ndarray:
+    """`Cues.heard` at 100 frames a second of 16 kHz `audio` (silence after it), cued in one block."""
+
+    def samples(start: int, stop: int) -> np.ndarray:
+        out = np.zeros(stop - start, np.float32)
+        a, b = max(start, 0), min(stop, len(audio))
+        out[a - start : b - start] = audio[a:b]
+        return out
+
+    return Listener(100.0, rest_ahead=rest_ahead).cues(0, len(audio) // 160, samples).heard
+
+
+def test_a_listener_that_may_look_ahead_rests_at_once_in_a_long_silence_not_in_a_stop_gap():
+    """With `rest_ahead` (a speech-encoder model, whose frames wait for their window anyway) the face
+    rests from the start of a silence of 250 ms or more, where the voice line alone holds it 80 ms
+    longer; a stop's silent closure (80 ms) inside speech is heard through either way."""
+    t = np.arange(16000) / 16000
+    voice = (0.3 * np.sin(2 * np.pi * 150 * t) * (1 + 0.5 * np.sin(2 * np.pi * 450 * t))).astype(np.float32)
+    gap, pause = np.zeros(1280, np.float32), np.zeros(16000, np.float32)  # 80 ms, 1 s
+    audio = np.concatenate([pause, voice, gap, voice, pause])  # (the silence first: the background's level)
+    cut = (3 * 16000 + 1280) // 160  # the frame where the last pause starts
+    for rest_ahead in (False, True):
+        heard = _heard(audio, rest_ahead)
+        assert heard[110:cut].all()  # the speech and the stop gap inside it (frames 200-207)
+    looking, plain = _heard(audio, True), _heard(audio, False)
+    assert np.flatnonzero(~looking[cut:])[0] <= 3  # within 30 ms of the pause (the 40 ms window's half)
+    assert np.flatnonzero(~plain[cut:])[0] >= 8

@@ -139,6 +139,61 @@ def test_corpus_refuses_other_settings_in_the_same_folder(corpus, text_dir):
         build_corpus(corpus, text_dir, CorpusConfig(hours=1, seed=4), workers=1, progress=False)
 
 
+def _hold_lock(folder: Path) -> int:
+    """Lock `folder` as a running build or training run does (an exclusive flock); the descriptor to close."""
+    import fcntl
+    import os
+
+    fd = os.open(folder, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def test_a_second_corpus_build_in_a_folder_is_refused_while_one_runs(corpus, text_dir, tmp_path):
+    """Two builds at once, with other settings, both passed the settings check before either wrote its
+    manifest and replaced each other's shards; a build in a folder another holds is refused, at once."""
+    import os
+
+    copy = tmp_path / "copy"
+    shutil.copytree(corpus, copy)
+    (copy / "train-00001.npz").unlink()
+    fd = _hold_lock(copy)
+    try:
+        with pytest.raises(TalkfaceError, match="another talkface corpus is being built in this folder"):
+            build_corpus(copy, text_dir, CONFIG, workers=1, progress=False)
+    finally:
+        os.close(fd)
+    assert not (copy / "train-00001.npz").exists()
+
+
+def test_a_resumed_corpus_clears_what_a_killed_build_left(corpus, text_dir, tmp_path):
+    """A build killed mid-write leaves a shard's (or the manifest's) temporary file; the next clears it,
+    and nobody else's."""
+    copy = tmp_path / "copy"
+    shutil.copytree(corpus, copy)
+    debris = [".train-00001.npz.0123abcd.part.npz", ".manifest.json.0123abcd.part.json"]
+    others = [".notes.txt.0123abcd.part.txt"]
+    for name in debris + others:
+        (copy / name).write_bytes(b"half a shard")
+    build_corpus(copy, text_dir, CONFIG, workers=1, progress=False)
+    assert sorted(p.name for p in copy.iterdir() if p.name.startswith(".")) == others
+
+
+def test_a_second_training_run_in_a_run_folder_is_refused_while_one_runs(corpus, tmp_path):
+    """Two runs in one folder both ran, writing their rows into one log.csv; the second is refused, at once."""
+    import os
+
+    out = tmp_path / "run"
+    out.mkdir()
+    fd = _hold_lock(out)
+    try:
+        with pytest.raises(TalkfaceError, match="another talkface train is writing to this run folder"):
+            train(TrainConfig(corpus=str(corpus), out=str(out), steps=2), progress=False)
+    finally:
+        os.close(fd)
+    assert list(out.iterdir()) == []
+
+
 def test_a_corpus_from_before_the_newer_settings_resumes(corpus, text_dir, tmp_path):
     old = tmp_path / "old"
     shutil.copytree(corpus, old)

@@ -14,9 +14,13 @@ read as one at all.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 import click
 
@@ -78,9 +82,37 @@ def _warnings_to_stderr() -> None:
         logger.propagate = False
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM's handler: exit with the status the signal itself gives (143), unwinding on the way."""
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM (kill, systemd, docker stop, timeout) ends the run as an exception, as Ctrl-C does, so
+    that it cleans up on the way out: `atomic_path`'s temporary file is removed and `batch` stops
+    its worker processes. Left as it was where a caller (a test, a program embedding `main`) set
+    its own handler, and outside the main thread, where no handler can be set."""
+    own = signal.getsignal(signal.SIGTERM) != signal.SIG_DFL
+    if own or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; an error becomes one line on stderr and the exit status the module describes."""
     _warnings_to_stderr()
+    with _sigterm_unwinds():
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
+    """`main`'s work: the command, and its error as one line and an exit status."""
     try:
         cli.main(args=argv, prog_name="talkface", standalone_mode=False)
     except TalkfaceError as e:

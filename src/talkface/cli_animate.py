@@ -4,6 +4,7 @@ video of the head), demo (the bundled sample), and voices (what `say` can speak 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from collections.abc import Sequence
 from importlib.resources import files
@@ -84,8 +85,12 @@ def _say(
             output_target(path)  # before the speech is made
     distinct_outputs(read, written)
     speech, anim = Animator(fps, style=style).say(text, voice=voice, lang=lang)
+    # made in memory and written by Python: libsndfile writing the file itself turned a full disk
+    # into an internal error (LibsndfileError) and a stray "ftruncate() failed" line
+    sound = io.BytesIO()
+    sf.write(sound, speech.audio, speech.sample_rate, subtype="PCM_16", format="WAV")
     with atomic_path(wav) as tmp:
-        sf.write(tmp, speech.audio, speech.sample_rate, subtype="PCM_16", format="WAV")
+        tmp.write_bytes(sound.getbuffer())
     export.write(anim, animation, fmt, metadata=tts_provenance(load_voice(voice, lang).info.name, wav), rig=rig)
     write_text(tsv, phones_tsv(speech.phones))
     return [wav, animation, tsv]

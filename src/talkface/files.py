@@ -14,6 +14,7 @@ with one clear error instead of filling memory.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import secrets
@@ -37,6 +38,10 @@ TEXT_LIMIT = 1 << 20
 #: The temporary files `atomic_path` writes: `.NAME.XXXXXXXX.partSUFFIX` beside NAME (`temp_base`).
 _TEMP = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.part(?P<suffix>\.[^.]*)?")
 _NAME_MAX = 255  # bytes in a file name (Linux, macOS and Windows file systems alike)
+#: USD's own temporary file, beside the one it is asked to save (`.NAME.XXXXXXXX.part.usda` saved through
+#: `.NAME.XXXXXXXX.part.Ab12Cd`, then renamed): left behind too when a kill comes mid-save.
+_USD_TEMP = re.compile(r"\.[A-Za-z0-9]{6}")
+_USD_SUFFIXES = (".usd", ".usda", ".usdc")
 
 
 def special_kind(mode: int) -> str | None:
@@ -119,7 +124,42 @@ def temp_target(name: str) -> str | None:
     """The `temp_base` of the file that the temporary file `name` (one of `atomic_path`'s) was to
     replace, or None if `name` is not one: what a writer killed mid-write leaves behind, to be cleared."""
     match = _TEMP.fullmatch(name)
-    return match["name"] if match and (match["suffix"] or "") == Path(match["name"]).suffix else None
+    if not match:
+        return None
+    suffix, own = match["suffix"] or "", Path(match["name"]).suffix
+    usd = own.lower() in _USD_SUFFIXES and _USD_TEMP.fullmatch(suffix) is not None
+    return match["name"] if suffix == own or usd else None
+
+
+def clear_temps(folder: str | os.PathLike, names: Iterable[str]) -> None:
+    """Remove from `folder` the temporary files a killed writer left for the files `names` (their
+    `temp_base`s): a resumed run's own debris, never anyone else's files."""
+    wanted = {temp_base(name) for name in names}
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(folder) as entries:
+        for entry in entries:
+            if temp_target(entry.name) in wanted:
+                Path(entry.path).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, busy: str) -> Iterator[None]:
+    """Hold an exclusive lock on `folder` (made if missing) while the block runs, so that two runs
+    never write one folder's shared state (a corpus's manifest and shards, a training run's log and
+    checkpoint) at once; TalkfaceError "`folder`: `busy`" at once if another process holds it. The
+    lock goes with the process: a killed run never leaves the folder locked."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        raise TalkfaceError(f"{folder}: cannot make or open the folder ({e.strerror or e})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TalkfaceError(f"{folder}: {busy}") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def _new_temp(target: Path, old: os.stat_result | None) -> tuple[Path, int]:

@@ -16,7 +16,8 @@ That is 99.2 ms at 30 and 60 fps, at most 100 ms at any rate; nothing else waits
 are enforced causally (a closure holds from the second frame the viseme head hears it, for at
 least 20 ms, and is released over 30 ms; an output frame next to a whole closure shows it whole),
 rounded vowels get a floor of lip rounding, and the post-processing looks at most 80 ms ahead
-(see `post.prosody.Listener`).
+(see `post.prosody.Listener`; with a speech-encoder model, whose frames wait for their window
+anyway, 250 ms, so that its face rests at once in a long silence).
 `Animator.animate` without a transcript runs this same code over the whole clip (offline is
 streaming with the whole clip in one chunk), so the two agree to float rounding however the
 audio is cut.
@@ -176,7 +177,8 @@ class Stream:
         self._model = engine.state()
         self._articulations = Articulations(engine.rate, engine.model.viseme_bias)
         self._post = Post(style, self.fps)
-        self._listener = Listener(self.fps)
+        # a speech-encoder model's frames wait 2 s for their window: its listener may look 250 ms ahead
+        self._listener = Listener(self.fps, rest_ahead=engine.encoder is not None)
         self._audio = np.zeros(0, np.float32)  # 16 kHz samples from _audio_start on
         self._audio_start = 0
         self._received = 0  # 16 kHz samples so far

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from .. import export
 from ..errors import TalkfaceError
 from ..files import read_text, temp_base, temp_target, write_text
 from .animate import LineResult
@@ -86,12 +87,15 @@ class _Report:
 
 
 def _clear_temps(out: Path, lines: Sequence[Line]) -> None:
-    """Remove the temporary files a killed run left beside this run's outputs (and the report)."""
+    """Remove the temporary files a killed run left beside this run's outputs, their sidecars (and
+    the report): a kill mid-write leaves the sidecar's as well as the output's."""
     names: dict[Path, set[str]] = {out: {temp_base(REPORT)}}
     for line in lines:
         if not line.error:
             target = out / line.output
-            names.setdefault(target.parent, set()).add(temp_base(target.name))
+            sidecar = export.sidecar_path(target, line.fmt)
+            for path in (target, *([sidecar] if sidecar is not None else [])):
+                names.setdefault(path.parent, set()).add(temp_base(path.name))
     for folder, wanted in names.items():
         with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(folder) as entries:
             for entry in entries:

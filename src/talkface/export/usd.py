@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -116,7 +117,20 @@ def write(
             shape.CreatePointIndicesAttr(Vt.IntArray.FromNumpy(moved.astype(np.int32)))
             shape_paths.append(shape.GetPath())
         binding.CreateBlendShapeTargetsRel().SetTargets([Sdf.Path(p) for p in shape_paths])
-        layer.Save()
+        try:
+            layer.Save()
+        except Tf.ErrorException as e:  # a full disk, a file size limit: USD's error, not an OSError
+            raise TalkfaceError(f"{path}: cannot write ({_save_error(e)})") from None
+
+
+def _save_error(error: Exception) -> str:
+    """The reason in USD's error text, e.g. "File too large": the text names the C++ function and
+    file of every error (a full disk gives dozens) before its message, quoted."""
+    text = str(error)
+    if found := re.search(r"writing file: ([^'\n]+)'", text):
+        return found[1]
+    messages = re.findall(r" : '([^'\n]+)'", text)
+    return messages[0] if messages else "USD could not save it"
 
 
 def _layer_data(value: Any) -> Any:

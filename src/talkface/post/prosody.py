@@ -33,6 +33,12 @@ _FLOOR_DB = -60.0  # the reference never falls below this (dBFS)
 #: grid frame of the last `_FLOOR_SPAN` (3 s), so that music or noise under the voice, loud as it may
 #: be, does not count as voice in the pauses.
 _VOICE_DB, _VOICE_DECAY, REST_BEHIND = 16.0, 0.06, 8
+#: Where a listener may look `TRAIL_AHEAD` grid frames ahead (a speech-encoder model's frames wait 2 s
+#: for their window anyway), the face also rests from the first grid frame of a silence that long: no
+#: speech (`_SPEECH_DB`) at the frame nor in the 250 ms after it. The voice line alone holds the mouth
+#: open 80 ms into such a pause, longer over a fading tail within 16 dB of the voice: after the last word
+#: of natural recordings it reached rest only 170–230 ms into the pause (model card, "Rest in pauses").
+TRAIL_AHEAD = 25
 _OVER_FLOOR_DB, _FLOOR_SPAN = 10.0, 300
 _SYLLABLE_GAP = 12  # grid frames (120 ms) between loudness peaks taken for syllables
 _HISTORY = 50  # a stream scores a syllable against this many before it
@@ -131,8 +137,9 @@ class Cues:
 
     active: speaking; ahead: speech within the 60 ms after the frame; pitch: semitones around the
     voice's mean (nan unvoiced); accents: (frame in the block, time s, strength 0–1) of the
-    syllables that became known at that frame; heard: voice from 80 ms before to 60 ms after
-    (None where the speech does not come from the sound alone and needs no rest).
+    syllables that became known at that frame; heard: voice from 80 ms before to 60 ms after, and
+    (for a listener with `rest_ahead`) speech at the frame or in the 250 ms after it (None where the
+    speech does not come from the sound alone and needs no rest).
     """
 
     active: np.ndarray
@@ -165,12 +172,15 @@ class Listener:
 
     The measured grid frames [base, next) are the rows of `held` (columns `_REL` .. `_PITCH`); frames
     more than `_KEEP` behind the last one checked for a syllable peak are dropped, so an hour-long
-    stream holds a few KB. Many streams' listeners go on together, in a few numpy calls (`listen`)."""
+    stream holds a few KB. Many streams' listeners go on together, in a few numpy calls (`listen`).
+    With `rest_ahead` it measures `TRAIL_AHEAD` grid frames past each frame rather than `AHEAD`, and
+    its frames also rest at once in a long silence (see `TRAIL_AHEAD`)."""
 
     _KEEP = 100
 
-    def __init__(self, fps: float) -> None:
+    def __init__(self, fps: float, rest_ahead: bool = False) -> None:
         self.fps = fps
+        self.ahead = TRAIL_AHEAD if rest_ahead else AHEAD  # grid frames measured past a frame
         self.next = 0  # first grid frame not measured yet
         self.base = 0  # grid frame of row 0 of `held`
         self.held = np.zeros((0, len(_UNHEARD)))
@@ -209,7 +219,7 @@ class Listener:
 
     def cues(self, first: int, n: int, samples: Samples) -> Cues:
         """The cues of output frames first..first+n-1; `samples` reads the 16 kHz audio, which must be
-        there up to 85 ms past the last frame (zeros past the end of a stream)."""
+        there up to `ahead` grid frames and 20 ms past the last frame (zeros past the end of a stream)."""
         return listen([(self, first, n, samples)])[0]
 
 
@@ -227,15 +237,19 @@ def _listen(jobs: list[tuple[Listener, int, int, Samples]]) -> list[Cues]:
     blocks = Blocks.of([n for _, _, n, _ in jobs])  # the output frames
     starts, fps = blocks.rows([(first, listener.fps) for listener, first, _, _ in jobs]).T
     js = np.floor((starts + blocks.local) / fps * GRID + 0.5).astype(int)  # (whole numbers as floats)
-    uptos = js[blocks.lasts] + AHEAD
-    _measure(listeners, uptos, [samples for _, _, _, samples in jobs])
-    found = _syllables(listeners, uptos)
+    aheads = np.array([listener.ahead for listener in listeners])
+    fars = js[blocks.lasts] + aheads
+    _measure(listeners, fars, [samples for _, _, _, samples in jobs])
+    found = _syllables(listeners, js[blocks.lasts] + AHEAD)
     los = js[blocks.firsts] - REST_BEHIND
-    rows = _gather(listeners, los, uptos + 1)
-    spans = uptos + 1 - los
+    rows = _gather(listeners, los, fars + 1)
+    spans = fars + 1 - los
     at = js + blocks.rows(np.cumsum(spans) - spans - los)  # each frame's grid frame in `rows`
     active, ahead, pitch = _frame_cues(at, rows[:, _ACTIVE] > 0, rows[:, _PITCH])
     heard = _any(rows[:, _VOICE] > 0, at - REST_BEHIND, at + AHEAD + 1)
+    far = blocks.rows(aheads)
+    if (far > AHEAD).any():  # listeners with `rest_ahead`: no voice heard in a long silence either
+        heard &= _any(rows[:, _ACTIVE] > 0, at, at + far + 1) | (far <= AHEAD)
     out = []
     for (a, b), peaks in zip(itertools.pairwise(np.append(blocks.firsts, blocks.total).tolist()), found, strict=True):
         # a syllable is known from the first frame that looks at its grid frame

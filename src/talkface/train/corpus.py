@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import re
 import threading
 import time
 import zipfile
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -35,7 +35,7 @@ from ..audio import SAMPLE_RATE
 from ..coarticulation import animate_phones
 from ..errors import TalkfaceError
 from ..features import FRAME_RATE, HOP, log_mel
-from ..files import atomic_path, opened, write_text
+from ..files import atomic_path, clear_temps, folder_lock, opened, write_text
 from ..phonemes import VISEME_OF, VISEMES, TimedPhone
 from ..tts import Speech, espeak, festival, flite, piper
 from . import augment
@@ -288,8 +288,20 @@ _ADDED_LATER = {"emotion_share": 0.0, "flite_share": 0.0, "festival_share": 0.0,
 
 def build_corpus(out_dir: str | Path, text_dir: str | Path, config: CorpusConfig, workers: int = 2,
                  progress: bool = True) -> Path:  # fmt: skip
-    """Build (or resume) a corpus in `out_dir`: train shards, validation shards of the held-out accent."""
+    """Build (or resume) a corpus in `out_dir`: train shards, validation shards of the held-out accent.
+
+    The folder is locked meanwhile: a second build in it is refused at once, rather than both passing
+    the settings check and each replacing the other's shards. A resumed build first clears the
+    temporary files a killed one left."""
+    sentences = read_sentences(text_dir, config.languages)
     out = Path(out_dir)
+    with folder_lock(out, "another talkface corpus is being built in this folder"):
+        _build(out, sentences, config, workers, progress)
+    return out
+
+
+def _build(out: Path, sentences: dict[str, list[str]], config: CorpusConfig, workers: int, progress: bool) -> None:
+    """`build_corpus`'s work, with the folder locked."""
     manifest = out / "manifest.json"
     if manifest.exists():
         previous = {**_ADDED_LATER, **json.loads(manifest.read_text())["config"]}
@@ -298,7 +310,6 @@ def build_corpus(out_dir: str | Path, text_dir: str | Path, config: CorpusConfig
                            if previous.get(k) != v)  # fmt: skip
         if differ:
             raise TalkfaceError(f"{out}: holds a corpus built with other settings ({differ}); use a new folder")
-    sentences = read_sentences(text_dir, config.languages)
     for engine, share in ((flite, config.flite_share), (festival, config.festival_share)):
         if share and not engine.installed():
             log.warning("%s; its share of the corpus goes to espeak-ng and Piper", engine.MISSING)
@@ -306,6 +317,7 @@ def build_corpus(out_dir: str | Path, text_dir: str | Path, config: CorpusConfig
     val_shards = max(1, round(train_shards * 0.05))
     jobs = [(out / f"train-{i:05d}.npz", i, False) for i in range(train_shards)]
     jobs += [(out / f"val-{i:05d}.npz", i, True) for i in range(val_shards)]
+    clear_temps(out, [manifest.name, *(path.name for path, _, _ in jobs)])
     write_text(manifest, json.dumps({"config": asdict(config), "languages": sorted(sentences)}, indent=1))
     todo = [(p, i, h, config, sentences) for p, i, h in jobs if not p.exists()]
     with tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="shard", disable=not progress) as bar:
@@ -314,7 +326,8 @@ def build_corpus(out_dir: str | Path, text_dir: str | Path, config: CorpusConfig
                 _build_shard(job)
                 bar.update()
         else:
-            with ProcessPoolExecutor(workers, initializer=_exit_with, initargs=(os.getpid(),)) as pool:
-                for _ in pool.map(_build_shard, todo):
+            # a Pool, whose exit ends its workers: a ProcessPoolExecutor left by Ctrl-C or SIGTERM first
+            # built every shard already queued (tens of seconds, as long as a shard takes)
+            with multiprocessing.Pool(workers, initializer=_exit_with, initargs=(os.getpid(),)) as pool:
+                for _ in pool.imap(_build_shard, todo):
                     bar.update()
-    return out

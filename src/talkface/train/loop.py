@@ -23,7 +23,7 @@ from ..animator import Animator
 from ..audio import SAMPLE_RATE
 from ..encoder import FEATURE_DIM
 from ..errors import TalkfaceError
-from ..files import atomic_path
+from ..files import atomic_path, folder_lock
 from ..model import ENCODER, LOG_MEL
 from ..phonemes import VISEMES
 from ..rig import ARKIT_NAMES
@@ -219,7 +219,16 @@ def _real_speech(model: FaceNet | EncoderFaceNet, clips: list[evaluation.Clip]) 
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Train, checkpointing to `out/checkpoint.pt`; export `out/model.onnx` at the end."""
+    """Train, checkpointing to `out/checkpoint.pt`; export `out/model.onnx` at the end.
+
+    The run folder is locked meanwhile: a second run in it is refused at once, where both ran,
+    each writing its rows into the other's log.csv and replacing its checkpoint and model."""
+    with folder_lock(config.out, "another talkface train is writing to this run folder"):
+        return _train(config, resume, progress)
+
+
+def _train(config: TrainConfig, resume: bool, progress: bool) -> Path:
+    """`train`'s work, with the run folder locked."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     corpora = [Path(c) for c in ([config.corpus] if isinstance(config.corpus, str) else config.corpus)]
