@@ -141,22 +141,29 @@ def clear_temps(folder: str | os.PathLike, names: Iterable[str]) -> None:
                 Path(entry.path).unlink(missing_ok=True)
 
 
-@contextlib.contextmanager
-def folder_lock(folder: str | os.PathLike, busy: str) -> Iterator[None]:
-    """Hold an exclusive lock on `folder` (made if missing) while the block runs, so that two runs
-    never write one folder's shared state (a corpus's manifest and shards, a training run's log and
-    checkpoint) at once; TalkfaceError "`folder`: `busy`" at once if another process holds it. The
-    lock goes with the process: a killed run never leaves the folder locked."""
+def lock_folder(folder: str | os.PathLike, busy: str) -> int:
+    """An exclusive lock on `folder` (made if missing), held until the descriptor returned is closed,
+    so that two runs never write one folder's shared state (a batch's report, a corpus's manifest and
+    shards, a training run's log and checkpoint) at once; TalkfaceError "`folder`: `busy`" at once if
+    another process holds it. The lock goes with the process: a killed run never leaves it locked."""
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as e:
         raise TalkfaceError(f"{folder}: cannot make or open the folder ({e.strerror or e})") from None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise TalkfaceError(f"{folder}: {busy}") from None
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise TalkfaceError(f"{folder}: {busy}") from None
+    return fd
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, busy: str) -> Iterator[None]:
+    """`lock_folder` while the block runs."""
+    fd = lock_folder(folder, busy)
+    try:
         yield
     finally:
         os.close(fd)

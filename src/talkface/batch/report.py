@@ -9,7 +9,6 @@ temporary files a killed run left.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import sys
@@ -21,7 +20,7 @@ from typing import IO, Any
 
 from .. import export
 from ..errors import TalkfaceError
-from ..files import read_text, temp_base, temp_target, write_text
+from ..files import clear_temps, lock_folder, read_text, write_text
 from .animate import LineResult
 from .manifest import _MANIFEST_LIMIT, REPORT, Line
 
@@ -34,12 +33,7 @@ class _Report:
 
     def __init__(self, out: Path) -> None:
         self.path = out / REPORT
-        self.lock = os.open(out, os.O_RDONLY)
-        try:
-            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self.lock)
-            raise TalkfaceError(f"{out}: another talkface batch is writing to this folder") from None
+        self.lock = lock_folder(out, "another talkface batch is writing to this folder")
         self.records: dict[str, dict[str, Any]] = {}
         self.bad: dict[int, dict[str, Any]] = {}
         try:
@@ -89,18 +83,15 @@ class _Report:
 def _clear_temps(out: Path, lines: Sequence[Line]) -> None:
     """Remove the temporary files a killed run left beside this run's outputs, their sidecars (and
     the report): a kill mid-write leaves the sidecar's as well as the output's."""
-    names: dict[Path, set[str]] = {out: {temp_base(REPORT)}}
+    names: dict[Path, set[str]] = {out: {REPORT}}
     for line in lines:
         if not line.error:
             target = out / line.output
             sidecar = export.sidecar_path(target, line.fmt)
             for path in (target, *([sidecar] if sidecar is not None else [])):
-                names.setdefault(path.parent, set()).add(temp_base(path.name))
+                names.setdefault(path.parent, set()).add(path.name)
     for folder, wanted in names.items():
-        with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(folder) as entries:
-            for entry in entries:
-                if temp_target(entry.name) in wanted:
-                    Path(entry.path).unlink(missing_ok=True)
+        clear_temps(folder, wanted)
 
 
 @dataclass
