@@ -354,6 +354,17 @@ def test_view_loads_a_say_output_folder(tmp_path):
         server.server_close()
 
 
+def test_view_loads_what_talkface_say_writes(tmp_path):
+    """`talkface say` puts the CSV's provenance beside it (`animation.csv.json`): the viewer plays the
+    CSV, restylable through the phones, instead of taking the sidecar for a talkface JSON animation."""
+    done = run("say", "Bob bought a pepper and a map", "-o", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "animation.csv.json").is_file()
+    clip = load_clip(tmp_path)
+    assert clip.title.endswith("animation.csv") and clip.speech is not None
+    assert clip.anim.num_frames == len((tmp_path / "animation.csv").read_text().splitlines()) - 1
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [

@@ -89,7 +89,13 @@ def load_clip(source: str | os.PathLike, text: str | None = None, animator: Anim
     path = Path(source)
     if path.is_dir():
         wavs = sorted(path.glob("*.wav"))
-        anims = [p for ext in (".json", ".csv", ".npz") for p in sorted(path.glob(f"*{ext}"))]
+        # a CSV's provenance sidecar (`animation.csv.json`, as `say` writes it) is no animation
+        anims = [
+            p
+            for ext in (".json", ".csv", ".npz")
+            for p in sorted(path.glob(f"*{ext}"))
+            if not (ext == ".json" and p.with_suffix("").suffix and p.with_suffix("").is_file())
+        ]
         if not wavs or not anims:
             raise TalkfaceError(f"{path}: needs a .wav and an animation (.json, .csv or .npz) in it")
         anim, tsv, pcm = read(anims[0]), path / "phonemes.tsv", load_audio(wavs[0])
