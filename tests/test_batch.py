@@ -332,3 +332,16 @@ def test_a_whole_number_cell_is_not_rounded():
     for bad in (1.5, "1.5", float("nan"), True):
         with pytest.raises(TalkfaceError, match="seed must be a whole number"):
             checked_number(bad, "seed", 0, 10, whole=True)
+
+
+def test_a_line_whose_sidecar_is_missing_is_animated_again(library, tmp_path, capsys):
+    """A CSV's provenance sidecar lost (deleted, or the run killed between the two renames): the next
+    run does the line again rather than skip it with its sidecar missing for good."""
+    manifest = _manifest(library, ["vo/a.wav,,,,a.csv,"])
+    out = tmp_path / "out"
+    assert main(["batch", str(manifest), "-o", str(out)]) == 0
+    (out / "a.csv.json").unlink()
+    capsys.readouterr()
+    assert main(["batch", str(manifest), "-o", str(out)]) == 0
+    assert "1 lines: 1 done, 0 failed, 0 skipped" in capsys.readouterr().out
+    assert (out / "a.csv.json").is_file()

@@ -102,7 +102,8 @@ def animate_line(task: Task) -> LineResult:
         style, fps, text, lang = _line_settings(line, task.settings)
         digest, audio_sha256 = _digest(task, style, fps, text, lang)
         target = Path(task.out_dir) / line.output
-        if digest == task.previous and target.is_file():
+        sidecar = export.sidecar_path(target, line.fmt)  # (written with it: both there, or the line runs again)
+        if digest == task.previous and target.is_file() and (sidecar is None or sidecar.is_file()):
             return done("skipped", seconds=round(time.perf_counter() - started, 4), hash=digest)
         with _warnings() as warnings:
             animator = _animator(task.settings)
