@@ -2,7 +2,8 @@
 
     settings   what a user sets: `FaceParams`, `LifeConfig`, the emotion and `EmotionSettings`
     style      `Style`, all of them together, and `Style.apply` for a whole clip
-    prosody    the voice on a 100 Hz grid: a stream's `Listener`, a whole clip's `analyse`
+    prosody    the voice on a 100 Hz grid: a stream's `Listener`, a whole clip's `analyse` (measures:
+               the level and pitch of its 40 ms windows)
     emotion    the ten emotions' poses and patterns, blended without breaking lip sync
     life       blinks, gaze, head motion and breathing (life_shapes: their timing table and shapes)
     driver     `Post`: the steps in order, a block of frames at a time (many streams' at once: `process`)

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..audio import SAMPLE_RATE
+from .measures import window_levels, window_pitches
 from .smoothing import Blocks
 
 GRID = 100.0  # prosody frames per second
 AHEAD = 6  # grid frames of look-ahead: a 40 ms window centred 60 ms ahead ends 80 ms ahead
 _HOP = int(SAMPLE_RATE / GRID)
 _HALF = 2 * _HOP  # half a 40 ms window
-_F0_MIN, _F0_MAX = 60.0, 400.0
 _SPEECH_DB = 35.0  # within this many dB of the loud reference is speech
 _PEAK_DECAY = 0.01  # dB per grid frame (1 dB/s) of the loudness reference
 _FLOOR_DB = -60.0  # the reference never falls below this (dBFS)
@@ -47,11 +47,6 @@ _HISTORY = 50  # a stream scores a syllable against this many before it
 #: the rest), each spread counted as at least `_SPREAD`.
 _STRESS = np.array([0.4, 0.35, 0.25])
 _SPREAD = np.array([1.0, 0.5, 0.02])
-_WINDOW = np.hanning(2 * _HALF)
-_BATCH = 64  # windows measured at a time: bounded memory, temporaries small enough to reuse, few calls
-_LAGS = slice(int(SAMPLE_RATE / _F0_MAX), int(SAMPLE_RATE / _F0_MIN))  # the autocorrelation lags of f0s in range
-_LAG_RANGE = np.arange(_LAGS.start, _LAGS.stop)
-_AC_FFT = 1024  # points of the FFTs of `_f0` (a power of two, at least 640 + the longest lag)
 _QUIET = 10 ** (-99.0 / 20)  # the loudness of a grid frame not measured (or forgotten)
 #: A held grid frame's row: dB against the loud reference, that as linear amplitude, speech (0/1),
 #: voice (0/1) and pitch (semitones around the running mean, nan if unvoiced); and such a row of a
@@ -59,48 +54,6 @@ _QUIET = 10 ** (-99.0 / 20)  # the loudness of a grid frame not measured (or for
 _REL, _ENERGY, _ACTIVE, _VOICE, _PITCH = range(5)
 _UNHEARD = np.array([-99.0, _QUIET, 0.0, 0.0, np.nan])
 Samples = Callable[[int, int], np.ndarray]  # (start, stop) absolute 16 kHz sample indices → audio
-
-
-def _centred(windows: np.ndarray) -> np.ndarray:
-    frames = windows.astype(np.float64)
-    return frames - frames.mean(axis=1, keepdims=True)
-
-
-def window_levels(windows: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Level (dBFS) of the 40 ms windows [n, 640] `rows` (a few at a time: `windows` may be a view
-    of a whole clip's audio, too big to copy at once)."""
-    out = np.empty(len(rows))
-    for i in range(0, len(rows), _BATCH):
-        some = _centred(windows[rows[i : i + _BATCH]])
-        out[i : i + _BATCH] = 20 * np.log10(np.sqrt((some**2).mean(axis=1)) + 1e-9)
-    return out
-
-
-def window_pitches(windows: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """f0 (Hz, 0 if unvoiced) of the 40 ms windows [n, 640] `rows`."""
-    out = np.empty(len(rows))
-    for i in range(0, len(rows), _BATCH):
-        out[i : i + _BATCH] = _f0(_centred(windows[rows[i : i + _BATCH]]))
-    return out
-
-
-def _f0(frames: np.ndarray) -> np.ndarray:
-    """f0 (Hz, 0 if unvoiced) of centred windows [n, 640], from their autocorrelation.
-
-    In float32, through FFTs of `_AC_FFT` points: the autocorrelation is exact up to lag
-    `_AC_FFT` - 640 (384, past the longest period searched), and the wrapped part beyond it only
-    matters to a window whose autocorrelation stays positive that far (no pitch in range)."""
-    win = frames.shape[1]
-    spec = np.fft.rfft((frames * _WINDOW).astype(np.float32), n=_AC_FFT)
-    ac = np.fft.irfft(spec.real**2 + spec.imag**2, n=_AC_FFT)[:, :win]
-    # search past the first zero crossing, so the main lobe around lag 0 is never taken for a period
-    # (the divisor is positive: normalising changes no sign, so only the lags searched are normalised)
-    first_negative = np.argmax(ac < 0, axis=1)
-    band = ac[:, _LAGS] / np.maximum(ac[:, :1], 1e-12)
-    band[_LAG_RANGE[None, :] < first_negative[:, None]] = -1.0
-    lag = np.argmax(band, axis=1)
-    peak = band[np.arange(len(lag)), lag]
-    return np.where(peak > 0.45, SAMPLE_RATE / (_LAGS.start + lag), 0.0)
 
 
 def _stress(rows: np.ndarray, mean: np.ndarray, std: np.ndarray, count: np.ndarray) -> np.ndarray:
