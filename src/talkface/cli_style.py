@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .errors import TalkfaceError
+from .errors import TalkfaceError, shown
 from .post import (
     PARAMETERS,
     EmotionSettings,
@@ -173,13 +173,16 @@ def style_from_values(values: Mapping[str, object]) -> Style:
             raise TalkfaceError(f"unknown style option {name!r}; known: {', '.join(VALUE_NAMES)}")
         if option.is_flag:
             if not isinstance(value, bool):
-                raise TalkfaceError(f"style option {name!r} takes true or false, not {value!r}")
+                raise TalkfaceError(f"style option {name!r} takes true or false, not {shown(value)}")
             args += [f"--{name}"] if value else []
             continue
         for item in value if option.multiple and isinstance(value, list) else [value]:
             if isinstance(item, bool) or not isinstance(item, str | int | float):
-                raise TalkfaceError(f"style option {name!r} takes a string or a number, not {item!r}")
-            args.append(f"--{name}={item}")
+                raise TalkfaceError(f"style option {name!r} takes a string or a number, not {shown(item)}")
+            try:
+                args.append(f"--{name}={item}")
+            except ValueError:  # an int of over 4300 digits, which Python will not turn into text
+                raise TalkfaceError(f"style option {name!r}: {shown(item)} is out of range") from None
     try:
         return style_from(**_COMMAND.make_context("style", args).params)
     except click.ClickException as e:

@@ -4,6 +4,7 @@ the check of a number a user gave."""
 from __future__ import annotations
 
 import math
+import sys
 
 
 class TalkfaceError(Exception):
@@ -28,5 +29,8 @@ def checked_number(value: object, name: str, lo: float, hi: float, whole: bool =
 
 def shown(value: object, most: int = 40) -> str:
     """`value` as a message quotes it: its repr, cut short (a user's input may be megabytes)."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int of over 4300 digits, which Python will not turn into text
+        return f"a number of over {sys.get_int_max_str_digits()} digits"
     return text if len(text) <= most else text[:most] + "…"

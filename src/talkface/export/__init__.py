@@ -166,8 +166,9 @@ def write(
     # the sidecar's temporary file is made first and put in place last: a run that cannot write
     # either leaves both files as they were
     with atomic_path(sidecar) if sidecar is not None else contextlib.nullcontext() as side:
-        if side is not None:
-            side.write_text(json.dumps(dict(metadata or {}), indent=2) + "\n", encoding="utf-8")
+        if side is not None:  # a CSV's rate is in its timecodes only from a second on: the sidecar keeps it
+            extra = {"fps": anim.fps} if fmt == "csv" else {}
+            side.write_text(json.dumps({**(metadata or {}), **extra}, indent=2) + "\n", encoding="utf-8")
         if fmt in TEXT_FORMATS:
             write_text(path, _pieces(anim, fmt, sound_file, dat_fps, metadata))
         else:
@@ -188,8 +189,22 @@ def read(path: str | os.PathLike, fps: float | None = None) -> Animation:
         raise TalkfaceError(f"{path}: can only read .csv, .json and .npz animations")
     if not Path(path).is_file():
         raise TalkfaceError(f"{path}: no such file")
+    if fmt == "csv" and fps is None:
+        fps = _sidecar_fps(path)
     readers = {"csv": lambda: livelink_csv.read(path, fps), "json": lambda: json_format.read(path)}
     anim = readers.get(fmt, lambda: npz.read(path))()
     if not np.isfinite(anim.weights).all():  # (NaN would pass every later check and reach a client's JSON)
         raise TalkfaceError(f"{path}: has weights that are not finite numbers (NaN or infinity)")
     return anim
+
+
+def _sidecar_fps(path: str | os.PathLike) -> float | None:
+    """The frame rate a CSV's metadata sidecar (``NAME.csv.json``, as `write` makes it) records, or None
+    (no sidecar, or none that says): a clip of under a second tells it by no timecode."""
+    side = sidecar_path(path, "csv")
+    try:
+        fps = json.loads(side.read_text(encoding="utf-8")).get("fps") if side is not None else None
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None
+    ok = isinstance(fps, int | float) and not isinstance(fps, bool) and 0 < fps < float("inf")
+    return float(fps) if ok else None

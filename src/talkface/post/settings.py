@@ -63,8 +63,8 @@ class FaceParams:
     def __post_init__(self) -> None:
         for name, (attr, lo, hi, _) in PARAMETERS.items():
             value = getattr(self, attr)
-            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-                raise TalkfaceError(f"face parameter {name}: {value!r} is not a number")
+            if not isinstance(value, int | float) or isinstance(value, bool) or not _finite(value):
+                raise TalkfaceError(f"face parameter {name}: {shown(value)} is not a number")
             if not lo <= value <= hi:
                 raise TalkfaceError(f"face parameter {name} = {value:g} is out of range [{lo:g}, {hi:g}]")
         if self.clamp_min >= self.clamp_max:
@@ -73,8 +73,8 @@ class FaceParams:
             for channel, value in table.items():
                 if channel not in INDEX and channel not in POSE_NAMES:
                     raise TalkfaceError(f"{what} for unknown channel {channel!r} (use ARKit names, e.g. jawOpen)")
-                if not isinstance(value, int | float) or not math.isfinite(value) or not lo <= value <= hi:
-                    raise TalkfaceError(f"{what} for {channel} = {value!r} is out of range [{lo:g}, {hi:g}]")
+                if not isinstance(value, int | float) or not _finite(value) or not lo <= value <= hi:
+                    raise TalkfaceError(f"{what} for {channel} = {shown(value)} is out of range [{lo:g}, {hi:g}]")
 
     @classmethod
     def from_mapping(
@@ -128,10 +128,10 @@ class LifeConfig:
     head_strength: float = 1.0
 
     def __post_init__(self) -> None:
-        if not 2.0 <= self.blink_rate <= 60.0:
-            raise TalkfaceError(f"blink rate {self.blink_rate:g} per minute is out of range [2, 60]")
-        if not 0.0 <= self.head_strength <= 3.0:
-            raise TalkfaceError(f"head strength {self.head_strength:g} is out of range [0, 3]")
+        if not 2.0 <= (rate := _number(self.blink_rate, "blink rate")) <= 60.0:
+            raise TalkfaceError(f"blink rate {rate:g} per minute is out of range [2, 60]")
+        if not 0.0 <= (strength := _number(self.head_strength, "head strength")) <= 3.0:
+            raise TalkfaceError(f"head strength {strength:g} is out of range [0, 3]")
 
     @classmethod
     def off(cls) -> LifeConfig:
@@ -163,6 +163,14 @@ def parse_emotions(spec: str) -> dict[str, float]:
             continue
         weights[name] = _number(value, f"emotion {name!r}") if value else 1.0
     return check_emotions(weights)
+
+
+def _finite(value: float) -> bool:
+    """Whether a number is finite; False for an int too large for a float."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _number(value: object, what: str) -> float:

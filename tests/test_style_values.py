@@ -1,0 +1,44 @@
+"""Style settings refuse values out of any range with one clear error, whatever their type; a CSV of
+under a second reads back at its rate (its timecodes cannot tell it: the sidecar keeps it)."""
+
+import numpy as np
+import pytest
+
+from talkface import TalkfaceError, export
+from talkface.animation import Animation
+from talkface.post import FaceParams, LifeConfig, Style
+
+BIG = 10**5000  # str() of it raises ValueError: Python's limit on int-to-text digits
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Style(emotion={"joy": BIG}),
+        lambda: Style.from_options({"blink-rate": BIG}),
+        lambda: Style.from_options({"face": [BIG]}),
+        lambda: FaceParams(jaw_strength=BIG),
+        lambda: FaceParams(multipliers={"jawOpen": BIG}),
+        lambda: LifeConfig(blink_rate=BIG),
+        lambda: LifeConfig(blink_rate=None),
+        lambda: LifeConfig(head_strength="lots"),
+    ],
+)
+def test_values_of_any_type_or_size_are_refused_as_talkface_errors(make):
+    with pytest.raises(TalkfaceError):
+        make()
+
+
+def test_style_option_error_quotes_a_long_value_short():
+    with pytest.raises(TalkfaceError) as e:
+        Style.from_options({"no-blink": "x" * 100_000})
+    assert len(str(e.value)) < 200
+
+
+def test_csv_of_under_a_second_reads_back(tmp_path):
+    anim = Animation(np.linspace(0, 1, 11 * 61).reshape(11, 61), 60.0, export.livelink_csv.READ_NAMES)
+    path = tmp_path / "animation.csv"
+    export.write(anim, path, metadata={"engine": "tts"})
+    back = export.read(path)
+    assert back.fps == 60.0 and back.num_frames == 11
+    np.testing.assert_allclose(back.weights, anim.weights, atol=1e-6)
