@@ -696,7 +696,10 @@ def test_a_stream_rig_may_be_a_mapping_of_its_own():
     rig = stream_settings({"rig": {"MouthOpen": {"jawOpen": 1.0}, "Lips": {"viseme_PP": 1.0}}}, 30.0)["rig"]
     assert rig.targets == ("MouthOpen", "Lips")
     for bad in ({"MouthOpen": {"jawOpen": "wide"}}, {"MouthOpen": {"mouthWide": 1.0}}, {"MouthOpen": 1.0}, 7,
-                {"MouthOpen": {"jawOpen": float("nan")}}, {"MouthOpen": {"jawOpen": 1e308}}):  # fmt: skip
+                {"MouthOpen": {"jawOpen": float("nan")}}, {"MouthOpen": {"jawOpen": 1e308}},
+                # as a rig file: weights that are not numbers, no targets, an empty name, none of its terms
+                {"MouthOpen": {"jawOpen": True}}, {"MouthOpen": {"jawOpen": "1"}}, {}, {" ": {"jawOpen": 1.0}},
+                {"MouthOpen": {}}):  # fmt: skip
         with pytest.raises(TalkfaceError):
             stream_settings({"rig": bad}, 30.0)
 

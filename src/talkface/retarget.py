@@ -297,20 +297,27 @@ def _read_mapping(path: Path) -> dict[str, dict[str, float]]:
         raise TalkfaceError(f"{path}: not a readable JSON rig file ({_one_line(e)})") from None
     except RecursionError:
         raise TalkfaceError(f"{path}: not a readable JSON rig file (nested too deeply)") from None
+    return checked_mapping(data, str(path), "a rig file")
+
+
+def checked_mapping(data: object, where: str, what: str = "a rig") -> dict[str, dict[str, float]]:
+    """`data` (parsed JSON: a rig file's, or a server client's `rig`) as ``{target: {term: weight}}``,
+    checked: targets are named, in UTF-8, each maps at least one term, weights are numbers (not true,
+    not "1"); TalkfaceError beginning with `where` otherwise (`Rig.from_terms` checks the rest)."""
     shape = 'a JSON object {"target": {"term": weight, ...}, ...}'
     if not isinstance(data, dict) or not data:
-        raise TalkfaceError(f"{path}: a rig file is {shape}")
+        raise TalkfaceError(f"{where}: {what} is {shape}")
     mapping: dict[str, dict[str, float]] = {}
     for target, terms in data.items():
         if not target.strip():
-            raise TalkfaceError(f"{path}: a target has an empty name")
+            raise TalkfaceError(f"{where}: a target has an empty name")
         if not _utf8(target):  # a lone surrogate (JSON's "\\udcff") that no output file can write
-            raise TalkfaceError(f"{path}: target {target!r} is not a UTF-8 name")
+            raise TalkfaceError(f"{where}: target {target!r} is not a UTF-8 name")
         if not isinstance(terms, dict) or not terms:
-            raise TalkfaceError(f"{path}: target {target!r} must map at least one term to a weight ({shape})")
+            raise TalkfaceError(f"{where}: target {target!r} must map at least one term to a weight ({shape})")
         for term, weight in terms.items():
             if isinstance(weight, bool) or not isinstance(weight, int | float):
-                raise TalkfaceError(f"{path}: target {target!r}: the weight of {term!r} must be a number")
+                raise TalkfaceError(f"{where}: target {target!r}: the weight of {term!r} must be a number")
         mapping[target] = dict(terms)
     return mapping
 

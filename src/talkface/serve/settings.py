@@ -15,7 +15,7 @@ from ..animation import MAX_FPS
 from ..audio import SAMPLE_RATE
 from ..errors import TalkfaceError, checked_number
 from ..post import FaceParams, Style, parse_assignments, parse_emotions
-from ..retarget import BUILTIN, Rig, load_rig
+from ..retarget import BUILTIN, Rig, checked_mapping, load_rig
 
 #: A stream's sample formats (its ``format`` setting) as numpy dtypes.
 SAMPLE_FORMATS = {"s16": np.dtype("<i2"), "f32": np.dtype("<f4")}
@@ -110,12 +110,8 @@ def _style(value: object) -> Style:
 
 def _rig(value: object) -> Rig | None:
     """A built-in rig by name, or a mapping {target: {term: weight}} (a client names no server file)."""
-    if isinstance(value, dict):
-        try:
-            mapping = {str(target): {str(k): float(w) for k, w in terms.items()} for target, terms in value.items()}
-            return Rig.from_terms("rig", mapping)
-        except (AttributeError, TypeError, ValueError, OverflowError):
-            raise TalkfaceError("rig must map each target to {term: weight, ...} with numbers as weights") from None
+    if isinstance(value, dict):  # checked as a rig file is
+        return Rig.from_terms("rig", checked_mapping(value, "rig"))
     name = text_setting(value, "rig")
     if name not in BUILTIN:
         raise TalkfaceError(f"rig must be one of {', '.join(BUILTIN)} or a mapping, got {name!r}")
