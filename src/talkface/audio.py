@@ -39,8 +39,7 @@ def load_audio(source: AudioSource, sample_rate: int | None = None, target_rate:
         return _decoded(source, target_rate)
     if sample_rate is None:
         raise TalkfaceError("an audio array needs its sample_rate")
-    given = sample_rate.item() if isinstance(sample_rate, np.generic) else sample_rate  # (numpy's int32 too)
-    rate = int(checked_number(given, "sample rate", 1, MAX_RATE, whole=True))  # int() took NaN, cut 16000.5
+    rate = int(checked_number(sample_rate, "sample rate", 1, MAX_RATE, whole=True))  # int() took NaN, cut 16000.5
     return _checked(np.asarray(source), rate, target_rate, "audio")
 
 

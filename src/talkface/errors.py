@@ -4,6 +4,7 @@ the check of a number a user gave."""
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 
 
@@ -14,6 +15,8 @@ class TalkfaceError(Exception):
 def checked_number(value: object, name: str, lo: float, hi: float, whole: bool = False) -> float:
     """A number a user gave (a number or its text: a manifest cell, a setting) within [lo, hi]; TalkfaceError
     otherwise, also for a bool or, where `whole`, a fraction (never rounded away)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool | int | float):  # numpy's numbers
+        value = int(value) if isinstance(value, numbers.Integral) else float(value)
     try:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise ValueError

@@ -17,7 +17,7 @@ from ..animation import Animation
 from ..animator import Animator
 from ..audio import SAMPLE_RATE, load_audio, reading
 from ..errors import TalkfaceError
-from ..export import EXTENSIONS, read
+from ..export import EXTENSIONS, format_for, read, sidecar_path
 from ..phonemes import TimedPhone, read_phones_tsv
 from ..post import Style
 
@@ -89,13 +89,9 @@ def load_clip(source: str | os.PathLike, text: str | None = None, animator: Anim
     path = Path(source)
     if path.is_dir():
         wavs = sorted(path.glob("*.wav"))
-        # a CSV's provenance sidecar (`animation.csv.json`, as `say` writes it) is no animation
-        anims = [
-            p
-            for ext in (".json", ".csv", ".npz")
-            for p in sorted(path.glob(f"*{ext}"))
-            if not (ext == ".json" and p.with_suffix("").suffix and p.with_suffix("").is_file())
-        ]
+        found = [p for ext in (".json", ".csv", ".npz") for p in sorted(path.glob(f"*{ext}"))]
+        sidecars = {sidecar_path(p, format_for(p)) for p in found}  # (`say`'s animation.csv.json is none)
+        anims = [p for p in found if p not in sidecars]
         if not wavs or not anims:
             raise TalkfaceError(f"{path}: needs a .wav and an animation (.json, .csv or .npz) in it")
         anim, tsv, pcm = read(anims[0]), path / "phonemes.tsv", load_audio(wavs[0])
