@@ -23,9 +23,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from talkface import load_audio
+from talkface.engine import Engine
 from talkface.model import load_default
 from talkface.post import Style
-from talkface.stream import Engine, Stream, advance
+from talkface.stream import Stream, advance
 
 ROOT = Path(__file__).resolve().parents[1]
 CHUNK = 320  # 20 ms at 16 kHz

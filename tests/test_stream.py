@@ -16,10 +16,11 @@ from hypothesis import strategies as st
 
 from talkface import Animation, Animator, TalkfaceError, load_audio
 from talkface.articulation import Articulations
+from talkface.engine import Engine
 from talkface.model import OFFLINE_MODEL, default_model_path, load_default
 from talkface.post import EmotionSettings, FaceParams, LifeConfig, Style
 from talkface.rig import INDEX
-from talkface.stream import Engine, Stream, _resample_all, advance
+from talkface.stream import Stream, _resample_all, advance
 
 TOL = 1e-5
 LIVE, FILES = str(default_model_path()), str(default_model_path(OFFLINE_MODEL))

@@ -22,11 +22,24 @@ BIG = 10**5000  # str() of it raises ValueError: Python's limit on int-to-text d
         lambda: LifeConfig(blink_rate=BIG),
         lambda: LifeConfig(blink_rate=None),
         lambda: LifeConfig(head_strength="lots"),
+        lambda: Style(emotion=3),  # (was taken, and failed deep inside the first frame)
+        lambda: Style(emotion=["joy"]),
+        lambda: Style(seed=-1),  # (numpy's generators refuse it, at the first frame)
+        lambda: Style(seed="7"),
+        lambda: Style(seed=1.5),
+        lambda: Style(face="jawStrength=1.2"),
+        lambda: Style(life=None),
+        lambda: Style.from_options([]),  # (was AttributeError)
+        lambda: Style.from_options("emotion=joy"),
     ],
 )
 def test_values_of_any_type_or_size_are_refused_as_talkface_errors(make):
     with pytest.raises(TalkfaceError):
         make()
+
+
+def test_a_style_seed_of_numpy_integer_is_taken_as_a_python_int():
+    assert Style(seed=np.int64(3)) == Style(seed=3)
 
 
 def test_style_option_error_quotes_a_long_value_short():

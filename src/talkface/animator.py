@@ -21,8 +21,9 @@ from .rig import GROUPS, INDEX
 
 if TYPE_CHECKING:
     from .align import Alignment
+    from .engine import Engine
     from .model import FaceModel
-    from .stream import Engine, Stream
+    from .stream import Stream
     from .tts import Speech
 
 #: Ways to animate audio that comes without a transcript.
@@ -117,14 +118,14 @@ class Animator:
     @functools.cached_property
     def stream_engine(self) -> Engine:
         """The live model set up for streams (shared by all of this animator's streams)."""
-        from .stream import Engine
+        from .engine import Engine
 
         return Engine(self.stream_model)
 
     @functools.cached_property
     def file_engine(self) -> Engine:
         """The model for whole clips, set up like a stream's: a clip is one stream that ends."""
-        from .stream import Engine
+        from .engine import Engine
 
         return Engine(self.model)
 

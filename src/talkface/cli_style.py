@@ -166,6 +166,8 @@ def style_from_values(values: Mapping[str, object]) -> Style:
     Flags take true or false; the others a string or a number (--face, --multiply and --offset
     also a list of them); options left out take their defaults. TalkfaceError for anything bad.
     """
+    if not isinstance(values, Mapping):
+        raise TalkfaceError(f"style options must be a mapping of option name to value, not {shown(values)}")
     args = []
     for name, value in values.items():
         option = _BY_NAME.get(name)

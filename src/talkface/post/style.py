@@ -9,6 +9,7 @@ import numpy as np
 
 from ..animation import Animation
 from ..audio import SAMPLE_RATE
+from ..errors import TalkfaceError, shown
 from ..phonemes import TimedPhone
 from ..rig import ARKIT_NAMES, POSE_NAMES
 from .clip_prosody import analyse
@@ -46,6 +47,16 @@ class Style:
             object.__setattr__(self, "emotion", parse_emotions(self.emotion))
         elif isinstance(self.emotion, Mapping):
             object.__setattr__(self, "emotion", check_emotions(self.emotion))
+        elif not isinstance(self.emotion, str | EmotionTrack | None):
+            raise TalkfaceError(f'emotion must be "auto", "name=weight,...", a mapping, an EmotionTrack or None, '
+                                f"not {type(self.emotion).__name__}")  # fmt: skip
+        for name, kind in (("emotion_settings", EmotionSettings), ("face", FaceParams), ("life", LifeConfig)):
+            if not isinstance(getattr(self, name), kind):
+                raise TalkfaceError(f"{name} must be of type {kind.__name__}, not {type(getattr(self, name)).__name__}")
+        # (what the CLI's --seed takes; numpy's generators refuse negative seeds)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int | np.integer) or self.seed < 0:
+            raise TalkfaceError(f"seed must be a whole number of at least 0, got {shown(self.seed)}")
+        object.__setattr__(self, "seed", int(self.seed))
 
     @classmethod
     def from_options(cls, options: Mapping[str, object]) -> Style:

@@ -23,9 +23,9 @@ from aiohttp import web
 from ..animation import Animation
 from ..animator import Animator
 from ..audio import SAMPLE_RATE
+from ..engine import Engine
 from ..errors import TalkfaceError
 from ..livelink import LiveLinkSender, resolve
-from ..stream import Engine
 from .connections import Conn, drain
 from .http import json_error
 from .metrics import Metrics

@@ -38,10 +38,11 @@ from .. import export
 from ..animation import Animation
 from ..animator import Animator
 from ..audio import SAMPLE_RATE, load_audio
+from ..engine import Engine
 from ..errors import TalkfaceError
 from ..export.provenance import clip_provenance
 from ..post import Style
-from ..stream import Engine, Stream, advance
+from ..stream import Stream, advance
 
 Item = tuple[Any, ...]
 _START_SECONDS = 120.0  # a worker that is not up by then has failed (imports, model load)
