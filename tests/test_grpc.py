@@ -301,6 +301,73 @@ def test_one_long_chunk_is_animated_whole(port, wavs):
     assert len(reply.frames) == 16 * 30 and reply.echo == long.tobytes()
 
 
+def test_a_chunk_of_minutes_comes_back_in_messages_a_client_takes(port, wavs):
+    """One chunk may cover minutes of frames (400 s at 1 kHz in 800 KB): its frames and echo come in messages
+    a gRPC client takes (4 MiB at most by default), not in one of 5 MB that the client refused."""
+    pcm, _ = read_wav(wavs[16000])
+    long = np.tile(pcm, 9)[: 400 * 1000]  # (as 1 kHz audio)
+    reply = run(a2f(port, [header(1000), audio(long.tobytes()), END]))
+    assert reply.code == grpc.StatusCode.OK, reply.details
+    assert len(reply.frames) == 400 * 30 and reply.echo == long.tobytes()
+    assert reply.times == pytest.approx([k / 30 for k in range(400 * 30)])
+    assert [t for t, _ in reply.smoothed] == pytest.approx(reply.times)
+    assert all(t == pytest.approx(before / 2 / 1000) for t, before in reply.echo_times)
+
+
+def test_an_emotion_names_each_emotion_once(port, wavs):
+    """Emotion names are case-insensitive, so "JOY" and "Joy" name one emotion twice: refused, as the input
+    emotions are sent back as they came (3584 spellings of three names: 70 KB an emotion, and 146 MB of them
+    held the server at 2.5 GB and came back in one message no client takes)."""
+    pcm, rate = read_wav(wavs[16000])
+    twice = {"joy": 0.5, "JOY": 0.5}
+    beginning = {"emotion_params": messages.EmotionParameters(beginning_emotion={"Neutral": 1.0, "neutral": 0.0})}
+    cases = [
+        [header(), audio(pcm[:rate].tobytes(), [(0.0, {"anger": 1.0}), (0.5, twice)]), END],
+        [header(**beginning), audio(pcm[:rate].tobytes()), END],
+    ]
+
+    async def scenario() -> list:
+        return await asyncio.gather(*(a2f(port, requests) for requests in cases))
+
+    for reply, name in zip(run(scenario()), ("'joy'", "'neutral'"), strict=True):
+        assert reply.code == grpc.StatusCode.INVALID_ARGUMENT and f"{name} is named twice" in reply.details
+    spelt = {"Joy": 0.5, "ANGER": 0.25, "neutral": 0.25}  # each once, in any case: taken
+    reply = run(a2f(port, [header(), audio(pcm[:rate].tobytes(), [(0.0, spelt)]), END]))
+    assert reply.code == grpc.StatusCode.OK and reply.inputs == [(0.0, spelt)]
+
+
+def test_each_emotion_strength_is_checked_by_its_own_name(port, wavs):
+    """talkface applies emotion_strength × preferred_emotion_strength, but each is A2F's, in [0, 1]: one out of
+    range was taken where the product was in range (0.5 × 2, 0 × -5), and the error named neither."""
+    pcm, rate = read_wav(wavs[16000])
+
+    def requests(**values) -> list:
+        post = messages.EmotionPostProcessingParameters(enable_preferred_emotion=True, **values)
+        return nvidia_requests(pcm[:rate], rate, TIMED, emotion_post_processing_params=post)
+
+    cases = {
+        "preferred_emotion_strength": [
+            {"emotion_strength": 0.5, "preferred_emotion_strength": 2.0},
+            {"emotion_strength": 0.0, "preferred_emotion_strength": -5.0},
+            {"preferred_emotion_strength": math.nan},
+        ],
+        "emotion_strength": [{"emotion_strength": 2.0, "preferred_emotion_strength": 0.25}],
+    }
+
+    async def scenario() -> list:
+        return await asyncio.gather(*(a2f(port, requests(**v)) for vs in cases.values() for v in vs))
+
+    replies = iter(run(scenario()))
+    for name, values in cases.items():
+        for v in values:
+            reply = next(replies)
+            assert reply.code == grpc.StatusCode.INVALID_ARGUMENT, (v, reply.code)
+            assert reply.details.startswith(f"{name} must be from 0 to 1"), (v, reply.details)
+    reply = run(a2f(port, requests(emotion_strength=0.5, preferred_emotion_strength=0.5)))
+    assert reply.code == grpc.StatusCode.OK
+    assert max(e["joy"] for _, e in reply.smoothed) == pytest.approx(0.25, abs=0.01)
+
+
 def test_emotions_are_bounded_in_all_not_only_by_time_code(port, wavs):
     """Emotions sent again at the same time codes never add a key, but a stream takes at most
     MAX_EMOTIONS_SENT of them in all: a client cannot make the server hold or rebuild without end."""
@@ -369,6 +436,27 @@ def test_stream_limits_hold_for_grpc(port):
             assert "idle" in await held[0].details()
 
     run(scenario())
+
+
+def test_parameter_names_a_client_sends_write_no_lines_of_their_own_in_the_log(wavs):
+    """Unknown header parameters are named in one warning line: a name's line breaks and control characters
+    are escaped, so a client cannot forge log lines of the server."""
+    command = [sys.executable, "-m", "talkface.cli", "serve", "--no-http", "--grpc-port", "0", "--workers", "1"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        grpc_port = int(server.stdout.readline().rsplit(":", 1)[1])
+        pcm, rate = read_wav(wavs[16000])
+        forged = "x\nwarning: model worker 1: the model worker exited\r\u2028"
+        face = messages.FaceParameters(float_params={forged: 1.0}, integer_params={"plain": 1})
+        reply = run(a2f(grpc_port, nvidia_requests(pcm[:rate], rate, face_params=face)))
+        assert reply.code == grpc.StatusCode.OK
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=30)
+    assert err.splitlines() == [
+        "warning: gRPC: ignoring Audio2Face parameters talkface does not have: "
+        "x\\nwarning: model worker 1: the model worker exited\\r\\u2028, plain"
+    ], err
 
 
 def test_serve_refuses_a_busy_grpc_port_in_one_line():

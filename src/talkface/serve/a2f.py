@@ -11,7 +11,7 @@ import numpy as np
 from nvidia_ace import audio_pb2
 from nvidia_audio2face_3d import messages_pb2
 
-from ..errors import TalkfaceError
+from ..errors import TalkfaceError, checked_number, shown
 from ..post import EmotionSettings, EmotionTrack, FaceParams
 from ..post.settings import NEUTRAL, PARAMETERS, check_emotions, vector
 from ..rig import ARKIT_NAMES, INDEX
@@ -33,9 +33,17 @@ def _channel(name: str) -> str | None:
 
 
 def emotion_weights(emotion: Any, what: str) -> dict[str, float]:
-    """Checked emotion weights from an A2F emotion map ("neutral" is no emotion)."""
+    """Checked emotion weights from an A2F emotion map ("neutral" is no emotion). Names are case-insensitive, and
+    each may come once: a map is at most 11 names, however many ways ("JOY", "Joy"...) a client spells them (the
+    input emotions are sent back as they came: 3584 spellings of three names made 70 KB of each)."""
+    lowered: dict[str, float] = {}
+    for name, value in emotion.items():
+        key = name.lower()
+        if key in lowered:
+            raise TalkfaceError(f"{what}: the emotion {shown(key)} is named twice (names are case-insensitive)")
+        lowered[key] = value
     try:
-        return check_emotions({k.lower(): v for k, v in emotion.items() if k.lower() != NEUTRAL})
+        return check_emotions({k: v for k, v in lowered.items() if k != NEUTRAL})
     except TalkfaceError as e:
         raise TalkfaceError(f"{what}: {e}") from None
 
@@ -78,10 +86,12 @@ def header_settings(header: messages_pb2.AudioWithEmotionStreamHeader, fps: floa
                                  ("transition", emotion, "live_transition_time")):  # fmt: skip
         if message.HasField(field):
             values[name] = getattr(message, field)
-    # no emotion from the audio (A2E) to mix with: the preferred emotion (the input) is mixed with neutral
-    strength = post.emotion_strength if post.HasField("emotion_strength") else 1.0
-    if post.enable_preferred_emotion and post.HasField("preferred_emotion_strength"):
-        strength *= post.preferred_emotion_strength
+    # no emotion from the audio (A2E) to mix with: the preferred emotion (the input) is mixed with neutral;
+    # each strength is checked by its own name (their product hid one out of range, and named neither)
+    strength = 1.0
+    for field in ("emotion_strength", "preferred_emotion_strength"):
+        if post.HasField(field) and (field == "emotion_strength" or post.enable_preferred_emotion):
+            strength *= checked_number(getattr(post, field), field, 0.0, 1.0)
     settings["emotion_settings"] = EmotionSettings(**values, strength=strength)
     if post.HasField("live_blend_coef"):
         ignored.append("live_blend_coef (talkface eases by live_transition_time)")

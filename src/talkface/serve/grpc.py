@@ -61,6 +61,9 @@ log = logging.getLogger("talkface.serve")
 #: The most ignored header parameters the server names in its log, at all and in one line, and the
 #: characters of each: a client may send any number of names of any length.
 _IGNORED_KEPT, _IGNORED_NAMED, _NAME_CHARS = 256, 20, 64
+#: The most bytes of frames and echoed audio in one answer message (the input emotions of the first one add at most
+#: 3 MB: MAX_EMOTIONS_SENT of at most 11 names each), and about what one frame's weights and emotion take in it.
+_MESSAGE_BYTES, _FRAME_BYTES = 1 << 19, 400
 
 
 class A2FConn(Conn):
@@ -100,25 +103,33 @@ class A2FConn(Conn):
         items = super().work()
         return [("emotion", self.current_track()) if item[0] == "emotion" else item for item in items]
 
-    def encode(self, anim: Animation, first: int) -> messages_pb2.A2F3DAnimationDataStream:
-        """Frames with their time codes, the audio they cover (all that is left, at the end), the emotion."""
+    def encode(self, anim: Animation, first: int) -> list[messages_pb2.A2F3DAnimationDataStream]:
+        """Frames with their time codes, the audio they cover (all that is left, at the end), the emotion: in
+        messages of at most `_MESSAGE_BYTES` of frames and audio (one chunk of audio may cover minutes of
+        frames, and a gRPC client takes 4 MiB in a message by default); the input emotions come with the first."""
         weights = anim.weights[:, : len(A2F_NAMES)]  # the 52 shapes come first (then head and eye angles)
         times = (first + np.arange(anim.num_frames)) / anim.fps
-        data = animation_pb2.AnimationData()
-        for t, row in zip(times.tolist(), weights.tolist(), strict=True):
-            data.skel_animation.blend_shape_weights.add(time_code=t, values=row)
-        self._echo(data, None if self.ended else round((first + anim.num_frames) / anim.fps * self.sample_rate))
         targets = settle(self.current_track().sample(times), self.emotion_settings)
         state = ease_towards(targets, self.emotion_settings, anim.fps, self.emotion_state)
         if len(state):
             self.emotion_state = state[-1]
-        aggregate = messages_pb2.EmotionAggregate(input_emotions=self.inputs)
-        self.inputs = []
-        for t, row in zip(times.tolist(), state.tolist(), strict=True):
-            aggregate.a2f_smoothed_output.add(time_code=t, emotion=dict(zip(EMOTIONS, row, strict=True)))
-        packed = data.metadata["emotion_aggregate"]
-        packed.type_url, packed.value = EMOTION_AGGREGATE_URL, aggregate.SerializeToString()
-        return messages_pb2.A2F3DAnimationDataStream(animation_data=data)
+        inputs, self.inputs = self.inputs, []
+        step = max(1, int(_MESSAGE_BYTES // (_FRAME_BYTES + 2 * self.sample_rate / anim.fps)))
+        out = []
+        for start in range(0, anim.num_frames, step):
+            stop = min(start + step, anim.num_frames)
+            data = animation_pb2.AnimationData()
+            for t, row in zip(times[start:stop].tolist(), weights[start:stop].tolist(), strict=True):
+                data.skel_animation.blend_shape_weights.add(time_code=t, values=row)
+            last = stop == anim.num_frames
+            self._echo(data, None if self.ended and last else round((first + stop) / anim.fps * self.sample_rate))
+            aggregate = messages_pb2.EmotionAggregate(input_emotions=inputs if start == 0 else ())
+            for t, row in zip(times[start:stop].tolist(), state[start:stop].tolist(), strict=True):
+                aggregate.a2f_smoothed_output.add(time_code=t, emotion=dict(zip(EMOTIONS, row, strict=True)))
+            packed = data.metadata["emotion_aggregate"]
+            packed.type_url, packed.value = EMOTION_AGGREGATE_URL, aggregate.SerializeToString()
+            out.append(messages_pb2.A2F3DAnimationDataStream(animation_data=data))
+        return out
 
     def _echo(self, data: animation_pb2.AnimationData, until: int | None) -> None:
         """The input audio from what was echoed to sample `until` (None: all received) into `data`."""
@@ -139,13 +150,15 @@ class A2FConn(Conn):
         return [*out, messages_pb2.A2F3DAnimationDataStream(event=event),
                 messages_pb2.A2F3DAnimationDataStream(status=status)]  # fmt: skip
 
-    async def send(self, message: messages_pb2.A2F3DAnimationDataStream) -> None:
-        if self.context.done():
-            raise ConnectionResetError
-        try:
-            await self.context.write(message)
-        except (grpc.RpcError, asyncio.InvalidStateError, RuntimeError):  # the call has ended
-            raise ConnectionResetError from None
+    async def send(self, message: Any) -> None:
+        """One message, or the messages `encode` made of one step's frames, in order."""
+        for one in message if isinstance(message, list) else [message]:
+            if self.context.done():
+                raise ConnectionResetError
+            try:
+                await self.context.write(one)
+            except (grpc.RpcError, asyncio.InvalidStateError, RuntimeError):  # the call has ended
+                raise ConnectionResetError from None
 
     async def close(self, code: int, message: str) -> None:
         """Record the call's status (the handler ends the call with it); an error stops the reading."""
@@ -177,6 +190,13 @@ async def _refuse(context: grpc.aio.ServicerContext, code: grpc.StatusCode, mess
             if request is not _UNREADABLE and request.WhichOneof("stream_part") == "end_of_audio":
                 break
     await context.abort(code, message[:ERROR_CHARS])
+
+
+def _log_name(name: str) -> str:
+    """A parameter name a client sent, as the log names it: cut short, its line breaks and control characters
+    escaped (a client would write lines of its own into the server's log)."""
+    name = name[:_NAME_CHARS]
+    return name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
 
 
 def _parse(data: bytes) -> Any:
@@ -259,7 +279,7 @@ class A2FServer:
             )
         c = A2FConn(next(server.ids), server.least_busy(), settings, context, emotions)
         c.latency = probe.latency
-        new = list(dict.fromkeys(name[:_NAME_CHARS] for name in ignored if name[:_NAME_CHARS] not in self.ignored))
+        new = list(dict.fromkeys(name for name in map(_log_name, ignored) if name not in self.ignored))
         if new and len(self.ignored) < _IGNORED_KEPT:  # each one logged once, the first few hundred at all
             more = f" and {len(new) - _IGNORED_NAMED} more" if len(new) > _IGNORED_NAMED else ""
             log.warning("gRPC: ignoring Audio2Face parameters talkface does not have: %s%s",
