@@ -735,3 +735,44 @@ def test_style_options_are_parsed_as_on_the_command_line():
     for bad in ({"blink-rate": "often"}, {"no-blink": "yes"}, {"volume": 3}, "[1]", 7):
         with pytest.raises(TalkfaceError):
             stream_settings({"style": bad}, 30.0)
+
+
+async def _one_long_chunk(url: str, pcm: np.ndarray, rate: int, want: int) -> tuple[int, float]:
+    """Send `pcm` as one message and wait, without ending, for `want` frames: (frames, seconds it took)."""
+    got, began = 0, time.monotonic()
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"{url}/v1/stream?sample_rate={rate}") as ws:
+        await ws.receive()  # ready
+        await ws.send_bytes(pcm.astype("<i2").tobytes())
+        while got < want:
+            msg = await ws.receive(timeout=30)
+            m = json.loads(msg.data)
+            got += len(m["frames"]) if m["type"] == "frames" else 0
+    return got, time.monotonic() - began
+
+
+def test_one_chunk_of_minutes_comes_back_whole_without_a_next_message():
+    """A step analyses at most 30 s of a stream's audio (so a long chunk cannot stall the worker's other
+    streams or outlast its timeout); the rest is worked on in the next steps at once, not held back until
+    the client sends again (70 s in one message gave the frames of the first 30 s, then nothing)."""
+    rate, seconds = 4000, 70
+    pcm = (np.sin(np.arange(rate * seconds) * 0.3) * 8000).astype(np.int16)
+    with running() as (url, _):
+        frames, _ = asyncio.run(_one_long_chunk(url, pcm, rate, want=30 * (seconds - 1)))
+    assert frames >= 30 * (seconds - 1)
+
+
+def test_a_worker_step_takes_at_most_30s_of_a_stream_even_when_it_ends():
+    from talkface.engine import Engine
+    from talkface.model import load_default
+    from talkface.serve.workers import tick
+
+    engine, streams, closing = Engine(load_default()), {}, set()
+    pcm = (np.sin(np.arange(8000 * 70) * 0.3) * 8000).astype(np.int16)
+    tick(engine, streams, [(1, [("start", stream_settings({"sample_rate": 8000}, 30.0))])], closing)
+    results = tick(engine, streams, [(1, [("audio", pcm), ("end",)])], closing)
+    steps = [results]
+    while not steps[-1][0].ended:
+        assert steps[-1][0].unheard > 0 and len(steps) < 10  # the server ticks again for what is left
+        steps.append(tick(engine, streams, [(1, [])], closing))
+    assert [len(s) for s in steps] == [1, 1, 1] and max(s[0].frames.num_frames for s in steps) <= 30 * 30 + 1
+    assert sum(s[0].frames.num_frames for s in steps) == 70 * 30 and not streams and not closing

@@ -51,7 +51,7 @@ from .post.prosody import Listener, listen
 from .post.settings import EmotionTrack, check_emotions, parse_emotions
 from .rig import ARKIT_NAMES
 
-_PIECE = 30 * SAMPLE_RATE  # longest audio handled in one step (bounded memory for long files)
+PIECE = 30 * SAMPLE_RATE  # longest audio handled in one step (bounded memory for long files)
 SNAP = 0.25  # of a 100 Hz frame: an output frame this close after one takes it without interpolating
 
 
@@ -160,7 +160,7 @@ class Stream:
         pcm = np.asarray(pcm)
         if pcm.ndim not in (1, 2):
             raise TalkfaceError("audio must be 1-D or [samples, channels]")
-        step = max(1, _PIECE * self.sample_rate // SAMPLE_RATE)
+        step = max(1, PIECE * self.sample_rate // SAMPLE_RATE)
         parts = []
         for start in range(0, max(1, pcm.shape[0]), step):
             self.write(pcm[start : start + step], sample_rate)
@@ -175,12 +175,18 @@ class Stream:
         if self._resampler is not None:
             self._append(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True))
         parts = []
-        while self._received - self._features_done * HOP > _PIECE:  # long unprocessed audio, in pieces
+        while self._received - self._features_done * HOP > PIECE:  # long unprocessed audio, in pieces
             parts.append(advance(self.engine, [self])[0])
         self.ending = True
         parts.append(advance(self.engine, [self])[0])
         self.closed = True
         return Animation.join(parts)
+
+    @property
+    def unheard(self) -> int:
+        """16 kHz samples received that `advance` has yet to analyse: it takes at most `PIECE` a call
+        (bounded time and memory), so a long chunk leaves the rest for the calls after."""
+        return max(0, ((self._received - WIN // 2) // HOP + 1 - self._features_done) * HOP)
 
     def _post_names(self) -> tuple[str, ...]:
         """The channels of this stream's frames."""
@@ -194,7 +200,7 @@ class Stream:
             stop = num_frames(self._received)
         else:
             stop = max(self._features_done, (self._received - WIN // 2) // HOP + 1)
-            stop = min(stop, self._features_done + _PIECE // HOP)
+            stop = min(stop, self._features_done + PIECE // HOP)
         base = self._audio_start // HOP
         frames = windows(self._audio, self._features_done - base, stop - base)
         self._features_done = stop

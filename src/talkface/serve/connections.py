@@ -33,6 +33,7 @@ class Conn:
         self.sample_rate, self.dtype = settings["sample_rate"], SAMPLE_FORMATS[settings["format"]]
         self.pending: list[Item] = [("start", settings)]
         self.pending_samples = 0.0  # unprocessed audio, in 16 kHz samples
+        self.unheard = 0  # of it, what the worker holds for its next steps (`workers.tick`)
         self.received = 0.0  # 16 kHz samples so far
         self.arrivals: deque[tuple[float, float]] = deque()  # (received after a chunk, when it came)
         self.drained = asyncio.Event()

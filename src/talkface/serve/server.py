@@ -74,7 +74,7 @@ class Server:
                 self.worker_failed(worker, "the model worker exited")
                 await self.replace_worker(worker)
                 continue
-            mine = [c for c in self.conns.values() if c.worker is worker and c.pending and not c.closed]
+            mine = [c for c in self.conns.values() if c.worker is worker and (c.pending or c.unheard) and not c.closed]
             work = [(c.id, c.work()) for c in mine] + [(sid, [("drop",)]) for sid in self.dropped[worker]]
             self.dropped[worker] = []
             if not work:
@@ -88,13 +88,17 @@ class Server:
                 continue
             self.metrics.observe("talkface_tick_seconds", time.perf_counter() - started)
             now = time.monotonic()
-            for c in mine:
-                c.pending_samples = sum(len(i[1]) * SAMPLE_RATE / c.sample_rate for i in c.pending if i[0] == "audio")
-                c.drained.set()
             for result in results:
                 c = self.conns.get(result.stream)
                 if c is not None:
+                    c.unheard = result.unheard
                     self._deliver(c, result, now)
+            for c in mine:  # (audio a step left for the next counts for backpressure, and is worked on at once)
+                waiting = sum(len(i[1]) * SAMPLE_RATE / c.sample_rate for i in c.pending if i[0] == "audio")
+                c.pending_samples = waiting + c.unheard
+                c.drained.set()
+                if c.unheard and not c.closed:
+                    worker.wake.set()
 
     async def call_worker(self, worker: Worker, message: list[tuple[int, list[Item]]] | FileJob, seconds: float) -> Any:
         """A worker's answer to a message; WorkerFailed if it died or gave none in `seconds` (then it is killed)."""

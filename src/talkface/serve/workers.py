@@ -42,7 +42,7 @@ from ..engine import Engine
 from ..errors import TalkfaceError
 from ..export.provenance import clip_provenance
 from ..post import Style
-from ..stream import Stream, advance
+from ..stream import PIECE, Stream, advance
 
 Item = tuple[Any, ...]
 _START_SECONDS = 120.0  # a worker that is not up by then has failed (imports, model load)
@@ -55,6 +55,7 @@ class Result(NamedTuple):
     frames: Animation | None
     error: str | None
     ended: bool
+    unheard: int = 0  # 16 kHz samples left for the next ticks (`Stream.unheard`): the server ticks again
 
 
 class FileJob(NamedTuple):
@@ -91,8 +92,14 @@ def new_session(engine: Engine, settings: dict[str, Any]) -> Stream:
     return Stream(engine, settings["fps"], style_of(settings), settings["sample_rate"])
 
 
-def tick(engine: Engine, streams: dict[int, Stream], work: list[tuple[int, list[Item]]]) -> list[Result]:
-    """Apply each stream's items in order, then advance the streams that go on in one batch."""
+def tick(engine: Engine, streams: dict[int, Stream], work: list[tuple[int, list[Item]]],
+         closing: set[int]) -> list[Result]:  # fmt: skip
+    """Apply each stream's items in order, then advance the streams that go on in one batch.
+
+    A step analyses at most 30 s of a stream's audio (`Stream.unheard`), so one long chunk (minutes,
+    at a low sample rate) cannot stall every stream of the worker nor outlast its timeout: the rest
+    waits for the next ticks, which the server runs for it (items may be empty), and a stream that
+    asked to end (`closing`) ends once no more than a step's audio is left."""
     going: list[int] = []
     ending: list[int] = []
     out: list[Result] = []
@@ -105,6 +112,9 @@ def tick(engine: Engine, streams: dict[int, Stream], work: list[tuple[int, list[
                     streams[sid] = new_session(engine, item[1])
                 elif kind == "drop":
                     streams.pop(sid, None)
+                    closing.discard(sid)
+                elif kind == "end":
+                    closing.add(sid)
                 elif kind == "audio":
                     streams[sid].write(item[1])
                 elif kind in ("emotion", "face"):  # from the audio sent before it on: catch up first
@@ -112,17 +122,19 @@ def tick(engine: Engine, streams: dict[int, Stream], work: list[tuple[int, list[
                     early.setdefault(sid, []).append(advance(engine, [session])[0])
                     (session.set_emotion if kind == "emotion" else session.set_face)(item[1])
             if sid in streams:
-                (ending if items[-1][0] == "end" else going).append(sid)
+                (ending if sid in closing and streams[sid].unheard <= PIECE else going).append(sid)
         except TalkfaceError as e:
             streams.pop(sid, None)
+            closing.discard(sid)
             out.append(Result(sid, None, str(e), True))
     made = dict(zip(going, advance(engine, [streams[s] for s in going]), strict=True)) if going else {}
     for sid in ending:
+        closing.discard(sid)
         made[sid] = streams.pop(sid).flush()
     for sid, anim in made.items():
         if sid in early:
             anim = Animation.join([*early[sid], anim])
-        out.append(Result(sid, anim, None, sid in ending))
+        out.append(Result(sid, anim, None, sid in ending, streams[sid].unheard if sid in streams else 0))
     return out
 
 
@@ -174,6 +186,7 @@ def _work(conn: Connection, model: str | None, files: bool) -> None:
     gc.freeze()
     conn.send("ready")
     streams: dict[int, Stream] = {}
+    closing: set[int] = set()  # streams whose end waits for their long audio (`tick`)
     while True:
         try:
             work = conn.recv()
@@ -181,7 +194,7 @@ def _work(conn: Connection, model: str | None, files: bool) -> None:
             return
         if work is None:
             return
-        answer = _answer_file(animator, work) if isinstance(work, FileJob) else tick(engine, streams, work)
+        answer = _answer_file(animator, work) if isinstance(work, FileJob) else tick(engine, streams, work, closing)
         try:
             conn.send(answer)
         except OSError:  # the server is gone
