@@ -219,6 +219,7 @@ def test_vrm0_blend_shape_groups_drive_their_binds(tmp_path, arctic_wav, referen
         ("malformed", "out.glb", (), 1, "malformed glTF document"),
         ("nan", "out.glb", (), 1, "a morph-target bind weight of nan, not from 0 to 1"),
         ("huge", "out.glb", (), 1, "a morph-target bind weight of 1e+308, not from 0 to 100"),
+        ("damaged", "out.glb", (), 1, "damaged glTF binary file"),
         ("arkit", "out.json", (), 2, "name OUT *.glb or *.vrm"),
         ("arkit", "out.glb", ("--rig", "vrm"), 2, "give no --format or --rig"),
     ],
@@ -236,12 +237,29 @@ def test_bad_characters_are_one_line(tmp_path, arctic_wav, make, out, extra, cod
     elif make == "huge":
         groups = [{"name": "A", "presetName": "a", "binds": [{"mesh": 0, "index": 0, "weight": 1e308}]}]
         build_glb(model, [["MTH_A"]], {"VRM": {"blendShapeMaster": {"blendShapeGroups": groups}}})
+    elif make == "damaged":  # a BIN chunk that claims more than the file holds: the copy lost the model's data
+        build_glb(model, [["jawOpen"]])
+        data = bytearray(model.read_bytes())
+        struct.pack_into("<I", data, 20 + struct.unpack_from("<I", data, 12)[0], 1 << 30)
+        model.write_bytes(bytes(data))
     else:
         build_glb(model, [["Fcl_MTH_A", "Hair_Up"] if make == "nothing" else ["jawOpen"]])
     result = run("animate", str(arctic_wav), "--character", str(model), *extra, "-o", str(tmp_path / out))
     lines = result.stderr.strip().splitlines()
     assert result.returncode == code and len(lines) == 1 and fragment in lines[0], result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.glb"]
+
+
+def test_a_default_weight_of_nan_is_no_frame_of_the_animation(tmp_path, arctic_wav) -> None:
+    """JSON parsers take NaN: a mesh's default weight of NaN on a target talkface does not drive was copied
+    into every frame of the animation (and 1e999, infinity, clipped to 1); such a default counts as 0."""
+    model = tmp_path / "model.glb"
+    build_glb(model, [["jawOpen", "Hair_Up", "Hat_On"]])
+    model.write_bytes(model.read_bytes().replace(b'"weights": [0.0, 0.0, 0.0]', b'"weights": [0, NaN, 1e999]'))
+    result = run("animate", str(arctic_wav), "--character", str(model), "-o", str(tmp_path / "out.glb"))
+    assert result.returncode == 0, result.stderr
+    _, weights = curves(tmp_path / "out.glb", 0)
+    assert np.isfinite(weights).all() and not weights[:, 1:].any() and weights[:, 0].max() > 0.1
 
 
 def test_the_talkface_head_as_a_character(tmp_path, arctic_wav, reference) -> None:

@@ -3,7 +3,13 @@
 import csv
 import io
 import json
+import os
+import resource
+import subprocess
+import sys
+import tracemalloc
 import xml.etree.ElementTree as ET
+import zipfile
 from itertools import pairwise
 from pathlib import Path
 
@@ -199,6 +205,50 @@ def test_csv_malformed(tmp_path, text, fragment):
         export.read(tmp_path / "bad.csv")
 
 
+@pytest.mark.parametrize(
+    "code",
+    ["1" + "0" * 400 + ":00:00:00.000", "00:00:00:" + "9" * 400],
+)
+def test_csv_timecode_of_hundreds_of_digits_is_a_bad_timecode(tmp_path, code):
+    """An hour or frame field of 400 digits was an OverflowError (an internal error), not a bad timecode."""
+    (tmp_path / "a.csv").write_text(f"Timecode,BlendShapeCount,JawOpen\n{code},61,0.1\n00:00:01:00.000,61,0.2\n")
+    with pytest.raises(TalkfaceError, match="bad timecode"):
+        export.read(tmp_path / "a.csv")
+
+
+def test_csv_whose_timecodes_jump_by_years_is_refused_before_resampling(tmp_path):
+    """A 160-byte take whose last row jumps 999 999 hours was resampled as if frames had dropped: an
+    even grid of billions of frames (it asked for tens of gigabytes). It is refused in one line."""
+    rows = ["00:00:00:00.000", "00:00:00:01.000", "00:00:00:02.000", "00:00:01:00.000", "999999:00:00:00.000"]
+    (tmp_path / "a.csv").write_text("Timecode,BlendShapeCount,JawOpen\n" + "".join(f"{r},61,0.5\n" for r in rows))
+    with pytest.raises(TalkfaceError, match="more than talkface reads"):
+        export.read(tmp_path / "a.csv")
+
+
+@pytest.mark.parametrize("kind", ["zero", "pipe", "huge_int"])
+def test_a_csvs_sidecar_that_is_no_sidecar_is_passed_over(tmp_path, kind):
+    """The frame rate a CSV's sidecar keeps is read from a file, not from /dev/zero (memory filled) nor from a
+    named pipe no one writes to (read waited forever): the rate then comes from the timecodes. Run in a
+    process of its own, with a memory limit and a timeout, as the old reader filled memory or hung."""
+    export.write(random_anim(45, 30.0), tmp_path / "a.csv")
+    side = tmp_path / "a.csv.json"
+    if kind == "zero":
+        side.symlink_to("/dev/zero")
+    elif kind == "pipe":
+        os.mkfifo(side)
+    else:
+        side.write_text('{"fps": 1' + "0" * 400 + "}")
+    script = "import sys; from talkface import export; a = export.read(sys.argv[1]); print(a.num_frames, a.fps)"
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "a.csv")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30)),
+    )
+    assert result.returncode == 0 and result.stdout.split() == ["45", "30.0"], result.stderr
+
+
 # --- JSON and NPZ ---
 
 
@@ -270,6 +320,51 @@ def test_npz_animations_are_checked_before_and_after_loading(tmp_path, monkeypat
     np.savez_compressed(tmp_path / "a.npz", **{"fps": np.float64(30), "names": np.array(["jawOpen"]), **arrays})
     with pytest.raises(TalkfaceError, match=fragment):
         export.read(tmp_path / "a.npz")
+
+
+def test_npz_names_and_fps_are_checked_from_their_headers_before_loading(tmp_path):
+    """Only the weights' header was checked: a names array claiming a billion entries (4 GB) behind a few
+    KB of file was allocated and read before it was refused; the three arrays' headers are read first."""
+    with zipfile.ZipFile(tmp_path / "a.npz", "w") as archive:
+        for name, array in (("weights", np.zeros((2, 1), np.float32)), ("fps", np.float64(30))):
+            buffer = io.BytesIO()
+            np.save(buffer, array)
+            archive.writestr(f"{name}.npy", buffer.getvalue())
+        buffer = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buffer, {"descr": "<U1", "fortran_order": False, "shape": (10**9,)})
+        archive.writestr("names.npy", buffer.getvalue() + bytes(4096))  # the header, then a little of its data
+    tracemalloc.start()
+    try:
+        with pytest.raises(TalkfaceError, match="bad fps or names"):
+            export.read(tmp_path / "a.npz")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 << 20
+
+
+def test_npz_of_members_that_are_no_arrays_is_one_clear_error(tmp_path):
+    """Members named "weights", "fps" and "names" without ".npy" are listed as arrays by NumPy but are raw
+    bytes: a KeyError and an AttributeError escaped as internal errors."""
+    with zipfile.ZipFile(tmp_path / "a.npz", "w") as archive:
+        for name in ("weights", "fps", "names"):
+            archive.writestr(name, "30")
+    with pytest.raises(TalkfaceError, match=r"not a \.npy array"):
+        export.read(tmp_path / "a.npz")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"fps": 1' + "0" * 400 + ', "names": ["jawOpen"], "frames": [[0.5]]}',
+        '{"fps": 30, "names": ["jawOpen"], "frames": [[1' + "0" * 400 + "]]}",
+    ],
+)
+def test_json_integers_of_hundreds_of_digits_are_one_clear_error(tmp_path, text):
+    """JSON's integers have no size: an fps or a weight of 401 digits was an OverflowError (internal error)."""
+    (tmp_path / "a.json").write_text(text)
+    with pytest.raises(TalkfaceError, match=r"digits|not finite"):
+        export.read(tmp_path / "a.json")
 
 
 def test_json_and_csv_weights_must_be_finite(tmp_path):

@@ -3,6 +3,7 @@ mapping, in every format that can carry it; one clear line where a rig cannot be
 
 import json
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -157,6 +158,24 @@ def test_a_bad_mapping_file_is_one_line_and_exit_2(tmp_path, arctic_wav, content
     result = run("animate", str(arctic_wav), "--rig", str(rig_file), "-o", str(out))
     assert_usage_error(result, fragment)
     assert "bad_rig.json" in result.stderr and not out.exists()
+
+
+def test_a_target_name_past_256_characters_is_refused_before_any_work(tmp_path, arctic_wav) -> None:
+    """NPZ stores names at the width of the longest: a 500 KB rig file of 15 000 targets, one of them named
+    with 200 000 characters, asked for an array of 11 GB (a MemoryError, an internal error, exit 70)."""
+    rig = {f"t{i}": {"jawOpen": 1} for i in range(15_000)} | {"x" * 200_000: {"jawOpen": 1}}
+    (tmp_path / "long_rig.json").write_text(json.dumps(rig, separators=(",", ":")))
+    out = tmp_path / "face.npz"
+    result = subprocess.run(
+        [sys.executable, "-m", "talkface.cli", "animate", str(arctic_wav), "--rig", str(tmp_path / "long_rig.json"),
+         "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30)),
+    )  # fmt: skip
+    assert_usage_error(result, "longer than 256 characters")
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(

@@ -116,8 +116,16 @@ def read_glb(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
     blob = b""
     if offset + 8 <= total:
         length, kind = struct.unpack_from("<I4s", data, offset)
-        if kind == b"BIN\0" and offset + 8 + length <= total:
+        if kind == b"BIN\0" and offset + 8 + length > total:  # (the copy would lose the model's data)
+            raise TalkfaceError(f"{path}: damaged glTF binary file (its BIN chunk runs past the end)")
+        if kind == b"BIN\0":
             blob = data[offset + 8 : offset + 8 + length]
+    buffers = doc.get("buffers")
+    first = buffers[0] if isinstance(buffers, list) and buffers and isinstance(buffers[0], dict) else {}
+    declared = first.get("byteLength", 0) if "uri" not in first else 0
+    if isinstance(declared, int | float) and declared > len(blob):  # the appended animation would take its place
+        raise TalkfaceError(f"{path}: damaged glTF binary file (its buffer is {declared} bytes, its BIN chunk "
+                            f"{len(blob)})")  # fmt: skip
     return doc, blob
 
 
@@ -237,6 +245,7 @@ def mesh_weights(character: Plan, doc: dict, anim: Animation) -> dict[int, np.nd
         default = np.asarray(meshes[m].get("weights") or [0.0] * count, np.float32)
         if default.shape != (count,):
             default = np.zeros(count, np.float32)
+        default[~np.isfinite(default)] = 0.0  # (JSON's NaN and 1e400 are no weights an animation may hold)
         out[m] = np.tile(default, (anim.num_frames, 1))
     if character.arkit:
         arkit = anim.with_channels(ARKIT_NAMES)

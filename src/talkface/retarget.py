@@ -274,6 +274,9 @@ def _vrm0() -> dict[str, dict[str, float]]:
 BUILTIN: dict[str, Callable[[], dict[str, dict[str, float]]]] = {"oculus": _oculus, "vrm": _vrm, "vrm0": _vrm0}
 #: Largest user rig file read.
 RIG_FILE_LIMIT = 1_000_000
+#: Longest target name (characters): NPZ stores names at the width of the longest, so one long name among
+#: thousands of targets made a 1 MB rig file an array of tens of gigabytes.
+MAX_TARGET_NAME = 256
 
 
 def load_rig(spec: str) -> Rig:
@@ -302,8 +305,9 @@ def _read_mapping(path: Path) -> dict[str, dict[str, float]]:
 
 def checked_mapping(data: object, where: str, what: str = "a rig") -> dict[str, dict[str, float]]:
     """`data` (parsed JSON: a rig file's, or a server client's `rig`) as ``{target: {term: weight}}``,
-    checked: targets are named, in UTF-8, each maps at least one term, weights are numbers (not true,
-    not "1"); TalkfaceError beginning with `where` otherwise (`Rig.from_terms` checks the rest)."""
+    checked: targets are named (UTF-8, at most `MAX_TARGET_NAME` characters), each maps at least one
+    term, weights are numbers (not true, not "1"); TalkfaceError beginning with `where` otherwise
+    (`Rig.from_terms` checks the rest)."""
     shape = 'a JSON object {"target": {"term": weight, ...}, ...}'
     if not isinstance(data, dict) or not data:
         raise TalkfaceError(f"{where}: {what} is {shape}")
@@ -313,6 +317,8 @@ def checked_mapping(data: object, where: str, what: str = "a rig") -> dict[str, 
             raise TalkfaceError(f"{where}: a target has an empty name")
         if not _utf8(target):  # a lone surrogate (JSON's "\\udcff") that no output file can write
             raise TalkfaceError(f"{where}: target {target!r} is not a UTF-8 name")
+        if len(target) > MAX_TARGET_NAME:
+            raise TalkfaceError(f"{where}: target {target[:40]!r}… has a name longer than {MAX_TARGET_NAME} characters")
         if not isinstance(terms, dict) or not terms:
             raise TalkfaceError(f"{where}: target {target!r} must map at least one term to a weight ({shape})")
         for term, weight in terms.items():

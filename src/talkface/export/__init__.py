@@ -26,7 +26,7 @@ import numpy as np
 
 from ..animation import Animation
 from ..errors import TalkfaceError
-from ..files import atomic_path, write_text
+from ..files import atomic_path, read_text, write_text
 from . import gltf, json_format, livelink_csv, npz, rhubarb, usd
 
 if TYPE_CHECKING:
@@ -41,6 +41,8 @@ TEXT_FORMATS: tuple[str, ...] = ("csv", "json", *rhubarb.FORMATS)
 RIG_FORMATS: tuple[str, ...] = ("json", "npz", *gltf.FORMATS, "usd")
 #: The formats whose metadata goes in a sidecar ``NAME.EXT.json``: their importers take nothing else.
 SIDECAR_FORMATS: tuple[str, ...] = ("csv", *rhubarb.FORMATS)
+#: Largest sidecar read back (for a CSV's frame rate); talkface's own are a few hundred bytes.
+SIDECAR_LIMIT = 1 << 20
 
 #: Format of each recognised extension; ``.json`` means talkface JSON, Rhubarb JSON needs ``--format``.
 EXTENSIONS: dict[str, str] = {
@@ -202,9 +204,14 @@ def _sidecar_fps(path: str | os.PathLike) -> float | None:
     """The frame rate a CSV's metadata sidecar (``NAME.csv.json``, as `write` makes it) records, or None
     (no sidecar, or none that says): a clip of under a second tells it by no timecode."""
     side = sidecar_path(path, "csv")
-    try:
-        fps = json.loads(side.read_text(encoding="utf-8")).get("fps") if side is not None else None
-    except (OSError, ValueError, AttributeError, RecursionError):
+    try:  # bounded and never blocking: a sidecar that is a link to /dev/zero or a FIFO is no sidecar
+        fps = json.loads(read_text(side, "sidecar", SIDECAR_LIMIT)).get("fps") if side is not None else None
+    except (TalkfaceError, ValueError, AttributeError, RecursionError):
         return None
-    ok = isinstance(fps, int | float) and not isinstance(fps, bool) and 0 < fps < float("inf")
-    return float(fps) if ok else None
+    if not isinstance(fps, int | float) or isinstance(fps, bool):
+        return None
+    try:
+        fps = float(fps)
+    except OverflowError:  # an integer of hundreds of digits
+        return None
+    return fps if 0 < fps < float("inf") else None

@@ -44,10 +44,16 @@ def read(path: str | os.PathLike) -> Animation:
     if not isinstance(fps, int | float) or isinstance(fps, bool):
         raise TalkfaceError(f'{path}: "fps" must be a number')
     try:
+        fps = float(fps)
+    except OverflowError:  # an integer of hundreds of digits
+        raise TalkfaceError(f'{path}: "fps" must be a frame rate, not an integer of {len(str(fps))} digits') from None
+    try:
         with np.errstate(over="ignore"):  # (a value past float32's range is refused below as not finite)
             weights = np.asarray(frames, dtype=np.float32).reshape(-1, len(names))
     except (TypeError, ValueError):
         raise TalkfaceError(f'{path}: "frames" must be rows of {len(names)} numbers each') from None
+    except OverflowError:  # an integer past any float
+        raise TalkfaceError(f"{path}: has weights that are not finite numbers (an integer too large)") from None
     if weights.size and np.shape(frames) != weights.shape:
         raise TalkfaceError(f'{path}: "frames" must be rows of {len(names)} numbers each')
     return Animation(weights, fps, tuple(names))

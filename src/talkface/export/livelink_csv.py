@@ -20,11 +20,13 @@ import numpy as np
 from ..animation import Animation
 from ..errors import TalkfaceError
 from ..rig import ARKIT_NAMES, LIVE_LINK_HEADER, LIVE_LINK_ORDER, POSE_NAMES, live_link_column
+from .npz import MAX_VALUES  # (a take resampled over dropped frames holds no more than an NPZ)
 
 #: Channels of an animation read from a CSV: the 52 ARKit shapes in Apple's order, then head / eyes.
 READ_NAMES: tuple[str, ...] = (*ARKIT_NAMES, *POSE_NAMES)
 
-_TIMECODE = re.compile(r"^(\d+):(\d\d):(\d\d)[:;](\d+)(?:\.(\d+))?$")
+# (hours and frames of at most 6 digits: an integer of hundreds overflowed every float it met)
+_TIMECODE = re.compile(r"^(\d{1,6}):(\d\d):(\d\d)[:;](\d{1,6})(?:\.(\d+))?$")
 #: Relative distance from a whole number below which an inferred frame rate is snapped to it.
 _SNAP = 1e-4
 
@@ -170,8 +172,14 @@ def _from_timecodes(weights: np.ndarray, times: np.ndarray, path: str | os.PathL
         return Animation(weights, fps, READ_NAMES)
     # dropped frames: the typical step gives the rate; interpolate onto an even grid
     fps = _snap(1.0 / float(np.median(steps)))
-    grid = t[0] + np.arange(round((t[-1] - t[0]) * fps) + 1) / fps
-    even = np.stack([np.interp(grid, t, weights[:, j]) for j in range(weights.shape[1])], axis=1)
+    frames = round((t[-1] - t[0]) * fps) + 1
+    if frames * weights.shape[1] > MAX_VALUES:  # a few rows whose timecodes jump by hours asked for gigabytes
+        raise TalkfaceError(f"{path}: the timecodes span {t[-1] - t[0]:.0f} s at {fps:g} fps with gaps: {frames} "
+                            f"frames, more than talkface reads ({MAX_VALUES:,} values); pass fps")  # fmt: skip
+    grid = t[0] + np.arange(frames) / fps
+    even = np.empty((frames, weights.shape[1]), np.float32)
+    for j in range(weights.shape[1]):
+        even[:, j] = np.interp(grid, t, weights[:, j])
     return Animation(even, fps, READ_NAMES)
 
 
