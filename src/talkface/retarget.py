@@ -277,6 +277,9 @@ RIG_FILE_LIMIT = 1_000_000
 #: Longest target name (characters): NPZ stores names at the width of the longest, so one long name among
 #: thousands of targets made a 1 MB rig file an array of tens of gigabytes.
 MAX_TARGET_NAME = 256
+#: Most targets a rig may have (MetaHuman's face has under a thousand): every frame holds a weight for each,
+#: and a 1 MB rig of 30 000 targets made a 10-minute animation of gigabytes (the server takes rigs from clients).
+MAX_TARGETS = 4096
 
 
 def load_rig(spec: str) -> Rig:
@@ -305,12 +308,14 @@ def _read_mapping(path: Path) -> dict[str, dict[str, float]]:
 
 def checked_mapping(data: object, where: str, what: str = "a rig") -> dict[str, dict[str, float]]:
     """`data` (parsed JSON: a rig file's, or a server client's `rig`) as ``{target: {term: weight}}``,
-    checked: targets are named (UTF-8, at most `MAX_TARGET_NAME` characters), each maps at least one
+    checked: at most `MAX_TARGETS` targets, named (UTF-8, at most `MAX_TARGET_NAME` characters), each maps at least one
     term, weights are numbers (not true, not "1"); TalkfaceError beginning with `where` otherwise
     (`Rig.from_terms` checks the rest)."""
     shape = 'a JSON object {"target": {"term": weight, ...}, ...}'
     if not isinstance(data, dict) or not data:
         raise TalkfaceError(f"{where}: {what} is {shape}")
+    if len(data) > MAX_TARGETS:
+        raise TalkfaceError(f"{where}: {what} of {len(data)} targets; talkface takes at most {MAX_TARGETS}")
     mapping: dict[str, dict[str, float]] = {}
     for target, terms in data.items():
         if not target.strip():
