@@ -614,3 +614,97 @@ def test_corpus_workers_end_with_a_killed_run(tmp_path, text_dir):
     while any(map(running, children)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [c for c in children if running(c)], "workers outlived their run"
+
+
+def _tiny_config(tmp_path: Path, corpus: Path, name: str = "tiny", **values) -> Path:
+    """A config of a few steps of a very small net on the test corpus, in `tmp_path/name.yaml`."""
+    raw = {"corpus": str(corpus), "out": str(tmp_path / name), "steps": 2, "batch": 2, "crop": 50, "log_every": 1,
+           "eval_every": 100, "net": {"channels": 4, "dilations": [1], "lookahead": 2}} | values  # fmt: skip
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _logged_steps(run: Path) -> list[int]:
+    with open(run / "log.csv", newline="") as f:
+        return [int(row["step"]) for row in csv.DictReader(f)]
+
+
+def test_a_resumed_run_logs_each_step_once(corpus, tmp_path):
+    """A run stopped after its checkpoint had logged steps past it; resumed, it ran them again and
+    log.csv held those steps twice."""
+    train(TrainConfig.load(_tiny_config(tmp_path, corpus, steps=2)), progress=False)  # checkpoint at step 2
+    run = tmp_path / "tiny"
+    with open(run / "log.csv", "a", newline="") as f:  # what a run killed at step 3 of 4 had logged
+        f.write("3,0.5,0.4,0.01,2.0,0.4,,,,,1.0\n")
+    train(TrainConfig.load(_tiny_config(tmp_path, corpus, steps=4)), resume=True, progress=False)
+    assert _logged_steps(run) == [1, 2, 3, 4]
+
+
+def test_validation_runs_at_eval_every_whatever_log_every(corpus, tmp_path):
+    """Validation and its checkpoint came only at steps that were also multiples of log_every: with
+    log_every 2 and eval_every 3, none until the last step."""
+    train(TrainConfig.load(_tiny_config(tmp_path, corpus, steps=4, log_every=2, eval_every=3)), progress=False)
+    with open(tmp_path / "tiny" / "log.csv", newline="") as f:
+        validated = [int(row["step"]) for row in csv.DictReader(f) if row["val_loss"]]
+    assert validated == [3, 4]
+
+
+@pytest.mark.parametrize(
+    ("values", "fragment"),
+    [
+        ({"device": "tpu"}, "device 'tpu' cannot be used"),
+        ({"seed": 2**80}, "seed must be at most"),
+    ],
+)
+def test_a_device_or_seed_torch_cannot_take_is_refused(corpus, tmp_path, values, fragment):
+    """They ran into an internal error (torch's RuntimeError, an overflow) once the corpus was read."""
+    with pytest.raises(TalkfaceError, match=re.escape(fragment)):
+        TrainConfig.load(_tiny_config(tmp_path, corpus, **values))
+
+
+def test_numbers_in_exponent_form_are_numbers(corpus, tmp_path):
+    """PyYAML reads `1e-3` (no point) as text: `lr: 1e-3` was refused as not a number."""
+    path = _tiny_config(tmp_path, corpus)
+    path.write_text(path.read_text() + "lr: 1e-3\nweight_decay: 5E-5\n")
+    config = TrainConfig.load(path)
+    assert (config.lr, config.weight_decay) == (1e-3, 5e-5)
+    path.write_text(path.read_text() + "velocity_weight: 1e-3x\n")
+    with pytest.raises(TalkfaceError, match="velocity_weight must be a finite number"):
+        TrainConfig.load(path)
+
+
+def test_an_emotion_dim_other_than_the_corpus_is_one_line(corpus, tmp_path):
+    path = _tiny_config(tmp_path, corpus, net={"channels": 4, "dilations": [1], "lookahead": 2, "emotion_dim": 5})
+    with pytest.raises(TalkfaceError, match="emotion vectors have 10 values, the net's emotion_dim is 5"):
+        train(TrainConfig.load(path), progress=False)
+
+
+def test_starting_from_what_is_not_a_checkpoint_of_the_network_is_one_line(corpus, tmp_path):
+    """`init:` or `--resume` from a file that is not a checkpoint, or one of another net, was an
+    internal error (torch's unpickling or state-dict error); a named pipe waited for ever."""
+    import os
+
+    train(TrainConfig.load(_tiny_config(tmp_path, corpus, name="small")), progress=False)
+    checkpoint = tmp_path / "small" / "checkpoint.pt"
+    pipe = tmp_path / "pipe.pt"
+    os.mkfifo(pipe)
+    bigger = {"channels": 8, "dilations": [1], "lookahead": 2}
+    for init, fragment in [(tmp_path / "small.yaml", "not a talkface training checkpoint"),
+                           (pipe, "pipe.pt: not a talkface training checkpoint"),
+                           (checkpoint, "a checkpoint of another network")]:  # fmt: skip
+        config = TrainConfig.load(_tiny_config(tmp_path, corpus, init=str(init), net=bigger))
+        with pytest.raises(TalkfaceError, match=fragment):
+            train(config, progress=False)
+    with pytest.raises(TalkfaceError, match="a checkpoint of another network"):
+        train(TrainConfig.load(_tiny_config(tmp_path, corpus, name="small", net=bigger)), resume=True, progress=False)
+    checkpoint.write_bytes(checkpoint.read_bytes()[:5000])
+    with pytest.raises(TalkfaceError, match="not a talkface training checkpoint"):
+        train(TrainConfig.load(_tiny_config(tmp_path, corpus, name="small")), resume=True, progress=False)
+
+
+def test_corpus_hours_past_any_corpus_are_refused():
+    """`--hours 1e9` planned 12 billion shards before any work, growing by GBs without end."""
+    from test_cli import assert_one_line_error, run
+
+    assert_one_line_error(run("corpus", "--hours", "1e9", "--text", "t", "-o", "c"), "--hours")

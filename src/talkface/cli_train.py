@@ -17,7 +17,7 @@ def _needs_training_extra() -> None:
 
 
 @click.command()
-@click.option("--hours", type=Finite(min=0.001), required=True, help="Hours of training audio.")
+@click.option("--hours", type=Finite(min=0.001, max=100_000), required=True, help="Hours of training audio.")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Corpus folder.")
 @click.option("--text", "text_dir", required=True, type=click.Path(file_okay=False), help="Folder of texts/zips.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)

@@ -54,12 +54,16 @@ class Frames:
                         found.append(shard[name])
             except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
                 raise TalkfaceError(f"{path}: not a readable corpus shard ({type(e).__name__}: {e})") from None
-        lengths = np.concatenate(arrays["lengths"])
+        try:  # (shards of corpora built with other settings: another emotion width)
+            joined = {name: np.concatenate(found) for name, found in arrays.items()}
+        except ValueError as e:
+            raise TalkfaceError(f"corpus shards that do not go together ({e})") from None
+        lengths = joined["lengths"]
         return cls(
-            mel=np.concatenate(arrays["mel"]),
-            targets=np.concatenate(arrays["targets"]),
-            visemes=np.concatenate(arrays["visemes"]),
-            emotion=np.concatenate(arrays["emotion"]),
+            mel=joined["mel"],
+            targets=joined["targets"],
+            visemes=joined["visemes"],
+            emotion=joined["emotion"],
             starts=np.concatenate([[0], np.cumsum(lengths)[:-1]]),
             lengths=lengths,
         )

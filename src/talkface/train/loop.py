@@ -6,6 +6,7 @@ import copy
 import csv
 import functools
 import math
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from ..model import ENCODER, LOG_MEL
 from ..phonemes import VISEMES
 from ..rig import ARKIT_NAMES
 from . import dataset
+from .checkpoints import checkpoint_state, initial_weights, load_weights, log_until
 from .export_onnx import export
 from .net import EncoderFaceNet, EncoderNetConfig, FaceNet, NetConfig
 
@@ -101,11 +103,19 @@ class TrainConfig:
             raise TalkfaceError(f"{path}: {e}") from None
         if config.crop <= config.net.lookahead:
             raise TalkfaceError(f"{path}: crop ({config.crop}) must be longer than the net's lookahead")
+        try:
+            _device(config.device)
+        except TalkfaceError as e:
+            raise TalkfaceError(f"{path}: {e}") from None
         return config
 
 
 #: The least each whole-number setting may be (the others: 1).
 _LEAST = {"warmup": 0, "seed": 0, "threads": 0, "emotion_dim": 0, "blocks": 0, "lookahead": 0}
+#: The most a seed may be: torch's generator takes 64 bits.
+_SEED_LIMIT = 2**64 - 1
+#: A number in exponent form without a point (`1e-3`), which YAML 1.2 reads as a number and PyYAML as text.
+_YAML12_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 
 
 def _check_values(kind: type, values: dict) -> None:
@@ -127,7 +137,11 @@ def _check_values(kind: type, values: dict) -> None:
                                 f"got {value!r}")  # fmt: skip
             if min(numbers) < _LEAST.get(name, 1):
                 raise ValueError(f"{name} must be at least {_LEAST.get(name, 1)}, got {value!r}")
+            if name == "seed" and value > _SEED_LIMIT:
+                raise ValueError(f"seed must be at most {_SEED_LIMIT}, got {value!r}")
         elif isinstance(default, float):
+            if isinstance(value, str) and _YAML12_FLOAT.fullmatch(value):  # YAML 1.1 reads `1e-3` as text
+                values[name] = value = float(value)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number of at least 0, got {value!r}")
             if name == "lr" and value == 0:
@@ -167,31 +181,18 @@ def _losses(model: FaceNet | EncoderFaceNet, batch: tuple[np.ndarray, ...], devi
     return {"loss": total, "l1": l1, "velocity": velocity, "ce": ce, "mouth_mae": mouth_mae}
 
 
-def _initial_weights(path: str, model: torch.nn.Module, device: torch.device) -> dict[str, torch.Tensor]:
-    """The state a run starts from: a checkpoint's, or an exported model's initializers (they keep the
-    network's parameter names; constants the exporter added are left out)."""
-    if Path(path).suffix != ".onnx":
-        return torch.load(path, map_location=device, weights_only=True)["model"]
-    import onnx
-    from google.protobuf.message import DecodeError
-    from onnx import numpy_helper
-
-    try:
-        graph = onnx.load(path).graph
-    except (OSError, DecodeError) as e:
-        raise TalkfaceError(f"{path}: cannot read model ({e})") from None
-    own = model.state_dict()
-    found = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer if i.name in own}
-    missing = sorted(set(own) - set(found))
-    if missing or any(found[k].shape != own[k].shape for k in found):
-        raise TalkfaceError(f"{path}: not a model of this network (missing or other-shaped: {', '.join(missing[:5])})")
-    return found
-
-
 def _device(name: str) -> torch.device:
+    """The torch device `name` names ("auto": CUDA where there is one); TalkfaceError for a name torch
+    does not know or a device this machine lacks (`cuda` without CUDA)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError, ValueError) as e:  # (AssertionError: torch built without CUDA)
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise TalkfaceError(f"device {name!r} cannot be used here ({reason})") from None
+    return device
 
 
 def _validate(model: FaceNet | EncoderFaceNet, draw: Callable, device: torch.device, config: TrainConfig) -> dict:
@@ -227,6 +228,15 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         return _train(config, resume, progress)
 
 
+def _check_emotion_dim(config: TrainConfig, *parts: dataset.Frames) -> None:
+    """TalkfaceError where the corpus's emotion vectors are not the width of the net's emotion input."""
+    for frames in parts:
+        if frames.emotion.shape[1] != config.net.emotion_dim:
+            raise TalkfaceError(f"the corpus's emotion vectors have {frames.emotion.shape[1]} values, the net's "
+                                f"emotion_dim is {config.net.emotion_dim}: set net: {{emotion_dim: "
+                                f"{frames.emotion.shape[1]}}}")  # fmt: skip
+
+
 def _train(config: TrainConfig, resume: bool, progress: bool) -> Path:
     """`train`'s work, with the run folder locked."""
     out = Path(config.out)
@@ -242,6 +252,7 @@ def _train(config: TrainConfig, resume: bool, progress: bool) -> Path:
         if config.takes or config.vertex_caches:
             raise TalkfaceError("takes and vertex caches train only the log-mel network for now (front_end: log-mel)")
         encoded = dataset.EncoderFrames.load(shards), dataset.EncoderFrames.load(val_shards)
+        _check_emotion_dim(config, encoded[0].frames, encoded[1].frames)
         seconds = encoded[0].frames.seconds()
         model: FaceNet | EncoderFaceNet = EncoderFaceNet(config.net, FEATURE_DIM).to(device)  # type: ignore[arg-type]
 
@@ -257,6 +268,7 @@ def _train(config: TrainConfig, resume: bool, progress: bool) -> Path:
         if pairs:
             train_frames = dataset.Frames.join([train_frames, dataset.Frames.from_pairs(pairs, config.net.emotion_dim)])
         splits = train_frames, dataset.Frames.load(val_shards)
+        _check_emotion_dim(config, *splits)
         seconds = train_frames.seconds()
         model = FaceNet(config.net).to(device)  # type: ignore[arg-type]
         mel = train_frames.mel.astype(np.float32)
@@ -268,7 +280,7 @@ def _train(config: TrainConfig, resume: bool, progress: bool) -> Path:
             return dataset.batch(splits[frames], rng, config.batch, config.crop, augment)
 
     if config.init:
-        model.load_state_dict(_initial_weights(config.init, model, device))
+        load_weights(model, initial_weights(config.init, model, device), config.init)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
     def schedule(step: int) -> float:
@@ -280,11 +292,15 @@ def _train(config: TrainConfig, resume: bool, progress: bool) -> Path:
     checkpoint, log_path = out / "checkpoint.pt", out / "log.csv"
     step = 0
     if resume and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step = int(state["step"])
+        state = checkpoint_state(checkpoint, device)
+        load_weights(model, state["model"], checkpoint)
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            step = int(state["step"])
+        except (ValueError, KeyError, TypeError):
+            raise TalkfaceError(f"{checkpoint}: not a checkpoint of this run's network and optimizer") from None
+        log_until(log_path, step)
     elif log_path.exists():
         log_path.unlink()
 
@@ -318,9 +334,10 @@ def _train(config: TrainConfig, resume: bool, progress: bool) -> Path:
             step += 1
             bar.update()
             last = step == config.steps
-            if step % config.log_every == 0 or last:
+            evaluating = step % config.eval_every == 0 or last  # (also where it is no multiple of log_every)
+            if step % config.log_every == 0 or evaluating:
                 row = {k: v.item() for k, v in losses.items()}
-                if step % config.eval_every == 0 or last:
+                if evaluating:
                     val = _validate(model, functools.partial(draw, frames=1), device, config)
                     row |= {"val_loss": val["loss"], "val_mouth_mae": val["mouth_mae"]} | _real_speech(model, clips)
                     save()
