@@ -655,10 +655,14 @@ def test_validation_runs_at_eval_every_whatever_log_every(corpus, tmp_path):
     [
         ({"device": "tpu"}, "device 'tpu' cannot be used"),
         ({"seed": 2**80}, "seed must be at most"),
+        ({"batch": 10**9}, "batch must be at most 4096"),
+        ({"crop": 10**9}, "crop must be at most 60000"),
+        ({"net": {"channels": 10**6, "dilations": [1], "lookahead": 2}}, "channels must be at most 4096"),
+        ({"net": {"channels": 4, "dilations": [1, 10**9], "lookahead": 2}}, "dilations must be at most 4096"),
     ],
 )
-def test_a_device_or_seed_torch_cannot_take_is_refused(corpus, tmp_path, values, fragment):
-    """They ran into an internal error (torch's RuntimeError, an overflow) once the corpus was read."""
+def test_a_device_seed_or_size_torch_cannot_take_is_refused(corpus, tmp_path, values, fragment):
+    """They ran into an internal error (torch's RuntimeError, an overflow, memory) once the corpus was read."""
     with pytest.raises(TalkfaceError, match=re.escape(fragment)):
         TrainConfig.load(_tiny_config(tmp_path, corpus, **values))
 

@@ -112,8 +112,10 @@ class TrainConfig:
 
 #: The least each whole-number setting may be (the others: 1).
 _LEAST = {"warmup": 0, "seed": 0, "threads": 0, "emotion_dim": 0, "blocks": 0, "lookahead": 0}
-#: The most a seed may be: torch's generator takes 64 bits.
-_SEED_LIMIT = 2**64 - 1
+#: The most each whole-number setting may be where more fails inside torch rather than in the config: a seed
+#: (torch's generator takes 64 bits), and sizes whose tensors no machine holds (batches × crop frames × channels).
+_MOST = {"seed": 2**64 - 1, "batch": 4096, "crop": 60_000, "channels": 4096, "dilations": 4096, "blocks": 256,
+         "kernel": 255, "lookahead": 1000, "emotion_dim": 1024}  # fmt: skip
 #: A number in exponent form without a point (`1e-3`), which YAML 1.2 reads as a number and PyYAML as text.
 _YAML12_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 
@@ -137,8 +139,8 @@ def _check_values(kind: type, values: dict) -> None:
                                 f"got {value!r}")  # fmt: skip
             if min(numbers) < _LEAST.get(name, 1):
                 raise ValueError(f"{name} must be at least {_LEAST.get(name, 1)}, got {value!r}")
-            if name == "seed" and value > _SEED_LIMIT:
-                raise ValueError(f"seed must be at most {_SEED_LIMIT}, got {value!r}")
+            if max(numbers) > _MOST.get(name, max(numbers)):
+                raise ValueError(f"{name} must be at most {_MOST[name]}, got {value!r}")
         elif isinstance(default, float):
             if isinstance(value, str) and _YAML12_FLOAT.fullmatch(value):  # YAML 1.1 reads `1e-3` as text
                 values[name] = value = float(value)
