@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -345,3 +346,137 @@ def test_a_line_whose_sidecar_is_missing_is_animated_again(library, tmp_path, ca
     assert main(["batch", str(manifest), "-o", str(out)]) == 0
     assert "1 lines: 1 done, 0 failed, 0 skipped" in capsys.readouterr().out
     assert (out / "a.csv.json").is_file()
+
+
+def test_a_line_never_writes_over_another_lines_input(library, capsys):
+    """An emotion track many lines share, in the folder the outputs go to: the line whose output is that
+    file (here by default, `anger.wav` as JSON) fails before any work, whatever order the lines run in,
+    and the track stays as it was for the lines that read it."""
+    shutil.copy(library / "vo" / "b.flac", library / "anger.flac")
+    track = library / "anger.json"
+    track.write_text('[{"time": 0, "emotions": {"anger": 0.8}}]')
+    before = track.read_bytes()
+    manifest = library / "lines.csv"
+    manifest.write_text("audio,emotion_track\nvo/b.flac,anger.json\nanger.flac,\n")
+    assert main(["batch", str(manifest), "-o", str(library), "--format", "json", "--jobs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert f"line 3 (anger.flac): {track}: is line 2's input {track}; refusing to write over it" in err
+    assert "Traceback" not in err
+    assert track.read_bytes() == before
+    assert {r["line"]: r["status"] for r in _records(library)} == {2: "ok", 3: "failed"}
+    # the other way round (the writer first), on the next run: the same
+    manifest.write_text("audio,emotion_track\nanger.flac,\nvo/b.flac,anger.json\n")
+    assert main(["batch", str(manifest), "-o", str(library), "--format", "json", "--jobs", "1"]) == 1
+    assert track.read_bytes() == before
+    assert {r["line"]: r["status"] for r in _records(library)} == {2: "failed", 3: "ok"}
+
+
+def test_the_output_folders_own_report_as_the_manifest_is_refused(tmp_path, capsys):
+    """The report's records are a manifest's lines (audio, output): given as the manifest for its own
+    folder (to redo the failed lines), the run would rewrite it. Refused before any work; it stays."""
+    manifest, out = tmp_path / "lines.csv", tmp_path / "out"
+    manifest.write_text("audio,output\nmissing.wav,a.csv\n")
+    assert main(["batch", str(manifest), "-o", str(out)]) == 1
+    report = (out / REPORT).read_bytes()
+    capsys.readouterr()
+    (tmp_path / "link.jsonl").symlink_to(out / REPORT)
+    for given in (out / REPORT, tmp_path / "link.jsonl"):
+        assert main(["batch", str(given), "-o", str(out)]) == 1
+        err = capsys.readouterr().err.splitlines()
+        assert "is the report of" in err[-1] and "Traceback" not in "".join(err)
+        assert (out / REPORT).read_bytes() == report
+    assert sorted(p.name for p in out.iterdir()) == [REPORT]
+
+
+def test_a_line_refused_for_its_output_keeps_its_record_in_the_final_report(library):
+    """The summary says to see the report: a line refused before any work for what its output would
+    write over is there at the end (it was dropped when the report was rewritten in manifest order)."""
+    manifest = library / "lines.csv"
+    manifest.write_text("audio,output,format\nmissing.wav,missing.wav,csv\nvo/a.wav,vo/a.wav,csv\n")
+    assert main(["batch", str(manifest), "-o", str(library), "--jobs", "1"]) == 1
+    records = _records(library)
+    assert [(r["line"], r["status"]) for r in records] == [(2, "failed"), (3, "failed")]
+    assert "refusing to write over it" in records[1]["error"]
+
+
+def test_a_transcript_in_a_json_line_has_the_limit_of_a_transcript_file(tmp_path):
+    """`text_file` is read up to 1 MB; `text` in a JSON line had no limit (20 MB took 1.6 GB and half a
+    minute, a 200 MB line would take all memory): over 1 MB its line fails, before any work."""
+    manifest = tmp_path / "lines.jsonl"
+    rows = [{"audio": "a.wav", "output": "a.csv", "text": "word " * 250_000},
+            {"audio": "a.wav", "output": "b.csv", "text": "word " * 200_000}]  # fmt: skip
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    big, fine = read_manifest(manifest)
+    assert big.error == "text is larger than 1 MB; not a transcript talkface reads"
+    assert fine.error is None
+
+
+def test_a_failed_line_is_one_line_on_stderr_whatever_its_cells_hold(tmp_path, capsys):
+    """An audio name with a line break (JSON Lines takes one) printed as two lines, the second one made up
+    by the manifest ("line 99 ... ok"); it is escaped, as the CLI's own errors are."""
+    manifest = tmp_path / "lines.jsonl"
+    manifest.write_text(json.dumps({"audio": "missing\nline 99 (x.wav): fake.wav", "output": "n.csv"}) + "\n")
+    assert main(["batch", str(manifest), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and err[0].startswith("line 1 (missing\\nline 99 (x.wav): fake.wav): "), err
+    assert err[1].startswith("talkface: error: 1 of 1 lines failed")
+
+
+def test_an_empty_output_folder_name_is_a_usage_error_not_the_current_folder(tmp_path, capsys, monkeypatch):
+    """`-o "$OUT"` with OUT unset wrote every line and the report into the current folder."""
+    manifest = tmp_path / "lines.csv"
+    manifest.write_text("audio,output\nmissing.wav,a.csv\n")
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert main(["batch", str(manifest), "-o", ""]) == 2
+    assert "an empty name is none" in capsys.readouterr().err
+    assert list(here.iterdir()) == []
+
+
+@pytest.mark.parametrize("jobs", [-1, 0, 2.5, "2", True])
+def test_a_worker_count_that_is_not_one_or_more_is_refused_before_any_work(tmp_path, jobs):
+    """`jobs=-1` (joblib's "every core") or 2.5 never equalled the pool's size, so the pool started a
+    process, each loading the model, for every line of the manifest at once."""
+    from talkface.errors import TalkfaceError
+
+    manifest = tmp_path / "lines.csv"
+    manifest.write_text("audio,output\nmissing.wav,a.csv\n")
+    with pytest.raises(TalkfaceError, match="jobs must be a whole number of worker processes, at least 1"):
+        next(run(manifest, tmp_path / "out", jobs=jobs))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_ray_address_where_nothing_listens_is_an_error_in_seconds(tmp_path):
+    """`--ray HOST:PORT` with no cluster there: `ray.init` waited for one for ever (a warning every 40 s),
+    deaf to Ctrl-C and SIGTERM; now one line and exit 1, before anything is started."""
+    pytest.importorskip("ray", reason="the batch extra (ray) is not installed")
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # a port of ours that nobody listens on
+    port = closed.getsockname()[1]
+    manifest = tmp_path / "lines.csv"
+    manifest.write_text("audio,output\nmissing.wav,a.csv\n")
+    command = [*TALKFACE, "batch", str(manifest), "-o", str(tmp_path / "out"), "--ray", f"127.0.0.1:{port}"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail("talkface batch --ray with nothing at the address did not end in 60 s")
+    finally:
+        closed.close()
+    assert process.returncode == 1
+    assert err.startswith(f"talkface: error: cannot use the Ray cluster at 127.0.0.1:{port}: nothing answers there")
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_more_workers_than_four_a_core_is_a_usage_error(tmp_path, capsys):
+    """`--jobs 1000` (a typo, or a cluster's count on a laptop) started a process, each holding the model, for
+    every line up to that many; as `serve --workers`, at most 4 a CPU core, refused before any work."""
+    manifest = tmp_path / "lines.csv"
+    manifest.write_text("audio,output\nmissing.wav,a.csv\n")
+    too_many = 4 * len(os.sched_getaffinity(0)) + 1
+    assert main(["batch", str(manifest), "-o", str(tmp_path / "out"), "--jobs", str(too_many)]) == 2
+    assert f"--jobs {too_many}: at most {too_many - 1} (4 per CPU core here)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

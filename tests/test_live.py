@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import logging
 import socket
 import sys
 import threading
@@ -192,3 +193,42 @@ def test_a_device_number_that_is_no_number_is_a_clear_error(monkeypatch, capsys,
     monkeypatch.setitem(sys.modules, "sounddevice", fake)
     assert main(["stream", "--mic", "--device", device]) == 1
     assert "no audio input device" in capsys.readouterr().err
+
+
+def test_a_file_corrupt_past_its_header_is_one_clear_error_on_a_line_of_its_own(short_wav, tmp_path, capsys):
+    """A FLAC whose header reads but whose frames are garbage a third of the way in: libsndfile's error
+    came out as an internal error (exit 70), on the meter's line; it is the file's, one line, exit 1."""
+    flac = tmp_path / "torn.flac"
+    sf.write(flac, sf.read(short_wav, dtype="float32")[0], 16000)
+    data = bytearray(flac.read_bytes())
+    data[len(data) // 3 : len(data) // 3 + 2000] = (bytes(range(256)) * 8)[:2000]
+    flac.write_bytes(bytes(data))
+    assert main(["stream", str(flac), "-o", str(tmp_path / "face.csv")]) == 1
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("talkface: error: ") and "torn.flac: not a readable audio file" in last, last
+    assert not (tmp_path / "face.csv").exists()
+
+
+def test_an_input_device_that_stops_sending_ends_the_take_with_its_frames(monkeypatch):
+    """A microphone unplugged mid-take stops calling back: the loop waited on it for ever, `--seconds`
+    or not. After `SILENT_DEVICE_SECONDS` of nothing it ends as a file does, with the frames it had."""
+    _VirtualInput.audio = load_audio("tests/data/arctic_a0009.wav")[:16000]  # 1 s, then nothing
+    fake = SimpleNamespace(
+        InputStream=_VirtualInput,
+        PortAudioError=RuntimeError,
+        query_devices=lambda device, kind: {"name": "virtual", "default_samplerate": 16000.0},
+    )
+    monkeypatch.setitem(sys.modules, "sounddevice", fake)
+    monkeypatch.setattr(live, "SILENT_DEVICE_SECONDS", 0.5, raising=False)
+    warned = []
+    logger = logging.getLogger("talkface.mic")
+    monkeypatch.setattr(logger, "warning", lambda message, *args: warned.append(message % args))
+    done = []
+    worker = threading.Thread(
+        target=lambda: done.append(live.run(live.MicSource(), Animator(), seconds=60, show=None)), daemon=True
+    )
+    worker.start()
+    worker.join(30)
+    assert done, "the take never ended"
+    assert done[0].num_frames == 30
+    assert warned == ["the audio input virtual sent nothing for 0.5 s; stopping"]

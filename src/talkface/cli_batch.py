@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from .animator import ENGINES
-from .cli_options import export_choices, fps_option, output_folder
+from .cli_options import check_processes, export_choices, fps_option, output_folder
 from .cli_style import option_values, style_from, style_options
 from .errors import TalkfaceError
 
@@ -43,6 +43,7 @@ def batch(manifest: str, out_dir: str, fmt: str | None, jobs: int | None, ray_ad
 
     if jobs is not None and ray_address is not None:
         raise click.UsageError("give either --jobs or --ray, not both")
+    check_processes("--jobs", jobs)
     out = output_folder(out_dir)
     with option_values():
         lines = batching.read_manifest(manifest, fmt)

@@ -3,13 +3,21 @@ WebSocket and gRPC) and view (the browser player)."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import click
 
 from .animator import Animator
-from .cli_options import UTF8_TEXT, Finite, fps_option, livelink_option, livelink_sender, output_format, write_animation
+from .cli_options import (
+    UTF8_TEXT,
+    Finite,
+    check_processes,
+    fps_option,
+    livelink_option,
+    livelink_sender,
+    output_format,
+    write_animation,
+)
 from .cli_style import option_values, style_from, style_options
 from .files import distinct_outputs
 
@@ -48,9 +56,7 @@ def serve(**options: Any) -> None:
             resolve(options["livelink"])  # an address that does not resolve is found before serving
     if not options["http"] and options["grpc_port"] is None:
         raise click.UsageError("--no-http leaves nothing to serve without --grpc-port")
-    most = 4 * len(os.sched_getaffinity(0))  # a worker runs on one core and holds its own model (~100 MB)
-    if options["workers"] is not None and options["workers"] > most:
-        raise click.UsageError(f"--workers {options['workers']}: at most {most} (4 per CPU core here)")
+    check_processes("--workers", options["workers"])
     serve(ServerConfig(**options))
 
 

@@ -4,6 +4,7 @@ of those options made before any work starts, and writing an animation where -o 
 from __future__ import annotations
 
 import math
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,7 +73,17 @@ def output_folder(out_dir: str) -> Path:
     """The output folder `-o` names; `-` (standard output) is no folder."""
     if out_dir == STDOUT:
         raise click.UsageError("-o names the output folder here; '-' (standard output) is not one")
+    if not out_dir:  # (-o "$UNSET"): not the current folder, unasked
+        raise click.UsageError("-o names the output folder; an empty name is none")
     return Path(out_dir)
+
+
+def check_processes(option: str, count: int | None) -> None:
+    """UsageError for more than 4 worker processes a CPU core (`--workers`, `--jobs`): each runs on one
+    core and holds its own model (100–200 MB), so more only share the cores and the memory."""
+    most = 4 * len(os.sched_getaffinity(0))
+    if count is not None and count > most:
+        raise click.UsageError(f"{option} {count}: at most {most} (4 per CPU core here)")
 
 
 def output_format(out: str, fmt: str | None) -> str:

@@ -51,21 +51,24 @@ def special_kind(mode: int) -> str | None:
     return next((name for test, name in _KINDS if test(mode)), "a special file")
 
 
+def file_key(path: str | os.PathLike) -> tuple:
+    """What tells files apart: an existing file's device and inode (links followed), else its name
+    with links resolved; two paths with one key are one file."""
+    try:
+        found = os.stat(path)
+        return (found.st_dev, found.st_ino)
+    except OSError:  # not there yet: its name, links resolved
+        return (os.path.realpath(path),)
+
+
 def distinct_outputs(inputs: Iterable[str | os.PathLike | None], outputs: Iterable[str | os.PathLike | None]) -> None:
     """TalkfaceError (one line) if an output is an input, or two outputs are one file (through links too):
     a run must never write over what it reads, nor write one of its results over another."""
 
-    def key(path: str | os.PathLike) -> tuple:
-        try:
-            found = os.stat(path)
-            return (found.st_dev, found.st_ino)
-        except OSError:  # not there yet: its name, links resolved
-            return (os.path.realpath(path),)
-
-    read = {key(p): p for p in inputs if p is not None and p != "-"}
+    read = {file_key(p): p for p in inputs if p is not None and p != "-"}
     written: dict[tuple, str | os.PathLike] = {}
     for path in (p for p in outputs if p is not None and p != "-"):
-        k = key(path)
+        k = file_key(path)
         if k in read:
             raise TalkfaceError(f"{path}: is the input {read[k]}; refusing to write over it")
         if k in written:

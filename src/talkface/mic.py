@@ -6,6 +6,7 @@ to Live Link (when asked) and shows a one-line level meter on the terminal.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import queue
@@ -25,6 +26,10 @@ from .errors import TalkfaceError
 from .livelink import LiveLinkSender
 
 BLOCK_SECONDS = 0.02  # 20 ms chunks
+#: Seconds an input device may send nothing before it is taken for gone (unplugged): the take ends there.
+SILENT_DEVICE_SECONDS = 5.0
+
+log = logging.getLogger(__name__)
 
 
 class MicSource:
@@ -62,7 +67,11 @@ class MicSource:
             raise TalkfaceError(f"cannot open the audio input {self.name}: {e}") from None
         with stream:
             while True:
-                yield self.chunks.get()
+                try:
+                    yield self.chunks.get(timeout=SILENT_DEVICE_SECONDS)
+                except queue.Empty:  # a device sends every 20 ms: it is gone, and would be waited for for ever
+                    log.warning("the audio input %s sent nothing for %g s; stopping", self.name, SILENT_DEVICE_SECONDS)
+                    return
 
 
 class FileSource:
@@ -79,13 +88,14 @@ class FileSource:
         block = max(1, round(self.sample_rate * BLOCK_SECONDS))
         start = time.monotonic()
         sent = 0
-        for chunk in sf.blocks(os.fsencode(self.path), blocksize=block, dtype="float32", always_2d=True):
-            if self.realtime:
-                wait = start + sent / self.sample_rate - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
-            sent += chunk.shape[0]
-            yield chunk
+        with reading(self.path):  # a file torn or corrupt past its header: one clear error, not libsndfile's
+            for chunk in sf.blocks(os.fsencode(self.path), blocksize=block, dtype="float32", always_2d=True):
+                if self.realtime:
+                    wait = start + sent / self.sample_rate - time.monotonic()
+                    if wait > 0:
+                        time.sleep(wait)
+                sent += chunk.shape[0]
+                yield chunk
 
 
 def meter(chunk: np.ndarray, frames: int, seconds: float, width: int = 30) -> str:
@@ -124,6 +134,10 @@ def run(
                 break
     except KeyboardInterrupt:
         pass
+    except BaseException:  # the error's line after the meter's, not on it
+        if show is not None:
+            show.write("\n")
+        raise
     last = session.flush()
     if livelink is not None and last.num_frames:
         livelink.send(last)

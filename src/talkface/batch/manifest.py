@@ -13,14 +13,14 @@ import io
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .. import export
 from ..errors import TalkfaceError
-from ..files import distinct_outputs, read_text
+from ..files import TEXT_LIMIT, file_key, read_text
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +54,48 @@ class Line:
     manifest: str | None = None  # the manifest file it came from (never to be written over)
 
 
-def overwrites(line: Line, out: Path) -> str | None:
-    """Why writing `line`'s output into `out` would write over a file it reads (its audio, transcript
-    or emotion track) or over its manifest, through links too; None when it would not."""
+def check_outputs(lines: Sequence[Line], out: Path) -> list[Line]:
+    """`lines` as they are, but a line whose output (or sidecar) in `out` is a file the run reads or
+    writes fails with the reason: its own or any other line's audio, transcript or emotion track, the
+    manifest, another line's output, or the report, through links too. A line must never write over
+    what another reads (the emotion track many share), nor whatever order the lines run in."""
+    read: dict[tuple, tuple[str, int]] = {}
+    own: list[dict[tuple, str]] = []
+    for line in lines:
+        keys = {} if line.error else {file_key(p): p for p in _inputs(line)}
+        own.append(keys)
+        for key, path in keys.items():
+            read.setdefault(key, (path, line.number))
+    written: dict[tuple, int] = {file_key(out / REPORT): 0}
+    checked = []
+    for line, inputs in zip(lines, own, strict=True):
+        error = line.error or _overwrite(line, out, inputs, read, written)
+        checked.append(line if error == line.error else replace(line, error=error))
+    return checked
+
+
+def _inputs(line: Line) -> list[str]:
+    return [p for p in (line.audio, *(line.options.get(k) for k in _PATH_COLUMNS), line.manifest) if p]
+
+
+def _overwrite(
+    line: Line, out: Path, own: dict[tuple, str], read: dict[tuple, tuple[str, int]], written: dict[tuple, int]
+) -> str | None:
+    """Why `line`'s outputs may not be written (see `check_outputs`), or None; its outputs are then `written`."""
     output = out / line.output
     sidecar = export.sidecar_path(output, line.fmt)
-    inputs = [line.audio, *(line.options.get(k) for k in _PATH_COLUMNS), line.manifest]
-    try:
-        distinct_outputs(inputs, [output, sidecar])
-    except TalkfaceError as e:
-        return str(e)
+    keys: dict[tuple, int] = {}
+    for path in (output, *([sidecar] if sidecar is not None else [])):
+        key = file_key(path)
+        if key in own:
+            return f"{path}: is the input {own[key]}; refusing to write over it"
+        if key in read:
+            return f"{path}: is line {read[key][1]}'s input {read[key][0]}; refusing to write over it"
+        if key in written or key in keys:
+            whose = "the report" if written.get(key) == 0 else f"line {written.get(key, line.number)}'s output"
+            return f"{path}: is also {whose}; give each line its own output file"
+        keys[key] = line.number
+    written.update(keys)
     return None
 
 
@@ -178,6 +210,8 @@ def _line(number: int, values: dict[str, Any] | str, base: Path, fmt: str | None
         for name in ("text", "text_file", "lang", "emotion_track", "format", "output"):
             if name in given and not isinstance(given[name], str):
                 raise TalkfaceError(f"{name} must be a string, not {given[name]!r}")
+        if len(given.get("text", "").encode()) > TEXT_LIMIT:  # as a text_file: a JSON line of 200 MB took GBs
+            raise TalkfaceError(f"text is larger than {TEXT_LIMIT >> 20} MB; not a transcript talkface reads")
         line_fmt = given.pop("format", fmt)
         output = given.pop("output", None)
         if output is not None:

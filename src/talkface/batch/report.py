@@ -72,7 +72,8 @@ class _Report:
         try:
             kept = []
             for line in lines:
-                record = self.bad.get(line.number) if line.error else self.records.get(line.output)
+                # (a bad row has no output; a line refused for what its output would write over has one)
+                record = self.records.get(line.output) if line.output else self.bad.get(line.number)
                 if record is not None:
                     kept.append({**record, "line": line.number, "audio": line.source})
             write_text(self.path, [json.dumps(record) + "\n" for record in kept])
@@ -146,6 +147,7 @@ class Progress:
         self.summary.add(result)
         if result.status == "failed":
             message = f"line {result.line} ({result.audio or 'no audio'}): {result.error}"
+            message = message.replace("\r", "\\r").replace("\n", "\\n")  # one line, whatever a cell holds
             if self.bar is not None:
                 self.bar.write(message, file=self.stream)
             else:

@@ -11,16 +11,17 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
 from ..errors import TalkfaceError
+from ..files import file_key
 from .animate import LineResult, Settings, Task, _run_key, animate_line
-from .manifest import Line, overwrites, read_manifest
+from .manifest import REPORT, Line, check_outputs, read_manifest
 from .report import _clear_temps, _Report
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,7 @@ def _on_ray(tasks: Iterator[Task], address: str, stop: threading.Event) -> Itera
         raise TalkfaceError("--ray needs the batch extra: pip install 'talkface[batch]'") from None
     started = not ray.is_initialized()
     if started:
+        _answers(address)
         try:
             ray.init(
                 address=address,
@@ -166,6 +168,18 @@ def _on_ray(tasks: Iterator[Task], address: str, stop: threading.Event) -> Itera
             ray.cancel(ref, force=True)
         if started:
             ray.shutdown()
+
+
+def _answers(address: str) -> None:
+    """TalkfaceError at once if nothing listens at a cluster's HOST:PORT (its GCS): `ray.init` waits for
+    one there for ever, a warning every 40 s. "auto", "local" and "ray://..." are Ray's to judge."""
+    host, sep, port = address.rpartition(":")
+    if address in ("auto", "local") or "://" in address or not sep or not (port.isascii() and port.isdigit()):
+        return
+    try:
+        socket.create_connection((host.removeprefix("[").removesuffix("]"), int(port)), timeout=10).close()
+    except (OSError, OverflowError, UnicodeError) as e:  # (a port past 65535; a label over 63 characters)
+        raise TalkfaceError(f"cannot use the Ray cluster at {address}: nothing answers there ({e})") from None
 
 
 @contextlib.contextmanager
@@ -211,16 +225,24 @@ def run(
     >>> for result in run("lines.csv", "out/", jobs=4):
     ...     print(result.line, result.status, result.error or "")
     """
+    if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
+        # (-1, joblib's "every core", or 2.5 never equalled the pool's size: a process for every line)
+        raise TalkfaceError(f"jobs must be a whole number of worker processes, at least 1, not {jobs!r}")
     lines = read_manifest(manifest, fmt) if isinstance(manifest, str | os.PathLike) else list(manifest)
     settings = settings or Settings()
-    jobs = jobs or len(os.sched_getaffinity(0))
+    jobs = jobs or len(os.sched_getaffinity(0))  # (None: one per core)
     key = _run_key(settings)
     out = Path(out_dir).absolute()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise TalkfaceError(f"{out_dir}: cannot make the output folder ({e.strerror or e})") from None
-    lines = [line if line.error else replace(line, error=overwrites(line, out)) for line in lines]
+    report_key = file_key(out / REPORT)
+    for source in {line.manifest for line in lines if line.manifest}:
+        if file_key(source) == report_key:  # (the report's records are a manifest's lines: a re-run of failed ones)
+            raise TalkfaceError(f"{source}: is the report of {out_dir}, which the run rewrites; copy it elsewhere "
+                                "to use it as the manifest, or give another output folder")  # fmt: skip
+    lines = check_outputs(lines, out)
     report = _Report(out)
     try:
         _clear_temps(out, lines)
