@@ -4,6 +4,7 @@ net, or the speech encoder window by window and its head)."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,7 +67,8 @@ class Engine:
         (weights, then viseme logits). `ending`: the stream has no more audio."""
         if self.encoder is not None:
             return [self._encoded(*args) for args in zip(states, windows, audio, ending, strict=True)]
-        mel = np.split(log_mel_of(np.concatenate(windows)), np.cumsum([len(w) for w in windows[:-1]]))
+        every = log_mel_of(np.concatenate(windows))
+        mel = [every[a:b] for a, b in itertools.pairwise(np.cumsum([0] + [len(w) for w in windows]).tolist())]
         look = self.lookahead
         mels = [  # the silence after the audio when a stream ends
             np.concatenate([m, np.full((look, N_MELS), SILENCE, np.float32)]) if end and s.fed + len(m) else m

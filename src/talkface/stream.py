@@ -49,6 +49,7 @@ from .post import FaceParams, Style
 from .post.driver import Post, process
 from .post.prosody import Listener, listen
 from .post.settings import EmotionTrack, check_emotions, parse_emotions
+from .post.smoothing import Blocks
 from .rig import ARKIT_NAMES
 
 PIECE = 30 * SAMPLE_RATE  # longest audio handled in one step (bounded memory for long files)
@@ -315,7 +316,7 @@ def _resample_all(engine: Engine, streams: list[Stream], outs: list[np.ndarray])
     frac = np.where(last == lo, 0.0, frac)
     frac = frac[:, None].astype(np.float32)
     frames = speech[lo_at] * (1 - frac) + speech[hi_at] * frac
-    for i, part in zip(new, np.split(frames, np.cumsum(sizes)[:-1]), strict=True):
+    for i, part in zip(new, Blocks(sizes).split(frames), strict=True):
         out[i] = part
     return out
 
