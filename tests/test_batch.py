@@ -145,6 +145,19 @@ def test_a_line_whose_output_or_sidecar_is_another_lines_is_refused(tmp_path):
     assert "b.csv.json is also line 3's" in errors[3] and "report's name" in errors[4]
 
 
+def test_a_lines_format_is_its_own_else_its_outputs_extension_else_the_runs(tmp_path):
+    """--format is the default of lines whose output says nothing: it wrote NPZ bytes into a line's face.usda."""
+    rows = [{"audio": "a.wav", "output": "face.usda"},
+            {"audio": "b.wav", "output": "cues.json", "format": "rhubarb-json"},
+            {"audio": "c.wav"}, {"audio": "d.wav", "output": "face2.usda", "format": "npz"}]  # fmt: skip
+    manifest = tmp_path / "lines.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    lines = read_manifest(manifest, "npz")
+    assert [(line.fmt, line.output) for line in lines[:3]] == [
+        ("usd", "face.usda"), ("rhubarb-json", "cues.json"), ("npz", "c.npz")]  # fmt: skip
+    assert "a .usda file is usd, not npz" in lines[3].error
+
+
 def test_a_ray_cluster_runs_the_same_worker_with_the_same_outputs(library, tmp_path):
     ray = pytest.importorskip("ray", reason="the batch extra (ray) is not installed")
     lines = read_manifest(library / "vo", "json")  # a folder: a.wav with a.txt beside it, b.flac without

@@ -184,6 +184,8 @@ def test_dash_writes_text_formats_to_stdout(tmp_path, arctic_wav, fmt):
         (["animate", "{wav}", "-o", "-", "--format", "glb"], "binary"),
         (["say", "hello", "-o", "-"], "folder"),
         (["demo", "-o", "-"], "folder"),
+        (["animate", "{wav}", "-o", "face.usda", "--format", "npz"], "a .usda file is usd, not npz"),  # (was NPZ bytes)
+        (["animate", "{wav}", "-o", "face.csv", "--format", "json"], "a .csv file is csv, not json"),
     ],
 )
 def test_dash_is_a_usage_error_for_binary_formats_and_folders(tmp_path, arctic_wav, args, fragment):

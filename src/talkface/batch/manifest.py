@@ -212,13 +212,14 @@ def _line(number: int, values: dict[str, Any] | str, base: Path, fmt: str | None
                 raise TalkfaceError(f"{name} must be a string, not {given[name]!r}")
         if len(given.get("text", "").encode()) > TEXT_LIMIT:  # as a text_file: a JSON line of 200 MB took GBs
             raise TalkfaceError(f"text is larger than {TEXT_LIMIT >> 20} MB; not a transcript talkface reads")
-        line_fmt = given.pop("format", fmt)
+        line_fmt = given.pop("format", None)
         output = given.pop("output", None)
-        if output is not None:
+        if output is not None:  # the line's format, else its output's extension, else --format
             output = _inside(output)
-            line_fmt = export.format_for(output, line_fmt)
+            known = Path(output).suffix.lower() in export.EXTENSIONS
+            line_fmt = export.format_for(output, line_fmt if line_fmt is not None or known else fmt)
         else:
-            line_fmt = export.format_for("", line_fmt or "csv")
+            line_fmt = export.format_for("", line_fmt or fmt or "csv")
             where = Path(source)
             where = where if not where.is_absolute() and ".." not in where.parts else Path(where.name)
             output = where.with_suffix(export.SUFFIXES[line_fmt]).as_posix()

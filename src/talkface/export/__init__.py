@@ -73,12 +73,17 @@ SUFFIXES: dict[str, str] = {
 
 
 def format_for(path: str | os.PathLike, fmt: str | None = None) -> str:
-    """The format to write `path` in: `fmt` when given, else by extension; TalkfaceError if neither fits."""
+    """The format to write `path` in: `fmt` when given, else by extension; TalkfaceError if neither fits,
+    or if `fmt` is not what an extension talkface knows says (NPZ bytes in `face.usda`)."""
+    ext = Path(path).suffix.lower()
     if fmt is not None:
         if fmt.lower() not in FORMATS:
             raise TalkfaceError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
-        return fmt.lower()
-    ext = Path(path).suffix.lower()
+        fmt = fmt.lower()
+        if ext in EXTENSIONS and fmt != EXTENSIONS[ext] and SUFFIXES[fmt] != ext:
+            raise TalkfaceError(f"{path}: a {ext} file is {EXTENSIONS[ext]}, not {fmt}; name it {SUFFIXES[fmt]} "
+                                f"or leave the format to the extension")  # fmt: skip
+        return fmt
     if ext not in EXTENSIONS:
         known = ", ".join(EXTENSIONS)
         raise TalkfaceError(
