@@ -6,6 +6,7 @@ reading gives the pronunciations, and padded with silence: its own phone timings
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 
@@ -134,3 +135,48 @@ def test_cli_refuses_a_bad_lang_before_any_work(tmp_path, args: list[str], fragm
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert fragment in result.stderr.strip().splitlines()[-1]
     assert not out.exists()
+
+
+def test_a_transcript_longer_than_say_takes_is_read_whole() -> None:
+    # pronunciations make no speech: a German transcript of 129 000 characters was refused with say's
+    # "at most 100,000 ... split it", though --text-file takes 1 MB and an English one of that size aligns
+    words = load_voice(None, "de").pronounce("Guten Morgen Peter, wie geht es dir heute? " * 3000)
+    assert len(words) == 8 * 3000
+
+
+def test_a_transcript_with_nothing_to_pronounce_is_named_as_in_english() -> None:
+    audio, _ = _spoken("de")
+    with pytest.raises(TalkfaceError, match=r"transcript is empty or has nothing to pronounce: '\.\.\.'"):
+        align_transcript(audio, "...", lang="de")
+
+
+def test_words_after_a_nul_in_a_transcript_are_read() -> None:
+    # (espeak-ng stopped at the NUL: "1 of 1 words matched" for a line of a manifest)
+    assert load_voice(None, "de").pronounce("Guten \x00 Morgen Peter") == load_voice(None, "de").pronounce(
+        "Guten Morgen Peter"
+    )
+
+
+def test_braille_patterns_do_not_abort_the_process(tmp_path) -> None:
+    # libespeak-ng 1.51 aborts ("*** buffer overflow detected ***", exit 134) on "⣟ ⣯ ⣿" in its Arabic,
+    # Finnish and Tswana voices, in `say` and in reading a transcript alike
+    said = _cli("say", "مرحبا a⣿ b", "--lang", "ar", "-o", str(tmp_path / "o"))
+    assert said.returncode == 0, said.stderr
+    out = tmp_path / "face.csv"
+    aligned = _cli("animate", str(tmp_path / "o" / "speech.wav"), "--text", "mi⣿ hei", "--lang", "fi", "-o", str(out))
+    assert aligned.returncode == 0 and out.is_file(), aligned.stderr
+
+
+@pytest.mark.parametrize("lang", ["ja", "hi"])
+def test_a_transcript_of_letters_and_symbols_does_not_crash_the_process(tmp_path, lang: str) -> None:
+    # 100 000 random characters of many scripts and emoji: libespeak-ng 1.51 crashed (SIGSEGV, exit 139)
+    rng = random.Random(1)
+    codes = [rng.choice([rng.randint(32, 0x2FFF), rng.randint(0x4E00, 0x9FFF), rng.randint(0x1F300, 0x1FAFF)])
+             for _ in range(100_000)]  # fmt: skip
+    transcript = tmp_path / "odd.txt"
+    transcript.write_text("".join(chr(c) for c in codes if not 0xD800 <= c <= 0xDFFF), encoding="utf-8")
+    audio, _ = _spoken("de")
+    wav, out = tmp_path / "de.wav", tmp_path / "face.csv"
+    sf.write(wav, audio, SAMPLE_RATE)
+    result = _cli("animate", str(wav), "--text-file", str(transcript), "--lang", lang, "-o", str(out))
+    assert result.returncode == 0 and out.is_file(), result.stderr

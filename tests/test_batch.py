@@ -279,6 +279,15 @@ def test_a_manifest_that_cannot_be_read_is_one_usage_error(tmp_path, capsys, nam
     assert not (tmp_path / "out").exists()
 
 
+def test_an_unknown_lang_is_one_usage_error_before_any_work(library, tmp_path, capsys):
+    # (as for `animate`: it was every line with a transcript failed, the others animated, exit 1)
+    manifest = _manifest(library, ["vo/a.wav,vo/a.txt,,,a.csv,", "vo/b.flac,,,,b.csv,"])
+    assert main(["batch", str(manifest), "-o", str(tmp_path / "out"), "--lang", "xx-nowhere"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unknown language 'xx-nowhere'" in err, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_worker_that_dies_fails_only_its_own_line(library, tmp_path):
     speech, rate = sf.read(library / "vo" / "a.wav", dtype="float32")
     sf.write(library / "vo" / "long.wav", np.tile(speech, 100), rate)  # 5 minutes: seconds of work on any machine

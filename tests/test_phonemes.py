@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from talkface.phonemes import ARPABET, TARGETS, VISEME_OF, ipa_to_arpabet, merge_silences, normalize
 from talkface.phonemes import TimedPhone as P
@@ -35,3 +37,9 @@ def test_every_phone_has_a_target_and_a_viseme():
 def test_merge_silences_joins_neighbours_and_drops_empty():
     merged = merge_silences([P(0.1, 0.2, "sil"), P(0, 0.1, "sil"), P(0.2, 0.2, "b"), P(0.2, 0.3, "aa")])
     assert merged == [P(0, 0.2, "sil"), P(0.2, 0.3, "aa")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=24))
+def test_any_symbol_maps_to_arpabet_phones_only(symbol: str) -> None:
+    assert all(phone in ARPABET for phone in ipa_to_arpabet(symbol))

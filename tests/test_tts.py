@@ -189,3 +189,27 @@ def test_espeak_is_safe_from_several_threads() -> None:
     assert not errors
     for lang, runs in results.items():
         assert runs == [expected[lang]] * 5
+
+
+def test_a_nul_character_does_not_end_the_text() -> None:
+    # engines take C strings: every word after a NUL was left unsaid (espeak-ng) or an internal error (Piper)
+    whole = load_voice().synthesize("hello world again")
+    with_nul = load_voice().synthesize("hello\x00world again")
+    assert [p.phone for p in with_nul.phones] == [p.phone for p in whole.phones]
+
+
+def test_a_lone_surrogate_is_a_clear_error() -> None:
+    # (a JSON manifest's "\ud800" reached espeak-ng as an internal UnicodeEncodeError)
+    with pytest.raises(TalkfaceError, match=r"not UTF-8: a lone surrogate \(U\+D800\) at character 5"):
+        load_voice().synthesize("hello\ud800world")
+    with pytest.raises(TalkfaceError, match="lone surrogate"):
+        load_voice(None, "de").pronounce("Guten \udfff Morgen")
+
+
+def test_emoji_and_other_symbols_are_not_read_out() -> None:
+    # read as their names ("grinning face") they were words no transcript has (English alignment drops them);
+    # among letters some crashed libespeak-ng's Japanese and Hindi voices (see test_align_languages)
+    plain, with_symbols = load_voice().synthesize("I like you"), load_voice().synthesize("I ❤ like 😀 you ⣿")
+    assert [p.phone for p in with_symbols.phones] == [p.phone for p in plain.phones]
+    degrees = load_voice(None, "de").pronounce("20 °C")
+    assert len(degrees) >= 3  # "zwanzig Grad Celsius": the symbols a speaker reads out are kept

@@ -44,6 +44,11 @@ def batch(manifest: str, out_dir: str, fmt: str | None, jobs: int | None, ray_ad
     if jobs is not None and ray_address is not None:
         raise click.UsageError("give either --jobs or --ray, not both")
     check_processes("--jobs", jobs)
+    if lang is not None:
+        from .tts import load_voice
+
+        with option_values():
+            load_voice(None, lang)  # an unknown language is a usage error before any work, as for `animate`
     out = output_folder(out_dir)
     with option_values():
         lines = batching.read_manifest(manifest, fmt)

@@ -32,6 +32,15 @@ _CURRENCIES = {
     "¥": ("yen", "yen", "sen", "sen"),
 }
 _SCALES = {"k": "thousand", "m": "million", "bn": "billion", "b": "billion"}
+#: Symbols espeak-ng reads out as words, written as the words it says (and a speaker says), so that alignment
+#: has them too; "&" and "@" as "and" and "at". The typographic ones it reads out ("*" as "asterisk",
+#: "~" as "tilde", "\\" as "backslash", "#" as "hash") no speaker of the line says: left out of both.
+_SYMBOLS = {
+    "&": "and", "@": "at", "+": "plus", "=": "equals", "×": "times", "÷": "divided by", "±": "plus or minus",
+    "°": "degrees", "§": "section", "¶": "paragraph", "√": "square root", "∞": "infinity", "π": "pi",
+    "©": "copyright", "®": "registered", "¢": "cents", "*": "", "~": "", "\\": "", "#": "",
+}  # fmt: skip
+_SYMBOL_WORDS = str.maketrans({symbol: f" {word} " for symbol, word in _SYMBOLS.items()})
 
 # 1,000.5 or 1000.5, never from inside another (so that "1,234,567,…" is tried once, not at every group)
 _NUMBER = r"(?<!\d)(?<!\d,)(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
@@ -79,7 +88,7 @@ def normalize_text(text: str, lang: str | None = None) -> str:
     text = _THOUSANDS.sub("", text)
     text = _sub(_DECIMAL, lambda m: _signed(say, m[1], f"{m[2]}.{m[3]}"), text)
     text = _sub(_INTEGER, lambda m: _signed(say, m[1], m[2] or m[3]), text)
-    text = text.replace("&", " and ").replace("@", " at ")
+    text = text.translate(_SYMBOL_WORDS)
     return re.sub(r"[ \t]+(?=[.,;:!?])", "", re.sub(r"[ \t]{2,}", " ", text)).strip()
 
 

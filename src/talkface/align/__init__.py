@@ -98,7 +98,7 @@ def align_transcript(
     do not fit there, the audio is not cut at that pause.
     """
     audio = load_audio(audio, sample_rate)
-    words = _words(text) if _english(lang) else _espeak_words(text, str(lang))
+    words = _words(text, lang) if _english(lang) else _espeak_words(text, str(lang))
     if not words:
         raise TalkfaceError(f"transcript is empty or has nothing to pronounce: {shown(text)}")
     english = _english(lang)  # the loop of phones of a second pass is English's (`_second_pass`)

@@ -32,10 +32,11 @@ def _english(lang: str | None) -> bool:
     return lang is None or lang.strip().lower().replace("_", "-").split("-")[0] == "en"
 
 
-def _words(text: str) -> list[str]:
-    """Lowercase CMUdict words of `text` (numbers and abbreviations read out, accents and punctuation
-    dropped), each in the aligner's dictionary: a missing one is added with a guessed pronunciation."""
-    text = unicodedata.normalize("NFKD", normalize_text(text)).encode("ascii", "ignore").decode()
+def _words(text: str, lang: str | None = None) -> list[str]:
+    """Lowercase CMUdict words of `text` (numbers and abbreviations read out as English of `lang` reads
+    them, as `say` reads them: "101" is "one hundred and one" in en-gb; accents and punctuation dropped),
+    each in the aligner's dictionary: a missing one is added with a guessed pronunciation."""
+    text = unicodedata.normalize("NFKD", normalize_text(text, lang)).encode("ascii", "ignore").decode()
     words = [token.strip("'") for token in re.findall(r"[a-z']+", text.lower()) if token.strip("'")]
     with _LOCK:
         new = _add_words(_aligner(), words)

@@ -6,9 +6,12 @@ audio exactly, with no recogniser in between.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 import wave
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Protocol
 
 import numpy as np
@@ -20,6 +23,21 @@ DEFAULT_VOICE = "espeak:en-us"
 NOTHING_TO_SAY = "text is empty or has nothing to pronounce"
 #: The longest text a voice speaks at once, in characters: an hour of espeak-ng speech is about 60 000.
 MAX_TEXT = 100_000
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: Symbols kept for the engine to read ("20 °C" is "zwanzig Grad Celsius" in German); every other "other
+#: symbol" (Unicode So: emoji, pictographs, dingbats, Braille) is read as a space, see `_unsayable`.
+_SAID_SYMBOLS = frozenset("°©®™№℃℉")
+
+
+@cache
+def _unsayable() -> dict[int, str]:
+    """What `check_text` reads as spaces: NUL (engines take C strings: every word after one was left
+    unsaid) and the "other symbols" but `_SAID_SYMBOLS`. libespeak-ng 1.51 aborts or crashes the whole
+    process on some of those among letters ("a⣿" in its Arabic, Finnish and Tswana voices, "*** buffer
+    overflow detected ***"; a line of letters and emoji in Japanese and Hindi); read as their names
+    ("grinning face"), they are words no transcript has, and English alignment leaves them out."""
+    symbols = (c for c in range(0x20000) if unicodedata.category(chr(c)) == "So" and chr(c) not in _SAID_SYMBOLS)
+    return dict.fromkeys([0, *symbols], " ")  # (a table for str.translate; no symbol lies above U+20000)
 
 
 @dataclass(frozen=True)
@@ -80,14 +98,19 @@ def unknown_voice(what: str) -> TalkfaceError:
     return TalkfaceError(f"unknown {what}: run `talkface voices` to list the installed voices")
 
 
-def check_text(text: str) -> str:
+def check_text(text: str, limit: int | None = MAX_TEXT) -> str:
     """`text` stripped; raises `TalkfaceError` if it has no letter or digit to say (a TTS engine would
-    read out punctuation or emoji names, which no transcript aligns to), or if it is longer than
-    `MAX_TEXT` characters (speech, and the memory to make it, grow with the text)."""
+    read out punctuation or emoji names, which no transcript aligns to), if it is longer than `limit`
+    characters (speech, and the memory to make it, grow with the text; None: no limit, for
+    pronunciations without speech) or if it holds a lone surrogate (not text, and not UTF-8: a JSON
+    manifest's "\\ud800"). NUL, emoji and other symbols are read as spaces (`_unsayable`)."""
+    if (bad := _SURROGATE.search(text)) is not None:
+        raise TalkfaceError(f"text is not UTF-8: a lone surrogate (U+{ord(bad[0]):04X}) at character {bad.start()}")
+    text = text.translate(_unsayable())
     if not any(c.isalnum() for c in text):
         raise TalkfaceError(NOTHING_TO_SAY)
-    if len(text) > MAX_TEXT:
-        raise TalkfaceError(f"text of {len(text):,} characters (numbers written out): at most {MAX_TEXT:,} at a time, "
+    if limit is not None and len(text) > limit:
+        raise TalkfaceError(f"text of {len(text):,} characters (numbers written out): at most {limit:,} at a time, "
                             "about 100 minutes of speech; split it")  # fmt: skip
     return text.strip()
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import TalkfaceError
 from ..phonemes import VOWELS, ipa_to_arpabet
-from . import Speech, VoiceInfo, build_speech, check_text, unknown_voice
+from . import NOTHING_TO_SAY, Speech, VoiceInfo, build_speech, check_text, unknown_voice
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INITIALIZE_PHONEME_EVENTS = 0x0001
@@ -309,10 +309,17 @@ class EspeakVoice:
     def pronounce(self, text: str) -> list[list[str]]:
         """ARPAbet phones of each word of `text` as espeak-ng reads it (numbers and abbreviations
         spelled out in this language, so there may be more words than in `text`), named as
-        `synthesize` names them; no audio is made. Words with nothing to pronounce are left out."""
+        `synthesize` names them; no audio is made. Words with nothing to pronounce are left out (a
+        text of none is no words). A transcript is read whole, however long: no speech is made."""
+        try:
+            data = check_text(text, limit=None).encode("utf-8")
+        except TalkfaceError as e:
+            if str(e) == NOTHING_TO_SAY:
+                return []
+            raise
         with _lock:
             try:
-                read = _engine().phonemes(self._espeak_name, check_text(text).encode("utf-8"))
+                read = _engine().phonemes(self._espeak_name, data)
             except KeyError:
                 raise unknown_voice(f"voice '{self.info.name}'") from None
         names = [(0, n.lstrip(_STRESS)) for word in read.split() for n in [*word.split("_"), " "] if n]
