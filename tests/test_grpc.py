@@ -438,6 +438,33 @@ def test_stream_limits_hold_for_grpc(port):
     run(scenario())
 
 
+def test_calls_of_every_kind_at_once_are_bounded(port):
+    """Health Watch streams (and calls before their header) counted toward no limit: thousands could be held
+    open. All calls at once are bounded by --max-streams and 64 more; past that, RESOURCE_EXHAUSTED, and the
+    server goes on once they end."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    async def scenario() -> None:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            watches = [stub.Watch(health_pb2.HealthCheckRequest(service="")) for _ in range(21 + 64)]
+            for watch in watches:
+                assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            for watch in watches:
+                watch.cancel()
+            for _ in range(50):  # (the server hears of the cancelled calls within moments)
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+                    break
+                await asyncio.sleep(0.1)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+    run(scenario())
+
+
 def test_parameter_names_a_client_sends_write_no_lines_of_their_own_in_the_log(wavs):
     """Unknown header parameters are named in one warning line: a name's line breaks and control characters
     are escaped, so a client cannot forge log lines of the server."""

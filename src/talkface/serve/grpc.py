@@ -61,6 +61,8 @@ log = logging.getLogger("talkface.serve")
 #: The most ignored header parameters the server names in its log, at all and in one line, and the
 #: characters of each: a client may send any number of names of any length.
 _IGNORED_KEPT, _IGNORED_NAMED, _NAME_CHARS = 256, 20, 64
+#: Calls at once beyond `--max-streams`: health checks and watches, and streams before their header.
+_SPARE_CALLS = 64
 #: The most bytes of frames and echoed audio in one answer message (the input emotions of the first one add at most
 #: 3 MB: MAX_EMOTIONS_SENT of at most 11 names each), and about what one frame's weights and emotion take in it.
 _MESSAGE_BYTES, _FRAME_BYTES = 1 << 19, 400
@@ -217,7 +219,9 @@ class A2FServer:
         self.health = health.aio.HealthServicer()
         config = server.config
         options = [("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", config.max_message_bytes)]
-        self.grpc = grpc.aio.server(options=options)
+        # every call at once, of any method, bounded: health Watch streams and calls that have not sent their
+        # header yet count toward no stream limit, and each holds the server's memory (RESOURCE_EXHAUSTED past it)
+        self.grpc = grpc.aio.server(options=options, maximum_concurrent_rpcs=config.max_streams + _SPARE_CALLS)
         handler = grpc.stream_stream_rpc_method_handler(
             self.process_audio_stream,
             request_deserializer=_parse,
