@@ -97,3 +97,38 @@ def test_addon_in_blender(tmp_path):
         f"ok {name}" in done.stdout
         for name in ("arkit_json", "scene_rate_kept", "livelink_csv", "rig_mapping", "errors")
     )
+
+
+_CSV_HEAD = "Timecode,BlendShapeCount,JawOpen\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "csv_fps", "fragment"),
+    [
+        ("big.json", '{"fps": 30, "names": ["jawOpen"], "frames": [[1%s]]}' % ("0" * 400), None, "numbers"),
+        ("tiny.json", '{"fps": 5e-324, "names": ["jawOpen"], "frames": [[1], [0]]}', None, '"fps"'),
+        ("nan.csv", _CSV_HEAD + "00:00:00:00.000,1,nan\n00:00:01:00.000,1,0\n", None, "row 2"),
+        ("inf.csv", _CSV_HEAD + "00:00:00:00.000,1,0\n00:00:01:00.000,1,1e400\n", None, "row 3"),
+        ("long.csv", _CSV_HEAD + "9" * 5000 + ":00:00:00.000,1,0\n", 30.0, "bad timecode"),
+        ("ff.csv", _CSV_HEAD + "00:00:00:" + "1" * 5000 + ",1,0\n", 30.0, "bad timecode"),
+        ("fast.csv", _CSV_HEAD + "".join(f"00:00:00:00.{i:09d},1,0\n" for i in range(9)) + "00:00:01:00,1,0\n", None,
+         "set the frame rate"),
+        ("rate.csv", _CSV_HEAD + "00:00:00:00.000,1,0\n", float("nan"), "frame rate"),
+        ("slow.csv", _CSV_HEAD + "00:00:00:00.000,1,0\n", 1e-320, "frame rate"),
+    ],
+)  # fmt: skip
+def test_reader_refuses_odd_files_with_one_line(tmp_path, name, text, csv_fps, fragment):
+    """What the importer cannot key gets its one-line FormatError, which the operator reports: not an
+    OverflowError or ValueError (a traceback in Blender), nor NaN, infinite or absurd-rate keys (read before)."""
+    formats = _formats()
+    (tmp_path / name).write_text(text)
+    with pytest.raises(formats.FormatError, match=fragment) as caught:
+        formats.read(str(tmp_path / name), csv_fps)
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 200
+
+
+def test_mapping_refuses_a_weight_too_large_for_a_float(tmp_path):
+    formats = _formats()
+    (tmp_path / "map.json").write_text('{"mouthOpen": {"jawOpen": 1%s}}' % ("0" * 400))
+    with pytest.raises(formats.FormatError, match="finite number"):
+        formats.read_mapping(str(tmp_path / "map.json"))

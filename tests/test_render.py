@@ -1,7 +1,10 @@
 """`talkface render`: an MP4 of the head speaking, whose lips visibly close on /p b m/."""
 
+import os
 import re
+import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,12 +13,13 @@ from test_cli import assert_one_line_error, run
 
 from talkface.align import read_htk_labels
 from talkface.animation import Animation
+from talkface.errors import TalkfaceError
 from talkface.head import HEAD_ANGLES, Head
 from talkface.phonemes import BILABIALS, OPEN_VOWELS
 from talkface.rig import ARKIT_NAMES, INDEX
 
 pytest.importorskip("moderngl", reason="rendering needs the render extra")
-from talkface.render import Renderer, ffmpeg_exe
+from talkface.render import Renderer, ffmpeg_exe, render_video
 
 
 def mouth_box(renderer: Renderer) -> tuple[int, int, int, int]:
@@ -153,3 +157,61 @@ def test_render_has_head_motion_and_the_style_options(styled, renderer):
 def test_render_bad_input(tmp_path, arctic_wav, args, fragment):
     assert_one_line_error(run(*[a.format(tmp=tmp_path, wav=arctic_wav) for a in args]), fragment)
     assert not list(tmp_path.glob("*.mp4")) and not list(tmp_path.glob(".*part*"))
+
+
+def _render_in(folder, *args: str, path: str | None = None) -> subprocess.CompletedProcess:
+    """`talkface render` run in `folder` (relative names as a user types them), with PATH = `path` if given."""
+    env = os.environ | ({"PATH": path} if path else {})
+    cmd = [sys.executable, "-m", "talkface.cli", "render", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=folder, env=env)
+
+
+def test_render_takes_names_that_look_like_ffmpeg_protocols(tmp_path, arctic_wav):
+    """A file named `file:a.wav` is that file, and `pipe:1.mp4` a file too: not ffmpeg's protocols (before,
+    ffmpeg opened `a.wav` instead, or wrote the video to standard output)."""
+    shutil.copy(arctic_wav, tmp_path / "file:a.wav")
+    result = _render_in(tmp_path, "file:a.wav", "--size", "64", "-o", "pipe:1.mp4")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "pipe:1.mp4"
+    assert abs(len(video_frames(tmp_path / "pipe:1.mp4", 64)) - 3.1 * 30) <= 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file:a.wav", "pipe:1.mp4"]
+
+
+def _fake_ffmpeg(folder, script: str) -> str:
+    """A PATH whose `ffmpeg` is the shell `script`."""
+    (folder / "bin").mkdir()
+    exe = folder / "bin" / "ffmpeg"
+    exe.write_text("#!/bin/sh\n" + script)
+    exe.chmod(0o755)
+    return f"{folder / 'bin'}{os.pathsep}{os.environ['PATH']}"
+
+
+def test_render_ends_when_ffmpeg_says_much(tmp_path, arctic_wav):
+    """An ffmpeg that writes more than a pipe holds to stderr before it reads the frames (a stream of decoding
+    errors) no longer stalls the render for ever: its last line is the error."""
+    path = _fake_ffmpeg(tmp_path, "head -c 300000 /dev/zero | tr '\\0' x >&2\necho >&2\necho 'bad audio' >&2\n"
+                        "cat > /dev/null\nexit 1\n")  # fmt: skip
+    result = _render_in(tmp_path, str(arctic_wav), "--size", "64", "-o", "v.mp4", path=path)
+    assert_one_line_error(result, "ffmpeg failed: bad audio")
+    assert not (tmp_path / "v.mp4").exists() and not list(tmp_path.glob(".*"))
+
+
+def test_render_says_when_ffmpeg_cannot_run(tmp_path, arctic_wav):
+    """An ffmpeg that cannot be started is named as the trouble, not the output ("v.mp4: cannot write")."""
+    path = _fake_ffmpeg(tmp_path, "")
+    (tmp_path / "bin" / "ffmpeg").write_bytes(b"\x7fELF not really")
+    result = _render_in(tmp_path, str(arctic_wav), "--size", "64", "-o", "v.mp4", path=path)
+    assert_one_line_error(result, "cannot run ffmpeg")
+    assert not (tmp_path / "v.mp4").exists() and not list(tmp_path.glob(".*"))
+
+
+@pytest.mark.parametrize(
+    ("weights", "size", "fragment"),
+    [(np.nan, 64, "not finite"), (np.inf, 64, "not finite"), (0.0, 65, "even"), (0.0, 0, "even")],
+)
+def test_render_video_refuses_what_it_cannot_draw(tmp_path, weights, size, fragment):
+    """`render_video` on NaN weights drew garbage, and on a size of 0 raised moderngl's own error."""
+    anim = Animation(np.full((3, 52), weights, np.float32), 30.0, ARKIT_NAMES)
+    with pytest.raises(TalkfaceError, match=fragment):
+        render_video(anim, None, tmp_path / "v.mp4", size, size)
+    assert not list(tmp_path.iterdir())

@@ -7,9 +7,11 @@ EGL-capable OpenGL driver (Mesa's llvmpipe does it on a CPU; Debian: libegl1 lib
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 
 import numpy as np
@@ -165,20 +167,34 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def _ffmpeg_path(path: str | os.PathLike) -> str:
+    """`path` as ffmpeg takes it literally: absolute, after ``file:``, so that a name such as ``pipe:0.wav``,
+    ``cache:speech.wav`` or ``-`` is that file, not one of ffmpeg's protocols or standard input."""
+    return "file:" + os.path.abspath(os.fsdecode(path))
+
+
 def render_video(
     anim: Animation, audio: str | os.PathLike | None, out: str | os.PathLike, width: int = 512, height: int = 512
 ) -> int:
     """Render `anim` to an MP4 (H.264, yuv420p) at its fps with `audio` muxed in (AAC); returns frames written."""
     if anim.num_frames == 0:
         raise TalkfaceError("nothing to render: the animation has no frames")
-    with Renderer(width, height) as renderer, atomic_path(out) as tmp:
-        cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24"]
-        cmd += ["-s", f"{width}x{height}", "-r", f"{anim.fps:g}", "-i", "-"]
+    if not np.isfinite(anim.weights).all():
+        raise TalkfaceError("nothing to render: the animation has weights that are not finite numbers")
+    for side in (width, height):
+        if isinstance(side, bool) or not isinstance(side, int) or side < 2 or side > 8192 or side % 2:
+            raise TalkfaceError(f"the video's width and height must be even whole numbers from 2 to 8192, got {side!r}")
+    with Renderer(width, height) as renderer, atomic_path(out) as tmp, tempfile.TemporaryFile() as log:
+        cmd = [ffmpeg_exe(), "-y", "-nostdin", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24"]
+        cmd += ["-s", f"{width}x{height}", "-r", f"{anim.fps:g}", "-i", "pipe:0"]
         if audio is not None:
-            cmd += ["-i", str(audio), "-map", "0:v", "-map", "1:a", "-c:a", "aac", "-b:a", "128k"]
+            cmd += ["-i", _ffmpeg_path(audio), "-map", "0:v", "-map", "1:a", "-c:a", "aac", "-b:a", "128k"]
         cmd += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p"]
-        cmd += ["-movflags", "+faststart", "-f", "mp4", str(tmp)]
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        cmd += ["-movflags", "+faststart", "-f", "mp4", _ffmpeg_path(tmp)]
+        try:  # ffmpeg's messages go to a file: a pipe nobody reads while the frames are written would fill and stall it
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=log)
+        except OSError as e:
+            raise TalkfaceError(f"cannot run ffmpeg ({cmd[0]}: {e.strerror or e})") from None
         count = 0
         try:
             for image in renderer.frames(anim):
@@ -187,9 +203,11 @@ def render_video(
         except BrokenPipeError:
             pass
         finally:
-            proc.stdin.close()
-            err = proc.stderr.read().decode(errors="replace").strip()
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
             proc.wait()
         if proc.returncode != 0:
+            log.seek(0)
+            err = log.read().decode(errors="replace").strip()
             raise TalkfaceError(f"ffmpeg failed: {err.splitlines()[-1] if err else f'exit {proc.returncode}'}")
     return count

@@ -36,7 +36,9 @@ ARKIT_NAMES: tuple[str, ...] = (
 BLINKS: tuple[str, ...] = ("blink", "blinkLeft", "blinkRight")
 #: Largest file read (an hour at 60 fps of talkface JSON is about 40 MB).
 FILE_LIMIT = 256 << 20
-_TIMECODE = re.compile(r"^(\d+):(\d\d):(\d\d)[:;](\d+)(?:\.(\d+))?$")
+#: Frame rates read, from the lower up to the upper (not included): beyond, the times overflow or mean nothing.
+FPS_RANGE = (1e-3, 10_000.0)
+_TIMECODE = re.compile(r"^(\d{1,9}):(\d\d):(\d\d)[:;](\d{1,9})(?:\.(\d{1,9})\d*)?$")
 
 
 class FormatError(ValueError):
@@ -78,8 +80,8 @@ def read_json(path: str) -> Track:
     if not isinstance(data, dict) or not {"fps", "names", "frames"} <= data.keys():
         raise FormatError(f'{name}: not a talkface animation (needs "fps", "names" and "frames")')
     fps, names, frames = data["fps"], data["names"], data["frames"]
-    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps < 10_000:
-        raise FormatError(f'{name}: "fps" must be a positive number')
+    if not _rate(fps):
+        raise FormatError(f'{name}: "fps" must be a number from {FPS_RANGE[0]:g} to under {FPS_RANGE[1]:g}')
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise FormatError(f'{name}: "names" must be a list of strings')
     if not isinstance(frames, list) or not all(_numbers(row, len(names)) for row in frames):
@@ -88,12 +90,20 @@ def read_json(path: str) -> Track:
     return Track(float(fps), tuple(names), times, tuple(tuple(float(v) for v in row) for row in frames))
 
 
+def _finite(v: object) -> bool:
+    """Whether `v` is a finite JSON number (an integer too large for a float is not: it would overflow)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return -1e308 < v < 1e308 if isinstance(v, int) else math.isfinite(v)
+
+
+def _rate(fps: object) -> bool:
+    """Whether `fps` is a frame rate this reader takes (`FPS_RANGE`)."""
+    return _finite(fps) and FPS_RANGE[0] <= fps < FPS_RANGE[1]
+
+
 def _numbers(row: object, width: int) -> bool:
-    return (
-        isinstance(row, list)
-        and len(row) == width
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in row)
-    )
+    return isinstance(row, list) and len(row) == width and all(_finite(v) for v in row)
 
 
 def read_csv(path: str, fps: float | None = None) -> Track:
@@ -104,6 +114,8 @@ def read_csv(path: str, fps: float | None = None) -> Track:
     names become talkface's (first letter lower case: ``jawOpen``); the head and eye angles are kept
     under their names (``headYaw`` …) and match no shape key."""
     name = os.path.basename(path)
+    if fps is not None and not _rate(fps):
+        raise FormatError(f"{name}: the frame rate must be from {FPS_RANGE[0]:g} to under {FPS_RANGE[1]:g}, got {fps}")
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             rows = [r for r in csv.reader(f) if r]
@@ -120,13 +132,16 @@ def read_csv(path: str, fps: float | None = None) -> Track:
             raise FormatError(f"{name}: row {i} has {len(row)} columns, the header {len(header)}")
         match = _TIMECODE.match(row[0].strip())
         if not match:
-            raise FormatError(f"{name}: row {i}: bad timecode {row[0]!r} (expected HH:MM:SS:FF.mmm)")
+            shown = row[0] if len(row[0]) <= 40 else row[0][:40] + "…"
+            raise FormatError(f"{name}: row {i}: bad timecode {shown!r} (expected HH:MM:SS:FF.mmm)")
         h, m, s, ff, sub = match.groups()
         stamps.append((int(h) * 3600 + int(m) * 60 + int(s), int(ff) + float(f"0.{sub or 0}")))
         try:
             values.append(tuple(float(row[j]) for j in columns))
         except ValueError:
             raise FormatError(f"{name}: row {i} has a value that is not a number") from None
+        if not all(math.isfinite(v) for v in values[-1]):
+            raise FormatError(f"{name}: row {i} has a value that is not a finite number")
     if not values:
         raise FormatError(f"{name}: no frames")
     if fps is None:
@@ -138,6 +153,9 @@ def read_csv(path: str, fps: float | None = None) -> Track:
             raise FormatError(f"{name}: timecodes do not increase from row to row")
         steps = sorted(b - a for a, b in zip(seconds, seconds[1:]))
         fps = _snap(1.0 / steps[len(steps) // 2])
+        if not _rate(fps):
+            raise FormatError(f"{name}: the timecodes give {fps:g} fps, not from {FPS_RANGE[0]:g} to under "
+                              f"{FPS_RANGE[1]:g}; set the frame rate")  # fmt: skip
         times = tuple(t - seconds[0] for t in seconds)
     else:
         times = tuple(i / fps for i in range(len(values)))
@@ -168,7 +186,7 @@ def read_mapping(path: str) -> dict[str, dict[str, float]]:
                     f"{name}: term {term!r} (of {target!r}) needs talkface: export with "
                     f"`talkface animate --rig {name}` and import that file without a mapping"
                 )
-            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+            if not _finite(weight):
                 raise FormatError(f"{name}: target {target!r}: the weight of {term!r} must be a finite number")
         mapping[target] = {term: float(w) for term, w in terms.items()}
     return mapping
