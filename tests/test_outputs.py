@@ -194,6 +194,13 @@ def test_dash_is_a_usage_error_for_binary_formats_and_folders(tmp_path, arctic_w
     assert not list(tmp_path.iterdir())
 
 
+def test_an_output_ending_in_a_slash_is_a_folder_not_a_file(tmp_path, arctic_wav):
+    """`-o take.csv/` names a folder; it was written as the file take.csv."""
+    result = run("animate", str(arctic_wav), "-o", "take.csv/", "--engine", "phonetic", cwd=tmp_path)
+    assert_one_line_error(result, 1, "ends in a slash")
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_closed_stdout_ends_quietly(tmp_path, arctic_wav):
     args = [sys.executable, "-m", "talkface.cli", "animate", str(arctic_wav), "-o", "-", "--engine", "phonetic"]
     with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:

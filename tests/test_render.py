@@ -215,3 +215,12 @@ def test_render_video_refuses_what_it_cannot_draw(tmp_path, weights, size, fragm
     with pytest.raises(TalkfaceError, match=fragment):
         render_video(anim, None, tmp_path / "v.mp4", size, size)
     assert not list(tmp_path.iterdir())
+
+
+def test_an_ffmpeg_that_writes_nothing_leaves_no_empty_video(tmp_path, arctic_wav):
+    """An ffmpeg that read the frames and exited 0 without writing left an empty v.mp4."""
+    path = _fake_ffmpeg(tmp_path, "cat > /dev/null\nexit 0\n")
+    result = _render_in(tmp_path, str(arctic_wav), "--size", "64", "-o", "v.mp4", path=path)
+    assert_one_line_error(result, "ffmpeg ended without writing the video")
+    assert not (tmp_path / "v.mp4").exists() and not list(tmp_path.glob(".*"))
+

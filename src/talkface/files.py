@@ -84,6 +84,8 @@ def output_target(path: str | os.PathLike) -> Path:
     only; creates nothing.
     """
     given = Path(path)
+    if isinstance(path, str) and path.endswith(("/", os.sep)):  # (Path drops it: "out.csv/" was written as a file)
+        raise TalkfaceError(f"{path}: ends in a slash, so it names a folder, not an output file")
     target = Path(os.path.realpath(given)) if given.is_symlink() else given
     try:  # a name of other bytes is kept in surrogates, which no writer (USD, libsndfile) can pass on
         os.fspath(target).encode("utf-8")

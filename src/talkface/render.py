@@ -210,4 +210,6 @@ def render_video(
             log.seek(0)
             err = log.read().decode(errors="replace").strip()
             raise TalkfaceError(f"ffmpeg failed: {err.splitlines()[-1] if err else f'exit {proc.returncode}'}")
+        if not tmp.is_file() or not tmp.stat().st_size:  # (an empty .mp4 is no video: nothing is kept)
+            raise TalkfaceError("ffmpeg ended without writing the video")
     return count
