@@ -16,6 +16,7 @@ from conftest import ARCTIC_TRANSCRIPT, DATA
 
 from talkface import export
 from talkface.align import boundary_errors, read_htk_labels
+from talkface.cli import main
 from talkface.metrics import mouth_scores
 from talkface.phonemes import read_phones_tsv
 
@@ -176,3 +177,16 @@ def test_audio_named_in_another_encoding_is_animated(tmp_path, arctic_wav):
     result = run("animate", str(audio), "--format", "rhubarb-xml", "-o", str(out))
     assert result.returncode == 0, result.stderr
     assert "<soundFile>" in out.read_text() and "caf\ufffd.wav" in out.read_text()
+
+
+def test_demo_finds_an_output_folder_it_cannot_write_before_the_work(tmp_path, monkeypatch, capsys):
+    """Its outputs were checked only as they were written, after both animations were made."""
+    from talkface import cli_animate
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the demo started its work")
+
+    monkeypatch.setattr(cli_animate, "Animator", no_work)
+    (tmp_path / "a_file").write_text("not a folder")
+    assert main(["demo", "-o", str(tmp_path / "a_file" / "out")]) == 1
+    assert "cannot write here" in capsys.readouterr().err

@@ -252,12 +252,14 @@ def demo(out_dir: str) -> None:
     from .export.provenance import clip_provenance, file_sha256
 
     out = output_folder(out_dir)
+    written = [out / "sample.csv", out / "sample.json", out / "sample_aligned.csv", out / "sample_phonemes.tsv"]
+    for path in written:  # a folder that cannot take them is found before the work
+        output_target(path)
     sample = str(files("talkface") / "samples" / "arctic_a0009.wav")
     animator = Animator()
     heard = animator.clip(sample)  # the neural model, from the sound alone
     aligned = animator.clip(sample, SAMPLE_TRANSCRIPT)
     audio_only = heard.animation
-    written = [out / "sample.csv", out / "sample.json", out / "sample_aligned.csv", out / "sample_phonemes.tsv"]
     sample_sha256 = file_sha256(sample)
     for clip, path in ((heard, written[0]), (heard, written[1]), (aligned, written[2])):
         export.write(clip.animation, path, metadata=clip_provenance(clip, animator, sample_sha256) | clip.metadata)
