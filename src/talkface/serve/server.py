@@ -88,6 +88,8 @@ class Server:
                 continue
             self.metrics.observe("talkface_tick_seconds", time.perf_counter() - started)
             now = time.monotonic()
+            for c in mine:  # (a stream the worker no longer holds reports nothing: nothing of it is left)
+                c.unheard = 0
             for result in results:
                 c = self.conns.get(result.stream)
                 if c is not None:
