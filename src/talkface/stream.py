@@ -176,7 +176,7 @@ class Stream:
         if self._resampler is not None:
             self._append(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True))
         parts = []
-        while self._received - self._features_done * HOP > PIECE:  # long unprocessed audio, in pieces
+        while self.unheard > PIECE:  # long unprocessed audio, in pieces
             parts.append(advance(self.engine, [self])[0])
         self.ending = True
         parts.append(advance(self.engine, [self])[0])
