@@ -25,7 +25,7 @@ from collections.abc import Iterator
 import click
 
 from . import cli_animate, cli_batch, cli_live, cli_train
-from .errors import TalkfaceError
+from .errors import TalkfaceError, one_line
 
 
 @click.group(
@@ -138,7 +138,7 @@ def _run(argv: list[str] | None) -> int:
 
 def _error(message: str) -> None:
     """One line on stderr, whatever the message quotes (a path or a voice name may hold line breaks)."""
-    click.echo("talkface: " + message.replace("\r", "\\r").replace("\n", "\\n"), err=True)
+    click.echo("talkface: " + one_line(message), err=True)
 
 
 if __name__ == "__main__":

@@ -37,3 +37,9 @@ def shown(value: object, most: int = 40) -> str:
     except ValueError:  # an int of over 4300 digits, which Python will not turn into text
         return f"a number of over {sys.get_int_max_str_digits()} digits"
     return text if len(text) <= most else text[:most] + "…"
+
+
+def one_line(message: str) -> str:
+    """`message` with its line breaks escaped: it prints as one line, whatever it quotes (a path, a cell)."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
+

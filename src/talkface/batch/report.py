@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import export
-from ..errors import TalkfaceError
+from ..errors import TalkfaceError, one_line
 from ..files import clear_temps, lock_folder, read_text, write_text
 from .animate import LineResult
 from .manifest import _MANIFEST_LIMIT, REPORT, Line
@@ -146,8 +146,7 @@ class Progress:
         """Count `result` in (the summary too) and show it."""
         self.summary.add(result)
         if result.status == "failed":
-            message = f"line {result.line} ({result.audio or 'no audio'}): {result.error}"
-            message = message.replace("\r", "\\r").replace("\n", "\\n")  # one line, whatever a cell holds
+            message = one_line(f"line {result.line} ({result.audio or 'no audio'}): {result.error}")
             if self.bar is not None:
                 self.bar.write(message, file=self.stream)
             else:
