@@ -31,6 +31,7 @@ health_pb2_grpc = pytest.importorskip("grpc_health.v1.health_pb2_grpc")
 METHOD = "/nvidia_ace.services.a2f_controller.v1.A2FControllerService/ProcessAudioStream"
 AGGREGATE_URL = "type.googleapis.com/nvidia_ace.emotion_aggregate.v1.EmotionAggregate"  # what NVIDIA's client unpacks
 IDLE = 2.0  # the test server's idle timeout (s)
+SCENARIO_LIMIT = 120.0  # s: no test's calls take a tenth of it
 TIMED = [(0.0, {"joy": 1.0}), (1.5, {"anger": 1.0})]
 
 
@@ -170,7 +171,9 @@ async def a2f(
 
 
 def run(coro):
-    return asyncio.run(coro)
+    """Run a test's calls, for at most `SCENARIO_LIMIT`: a call the server never ends fails its test
+    (TimeoutError) instead of hanging the suite."""
+    return asyncio.run(asyncio.wait_for(coro, SCENARIO_LIMIT))
 
 
 @pytest.mark.parametrize(
