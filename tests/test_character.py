@@ -3,16 +3,19 @@ ARKit name (any case, any prefix), Oculus viseme or VRM expression (1.0 and 0.x)
 kept; models built here with each naming convention, checked with the Khronos validator."""
 
 import json
+import os
 import struct
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 from conftest import ARCTIC_TRANSCRIPT
 from test_gltf_usd import accessor, read_glb, validate
 
-from talkface import export
+from talkface import TalkfaceError, character, export
+from talkface.animation import Animation
 from talkface.character import arkit_name, viseme_name
 from talkface.retarget import load_rig
 from talkface.rig import ARKIT_NAMES
@@ -80,6 +83,14 @@ def build_glb(path, meshes: list[list[str]], extensions: dict | None = None) -> 
         + struct.pack("<I4s", len(blob), b"BIN\0")
         + bytes(blob)
     )
+
+
+def with_json(path, text: bytes) -> None:
+    """Give the GLB at `path` the JSON chunk `text` (any text, JSON or not), its binary chunk kept."""
+    _, blob = character.read_glb(path)
+    text += b" " * (-len(text) % 4)
+    header = struct.pack("<4sII", b"glTF", 2, 28 + len(text) + len(blob)) + struct.pack("<I4s", len(text), b"JSON")
+    path.write_bytes(header + text + struct.pack("<I4s", len(blob), b"BIN\0") + blob)
 
 
 def curves(path, mesh: int) -> tuple[np.ndarray, np.ndarray]:
@@ -220,6 +231,8 @@ def test_vrm0_blend_shape_groups_drive_their_binds(tmp_path, arctic_wav, referen
         ("nan", "out.glb", (), 1, "a morph-target bind weight of nan, not from 0 to 1"),
         ("huge", "out.glb", (), 1, "a morph-target bind weight of 1e+308, not from 0 to 100"),
         ("damaged", "out.glb", (), 1, "damaged glTF binary file"),
+        ("overflow", "out.glb", (), 1, "malformed glTF document (OverflowError"),
+        ("many", "out.glb", (), 1, "animated meshes have 5000 morph targets; talkface drives at most 4096"),
         ("arkit", "out.json", (), 2, "name OUT *.glb or *.vrm"),
         ("arkit", "out.glb", ("--rig", "vrm"), 2, "give no --format or --rig"),
     ],
@@ -242,12 +255,99 @@ def test_bad_characters_are_one_line(tmp_path, arctic_wav, make, out, extra, cod
         data = bytearray(model.read_bytes())
         struct.pack_into("<I", data, 20 + struct.unpack_from("<I", data, 12)[0], 1 << 30)
         model.write_bytes(bytes(data))
+    elif make == "overflow":  # a JSON integer past a float, a bind index of Infinity: no traceback
+        groups = [{"name": "A", "presetName": "a", "binds": [{"mesh": 0, "index": 0, "weight": 10**400}]}]
+        build_glb(model, [["MTH_A"]], {"VRM": {"blendShapeMaster": {"blendShapeGroups": groups}}})
+    elif make == "many":  # every frame holds a weight for each target of an animated mesh
+        build_glb(model, [["jawOpen", *(f"extra{i}" for i in range(4999))]])
     else:
         build_glb(model, [["Fcl_MTH_A", "Hair_Up"] if make == "nothing" else ["jawOpen"]])
     result = run("animate", str(arctic_wav), "--character", str(model), *extra, "-o", str(tmp_path / out))
     lines = result.stderr.strip().splitlines()
     assert result.returncode == code and len(lines) == 1 and fragment in lines[0], result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.glb"]
+
+
+@pytest.mark.parametrize("where", ["weight", "index", "default"])
+def test_numbers_past_a_float_are_a_malformed_document(tmp_path, where) -> None:
+    """10**400 (a JSON integer) and Infinity (which Python's JSON takes) overflowed float() and int(): a
+    traceback, not the one line a malformed document gives."""
+    model = tmp_path / "model.glb"
+    bind = {"mesh": 0, "index": "INDEX", "weight": "WEIGHT"}
+    groups = [{"name": "A", "presetName": "a", "binds": [bind]}]
+    build_glb(model, [["MTH_A", "jawOpen"]], {"VRM": {"blendShapeMaster": {"blendShapeGroups": groups}}})
+    index, weight, default = {"weight": ("0", "1" + "0" * 400, "0"), "index": ("Infinity", "100", "0"),
+                              "default": ("0", "100", "1" + "0" * 400)}[where]  # fmt: skip
+    text = json.dumps(character.read_glb(model)[0]).replace('"INDEX"', index).replace('"WEIGHT"', weight)
+    with_json(model, text.replace('"weights": [0.0, 0.0]', f'"weights": [0, {default}]').encode())
+    anim = Animation(np.full((3, len(ARKIT_NAMES)), 0.5, np.float32), 30.0, ARKIT_NAMES)
+    with pytest.raises(TalkfaceError, match=r"malformed glTF document \(OverflowError"):
+        character.write(character.plan(model), anim, tmp_path / "out.glb")
+    assert not (tmp_path / "out.glb").exists()
+
+
+def test_a_malformed_document_s_message_is_cut_short(tmp_path) -> None:
+    """The error quoted the value it tripped over whole: a 1 MB bind weight made a 1 MB error line."""
+    model = tmp_path / "model.glb"
+    groups = [{"name": "A", "presetName": "a", "binds": [{"mesh": 0, "index": 0, "weight": "x" * 1_000_000}]}]
+    build_glb(model, [["MTH_A"]], {"VRM": {"blendShapeMaster": {"blendShapeGroups": groups}}})
+    with pytest.raises(TalkfaceError, match=r"malformed glTF document \(ValueError: could not convert") as e:
+        character.plan(model)
+    assert len(str(e.value)) < 300 + len(str(model))
+
+
+def test_a_model_from_an_endless_pipe_is_read_to_the_length_its_header_gives(tmp_path) -> None:
+    """`--character <(...)`: the file was read to its end, and a pipe that never ends filled memory; the GLB
+    header gives the length, and no more is read."""
+    model, fifo = tmp_path / "model.glb", tmp_path / "pipe.glb"
+    build_glb(model, [["jawOpen"]])
+    os.mkfifo(fifo)
+    keep = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader, so that the writer is there before it is read
+    write_end = os.open(fifo, os.O_WRONLY)
+    script = 'cat "$0" && exec head -c 100000000 /dev/zero'  # (endless, but a failing test should end)
+    writer = subprocess.Popen(["sh", "-c", script, str(model)], stdout=write_end)
+    os.close(write_end)
+    try:
+        doc, _ = character.read_glb(fifo)
+        assert writer.poll() is None  # still writing: the rest is left unread
+    finally:
+        writer.kill()
+        writer.wait()
+        os.close(keep)
+    assert doc["meshes"][0]["extras"]["targetNames"] == ["jawOpen"]
+
+
+def test_a_model_given_as_a_pipe_is_animated(tmp_path, arctic_wav) -> None:
+    """`--character <(command)`: a pipe can be read once, and the model was read once to plan and again to
+    write (the second read found it empty: "not a binary glTF", after all the work)."""
+    model, fifo = tmp_path / "model.glb", tmp_path / "pipe.glb"
+    build_glb(model, [["jawOpen", "mouthFunnel"]])
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(["sh", "-c", 'cat "$0" > "$1"', str(model), str(fifo)])
+    try:
+        result = run("animate", str(arctic_wav), *COMMON, "--character", str(fifo), "-o", str(tmp_path / "out.glb"))
+    finally:
+        writer.kill()
+        writer.wait()
+    assert result.returncode == 0, result.stderr
+    assert validate(tmp_path / "out.glb")["numErrors"] == 0
+    assert [a["name"] for a in read_glb(tmp_path / "out.glb")[0]["animations"]] == ["talkface"]
+
+
+def test_a_model_of_many_meshes_and_nodes_is_written_in_linear_time(tmp_path) -> None:
+    """Each mesh's channels were found by going through every node: meshes × nodes steps (4000 meshes and
+    200 000 nodes, a 4 MB model, took a minute)."""
+    model = tmp_path / "model.glb"
+    build_glb(model, [["jawOpen"]] * 2000)
+    doc, _ = character.read_glb(model)
+    with_json(model, json.dumps(doc | {"nodes": doc["nodes"] + [{}] * 200_000}).encode())
+    anim = Animation(np.full((3, len(ARKIT_NAMES)), 0.5, np.float32), 30.0, ARKIT_NAMES)
+    start = time.perf_counter()
+    character.write(character.plan(model), anim, tmp_path / "out.glb")
+    assert time.perf_counter() - start < 5.0  # about 0.2 s on a 2-core machine (quadratic: 15 s)
+    doc, _ = character.read_glb(tmp_path / "out.glb")
+    channels = doc["animations"][-1]["channels"]
+    assert [c["target"]["node"] for c in channels] == list(range(2000))
 
 
 def test_a_default_weight_of_nan_is_no_frame_of_the_animation(tmp_path, arctic_wav) -> None:

@@ -62,9 +62,19 @@ def test_addresses():
     # an IPv6 address without brackets is refused: its last group was taken for the port, and "fe80::1:2"
     # sent to port 2 of fe80::1
     for bad in ("host:port", ":11111", "127.0.0.1:70000", "fe80::1:2", "::1", "[::1", "[::1]x:5", "[[::1]]:5",
-                "127.0.0.1:1_1111", "127.0.0.1:+11111", "127.0.0.1: 11111", "[]:5"):  # fmt: skip
-        with pytest.raises(TalkfaceError, match="HOST:PORT"):
+                "127.0.0.1:1_1111", "127.0.0.1:+11111", "127.0.0.1: 11111", "[]:5",
+                "127.0.0.1:" + "1" * 5000, "127.0.0.1:" + "0" * 5000):  # fmt: skip
+        with pytest.raises(TalkfaceError, match="HOST:PORT") as e:
             parse_address(bad)
+        assert len(str(e.value)) < 300  # a 5000-digit port (int() refuses over 4300 digits) is not quoted whole
+    assert parse_address("127.0.0.1:" + "0" * 5000 + "11112") == ("127.0.0.1", 11112)
+
+
+@pytest.mark.parametrize("port", [0, 70000, -1, True, 5.5])
+def test_a_host_and_port_pair_out_of_range_is_refused(port):
+    """getaddrinfo takes any port of a (host, port) pair: 70000 was sent to port 4464."""
+    with pytest.raises(TalkfaceError, match="the --livelink port must be"):
+        LiveLinkSender(("127.0.0.1", port))
 
 
 def test_sender_numbers_frames_by_timecode_and_sends_all_61_values(receiver):

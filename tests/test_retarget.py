@@ -13,10 +13,10 @@ import pytest
 from conftest import ARCTIC_TRANSCRIPT
 from test_gltf_usd import accessor, read_glb, validate
 
-from talkface import export
+from talkface import TalkfaceError, export
 from talkface.animation import Animation
 from talkface.phonemes import BILABIALS, OPEN_VOWELS, VISEME_OF, read_phones_tsv
-from talkface.retarget import OCULUS_VISEMES, VRM0_NAMES, load_rig
+from talkface.retarget import OCULUS_VISEMES, VRM0_NAMES, Rig, load_rig
 from talkface.rig import ARKIT_NAMES, POSE_NAMES
 
 SENTENCE = "Bob bought a pepper and a map"
@@ -158,6 +158,13 @@ def test_a_bad_mapping_file_is_one_line_and_exit_2(tmp_path, arctic_wav, content
     result = run("animate", str(arctic_wav), "--rig", str(rig_file), "-o", str(out))
     assert_usage_error(result, fragment)
     assert "bad_rig.json" in result.stderr and not out.exists()
+
+
+@pytest.mark.parametrize("weight", ["1", None, [1]])
+def test_rig_from_terms_refuses_a_weight_that_is_no_number(weight) -> None:
+    """The Python API's own mapping is not checked as a file's is: abs() of a text weight was a TypeError."""
+    with pytest.raises(TalkfaceError, match="the weight of 'jawOpen' must be a number"):
+        Rig.from_terms("mine", {"Jaw": {"jawOpen": weight}})
 
 
 def test_a_target_name_past_256_characters_is_refused_before_any_work(tmp_path, arctic_wav) -> None:

@@ -29,7 +29,7 @@ from fractions import Fraction
 import numpy as np
 
 from .animation import Animation
-from .errors import TalkfaceError
+from .errors import TalkfaceError, checked_number, shown
 from .rig import LIVE_LINK_ORDER
 
 VERSION = 6
@@ -98,7 +98,7 @@ def parse_address(spec: str) -> tuple[str, int]:
     """``"HOST:PORT"`` or ``"HOST"`` (port 11111) → (host, port), an IPv6 address in brackets
     (``[::1]:11111``, ``[::1]``); TalkfaceError if malformed. An IPv6 address without brackets is
     refused: its last group would be taken for the port (``fe80::1:2`` is not port 2 of ``fe80::1``)."""
-    usage = f"--livelink {spec!r}: expected HOST:PORT, e.g. 127.0.0.1:11111 (IPv6 in brackets: [::1]:11111)"
+    usage = f"--livelink {shown(spec, 100)}: expected HOST:PORT, e.g. 127.0.0.1:11111 (IPv6 in brackets: [::1]:11111)"
     if spec.startswith("["):  # [IPv6] or [IPv6]:PORT
         host, sep, rest = spec[1:].partition("]")
         if not sep or (rest and not rest.startswith(":")):
@@ -110,9 +110,10 @@ def parse_address(spec: str) -> tuple[str, int]:
             host, port = spec, str(PORT)
         elif ":" in host:
             raise TalkfaceError(usage)
-    if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+    number = port.lstrip("0")  # (int() refuses text of over 4300 digits, leading zeros too)
+    if not host or not (port.isascii() and port.isdigit()) or len(number) > 5 or not 0 < int(number or 0) < 65536:
         raise TalkfaceError(usage)
-    return host, int(port)
+    return host, int(number)
 
 
 def resolve(address: str | tuple[str, int]) -> tuple[socket.AddressFamily, tuple]:
@@ -120,6 +121,7 @@ def resolve(address: str | tuple[str, int]) -> tuple[socket.AddressFamily, tuple
     looks its --livelink up once, at start, not on its event loop for each stream. TalkfaceError if
     there is no such address."""
     host, port = parse_address(address) if isinstance(address, str) else address
+    port = int(checked_number(port, "the --livelink port", 1, 65535, whole=True))  # (getaddrinfo sent 70000 to 4464)
     try:
         info = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
     except (OSError, UnicodeError) as e:  # (a label over 63 characters is a UnicodeError)

@@ -20,6 +20,7 @@ for VRM 0.x's preset names); any other ``--rig`` value is a JSON file of the use
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -183,7 +184,8 @@ class Rig:
         matrix = np.zeros((len(mapping), len(TERMS)), np.float32)
         for row, (target, terms) in enumerate(mapping.items()):
             for term, weight in terms.items():
-                if not abs(weight) <= MAX_WEIGHT:  # (NaN too; a huge int is compared, never converted)
+                # (a text "1" is no number; NaN fails the test too; a huge int is compared, never converted)
+                if not (isinstance(weight, numbers.Real) and abs(weight) <= MAX_WEIGHT):
                     raise TalkfaceError(f"{name}: target {target!r}: the weight of {term!r} must be a number "
                                         f"from -{MAX_WEIGHT:g} to {MAX_WEIGHT:g}, not {weight!r}"[:300])  # fmt: skip
                 if term not in _TERM:
