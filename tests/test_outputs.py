@@ -480,3 +480,15 @@ def test_sigterm_mid_write_leaves_no_temporary_file_and_the_old_output(tmp_path,
     assert result.returncode == 143, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "out.csv.json"]
     assert out.read_text() == "the last run's\n"
+
+
+@pytest.mark.parametrize("reader", ["rig", "character", "text"])
+def test_a_file_name_holding_a_nul_is_one_clear_error(reader):
+    """The Python API with a name no file can have: os.open's ValueError was the caller's to make sense of."""
+    from talkface import character
+    from talkface.files import read_text
+    from talkface.retarget import load_rig
+
+    read = {"rig": load_rig, "character": character.plan, "text": read_text}[reader]
+    with pytest.raises(TalkfaceError, match="cannot hold a NUL"):
+        read("face\0.json" if reader == "rig" else "face\0.glb")

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import TalkfaceError
+from .errors import TalkfaceError, shown
 
 #: What each kind of non-regular file is called in the refusal.
 _KINDS = (
@@ -237,6 +237,8 @@ def opened(path: str | os.PathLike, what: str) -> Iterator[BinaryIO]:
     A pipe is opened without waiting for a writer (a named pipe no one writes to reads as empty,
     never blocks), then read as any file: ``<(command)`` works."""
     a = _article(what)
+    if "\0" in os.fsdecode(path):  # (os.open's ValueError, which a caller's own would be mistaken for)
+        raise TalkfaceError(f"{shown(os.fsdecode(path))}: a file name cannot hold a NUL character")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         mode = os.fstat(fd).st_mode
