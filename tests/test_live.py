@@ -77,6 +77,13 @@ def test_a_host_and_port_pair_out_of_range_is_refused(port):
         LiveLinkSender(("127.0.0.1", port))
 
 
+@pytest.mark.parametrize("fps", [float("nan"), float("inf"), 0, -30, 1e6, "30"])
+def test_a_sender_at_a_frame_rate_that_is_none_is_refused(fps):
+    """Fraction(nan) raised ValueError, Fraction(inf) OverflowError, after the socket was opened."""
+    with pytest.raises(TalkfaceError, match="fps must be a number above 0"):
+        LiveLinkSender("127.0.0.1:11111", fps=fps)
+
+
 def test_sender_numbers_frames_by_timecode_and_sends_all_61_values(receiver):
     anim = Animator().animate("tests/data/arctic_a0009.wav").slice(0, 0.5)
     sender = LiveLinkSender(f"127.0.0.1:{receiver.getsockname()[1]}", "Ada", 30)

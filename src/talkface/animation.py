@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import TalkfaceError
+from .errors import TalkfaceError, shown
 from .rig import ARKIT_NAMES, INDEX
 
 #: Highest output frame rate talkface writes or streams (the CLI, the server and batch alike).
 MAX_FPS = 240.0
+
+
+def checked_fps(fps: float) -> float:
+    """`fps` as a frame rate to animate at; TalkfaceError unless above 0 and at most `MAX_FPS` (a frame
+    rate of millions would fill memory)."""
+    if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not 0 < fps <= MAX_FPS:
+        raise TalkfaceError(f"fps must be a number above 0 and at most {MAX_FPS:g}, got {shown(fps)}")
+    return float(fps)
 
 
 @dataclass(frozen=True)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import functools
 import logging
-import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from .animation import MAX_FPS, Animation
+from .animation import Animation, checked_fps
 from .audio import SAMPLE_RATE, AudioSource, audio_blocks, load_audio
 from .coarticulation import animate_phones
-from .errors import TalkfaceError, shown
+from .errors import TalkfaceError
 from .phonemes import SILENCE, TimedPhone
 from .post import FaceParams, Style
 from .rig import GROUPS, INDEX
@@ -92,7 +91,7 @@ class Animator:
         ``if __name__ == "__main__":``)."""
         if engine not in ENGINES:
             raise TalkfaceError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
-        self.fps = _checked_fps(fps)
+        self.fps = checked_fps(fps)
         self.engine = engine
         self.model_path = model
         self.style = style or Style()
@@ -156,7 +155,7 @@ class Animator:
             style = replace(style, emotion=emotion)
         if face is not None:
             style = replace(style, face=face)
-        return Stream(engine, self.fps if fps is None else _checked_fps(fps), style, sample_rate)
+        return Stream(engine, self.fps if fps is None else checked_fps(fps), style, sample_rate)
 
     def phones(
         self, audio: AudioSource, text: str | None = None, sample_rate: int | None = None, *, lang: str | None = None
@@ -197,7 +196,7 @@ class Animator:
         """Animation from timed phones (e.g. a TTS engine's or a hand-made table); the 16 kHz
         `audio` and the `text` they came from, when given, steer head motion and automatic emotion;
         `style` (default: the animator's) sets emotion, liveliness and face."""
-        fps = self.fps if fps is None else _checked_fps(fps)
+        fps = self.fps if fps is None else checked_fps(fps)
         return (style or self.style).apply(animate_phones(phones, fps, duration), phones, audio, text)
 
     def animate(
@@ -327,14 +326,6 @@ class Animator:
         duration = len(speech.audio) / speech.sample_rate
         pcm = load_audio(speech.audio, speech.sample_rate)
         return speech, self.animate_phones(speech.phones, duration, fps, audio=pcm, text=text, style=style)
-
-
-def _checked_fps(fps: float) -> float:
-    """`fps` as a frame rate to animate at; TalkfaceError unless above 0 and at most `MAX_FPS` (a frame
-    rate of millions would fill memory)."""
-    if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not 0 < fps <= MAX_FPS:
-        raise TalkfaceError(f"fps must be a number above 0 and at most {MAX_FPS:g}, got {shown(fps)}")
-    return float(fps)
 
 
 def _set_aside(alignment: Alignment) -> bool:

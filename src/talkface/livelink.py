@@ -28,7 +28,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from .animation import Animation
+from .animation import Animation, checked_fps
 from .errors import TalkfaceError, checked_number, shown
 from .rig import LIVE_LINK_ORDER
 
@@ -137,12 +137,12 @@ class LiveLinkSender:
     """
 
     def __init__(self, address: str | tuple[str, int], subject: str = "talkface", fps: float = 30.0) -> None:
+        self.rate = Fraction(checked_fps(fps)).limit_denominator(1001)
         family, self.address = resolve(address)
         self.socket = socket.socket(family, socket.SOCK_DGRAM)
         if family == socket.AF_INET:  # a broadcast address (every editor on the LAN) is taken, not refused
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         self.subject, self.device_id = subject, str(uuid.uuid4()).upper()
-        self.rate = Fraction(fps).limit_denominator(1001)
         midnight = datetime.datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
         elapsed = (datetime.datetime.now() - midnight).total_seconds()
         self.first_frame = int(elapsed * float(self.rate))  # timecode of the first frame
