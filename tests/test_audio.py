@@ -56,6 +56,16 @@ def test_corrupt_files_give_clear_errors(tmp_path, content, message):
 def test_missing_file(tmp_path):
     with pytest.raises(TalkfaceError, match="no such audio file"):
         load_audio(tmp_path / "nope.wav")
+    with pytest.raises(TalkfaceError, match="no such audio file"):  # (a NUL in the name was a ValueError)
+        load_audio(f"{tmp_path}/a\0.wav")
+
+
+def test_an_array_of_channels_by_samples_is_refused_not_taken_for_one_frame():
+    """[2, n] was read as n channels of 2 samples: "silent", or a clip of two samples' length."""
+    stereo = np.stack([tone(rate=16000), tone(rate=16000)])
+    assert load_audio(stereo.T, 16000).size == 16000
+    with pytest.raises(TalkfaceError, match="transpose one that is \\[channels, samples\\]"):
+        load_audio(stereo, 16000)
 
 
 def test_empty_silent_and_nonfinite_audio_are_rejected(tmp_path):

@@ -68,14 +68,18 @@ def test_read_set_keeps_one_split_with_its_sources(manifest):
         ('{"id": "x", "source": "s", "split": "test", "wav": "wav/a.wav", "phones": "bad.tsv"}', "bad.tsv:3: not"),
         ('{"id": "x", "source": "s", "split": "test", "wav": "wav/a.wav", "phones": "nan.tsv"}', "nan.tsv:1: not"),
         ('{"id": "x", "source": "s", "split": "test", "wav": "wav/a.wav", "phones": "bin.tsv"}', "not UTF-8"),
+        ('{"id": "x", "source": "s", "split": "test", "wav": "\\u0000", "phones": "phones/a.tsv"}', "no such audio"),
+        ('{"id": "x", "source": "s", "split": "test", "wav": "wav/a.wav", "phones": "far.tsv"}', "far.tsv:1: not"),
     ],
 )
 def test_read_set_names_the_bad_line(manifest, line, fragment):
-    """A bad line or phone table is one TalkfaceError naming it, never an internal error."""
+    """A bad line or phone table is one TalkfaceError naming it, never an internal error (a NUL in a name was a
+    ValueError; far.tsv an OverflowError)."""
     folder = manifest.parent
     (folder / "bad.tsv").write_text("start_s\tend_s\tphone\n0.0\t0.1\tsil\n0.1\t0.2\tzzz\n")
     (folder / "nan.tsv").write_text("0.0\tnan\tsil\n")
     (folder / "bin.tsv").write_bytes(b"\xff\xfe\x00garbage")
+    (folder / "far.tsv").write_text("0.0\t1e308\tsil\n")  # finite, but its midpoint overflowed the scoring
     manifest.write_text(manifest.read_text() + line + "\n")
     with pytest.raises(TalkfaceError, match=fragment):
         read_set(manifest, "test")
@@ -102,6 +106,7 @@ def test_cli_evaluate_scores_a_split_per_source(manifest):
     neural = next(line for line in lines if line.startswith("neural"))
     assert "(    4)" in neural  # the clip's two bilabials in each of the two validation rows, none from test
     assert "held (" not in result.stdout
+    assert_one_line_error(run("evaluate", "", "--set", str(manifest)), "no such model")  # (was a ValueError)
     manifest.write_text("{broken\n")
     assert_one_line_error(run("evaluate", "--set", str(manifest)), "not a clip line")
 

@@ -51,3 +51,14 @@ def test_mismatched_shapes_are_refused():
     head = Head.load()
     with pytest.raises(TalkfaceError, match="solve needs"):
         solve(head.apply(speaking(3))[:, :10], head.vertices, head.targets)
+
+
+def test_positions_that_are_not_finite_numbers_are_refused():
+    """A NaN in the neutral mesh gave NaN weights, which trained a NaN model."""
+    head = Head.load()
+    frames, neutral = head.apply(speaking(3)), head.vertices.copy()
+    neutral[0, 0] = np.nan
+    with pytest.raises(TalkfaceError, match="non-finite"):
+        solve(frames, neutral, head.targets)
+    with pytest.raises(TalkfaceError, match="must be numbers"):
+        solve(np.full(frames.shape, "x"), head.vertices, head.targets)

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -361,6 +362,8 @@ def test_critical_visemes_weigh_more_in_the_viseme_loss():
         ("corpus: 5\nout: y\n", "corpus must be a list of folders"),
         ("corpus: x\nout: 7\n", "out must be text"),
         ("corpus: x\nout: y\ntakes: /tmp\n", "takes must be a list of folders"),
+        ('corpus: x\nout: "r\\0un"\n', "out holds a NUL character"),  # (a ValueError from os.mkdir)
+        ('corpus: x\nout: y\nvertex_caches: ["c\\0"]\n', "vertex_caches holds a NUL character"),
     ],
 )
 def test_bad_config_is_refused(tmp_path, text, fragment):
@@ -408,9 +411,11 @@ def test_corrupt_or_mismatched_model_is_refused(trained, tmp_path):
         runtime.FaceModel(bad)
 
 
-def write_pc2(path: Path, frames: np.ndarray) -> None:
-    header = b"POINTCACHE2\0" + np.array([1, frames.shape[1]], "<i4").tobytes()
-    header += np.array([0.0, 1.0], "<f4").tobytes() + np.array([frames.shape[0]], "<i4").tobytes()
+def write_pc2(path: Path, frames: np.ndarray, counts: tuple[int, int] | None = None) -> None:
+    """A PointCache2 file of `frames`; `counts` (points, samples) stands in for the header's own."""
+    points, samples = counts or (frames.shape[1], frames.shape[0])
+    header = b"POINTCACHE2\0" + np.array([1, points], "<i4").tobytes()
+    header += np.array([0.0, 1.0], "<f4").tobytes() + np.array([samples], "<i4").tobytes()
     path.write_bytes(header + frames.astype("<f4").tobytes())
 
 
@@ -447,6 +452,48 @@ def test_trains_on_live_link_takes_and_vertex_caches(corpus, tmp_path):
     model = train(TrainConfig.load(path), progress=False)
     seconds = json.loads(model.with_suffix(".json").read_text())["train_seconds_of_audio"]
     assert seconds > 20 + 3 * 3.0  # the corpus plus the take and the two caches
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "fragment"),
+    [
+        ("a.npy", lambda p: np.save(p, np.array([1, None], object), allow_pickle=True), "Object arrays cannot"),
+        ("a.npy", lambda p: p.write_bytes(b""), "not a readable .npy"),
+        ("a.npy", lambda p: np.save(p, np.full((2, 3, 3), "x")), "vertex positions"),
+        ("a.npy", lambda p: p.mkdir(), "is a folder"),
+        ("a.npy", os.mkfifo, "not a readable .npy"),  # (waited for a writer for ever)
+        ("a.pc2", os.mkfifo, "not a PointCache2"),
+        ("a.pc2", lambda p: p.symlink_to("/dev/zero"), "is a device"),  # (read until memory ran out)
+        ("a.pc2", lambda p: write_pc2(p, np.zeros((2, 1, 3)), counts=(-1, -2)), "truncated"),
+        ("a.pc2", lambda p: write_pc2(p, np.zeros((2, 1, 3)), counts=(2**31 - 1, 2**31 - 1)), "truncated"),
+    ],
+)
+def test_an_unreadable_vertex_cache_or_blendshape_set_is_one_error(tmp_path, name, make, fragment):
+    """Each was a ValueError, EOFError or OSError (an internal error), a hang or all of memory; an object
+    array is never unpickled."""
+    from talkface.train.dataset import vertex_caches
+
+    blendshapes = tmp_path / "shapes.npz"
+    np.savez(blendshapes, neutral=np.zeros((3, 3)), shapes=np.ones((1, 3, 3)), names=np.array(["jawOpen"]))
+    shutil.copy(ROOT / "tests" / "data" / "arctic_a0009.wav", tmp_path / "a.wav")
+    make(tmp_path / name)
+    with pytest.raises(TalkfaceError, match=fragment):
+        vertex_caches(tmp_path, blendshapes, 30.0)
+
+
+@pytest.mark.parametrize(
+    "arrays", [{"neutral": np.zeros((3, 3)), "shapes": np.array([None], object)}, {"neutral": np.zeros((3, 3))}]
+)
+def test_a_blendshape_set_that_is_not_one_is_one_error(tmp_path, arrays):
+    """An object array or a missing array was a ValueError or KeyError (an internal error)."""
+    from talkface.train.dataset import vertex_caches
+
+    np.save(tmp_path / "a.npy", np.zeros((2, 3, 3)))
+    np.savez(tmp_path / "shapes.npz", **arrays)
+    with pytest.raises(TalkfaceError, match=r"shapes.npz: not an \.npz of neutral, shapes and names"):
+        vertex_caches(tmp_path, tmp_path / "shapes.npz", 30.0)
+    with pytest.raises(TalkfaceError, match="cannot hold a NUL"):  # (a YAML "\0" in the path: a ValueError)
+        vertex_caches(tmp_path, f"{tmp_path}/a\0.npz", 30.0)
 
 
 def test_cli_corpus_train_evaluate(tmp_path, text_dir):

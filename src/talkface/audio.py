@@ -25,6 +25,8 @@ _SILENCE_PEAK = 1e-4
 #: Float samples beyond this (40 dB over full scale) are not audio talkface can hear: the level is
 #: garbage, or integers were stored as floats.
 MAX_PEAK = 100.0
+#: Most channels of a [samples, channels] array (libsndfile's own limit): more is a [channels, samples] array.
+MAX_CHANNELS = 1024
 
 AudioSource = str | os.PathLike | np.ndarray
 
@@ -75,7 +77,7 @@ def reading(path: str | os.PathLike) -> Iterator[str]:
     name = str(path)
     try:
         mode = os.stat(path).st_mode
-    except OSError:
+    except (OSError, ValueError):  # (ValueError: a NUL in the name, which no file's name holds)
         raise TalkfaceError(f"{name}: no such audio file") from None
     if kind := special_kind(mode):  # a device or a pipe would never end, or hang waiting for a writer
         raise TalkfaceError(f"{name}: is {kind}, not an audio file")
@@ -122,6 +124,9 @@ def to_mono(audio: np.ndarray, name: str = "audio") -> np.ndarray:
         raise TalkfaceError(f"{name}: audio must be numeric, got {audio.dtype}")
     if audio.dtype.kind in "iu":
         audio = audio.astype(np.float32) / np.float32(np.iinfo(audio.dtype).max)
+    if audio.ndim == 2 and audio.shape[1] > MAX_CHANNELS:  # read as one frame of many channels, "silent" or wrong
+        raise TalkfaceError(f"{name}: audio of {audio.shape[1]} channels: a multi-channel array is [samples, "
+                            f"channels]; transpose one that is [channels, samples]")  # fmt: skip
     if audio.ndim == 2:
         audio = audio[:, 0] if audio.shape[1] == 1 else audio.mean(axis=1)  # no copy of a long mono file
     elif audio.ndim != 1:

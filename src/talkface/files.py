@@ -238,7 +238,7 @@ def opened(path: str | os.PathLike, what: str) -> Iterator[BinaryIO]:
     never blocks), then read as any file: ``<(command)`` works."""
     a = _article(what)
     if "\0" in os.fsdecode(path):  # (os.open's ValueError, which a caller's own would be mistaken for)
-        raise TalkfaceError(f"{shown(os.fsdecode(path))}: a file name cannot hold a NUL character")
+        raise TalkfaceError(f"{shown(os.fsdecode(path), 200)}: a file name cannot hold a NUL character")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         mode = os.fstat(fd).st_mode

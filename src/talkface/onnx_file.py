@@ -23,7 +23,7 @@ def open_checked(path: Path, fmt: str, what: str, threads: int = 1) -> tuple[dic
     at the peak of a long file."""
     import onnxruntime as ort
 
-    meta_path = path.with_suffix(".json")
+    meta_path = path.with_suffix(".json") if path.name else path  # ("" and "/" have no name to give a .json)
     if not path.is_file() or not meta_path.is_file():
         raise TalkfaceError(f"{path}: no such {what} (it needs its .json beside it)")
     try:

@@ -6,13 +6,13 @@ ARPAbet set below, with ``sil`` for silence, before it reaches the coarticulatio
 
 from __future__ import annotations
 
-import math
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
+from .audio import MAX_SECONDS
 from .errors import TalkfaceError
 from .files import read_text
 from .rig import ARKIT_NAMES, INDEX
@@ -147,12 +147,12 @@ def read_phones_tsv(path: str) -> list[TimedPhone]:
             continue
         try:
             start, end = float(cols[0]), float(cols[1])
-            if not (math.isfinite(start) and math.isfinite(end) and 0 <= start <= end):
+            if not 0 <= start <= end <= MAX_SECONDS:  # (NaN too; times past any audio overflowed the scoring)
                 raise ValueError
             phones.append(TimedPhone(start, end, normalize(cols[2])))
         except (ValueError, KeyError):
-            raise TalkfaceError(f"{path}:{number}: not start_s, end_s (0 <= start <= end) and a known phone: "
-                                f"{line[:80]!r}") from None  # fmt: skip
+            raise TalkfaceError(f"{path}:{number}: not start_s, end_s (0 <= start <= end <= {MAX_SECONDS}) and a "
+                                f"known phone: {line[:80]!r}") from None  # fmt: skip
     return phones
 
 

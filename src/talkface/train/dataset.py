@@ -7,6 +7,7 @@ weight losses learn from them.
 
 from __future__ import annotations
 
+import os
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from ..animation import Animation
 from ..audio import load_audio
 from ..errors import TalkfaceError
 from ..features import FRAME_RATE, HOP, N_MELS, SILENCE, log_mel
-from ..files import atomic_path
+from ..files import atomic_path, opened
 from ..rig import ARKIT_NAMES, INDEX, LEFT_RIGHT_PAIRS
 from .solve import solve
 
@@ -122,14 +123,34 @@ def live_link_takes(folder: str | Path) -> list[tuple[np.ndarray, Animation]]:
 
 
 def read_pc2(path: str | Path) -> np.ndarray:
-    """Vertex frames [T, V, 3] of a PointCache2 (.pc2) file."""
-    data = Path(path).read_bytes()
-    if len(data) < 32 or data[:12] != b"POINTCACHE2\0":
-        raise TalkfaceError(f"{path}: not a PointCache2 file")
-    points, samples = int(np.frombuffer(data, "<i4", 1, 16)[0]), int(np.frombuffer(data, "<i4", 1, 28)[0])
-    if len(data) != 32 + samples * points * 12:
+    """Vertex frames [T, V, 3] of a PointCache2 (.pc2) file; TalkfaceError if it is not one. Its counts
+    are checked against the file's size before its frames are read (a header may claim exabytes)."""
+    with opened(path, "PointCache2") as f:
+        header = f.read(32)
+        if len(header) < 32 or header[:12] != b"POINTCACHE2\0":
+            raise TalkfaceError(f"{path}: not a PointCache2 file")
+        points, samples = int(np.frombuffer(header, "<i4", 1, 16)[0]), int(np.frombuffer(header, "<i4", 1, 28)[0])
+        size = samples * points * 12
+        if min(points, samples) < 0 or os.fstat(f.fileno()).st_size != 32 + size:
+            raise TalkfaceError(f"{path}: truncated PointCache2 file")
+        data = f.read(size)
+    if len(data) != size:  # (shortened while read)
         raise TalkfaceError(f"{path}: truncated PointCache2 file")
-    return np.frombuffer(data, "<f4", offset=32).reshape(samples, points, 3)
+    return np.frombuffer(data, "<f4").reshape(samples, points, 3)
+
+
+def _vertex_frames(path: Path) -> np.ndarray:
+    """Vertex frames of a `.pc2` or `.npy` cache (never unpickled); TalkfaceError naming the file if unreadable."""
+    if path.suffix == ".pc2":
+        return read_pc2(path)
+    with opened(path, "vertex cache") as f:
+        try:
+            frames = np.load(f, allow_pickle=False)
+        except (ValueError, EOFError, MemoryError) as e:  # (MemoryError: a header that claims terabytes)
+            raise TalkfaceError(f"{path}: not a readable .npy vertex cache ({e})") from None
+    if not isinstance(frames, np.ndarray) or frames.dtype.kind not in "fiu":
+        raise TalkfaceError(f"{path}: not a .npy array of vertex positions (numbers)")
+    return frames
 
 
 def vertex_caches(folder: str | Path, blendshapes: str | Path, fps: float) -> list[tuple[np.ndarray, Animation]]:
@@ -138,8 +159,11 @@ def vertex_caches(folder: str | Path, blendshapes: str | Path, fps: float) -> li
     `blendshapes` is an `.npz` with `neutral` [V, 3], `shapes` [K, V, 3] and `names` [K] (ARKit
     names); each cache is solved into those weights (`talkface.train.solve`).
     """
-    with np.load(blendshapes) as z:
-        neutral, shapes, names = z["neutral"], z["shapes"], [str(n) for n in z["names"]]
+    try:
+        with opened(blendshapes, "blendshapes") as f, np.load(f, allow_pickle=False) as z:
+            neutral, shapes, names = z["neutral"], z["shapes"], [str(n) for n in z["names"]]
+    except (ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as e:  # (TypeError: a .npy, no .npz)
+        raise TalkfaceError(f"{blendshapes}: not an .npz of neutral, shapes and names ({e})") from None
     unknown = sorted(set(names) - set(ARKIT_NAMES))
     if unknown:
         raise TalkfaceError(f"{blendshapes}: shapes that are not ARKit names: {', '.join(unknown)}")
@@ -150,8 +174,7 @@ def vertex_caches(folder: str | Path, blendshapes: str | Path, fps: float) -> li
         raise TalkfaceError(f"{folder}: no .npy or .pc2 vertex caches found")
     out = []
     for cache in caches:
-        frames = np.load(cache, allow_pickle=False) if cache.suffix == ".npy" else read_pc2(cache)
-        weights = solve(frames, neutral, shapes, pairs)
+        weights = solve(_vertex_frames(cache), neutral, shapes, pairs)
         full = np.zeros((weights.shape[0], len(ARKIT_NAMES)), np.float32)
         full[:, [INDEX[n] for n in names]] = weights
         out.append((load_audio(_audio_beside(cache)), Animation(full, fps)))

@@ -151,11 +151,15 @@ def _check_values(kind: type, values: dict) -> None:
         elif name in ("out", "device", "front_end", "init", "blendshapes"):
             if not (isinstance(value, str) or (value is None and default is None)):
                 raise TypeError(f"{name} must be text, got {value!r}")
+            if name != "device" and value is not None and "\0" in value:  # (os calls raise ValueError)
+                raise ValueError(f"{name} holds a NUL character, which no file name may")
         elif name in ("corpus", "takes", "vertex_caches"):
             folders = [value] if isinstance(value, str) and name == "corpus" else value
             if not (isinstance(folders, list) and all(isinstance(v, str) for v in folders)):
                 raise TypeError(f"{name} must be a list of folders{' (or one)' if name == 'corpus' else ''}, "
                                 f"got {value!r}")  # fmt: skip
+            if any("\0" in folder for folder in folders):
+                raise ValueError(f"{name} holds a NUL character, which no file name may")
 
 
 def _losses(model: FaceNet | EncoderFaceNet, batch: tuple[np.ndarray, ...], device: torch.device,

@@ -42,13 +42,16 @@ def solve(
     `pairs` lists (left, right) shape indices that the symmetry term pulls together. Terms are
     scaled by the shapes' mean squared size, so their strengths do not depend on the mesh's units.
     """
-    frames, neutral, shapes = (np.asarray(a, np.float64) for a in (frames, neutral, shapes))
+    try:
+        frames, neutral, shapes = (np.asarray(a, np.float64) for a in (frames, neutral, shapes))
+    except (TypeError, ValueError):  # (text, or arrays of other arrays)
+        raise TalkfaceError("solve: vertex positions must be numbers") from None
     if frames.ndim != 3 or frames.shape[1:] != neutral.shape or shapes.shape[1:] != neutral.shape:
         raise TalkfaceError(
             f"solve needs frames [T, V, 3], neutral [V, 3], shapes [K, V, 3]; got "
             f"{list(frames.shape)}, {list(neutral.shape)}, {list(shapes.shape)}"
         )
-    if not (np.isfinite(frames).all() and np.isfinite(shapes).all()):
+    if not (np.isfinite(frames).all() and np.isfinite(neutral).all() and np.isfinite(shapes).all()):
         raise TalkfaceError("solve: non-finite vertex positions")
     k = shapes.shape[0]
     basis = shapes.reshape(k, -1)
