@@ -40,9 +40,13 @@ from .animation import Animation
 from .errors import TalkfaceError
 from .files import atomic_path, opened
 from .phonemes import VISEMES
-from .retarget import MAX_TARGETS, OCULUS_SPELLING, OCULUS_VISEMES, VRM0_NAMES, load_rig
+from .retarget import OCULUS_SPELLING, OCULUS_VISEMES, VRM0_NAMES, load_rig
 from .rig import ARKIT_NAMES
 
+#: Most morph targets of the meshes animated, all together: every frame holds a weight for each (a 1 MB
+#: model of 300 000 empty targets made a 10 s clip of 1.5 GB), while a game character with several
+#: levels of detail of a face of a few hundred shapes each stays well under it.
+MAX_TARGETS = 16384
 #: File suffixes a character may have (both are GLB containers).
 SUFFIXES = (".glb", ".vrm")
 _FLOAT = 5126
@@ -235,7 +239,6 @@ def _plan(path: Path, doc: dict, blob: bytes) -> Plan:
         raise TalkfaceError(
             f"{path}: no morph targets talkface can drive (ARKit shape names, Oculus visemes, or VRM expressions)"
         )
-    # every frame holds a weight for each: a 1 MB model of 300 000 empty targets made a 10 s clip of 1.5 GB
     if (count := sum(_target_count(meshes[m]) for m in result.meshes)) > MAX_TARGETS:
         raise TalkfaceError(
             f"{path}: its animated meshes have {count} morph targets; talkface drives at most {MAX_TARGETS}"
