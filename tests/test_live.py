@@ -96,6 +96,17 @@ def test_sender_numbers_frames_by_timecode_and_sends_all_61_values(receiver):
     np.testing.assert_allclose(np.stack([p.values for p in packets]), anim.with_channels(LIVE_LINK_ORDER).weights)
 
 
+def test_the_timecode_wraps_at_midnight():
+    """A take's frames count on from the time of day it began; past midnight they went on counting
+    (25:00:00), and past 2**31 frames (100 days at 240 fps) no packet could be made."""
+    sender = LiveLinkSender("127.0.0.1:11111", fps=30)
+    sender.first_frame = 24 * 3600 * 30 - 2  # two frames before midnight
+    frames = [decode(p).frame for p in sender.packets(Animation.zeros(4, 30.0), 0)]
+    far = decode(sender.packets(Animation.zeros(1, 30.0), 100 * 24 * 3600 * 30)[0]).frame
+    sender.close()
+    assert frames == [24 * 3600 * 30 - 2, 24 * 3600 * 30 - 1, 0, 1] and far == 24 * 3600 * 30 - 2
+
+
 def test_a_broadcast_address_reaches_a_listener_on_the_lan():
     """255.255.255.255 (every Unreal editor on the network) is sent to, not silently refused."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

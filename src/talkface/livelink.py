@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import math
 import socket
 import struct
 import time
@@ -151,8 +152,9 @@ class LiveLinkSender:
     def packets(self, anim: Animation, first: int) -> list[bytes]:
         """Packets for `anim`'s frames, numbered from frame `first` of the take."""
         values = anim.with_channels(LIVE_LINK_ORDER).weights
+        day = math.floor(86400 * self.rate)  # frames a day: the timecode is the time of day, and wraps at midnight
         return [
-            encode(Packet(self.device_id, self.subject, self.first_frame + first + i, 0.0, self.rate, row))
+            encode(Packet(self.device_id, self.subject, (self.first_frame + first + i) % day, 0.0, self.rate, row))
             for i, row in enumerate(values)
         ]
 
