@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import os
 import re
 import struct
@@ -121,9 +122,9 @@ def read_glb(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
     if version != 2 or kind != b"JSON" or total > len(data) or 20 + json_length > total:
         raise TalkfaceError(f"{path}: not a glTF 2.0 binary file (damaged header or JSON chunk)")
     try:
-        doc = json.loads(data[20 : 20 + json_length])
+        doc = json.loads(data[20 : 20 + json_length], parse_float=_finite, parse_constant=_finite)
     except (UnicodeDecodeError, ValueError, RecursionError):
-        raise TalkfaceError(f"{path}: the glTF JSON chunk is not valid JSON") from None
+        raise TalkfaceError(f"{path}: the glTF JSON chunk is not valid JSON (or has a number beyond a float)") from None
     if not isinstance(doc, dict):
         raise TalkfaceError(f"{path}: the glTF JSON chunk is not an object")
     offset = 20 + json_length
@@ -192,6 +193,15 @@ def plan(path: str | os.PathLike) -> Plan:
     doc, blob = read_glb(path)
     with _malformed(path):
         return _plan(Path(path), doc, blob)
+
+
+def _finite(text: str) -> float:
+    """A JSON number as a float; ValueError for NaN, Infinity or one beyond a float (1e400), which the
+    copy could only write back as JSON no reader takes."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
 
 
 @contextlib.contextmanager
@@ -263,7 +273,7 @@ def mesh_weights(character: Plan, doc: dict, anim: Animation) -> dict[int, np.nd
         default = np.asarray(meshes[m].get("weights") or [0.0] * count, np.float32)
         if default.shape != (count,):
             default = np.zeros(count, np.float32)
-        default[~np.isfinite(default)] = 0.0  # (JSON's NaN and 1e400 are no weights an animation may hold)
+        default[~np.isfinite(default)] = 0.0  # (1e300 is no float32: no weight an animation may hold)
         out[m] = np.tile(default, (anim.num_frames, 1))
     if character.arkit:
         arkit = anim.with_channels(ARKIT_NAMES)
