@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..animation import Animation
+from ..animation import Animation, checked_fps
 from ..errors import TalkfaceError
 from ..files import atomic_path, read_text, write_text
 from . import gltf, json_format, livelink_csv, npz, rhubarb, usd
@@ -211,12 +211,6 @@ def _sidecar_fps(path: str | os.PathLike) -> float | None:
     side = sidecar_path(path, "csv")
     try:  # bounded and never blocking: a sidecar that is a link to /dev/zero or a FIFO is no sidecar
         fps = json.loads(read_text(side, "sidecar", SIDECAR_LIMIT)).get("fps") if side is not None else None
+        return None if fps is None else checked_fps(fps)
     except (TalkfaceError, ValueError, AttributeError, RecursionError):
         return None
-    if not isinstance(fps, int | float) or isinstance(fps, bool):
-        return None
-    try:
-        fps = float(fps)
-    except OverflowError:  # an integer of hundreds of digits
-        return None
-    return fps if 0 < fps < float("inf") else None
