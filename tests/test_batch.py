@@ -433,6 +433,37 @@ def test_a_transcript_in_a_json_line_has_the_limit_of_a_transcript_file(tmp_path
     assert fine.error is None
 
 
+def test_an_absolute_audio_path_in_the_library_keeps_its_folders_in_the_default_output(tmp_path, monkeypatch):
+    """A generated manifest names its audio by absolute path: `en/g01.wav` and `fr/g01.wav` were both
+    written to `g01.csv` (the second line failed as a clash); like relative paths, they keep their folders,
+    whether the manifest itself is named by an absolute or a relative path. Audio outside the manifest's
+    folder still goes by its name alone."""
+    manifest = tmp_path / "lib" / "lines.csv"
+    manifest.parent.mkdir()
+    manifest.write_text(f"audio\n{manifest.parent / 'en' / 'g01.wav'}\n{manifest.parent / 'fr' / 'g01.wav'}\n"
+                        "/elsewhere/x.wav\n")  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    for named in (manifest, Path("lib/lines.csv")):
+        assert [(line.output, line.error) for line in read_manifest(named)] == [
+            ("en/g01.csv", None), ("fr/g01.csv", None), ("x.csv", None)]  # fmt: skip
+
+
+def test_a_report_beyond_the_manifests_limit_is_read_not_refused(library, tmp_path, capsys):
+    """A million lines' report (260 bytes a record) is over 256 MB: read whole, it was refused as too large
+    and no re-run could start. It is read a line at a time; what is not a record in it is passed over."""
+    manifest, out = _manifest(library, ["vo/b.flac,,,,b.csv,"]), tmp_path / "out"
+    assert main(["batch", str(manifest), "-o", str(out), "--jobs", "1"]) == 0
+    record = (out / REPORT).read_bytes()
+    with open(out / REPORT, "r+b") as f:  # (sparse: 257 MB of NULs in no time, then the record again)
+        f.truncate(257 << 20)
+        f.seek(0, os.SEEK_END)
+        f.write(b"\n" + record)
+    capsys.readouterr()
+    assert main(["batch", str(manifest), "-o", str(out), "--jobs", "1"]) == 0
+    assert "1 lines: 0 done, 0 failed, 1 skipped" in capsys.readouterr().out
+    assert (out / REPORT).read_bytes() == record
+
+
 def test_a_failed_line_is_one_line_on_stderr_whatever_its_cells_hold(tmp_path, capsys):
     """An audio name with a line break (JSON Lines takes one) printed as two lines, the second one made up
     by the manifest ("line 99 ... ok"); it is escaped, as the CLI's own errors are."""

@@ -221,6 +221,8 @@ def _line(number: int, values: dict[str, Any] | str, base: Path, fmt: str | None
         else:
             line_fmt = export.format_for("", line_fmt or fmt or "csv")
             where = Path(source)
+            if where.is_absolute() and where.is_relative_to(base.absolute()):  # (a generated manifest's paths)
+                where = where.relative_to(base.absolute())
             where = where if not where.is_absolute() and ".." not in where.parts else Path(where.name)
             output = where.with_suffix(export.SUFFIXES[line_fmt]).as_posix()
         sidecar = export.sidecar_path(output, line_fmt)

@@ -9,6 +9,7 @@ temporary files a killed run left.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -20,11 +21,12 @@ from typing import IO, Any
 
 from .. import export
 from ..errors import TalkfaceError, one_line
-from ..files import clear_temps, lock_folder, read_text, write_text
+from ..files import clear_temps, lock_folder, opened, write_text
 from .animate import LineResult
-from .manifest import _MANIFEST_LIMIT, REPORT, Line
+from .manifest import REPORT, Line
 
 _LOG_EVERY = 10.0  # seconds between progress lines when standard error is not a terminal
+_RECORD_LIMIT = 1 << 20  # bytes read as one record at most: a line beyond is not one of ours
 
 
 class _Report:
@@ -37,18 +39,25 @@ class _Report:
         self.records: dict[str, dict[str, Any]] = {}
         self.bad: dict[int, dict[str, Any]] = {}
         try:
-            text = read_text(self.path, "report", limit=_MANIFEST_LIMIT) if self.path.exists() else ""
+            whole = self._read() if self.path.exists() else True
             self.file: IO[str] = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in `close`)
         except (TalkfaceError, OSError):
             os.close(self.lock)
             raise
-        for raw in text.splitlines():
-            with contextlib.suppress(ValueError):  # a record cut short by a kill
-                record = json.loads(raw)
-                if isinstance(record, dict) and isinstance(record.get("output"), str):
-                    self.records[record["output"]] = record
-        if text and not text.endswith("\n"):
+        if not whole:
             self.file.write("\n")  # after a record cut short
+
+    def _read(self) -> bool:
+        """Take in the earlier runs' records, a line at a time (a million lines' report is larger than a
+        whole-file read may be); whether the report ends with a whole line."""
+        raw = b""
+        with opened(self.path, "report") as f:
+            for raw in iter(functools.partial(f.readline, _RECORD_LIMIT), b""):
+                with contextlib.suppress(ValueError):  # a record cut short by a kill; not a record at all
+                    record = json.loads(raw)
+                    if isinstance(record, dict) and isinstance(record.get("output"), str):
+                        self.records[record["output"]] = record
+        return raw.endswith(b"\n") or not raw
 
     def previous(self, output: str) -> str | None:
         """The hash of the line that wrote `output` last, if it was done."""
