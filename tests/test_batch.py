@@ -24,6 +24,7 @@ from conftest import ARCTIC_TRANSCRIPT
 
 from talkface import export
 from talkface.batch import REPORT, Settings, read_manifest, run
+from talkface.batch.manifest import check_outputs
 from talkface.cli import main
 from talkface.files import temp_base
 
@@ -143,6 +144,17 @@ def test_a_line_whose_output_or_sidecar_is_another_lines_is_refused(tmp_path):
     errors = [line.error for line in read_manifest(manifest)]
     assert errors[0] is None and errors[2] is None and "a.csv.json is also line 1's" in errors[1]
     assert "b.csv.json is also line 3's" in errors[3] and "report's name" in errors[4]
+
+
+def test_a_line_whose_output_is_inside_another_lines_output_is_refused(tmp_path):
+    """`guard` and `guard/01.csv`: one is a file, the other needs it to be a folder; whichever ran second
+    failed, after the work. The line whose output lies inside the other's fails before any."""
+    rows = [{"audio": "a.wav", "output": "guard/01.csv"}, {"audio": "a.wav", "output": "guard", "format": "csv"},
+            {"audio": "a.wav", "output": "guarded/01.csv"}]  # fmt: skip
+    manifest = tmp_path / "lines.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    errors = [line.error for line in check_outputs(read_manifest(manifest), tmp_path / "out")]
+    assert "guard/01.csv: is inside line 2's output" in errors[0] and errors[1:] == [None, None]
 
 
 def test_a_lines_format_is_its_own_else_its_outputs_extension_else_the_runs(tmp_path):

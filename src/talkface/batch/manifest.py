@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .. import export
@@ -67,11 +67,22 @@ def check_outputs(lines: Sequence[Line], out: Path) -> list[Line]:
         for key, path in keys.items():
             read.setdefault(key, (path, line.number))
     written: dict[tuple, int] = {file_key(out / REPORT): 0}
+    outputs = {line.output: line.number for line in lines if not line.error}
     checked = []
     for line, inputs in zip(lines, own, strict=True):
-        error = line.error or _overwrite(line, out, inputs, read, written)
+        error = line.error or _overwrite(line, out, inputs, read, written) or _in_another_output(line, out, outputs)
         checked.append(line if error == line.error else replace(line, error=error))
     return checked
+
+
+def _in_another_output(line: Line, out: Path, outputs: Mapping[str, int]) -> str | None:
+    """Why `line`'s output cannot be written if it lies inside a folder that another line's output is
+    (`guard` and `guard/01.csv`: whichever ran second failed), or None."""
+    for folder in PurePosixPath(line.output).parents:
+        if folder.as_posix() in outputs:
+            number = outputs[folder.as_posix()]
+            return f"{out / line.output}: is inside line {number}'s output {out / folder}; give each its own place"
+    return None
 
 
 def _inputs(line: Line) -> list[str]:
@@ -221,8 +232,8 @@ def _line(number: int, values: dict[str, Any] | str, base: Path, fmt: str | None
         else:
             line_fmt = export.format_for("", line_fmt or fmt or "csv")
             where = Path(source)
-            if where.is_absolute() and where.is_relative_to(base.absolute()):  # (a generated manifest's paths)
-                where = where.relative_to(base.absolute())
+            if where.is_absolute() and where.is_relative_to(base):  # (a generated manifest's absolute paths)
+                where = where.relative_to(base)
             where = where if not where.is_absolute() and ".." not in where.parts else Path(where.name)
             output = where.with_suffix(export.SUFFIXES[line_fmt]).as_posix()
         sidecar = export.sidecar_path(output, line_fmt)
