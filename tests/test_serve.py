@@ -776,3 +776,67 @@ def test_a_worker_step_takes_at_most_30s_of_a_stream_even_when_it_ends():
         steps.append(tick(engine, streams, [(1, [])], closing))
     assert [len(s) for s in steps] == [1, 1, 1] and max(s[0].frames.num_frames for s in steps) <= 30 * 30 + 1
     assert sum(s[0].frames.num_frames for s in steps) == 70 * 30 and not streams and not closing
+
+
+def test_a_flood_of_one_sample_messages_waits_as_one_item(wav30):
+    """A client that sends its audio one sample a message held an item and an arrival time per message, up to
+    the 10 s of audio a stream may hold (3.84 M messages at 384 kHz: the server grew by a GB in 20 s, and one
+    tick took the worker past its timeout, killing every stream on it). Its audio now waits as one item, its
+    arrival times one a millisecond, and the frames are those of 20 ms chunks."""
+    pcm = (sf.read(wav30, dtype="float32")[0][: 2 * 16000] * 32767).astype("<i2")
+    with running() as (url, server):
+
+        async def flood() -> tuple[dict, int, int]:
+            frames, most_pending, most_arrivals = {}, 0, 0
+            async with aiohttp.ClientSession() as session, session.ws_connect(f"{url}/v1/stream?output=binary") as ws:
+                await ws.receive()  # ready
+                for i, sample in enumerate(pcm.tobytes()[k : k + 2] for k in range(0, 2 * pcm.size, 2)):
+                    await ws.send_bytes(sample)
+                    if i % 500 == 0:
+                        for c in list(server.conns.values()):
+                            most_pending = max(most_pending, len(c.pending))
+                            most_arrivals = max(most_arrivals, len(c.arrivals))
+                await ws.send_str(json.dumps({"type": "end"}))
+                async for msg in ws:
+                    if msg.type == aiohttp.WSMsgType.BINARY:
+                        _, first, count, channels, _ = HEADER.unpack_from(msg.data)
+                        block = np.frombuffer(msg.data, "<f4", offset=HEADER.size).reshape(count, channels)
+                        frames.update((first + j, row) for j, row in enumerate(block))
+                assert ws.close_code == 1000
+            return frames, most_pending, most_arrivals
+
+        frames, most_pending, most_arrivals = asyncio.run(flood())
+        chunked = asyncio.run(stream_file(url, pcm, "format=s16&output=binary"))["weights"]
+    assert most_pending <= 2 and most_arrivals <= 200
+    np.testing.assert_allclose(np.stack([frames[k] for k in range(len(frames))]), chunked, atol=1e-6)
+
+
+def test_a_client_dropped_for_not_reading_its_frames_loses_its_connection():
+    """A client that sends audio and never reads is closed (1008) once its frames back up; its connection must
+    go too. The close was cancelled at once (aiohttp's writers share one wait for the socket to drain, and the
+    stream's send loop waiting there was cancelled), leaving aiohttp's graceful close of the transport, which
+    waits for the client to read: the socket and its buffered frames stayed for as long as the client held on."""
+    config = ServerConfig(send_buffer_seconds=1.0, max_pending_seconds=1.0)
+    with running(config) as (url, server):
+        host, port = url.removeprefix("http://").split(":")
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # (before connecting: the window it offers)
+        sock.settimeout(0.5)
+        sock.connect((host, int(port)))
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall(f"GET /v1/stream?output=json&fps=240 HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+                     f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n".encode())  # fmt: skip
+        payload, mask = np.full(320, 1000, "<i2").tobytes(), os.urandom(4)  # 20 ms, masked as a client's
+        frame = bytes([0x82, 0xFE]) + len(payload).to_bytes(2, "big") + mask
+        frame += bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        cut, deadline = False, time.monotonic() + 20
+        while not cut and time.monotonic() < deadline:
+            try:
+                sock.sendall(frame * 5)
+            except TimeoutError:  # the server reads no more (it holds back, or dropped the stream)
+                time.sleep(0.1)
+            except OSError:  # reset: the server let the connection go
+                cut = True
+        sock.close()
+        assert cut and server.metrics.text().count('kind="slow_client"') == 1

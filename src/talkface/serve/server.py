@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from aiohttp import web
 
 from ..animation import Animation
@@ -39,6 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("talkface.serve")
 #: Messages other than frames (ready, errors) a stream may leave unread before it is closed as too slow.
 UNREAD_NOTES = 256
+#: Seconds within which a stream's chunks of audio share one arrival time (the frame latency is measured from it).
+_ARRIVAL_GRAIN = 1e-3
 
 
 class Server:
@@ -96,7 +97,8 @@ class Server:
                     c.unheard = result.unheard
                     self._deliver(c, result, now)
             for c in mine:  # (audio a step left for the next counts for backpressure, and is worked on at once)
-                waiting = sum(len(i[1]) * SAMPLE_RATE / c.sample_rate for i in c.pending if i[0] == "audio")
+                waiting = sum(len(i[1]) // c.dtype.itemsize for i in c.pending if i[0] == "audio")
+                waiting *= SAMPLE_RATE / c.sample_rate
                 c.pending_samples = waiting + c.unheard
                 c.drained.set()
                 if c.unheard and not c.closed:
@@ -267,17 +269,19 @@ class Server:
             self.metrics.count("talkface_stream_errors_total", kind="bad_audio")
             self.end(c, 1007, f"a {c.dtype.itemsize}-byte sample format needs whole samples")
             return False
-        pcm = np.frombuffer(data, c.dtype)
-        samples = pcm.size * SAMPLE_RATE / c.sample_rate
+        samples = len(data) // c.dtype.itemsize * SAMPLE_RATE / c.sample_rate
         if (c.received + samples) / SAMPLE_RATE > self.config.max_stream_seconds:
             self.end(c, 1009, f"stream longer than {self.config.max_stream_seconds:g} s")
             return False
         c.received += samples
         c.pending_samples += samples
-        c.arrivals.append((c.received, time.monotonic()))
-        c.pending.append(("audio", pcm))
+        now = time.monotonic()
+        if c.arrivals and now - c.arrivals[-1][1] < _ARRIVAL_GRAIN:  # (a burst of small messages: one entry)
+            c.arrivals[-1] = (c.received, c.arrivals[-1][1])
+        else:
+            c.arrivals.append((c.received, now))
+        c.add_audio(data)
         self.metrics.count("talkface_audio_seconds_total", samples / SAMPLE_RATE)
-        c.worker.wake.set()
         return True
 
     async def hold_back(self, c: Conn) -> None:

@@ -83,11 +83,20 @@ class _WsConn(Conn):
             raise ConnectionResetError from None
 
     async def close(self, code: int, message: str) -> None:
-        """Close the WebSocket; drop the connection if the client does not take the close in 2 s."""
+        """Close the WebSocket; drop the connection if the client does not take the close in 2 s, or leaves what
+        was sent unread: aiohttp then closes the transport gracefully, which waits on a client that never reads
+        (its socket and buffer were held for as long as it kept the connection open)."""
+        closed = False
         try:
             await asyncio.wait_for(self.ws.close(code=code, message=message.encode()[:120]), 2.0)
+            closed = True
+        except asyncio.CancelledError:  # also when the send loop waiting on the socket is cancelled: aiohttp's
+            if asyncio.current_task().cancelling():  # writers share one wait for it to drain
+                raise
         except Exception:  # a stuck or broken client: cut it off
-            if self.transport is not None:
+            pass
+        finally:
+            if self.transport is not None and (not closed or self.transport.get_write_buffer_size()):
                 self.transport.abort()
 
     def unsent_frames(self, message: str | bytes, frames: int) -> float:
