@@ -209,7 +209,7 @@ def _malformed(path: str | os.PathLike) -> Iterator[None]:
     """Turn what a malformed glTF document makes the code trip over into one clear TalkfaceError."""
     try:
         yield
-    except (AttributeError, IndexError, KeyError, OverflowError, TypeError, ValueError) as e:  # (10**400, Infinity)
+    except (AttributeError, IndexError, KeyError, OverflowError, TypeError, ValueError) as e:  # (10**400 overflows)
         raise TalkfaceError(f"{path}: malformed glTF document ({type(e).__name__}: {str(e)[:200]})") from None
 
 
