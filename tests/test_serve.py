@@ -807,7 +807,7 @@ def test_a_flood_of_one_sample_messages_waits_as_one_item(wav30):
 
         frames, most_pending, most_arrivals = asyncio.run(flood())
         chunked = asyncio.run(stream_file(url, pcm, "format=s16&output=binary"))["weights"]
-    assert most_pending <= 2 and most_arrivals <= 200
+    assert most_pending <= 2 and most_arrivals <= 2000  # (one a message: up to 32 000; one a ms: a slow host lags)
     np.testing.assert_allclose(np.stack([frames[k] for k in range(len(frames))]), chunked, atol=1e-6)
 
 
