@@ -68,7 +68,7 @@ def test_read_set_keeps_one_split_with_its_sources(manifest):
         ('{"id": "x", "source": "s", "split": "test", "wav": "wav/a.wav", "phones": "bad.tsv"}', "bad.tsv:3: not"),
         ('{"id": "x", "source": "s", "split": "test", "wav": "wav/a.wav", "phones": "nan.tsv"}', "nan.tsv:1: not"),
         ('{"id": "x", "source": "s", "split": "test", "wav": "wav/a.wav", "phones": "bin.tsv"}', "not UTF-8"),
-        ('{"id": "x", "source": "s", "split": "test", "wav": "\\u0000", "phones": "phones/a.tsv"}', "no such audio"),
+        ('{"id": "x", "source": "s", "split": "test", "wav": "\\u0000", "phones": "phones/a.tsv"}', "hold a NUL"),
         ('{"id": "x", "source": "s", "split": "test", "wav": "wav/a.wav", "phones": "far.tsv"}', "far.tsv:1: not"),
     ],
 )

@@ -13,7 +13,7 @@ import soundfile as sf
 import soxr
 
 from .errors import TalkfaceError, checked_number
-from .files import special_kind
+from .files import refuse_nul, special_kind
 
 SAMPLE_RATE = 16000
 #: Highest sample rate of an audio array (a stream's too).
@@ -75,9 +75,10 @@ def reading(path: str | os.PathLike) -> Iterator[str]:
     if not isinstance(path, str | bytes | os.PathLike):  # an int would be taken for a file descriptor, and closed
         raise TalkfaceError(f"audio must be a file path or a numpy array, not {type(path).__name__}")
     name = str(path)
+    refuse_nul(path)
     try:
         mode = os.stat(path).st_mode
-    except (OSError, ValueError):  # (ValueError: a NUL in the name, which no file's name holds)
+    except OSError:
         raise TalkfaceError(f"{name}: no such audio file") from None
     if kind := special_kind(mode):  # a device or a pipe would never end, or hang waiting for a writer
         raise TalkfaceError(f"{name}: is {kind}, not an audio file")

@@ -229,6 +229,12 @@ def _article(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
 
 
+def refuse_nul(path: str | os.PathLike) -> None:
+    """TalkfaceError (one line) for a name that holds a NUL, which no file's name can (os calls raise ValueError)."""
+    if "\0" in os.fsdecode(path):
+        raise TalkfaceError(f"{shown(os.fsdecode(path), 200)}: a file name cannot hold a NUL character")
+
+
 @contextlib.contextmanager
 def opened(path: str | os.PathLike, what: str) -> Iterator[BinaryIO]:
     """The `what` file at `path` open for reading bytes; a missing, folder, device or unreadable path,
@@ -237,8 +243,7 @@ def opened(path: str | os.PathLike, what: str) -> Iterator[BinaryIO]:
     A pipe is opened without waiting for a writer (a named pipe no one writes to reads as empty,
     never blocks), then read as any file: ``<(command)`` works."""
     a = _article(what)
-    if "\0" in os.fsdecode(path):  # (os.open's ValueError, which a caller's own would be mistaken for)
-        raise TalkfaceError(f"{shown(os.fsdecode(path), 200)}: a file name cannot hold a NUL character")
+    refuse_nul(path)  # (os.open's ValueError, which a caller's own would be mistaken for)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         mode = os.fstat(fd).st_mode
