@@ -190,3 +190,46 @@ def test_demo_finds_an_output_folder_it_cannot_write_before_the_work(tmp_path, m
     (tmp_path / "a_file").write_text("not a folder")
     assert main(["demo", "-o", str(tmp_path / "a_file" / "out")]) == 1
     assert "cannot write here" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "module", "extra"),
+    [
+        (["animate", "{wav}", "-o", "{tmp}/face.usda"], "pxr", "usd"),
+        (["animate", "{wav}", "-o", "{tmp}/face.anim", "--format", "usd"], "pxr", "usd"),
+        (["render", "{wav}", "-o", "{tmp}/face.mp4"], "moderngl", "render"),
+        (["batch", "{manifest}", "-o", "{tmp}/out", "--format", "usd", "--jobs", "1"], "pxr", "usd"),
+        (["train", "--config", "{tmp}/run.yaml"], "yaml", "train"),  # torch alone is not the train extra
+        (["corpus", "--hours", "0.01", "-o", "{tmp}/c", "--text", "{tmp}"], "scipy", "train"),
+    ],
+)
+def test_a_missing_extra_is_one_line_naming_it_before_any_work(args, module, extra, tmp_path, arctic_wav, monkeypatch,
+                                                               capsys):  # fmt: skip
+    """Without pxr, moderngl or the train extra's modules, each command said so only after animating the speech
+    (batch: on every line, after its animation), or, with torch alone there, ended in a traceback."""
+    from talkface import batch, cli_animate
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the command started its work")
+
+    monkeypatch.setattr(cli_animate, "Animator", no_work)
+    monkeypatch.setattr(batch, "run", no_work)
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed: its import fails, find_spec finds nothing
+    (tmp_path / "run.yaml").write_text("out: run\n")
+    manifest = tmp_path / "lines.csv"
+    manifest.write_text(f"audio\n{arctic_wav}\n")
+    argv = [a.format(wav=arctic_wav, tmp=tmp_path, manifest=manifest) for a in args]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"pip install 'talkface[{extra}]'" in err[0], err
+    assert not list(tmp_path.glob("face.*")) and not (tmp_path / "out" / "face.usda").exists()
+
+
+def test_voices_says_how_to_install_one_when_there_is_none(monkeypatch, capsys):
+    """Without espeak-ng (a pip install on a bare machine) `voices` printed nothing and exited 0."""
+    from talkface import tts
+
+    monkeypatch.setattr(tts, "list_voices", list)
+    assert main(["voices"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "apt-get install espeak-ng" in captured.err and len(captured.err.splitlines()) == 1

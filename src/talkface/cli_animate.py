@@ -29,6 +29,7 @@ from .cli_options import (
     write_animation,
 )
 from .cli_style import option_values, style_from, style_options
+from .errors import TalkfaceError
 from .files import atomic_path, distinct_outputs, output_target, read_text, write_text
 from .phonemes import phones_tsv
 from .post import Style
@@ -224,10 +225,11 @@ def _even(ctx: click.Context, param: click.Parameter, value: int) -> int:
 @style_options
 def render(audio: str, out: str, text: str | None, size: int, fps: float, **style: Any) -> None:
     """Render a video (MP4, with the sound) of the talkface head speaking AUDIO, turning as its head motion does."""
-    from .render import render_video
+    from .render import check_extra, render_video
 
     if Path(out).suffix.lower() != ".mp4":
         raise click.UsageError(f"{out}: the video is written as MP4; name it *.mp4")
+    check_extra()  # moderngl and ffmpeg, before the speech is animated
     animator = Animator(fps, style=style_from(**style))
     output_target(out)
     distinct_outputs([audio], [out])
@@ -240,7 +242,10 @@ def voices() -> None:
     """List the installed voices."""
     from .tts import list_voices
 
-    for v in list_voices():
+    found = list_voices()
+    if not found:
+        raise TalkfaceError("no voices are installed: apt-get install espeak-ng (or pip install 'talkface[piper]')")
+    for v in found:
         click.echo(f"{v.name}\t{v.language}\t{v.description}")
 
 

@@ -52,6 +52,10 @@ def batch(manifest: str, out_dir: str, fmt: str | None, jobs: int | None, ray_ad
     out = output_folder(out_dir)
     with option_values():
         lines = batching.read_manifest(manifest, fmt)
+    if ray_address is None and any(line.fmt == "usd" for line in lines):
+        from .export import usd
+
+        usd.check_extra()  # found before the work, not as the same failure on every line after its animation
     settings = batching.Settings(fps, engine, model, style_from(**style), strict_text, lang)
     summary = batching.Summary(len(lines))
     progress = batching.Progress(summary)

@@ -98,6 +98,8 @@ def output_format(out: str, fmt: str | None) -> str:
             raise TalkfaceError(f"-o - writes text to standard output; {fmt} is binary, write it to a file")
         elif sys.stdout is None:  # (started with it closed: found now, not after the work)
             raise TalkfaceError("-o - writes to standard output, which is closed")
+    if fmt == "usd":
+        export.usd.check_extra()  # a missing extra is found now, not after the speech is animated
     if out != STDOUT:
         for path in (out, export.sidecar_path(out, fmt)):
             if path is not None:

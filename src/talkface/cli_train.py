@@ -6,14 +6,17 @@ from __future__ import annotations
 import click
 
 from .cli_options import Finite
-from .errors import TalkfaceError
+from .errors import TalkfaceError, missing_module
+
+#: The modules of the train extra that corpus and train import (torch, pyyaml, scipy, onnx).
+TRAIN_MODULES = ("torch", "yaml", "scipy", "onnx")
 
 
 def _needs_training_extra() -> None:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise TalkfaceError("training needs the train extra: pip install 'talkface[train]'") from None
+    """TalkfaceError naming the extra unless all of it is there: torch alone (installed on its own) is not enough."""
+    missing = missing_module(*TRAIN_MODULES)
+    if missing:
+        raise TalkfaceError(f"training needs the train extra: pip install 'talkface[train]' (no module {missing!r})")
 
 
 @click.command()

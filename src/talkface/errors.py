@@ -3,6 +3,7 @@ the check of a number a user gave."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import numbers
 import sys
@@ -43,3 +44,14 @@ def one_line(message: str) -> str:
     """`message` with its line breaks escaped: it prints as one line, whatever it quotes (a path, a cell)."""
     return message.replace("\r", "\\r").replace("\n", "\\n")
 
+
+def missing_module(*names: str) -> str | None:
+    """The first of the top-level modules `names` that cannot be imported, or None: an extra's absence
+    found before any work, without importing anything (`importlib.util.find_spec`)."""
+    for name in names:
+        try:
+            if importlib.util.find_spec(name) is None:
+                return name
+        except ValueError:  # imported already, without a spec: there
+            continue
+    return None

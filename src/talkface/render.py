@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from .animation import Animation
-from .errors import TalkfaceError
+from .errors import TalkfaceError, missing_module
 from .files import atomic_path
 from .head import HEAD_ANGLES, NECK_PIVOT, Head, head_rotations
 from .rig import ARKIT_NAMES
@@ -73,6 +73,17 @@ def _perspective(fov_y_deg: float, aspect: float, near: float, far: float) -> np
     return m
 
 
+#: What a user without the render extra is told, before any work (`check_extra`) or at the import.
+NEEDS_EXTRA = "rendering needs the render extra: pip install 'talkface[render]'"
+
+
+def check_extra() -> None:
+    """TalkfaceError unless moderngl and an ffmpeg are there: checked before the speech is animated."""
+    if missing_module("moderngl"):
+        raise TalkfaceError(NEEDS_EXTRA)
+    ffmpeg_exe()
+
+
 class Renderer:
     """Draws the head for ARKit weights into `width`×`height` RGB images, front view, offscreen."""
 
@@ -80,7 +91,7 @@ class Renderer:
         try:
             import moderngl
         except ImportError:
-            raise TalkfaceError("rendering needs the render extra: pip install 'talkface[render]'") from None
+            raise TalkfaceError(NEEDS_EXTRA) from None
         try:
             self._ctx = moderngl.create_standalone_context(backend="egl")
         except Exception as e:  # no EGL driver: moderngl raises plain Exceptions

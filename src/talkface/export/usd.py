@@ -28,11 +28,20 @@ from typing import Any
 import numpy as np
 
 from ..animation import Animation
-from ..errors import TalkfaceError
+from ..errors import TalkfaceError, missing_module
 from ..files import atomic_path
 from ..head import Head
 from ..rig import ARKIT_NAMES
 from .provenance import generator
+
+#: What a user without the usd extra is told, before any work (`check_extra`) or at the import.
+NEEDS_EXTRA = "USD export needs the usd extra: pip install 'talkface[usd]'"
+
+
+def check_extra() -> None:
+    """TalkfaceError unless the usd extra (pxr) is installed: checked before the work, not after it."""
+    if missing_module("pxr"):
+        raise TalkfaceError(NEEDS_EXTRA)
 
 
 def write(
@@ -48,7 +57,7 @@ def write(
     try:
         from pxr import Gf, Sdf, Tf, Usd, UsdGeom, UsdSkel, Vt
     except ImportError:
-        raise TalkfaceError("USD export needs the usd extra: pip install 'talkface[usd]'") from None
+        raise TalkfaceError(NEEDS_EXTRA) from None
     head = Head.load()
     names = ARKIT_NAMES if poses is None else anim.names[: len(poses)]
     offsets = head.targets if poses is None else np.einsum("kj,jvc->kvc", poses, head.targets).astype(np.float32)
