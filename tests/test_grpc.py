@@ -304,6 +304,34 @@ def test_one_long_chunk_is_animated_whole(port, wavs):
     assert len(reply.frames) == 16 * 30 and reply.echo == long.tobytes()
 
 
+def test_a_client_that_reads_a_long_chunks_frames_late_is_not_dropped(port, wavs):
+    """16 s in one message, its end in a step of its own, and the frames read half a second after: a client
+    that leaves a long chunk's burst unread for a moment is still reading. (On a loaded CI machine the end's
+    step once came before the server's own sender had handed the chunk's frames on, and the count alone
+    judged the client too slow: a race this test does not force; `Server._deliver` now also asks whether
+    the client was caught up within send_buffer_seconds.)"""
+    pcm, rate = read_wav(wavs[16000])
+    long = np.tile(pcm, 6)[: 16 * rate]
+
+    async def late_reader() -> tuple[object, int]:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = stubs.A2FControllerServiceStub(channel).ProcessAudioStream()
+            await call.write(header())
+            await call.write(audio(long.tobytes()))
+            await asyncio.sleep(0.5)  # (its frames are made, and wait)
+            await call.write(END)  # a step of its own
+            await call.done_writing()
+            await asyncio.sleep(0.5)  # (busy elsewhere)
+            frames = 0
+            while (r := await call.read()) != grpc.aio.EOF:
+                if r.WhichOneof("stream_part") == "animation_data":
+                    frames += len(r.animation_data.skel_animation.blend_shape_weights)
+            return await call.code(), frames
+
+    code, frames = run(late_reader())
+    assert code == grpc.StatusCode.OK and frames == 16 * 30
+
+
 def test_a_chunk_of_minutes_comes_back_in_messages_a_client_takes(port, wavs):
     """One chunk may cover minutes of frames (400 s at 1 kHz in 800 KB): its frames and echo come in messages
     a gRPC client takes (4 MiB at most by default), not in one of 5 MB that the client refused."""

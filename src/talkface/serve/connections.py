@@ -41,6 +41,7 @@ class Conn:
         self.drained = asyncio.Event()
         self.outbox: deque[tuple[Any, int]] = deque()  # (message, frames in it)
         self.queued_frames = 0
+        self.caught_up = time.monotonic()  # when it last had no more than a send buffer's worth of frames unread
         self.wake_sender = asyncio.Event()
         self.sending = asyncio.Lock()  # held while a message is being sent
         self.finished = asyncio.Event()  # the flush's frames are out, or the stream was closed

@@ -167,11 +167,16 @@ class Server:
             self.metrics.count("talkface_frames_total", anim.num_frames)
             c.wake_sender.set()
             # frames waiting in the outbox and in the transport's user-space buffer: a burst of up to
-            # max_pending_seconds of audio is fine, more than that is a client that does not read, unless
-            # it had read all but a send buffer's worth before this step (one chunk of audio may be long)
+            # max_pending_seconds of audio is fine, more than that is a client that does not read, unless it
+            # had read all but a send buffer's worth before this step or did so within send_buffer_seconds (one
+            # chunk of audio may be long, and the step right after its burst found it still reading); twice
+            # that many unsent is too slow however recently it read
             unsent = c.queued_frames + c.unsent_frames(message, anim.num_frames)
-            behind = unsent - anim.num_frames > self.config.send_buffer_seconds * anim.fps
-            if behind and unsent > (self.config.send_buffer_seconds + self.config.max_pending_seconds) * anim.fps:
+            if unsent - anim.num_frames <= self.config.send_buffer_seconds * anim.fps:
+                c.caught_up = now
+            most = (self.config.send_buffer_seconds + self.config.max_pending_seconds) * anim.fps
+            late = now - c.caught_up > self.config.send_buffer_seconds
+            if unsent > most and (late or unsent > 2 * most):
                 self.metrics.count("talkface_stream_errors_total", kind="slow_client")
                 self.end(c, 1008, "client too slow: it does not read its frames")
                 return
