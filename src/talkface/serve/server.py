@@ -25,6 +25,7 @@ from ..audio import SAMPLE_RATE
 from ..engine import Engine
 from ..errors import TalkfaceError
 from ..livelink import LiveLinkSender, resolve
+from ..stream import PIECE
 from .connections import Conn, drain
 from .http import json_error
 from .metrics import Metrics
@@ -169,14 +170,14 @@ class Server:
             # frames waiting in the outbox and in the transport's user-space buffer: a burst of up to
             # max_pending_seconds of audio is fine, more than that is a client that does not read, unless it
             # had read all but a send buffer's worth before this step or did so within send_buffer_seconds (one
-            # chunk of audio may be long, and the step right after its burst found it still reading); twice
-            # that many unsent is too slow however recently it read
+            # chunk of audio may be long: its steps come back to back, before even the server's sender has
+            # handed the first one's frames on); more than two steps' worth beyond is too slow however recently
             unsent = c.queued_frames + c.unsent_frames(message, anim.num_frames)
             if unsent - anim.num_frames <= self.config.send_buffer_seconds * anim.fps:
                 c.caught_up = now
             most = (self.config.send_buffer_seconds + self.config.max_pending_seconds) * anim.fps
             late = now - c.caught_up > self.config.send_buffer_seconds
-            if unsent > most and (late or unsent > 2 * most):
+            if unsent > most and (late or unsent > most + 2 * PIECE / SAMPLE_RATE * anim.fps):
                 self.metrics.count("talkface_stream_errors_total", kind="slow_client")
                 self.end(c, 1008, "client too slow: it does not read its frames")
                 return
