@@ -121,9 +121,10 @@ def to_mono(audio: np.ndarray, name: str = "audio") -> np.ndarray:
     Raises `TalkfaceError` for non-numeric, badly shaped or non-finite audio.
     """
     audio = np.asarray(audio)
-    if audio.dtype.kind not in "fiu":
+    kind = audio.dtype.kind
+    if kind not in "fiu":
         raise TalkfaceError(f"{name}: audio must be numeric, got {audio.dtype}")
-    if audio.dtype.kind in "iu":
+    if kind != "f":
         audio = audio.astype(np.float32) / np.float32(np.iinfo(audio.dtype).max)
     if audio.ndim == 2 and audio.shape[1] > MAX_CHANNELS:  # read as one frame of many channels, "silent" or wrong
         raise TalkfaceError(f"{name}: audio of {audio.shape[1]} channels: a multi-channel array is [samples, "
@@ -133,9 +134,9 @@ def to_mono(audio: np.ndarray, name: str = "audio") -> np.ndarray:
     elif audio.ndim != 1:
         raise TalkfaceError(f"{name}: audio must be 1-D or [samples, channels]")
     audio = audio.astype(np.float32, copy=False)
-    if audio.size:
-        low, high = audio.min(), audio.max()
-        if not (np.isfinite(low) and np.isfinite(high)):  # NaN and inf carry through
+    if kind == "f" and audio.size:  # (scaled integers are finite and within ±1: nothing to check)
+        low, high = float(audio.min()), float(audio.max())
+        if not (math.isfinite(low) and math.isfinite(high)):  # NaN and inf carry through
             raise TalkfaceError(f"{name}: audio contains NaN or infinite samples")
         if max(high, -low) > MAX_PEAK:
             raise TalkfaceError(f"{name}: a sample of {max(high, -low):.3g}: float audio lies within ±1 "

@@ -74,8 +74,11 @@ def windows(audio: np.ndarray, start: int = 0, stop: int | None = None) -> np.nd
     a, b = max(lo, 0), min(lo + padded.size, audio.size)
     if b > a:
         padded[a - lo : b - lo] = audio[a:b]
-    step = padded.strides[0]  # (a view, as `sliding_window_view(...)[::HOP]` without its checks: every chunk)
-    return np.lib.stride_tricks.as_strided(padded, (count, WIN), (HOP * step, step), writeable=False)
+    # a read-only view, as `sliding_window_view(...)[::HOP]`, built directly: `as_strided` costs ten
+    # times as much, and a server makes this view for every stream every tick
+    view = np.ndarray((count, WIN), np.float32, padded, 0, (HOP * padded.itemsize, padded.itemsize))
+    view.flags.writeable = False
+    return view
 
 
 def log_mel_of(frames: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 from ..audio import SAMPLE_RATE
 
 _F0_MIN, _F0_MAX = 60.0, 400.0
-_WINDOW = np.hanning(640)
+_WINDOW = np.hanning(640).astype(np.float32)
 _BATCH = 64  # windows measured at a time: bounded memory, temporaries small enough to reuse, few calls
 _LAGS = slice(int(SAMPLE_RATE / _F0_MAX), int(SAMPLE_RATE / _F0_MIN))  # the autocorrelation lags of f0s in range
 _LAG_RANGE = np.arange(_LAGS.start, _LAGS.stop)
@@ -16,8 +16,10 @@ _AC_FFT = 1024  # points of the FFTs of `_f0` (a power of two, at least 640 + th
 
 
 def _centred(windows: np.ndarray) -> np.ndarray:
-    frames = windows.astype(np.float64)
-    return frames - frames.mean(axis=1, keepdims=True)
+    """The windows (float32, copied) less their means: what both measures start from."""
+    frames = windows.astype(np.float32)
+    frames -= frames.mean(axis=1, keepdims=True)
+    return frames
 
 
 def window_levels(windows: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -39,13 +41,15 @@ def window_pitches(windows: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def _f0(frames: np.ndarray) -> np.ndarray:
-    """f0 (Hz, 0 if unvoiced) of centred windows [n, 640], from their autocorrelation.
+    """f0 (Hz, 0 if unvoiced) of centred windows [n, 640] (float32, windowed in place), from their
+    autocorrelation.
 
     In float32, through FFTs of `_AC_FFT` points: the autocorrelation is exact up to lag
     `_AC_FFT` - 640 (384, past the longest period searched), and the wrapped part beyond it only
     matters to a window whose autocorrelation stays positive that far (no pitch in range)."""
     win = frames.shape[1]
-    spec = np.fft.rfft((frames * _WINDOW).astype(np.float32), n=_AC_FFT)
+    frames *= _WINDOW
+    spec = np.fft.rfft(frames, n=_AC_FFT)
     ac = np.fft.irfft(spec.real**2 + spec.imag**2, n=_AC_FFT)[:, :win]
     # search past the first zero crossing, so the main lobe around lag 0 is never taken for a period
     # (the divisor is positive: normalising changes no sign, so only the lags searched are normalised)
