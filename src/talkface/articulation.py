@@ -15,6 +15,7 @@ from .rig import INDEX
 _CLOSE, _JAW_OPEN = INDEX["mouthClose"], INDEX["jawOpen"]
 _ROUNDING = np.array([INDEX["mouthPucker"], INDEX["mouthFunnel"]])
 _ROUNDING_FLOORS = {v: ROUNDING_FLOOR * TARGETS[p][_ROUNDING] for v, p in ROUNDED_VISEMES.items()}
+_ACTING = frozenset(i for i, v in enumerate(VISEMES) if v in CRITICAL_VISEMES or v in ROUNDED_VISEMES)
 
 
 def _eased_out(frames: int, seconds: float, rate: float) -> float:
@@ -50,6 +51,8 @@ class Articulations:
         whole = np.zeros(weights.shape[0], bool)
         for i, best in enumerate(heard):
             self.viseme, self.run = (best, self.run + 1) if best == self.viseme else (best, 1)
+            if self.phone is None and self.rounding is None and best not in _ACTING:
+                continue  # nothing held and nothing to start: most frames (a stream's every frame)
             viseme = VISEMES[best]
             whole[i] = self._enforce(weights[i], viseme)
             self._round(weights[i], viseme)
