@@ -6,6 +6,7 @@ import pytest
 import soundfile as sf
 
 from talkface import TalkfaceError, load_audio
+from talkface.audio import to_mono
 
 
 def tone(seconds: float = 1.0, rate: int = 44100) -> np.ndarray:
@@ -66,6 +67,17 @@ def test_an_array_of_channels_by_samples_is_refused_not_taken_for_one_frame():
     assert load_audio(stereo.T, 16000).size == 16000
     with pytest.raises(TalkfaceError, match="transpose one that is \\[channels, samples\\]"):
         load_audio(stereo, 16000)
+
+
+def test_a_short_chunk_of_channels_by_samples_is_refused_but_few_samples_of_few_channels_are_not():
+    """A stream chunk channels first ([1, 320], as torchaudio gives) became one sample of 320 channels."""
+    chunk = tone(rate=16000)[:320]
+    for transposed in (chunk[None, :], np.stack([chunk, chunk])):
+        with pytest.raises(TalkfaceError, match="transpose one that is \\[channels, samples\\]"):
+            to_mono(transposed)
+    assert to_mono(np.stack([chunk, chunk], axis=1)).size == 320
+    assert to_mono(np.full((1, 2), 0.5, np.float32)).tolist() == [0.5]  # one frame of stereo
+    assert to_mono(np.full((4, 16), 0.5, np.float32)).size == 4  # four frames of 16 channels
 
 
 def test_empty_silent_and_nonfinite_audio_are_rejected(tmp_path):

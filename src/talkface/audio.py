@@ -27,6 +27,9 @@ _SILENCE_PEAK = 1e-4
 MAX_PEAK = 100.0
 #: Most channels of a [samples, channels] array (libsndfile's own limit): more is a [channels, samples] array.
 MAX_CHANNELS = 1024
+#: More channels than this, and than samples, is also a [channels, samples] array: a chunk of a stream
+#: channels first ([1, 320], as torchaudio gives) is otherwise one frame of 320 channels, silently.
+_FEW_CHANNELS = 16
 
 AudioSource = str | os.PathLike | np.ndarray
 
@@ -126,7 +129,8 @@ def to_mono(audio: np.ndarray, name: str = "audio") -> np.ndarray:
         raise TalkfaceError(f"{name}: audio must be numeric, got {audio.dtype}")
     if kind != "f":
         audio = audio.astype(np.float32) / np.float32(np.iinfo(audio.dtype).max)
-    if audio.ndim == 2 and audio.shape[1] > MAX_CHANNELS:  # read as one frame of many channels, "silent" or wrong
+    if audio.ndim == 2 and (audio.shape[1] > MAX_CHANNELS or audio.shape[0] < audio.shape[1] > _FEW_CHANNELS):
+        # read as a few frames of many channels: "silent", or wrong
         raise TalkfaceError(f"{name}: audio of {audio.shape[1]} channels: a multi-channel array is [samples, "
                             f"channels]; transpose one that is [channels, samples]")  # fmt: skip
     if audio.ndim == 2:
