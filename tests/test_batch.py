@@ -378,7 +378,7 @@ def test_a_line_whose_sidecar_is_missing_is_animated_again(library, tmp_path, ca
     (out / "a.csv.json").unlink()
     capsys.readouterr()
     assert main(["batch", str(manifest), "-o", str(out)]) == 0
-    assert "1 lines: 1 done, 0 failed, 0 skipped" in capsys.readouterr().out
+    assert "1 line: 1 done, 0 failed, 0 skipped" in capsys.readouterr().out
     assert (out / "a.csv.json").is_file()
 
 
@@ -433,6 +433,25 @@ def test_a_line_refused_for_its_output_keeps_its_record_in_the_final_report(libr
     assert "refusing to write over it" in records[1]["error"]
 
 
+def test_a_folder_filled_by_two_manifests_keeps_both_records_and_a_rerun_of_either_skips(library, tmp_path, capsys):
+    """A dialogue library done a chapter at a time into one folder: the second run's rewrite kept only its
+    own lines' records, so a re-run of the first chapter redid every line. Records of outputs the
+    manifest does not name are kept while their files are there."""
+    first = _manifest(library, ["vo/b.flac,,,,b.csv,"]).rename(library / "first.csv")
+    second = _manifest(library, ["vo/a.wav,,,,a.csv,", "vo/b.flac,,,,c.csv,"])
+    out = tmp_path / "out"
+    for manifest in (first, second):
+        assert main(["batch", str(manifest), "-o", str(out), "--jobs", "1"]) == 0
+    assert sorted(r["output"] for r in _records(out)) == ["a.csv", "b.csv", "c.csv"]
+    capsys.readouterr()
+    assert main(["batch", str(first), "-o", str(out), "--jobs", "1"]) == 0
+    assert "1 line: 0 done, 0 failed, 1 skipped" in capsys.readouterr().out
+    assert [r["output"] for r in _records(out)] == ["b.csv", "a.csv", "c.csv"]  # its own lines first
+    (out / "a.csv").unlink()
+    assert main(["batch", str(first), "-o", str(out), "--jobs", "1"]) == 0
+    assert [r["output"] for r in _records(out)] == ["b.csv", "c.csv"]  # an output gone takes its record
+
+
 def test_a_transcript_in_a_json_line_has_the_limit_of_a_transcript_file(tmp_path):
     """`text_file` is read up to 1 MB; `text` in a JSON line had no limit (20 MB took 1.6 GB and half a
     minute, a 200 MB line would take all memory): over 1 MB its line fails, before any work."""
@@ -472,7 +491,7 @@ def test_a_report_beyond_the_manifests_limit_is_read_not_refused(library, tmp_pa
         f.write(b"\n" + record)
     capsys.readouterr()
     assert main(["batch", str(manifest), "-o", str(out), "--jobs", "1"]) == 0
-    assert "1 lines: 0 done, 0 failed, 1 skipped" in capsys.readouterr().out
+    assert "1 line: 0 done, 0 failed, 1 skipped" in capsys.readouterr().out
     assert (out / REPORT).read_bytes() == record
 
 

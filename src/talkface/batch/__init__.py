@@ -16,7 +16,8 @@ The report (``report.jsonl`` in the output folder) gets each line's record as so
 done, appended and flushed, so a killed run keeps it. A record holds a hash of everything the
 output depends on (the audio's bytes, the transcript, the settings, the talkface version and
 models); a re-run skips the lines whose output exists and whose hash is unchanged (`force` redoes
-them), and at its end rewrites the report with one record per manifest line. Ctrl-C lets the lines
+them), and at its end rewrites the report with one record per manifest line (then the records other
+manifests' runs left of outputs still in the folder). Ctrl-C lets the lines
 in progress finish, then stops; a second Ctrl-C stops at once. As every output is written
 atomically, even SIGKILL leaves no half-written file, and the next run clears the temporary files
 such a kill leaves.

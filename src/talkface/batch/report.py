@@ -76,7 +76,10 @@ class _Report:
             self.bad[result.line] = record
 
     def close(self, lines: Sequence[Line]) -> None:
-        """Rewrite the report with one record per manifest line that has one, in manifest order; unlock."""
+        """Rewrite the report with one record per manifest line that has one, in manifest order, then the
+        earlier records of outputs this manifest does not name that are in the folder (a folder filled
+        by several manifests keeps every output's record, so a re-run of any of them skips its done
+        lines); unlock."""
         self.file.close()
         try:
             kept = []
@@ -85,6 +88,9 @@ class _Report:
                 record = self.records.get(line.output) if line.output else self.bad.get(line.number)
                 if record is not None:
                     kept.append({**record, "line": line.number, "audio": line.source})
+            named = {line.output for line in lines}
+            kept += [record for output, record in self.records.items()
+                     if output not in named and (self.path.parent / output).is_file()]  # fmt: skip
             write_text(self.path, [json.dumps(record) + "\n" for record in kept])
         finally:
             os.close(self.lock)
@@ -132,7 +138,8 @@ class Summary:
         counts = f"{self.done} done, {self.failed} failed, {self.skipped} skipped"
         rest = "" if seen == self.total else f", {self.total - seen} left"
         speed = f"{(self.done + self.failed) / wall:.1f} lines/s, {self.audio_s / wall:.0f} h of audio per hour"
-        return f"{self.total} lines: {counts}{rest}; {self.audio_s / 3600:.2f} h of audio in {wall:.1f} s: {speed}"
+        lines = "1 line" if self.total == 1 else f"{self.total} lines"
+        return f"{lines}: {counts}{rest}; {self.audio_s / 3600:.2f} h of audio in {wall:.1f} s: {speed}"
 
 
 class Progress:
