@@ -688,6 +688,18 @@ def test_a_resumed_run_logs_each_step_once(corpus, tmp_path):
     assert _logged_steps(run) == [1, 2, 3, 4]
 
 
+def test_a_resumed_runs_seconds_go_on_from_the_checkpoints(corpus, tmp_path):
+    """log.csv's `seconds` restarted from 0 on resume, so a plot of loss against time folded back."""
+    train(TrainConfig.load(_tiny_config(tmp_path, corpus, steps=2)), progress=False)
+    log = tmp_path / "tiny" / "log.csv"
+    rows = log.read_text().splitlines()
+    log.write_text("\n".join([*rows[:-1], rows[-1].rsplit(",", 1)[0] + ",5000"]) + "\n")  # as if it took long
+    train(TrainConfig.load(_tiny_config(tmp_path, corpus, steps=4)), resume=True, progress=False)
+    with open(log, newline="") as f:
+        seconds = [float(row["seconds"]) for row in csv.DictReader(f)]
+    assert seconds[1] == 5000 and all(s >= 5000 for s in seconds[2:]) and seconds[-1] > 5000  # (5 digits)
+
+
 def test_validation_runs_at_eval_every_whatever_log_every(corpus, tmp_path):
     """Validation and its checkpoint came only at steps that were also multiples of log_every: with
     log_every 2 and eval_every 3, none until the last step."""

@@ -5,6 +5,7 @@ checkpoint's step."""
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import torch
@@ -55,15 +56,21 @@ def load_weights(model: torch.nn.Module, weights: dict, path: str | Path) -> Non
         raise TalkfaceError(f"{path}: a checkpoint of another network (net settings other than the config's)") from None
 
 
-def log_until(log_path: Path, step: int) -> None:
+def log_until(log_path: Path, step: int) -> float:
     """Keep of a resumed run's log.csv its header and the rows up to `step`, the checkpoint's: the steps
-    after it (logged before the run stopped) are run and logged again."""
+    after it (logged before the run stopped) are run and logged again. Returns the `seconds` of the last
+    row kept (0 if none), from which the resumed run's clock goes on."""
     if not log_path.is_file():
-        return
+        return 0.0
     with open(log_path, newline="", encoding="utf-8", errors="replace") as f:
         rows = list(csv.reader(f))
     kept = rows[:1] + [r for r in rows[1:] if r and r[0].isascii() and r[0].isdigit() and int(r[0]) <= step]
-    if len(kept) == len(rows):
-        return
-    with atomic_path(log_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as out:
-        csv.writer(out).writerows(kept)
+    if len(kept) < len(rows):
+        with atomic_path(log_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as out:
+            csv.writer(out).writerows(kept)
+    column = kept[0].index("seconds") if kept and "seconds" in kept[0] else None
+    try:
+        seconds = float(kept[-1][column]) if column is not None and len(kept) > 1 else 0.0
+    except (IndexError, ValueError):
+        return 0.0
+    return seconds if math.isfinite(seconds) and seconds >= 0 else 0.0

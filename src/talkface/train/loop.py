@@ -296,7 +296,7 @@ def _train(config: TrainConfig, resume: bool, progress: bool) -> Path:
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     checkpoint, log_path = out / "checkpoint.pt", out / "log.csv"
-    step = 0
+    step, elapsed = 0, 0.0
     if resume and checkpoint.exists():
         state = checkpoint_state(checkpoint, device)
         load_weights(model, state["model"], checkpoint)
@@ -306,7 +306,7 @@ def _train(config: TrainConfig, resume: bool, progress: bool) -> Path:
             step = int(state["step"])
         except (ValueError, KeyError, TypeError):
             raise TalkfaceError(f"{checkpoint}: not a checkpoint of this run's network and optimizer") from None
-        log_until(log_path, step)
+        elapsed = log_until(log_path, step)  # (log.csv's seconds go on from the checkpoint's)
     elif log_path.exists():
         log_path.unlink()
 
@@ -320,7 +320,7 @@ def _train(config: TrainConfig, resume: bool, progress: bool) -> Path:
                "real_open", "seconds"]  # fmt: skip
     clips = evaluation.real_speech()
     new_log = not log_path.exists()
-    started = time.time()
+    started = time.time() - elapsed
     with (
         open(log_path, "a", newline="") as log_file,
         tqdm(total=config.steps, initial=step, disable=not progress, unit="step") as bar,
