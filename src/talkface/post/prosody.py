@@ -144,6 +144,7 @@ class Listener:
         # the levels of the last `_FLOOR_SPAN` - 1 grid frames, the background's (inf before the start)
         self.recent = np.full(_FLOOR_SPAN - 1, np.inf)
         self.log_f0_sum, self.voiced = 0.0, 0
+        self.f0 = 0.0  # the last grid frame's f0, which the frame after may take (`_take`)
         self.checked = 0  # first grid frame not yet checked for a syllable peak
         self.last_peak = -100
         self.peaks = np.zeros((0, 3))  # (loudness dB, pitch, length) of the last syllables
@@ -238,7 +239,10 @@ def _measure(listeners: list[Listener], uptos: np.ndarray, samples: list[Samples
 def _take(listeners: list[Listener], blocks: Blocks, levels: np.ndarray,
           pitches: Callable[[np.ndarray], np.ndarray]) -> None:  # fmt: skip
     """`Listener.take` of each listener's block of levels, with the f0s that `pitches` gives for the
-    frames found to be speech (where their pitch counts)."""
+    frames found to be speech (where their pitch counts) on which pitch is measured.
+
+    Pitch is measured on the even grid frames (their 40 ms windows overlap by three quarters); an odd
+    one takes the frame's before: half the spectra of the costliest measure, a pitch every 20 ms."""
     state = blocks.rows([(listener.next, listener.top, listener.voice_top, listener.log_f0_sum, listener.voiced)
                          for listener in listeners])  # fmt: skip
     grid = state[:, 0] + blocks.local  # (whole numbers as floats)
@@ -247,7 +251,11 @@ def _take(listeners: list[Listener], blocks: Blocks, levels: np.ndarray,
     tops = np.maximum(blocks.accumulate(np.maximum(levels, _FLOOR_DB) + decay, np.maximum), state[:, 1])
     rel = levels - (tops - decay)
     active = rel > -_SPEECH_DB
-    f0s = pitches(active)
+    measured = grid % 2 == 0
+    f0s = pitches(active & measured)
+    held = np.concatenate([[0.0], f0s[:-1]])  # each frame's previous: in its block, or its listener's last
+    held[blocks.firsts] = [listener.f0 for listener in listeners]
+    f0s = np.where(measured, f0s, held)
     loud = np.maximum(blocks.accumulate(levels + voice_decay, np.maximum), state[:, 2])
     # the background: the quietest of the last `_FLOOR_SPAN` levels, after each listener's `recent`
     history = np.full((_FLOOR_SPAN - 1 + int(blocks.sizes.max()), blocks.count), np.inf)  # [frame, listener]
@@ -273,6 +281,7 @@ def _take(listeners: list[Listener], blocks: Blocks, levels: np.ndarray,
         listener.recent = history[b - a : b - a + _FLOOR_SPAN - 1, i].copy()
         listener.top, listener.voice_top, listener.log_f0_sum, voiced_count = end
         listener.voiced = int(voiced_count)
+        listener.f0 = float(f0s[b - 1])
         listener.base += drop
         listener.next += b - a
 
