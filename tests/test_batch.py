@@ -448,6 +448,8 @@ def test_a_folder_filled_by_two_manifests_keeps_both_records_and_a_rerun_of_eith
     assert "1 line: 0 done, 0 failed, 1 skipped" in capsys.readouterr().out
     assert [r["output"] for r in _records(out)] == ["b.csv", "a.csv", "c.csv"]  # its own lines first
     (out / "a.csv").unlink()
+    with open(out / REPORT, "a") as f:  # a record edited by hand, its output a name no file can have
+        f.write(json.dumps({"output": "x" * 300, "status": "ok"}) + "\n")
     assert main(["batch", str(first), "-o", str(out), "--jobs", "1"]) == 0
     assert [r["output"] for r in _records(out)] == ["b.csv", "c.csv"]  # an output gone takes its record
 

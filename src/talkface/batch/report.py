@@ -90,10 +90,19 @@ class _Report:
                     kept.append({**record, "line": line.number, "audio": line.source})
             named = {line.output for line in lines}
             kept += [record for output, record in self.records.items()
-                     if output not in named and (self.path.parent / output).is_file()]  # fmt: skip
+                     if output not in named and _in_folder(self.path.parent, output)]  # fmt: skip
             write_text(self.path, [json.dumps(record) + "\n" for record in kept])
         finally:
             os.close(self.lock)
+
+
+def _in_folder(out: Path, output: str) -> bool:
+    """Whether an earlier record's output is a file in the folder (a record edited by hand may name
+    anything, a name too long included)."""
+    try:
+        return (out / output).is_file()
+    except OSError:
+        return False
 
 
 def _clear_temps(out: Path, lines: Sequence[Line]) -> None:
