@@ -62,3 +62,34 @@ def test_with_channels_adds_zeros_and_drops_extras():
     assert b.names == ("jawOpen", "headYaw")
     np.testing.assert_array_equal(b["jawOpen"], a["jawOpen"])
     assert not b["headYaw"].any()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Animation(np.zeros((2, 52)), "30"),  # (each of these was a TypeError, ValueError or IndexError)
+        lambda: Animation(np.zeros((2, 52)), None),
+        lambda: Animation(np.zeros((2, 52)), True),
+        lambda: Animation(np.zeros((2, 3)), 30, None),
+        lambda: Animation(np.zeros((2, 3)), 30, "abc"),  # (was three channels named a, b and c)
+        lambda: Animation(np.zeros((2, 2)), 30, (["a"], ["b"])),
+        lambda: Animation(np.zeros((2, 2)), 30, (1, 2)),
+        lambda: Animation(np.full((2, 52), "a"), 30),
+        lambda: Animation([[0.1] * 52, [0.1]], 30),
+        lambda: Animation(np.zeros((2, 52), complex), 30),  # (its imaginary part was dropped)
+        lambda: ramp().resample("60"),
+        lambda: ramp().slice(float("nan")),
+        lambda: ramp().slice("0"),
+        lambda: ramp().at(float("nan")),
+        lambda: ramp().resample_to(0.5),
+    ],
+)
+def test_values_of_any_type_are_refused_as_talkface_errors(make):
+    with pytest.raises(TalkfaceError):
+        make()
+
+
+def test_slice_to_infinity_is_to_the_end():
+    a = ramp(60)
+    assert a.slice(1.0, float("inf")).num_frames == 30  # (was an OverflowError)
+    assert Animation(np.zeros((1, 52)), np.float32(24)).fps == 24.0

@@ -4,7 +4,7 @@ TTS line or stream in the style asked, as an animator built with that style woul
 import numpy as np
 import pytest
 
-from talkface import Animator, Style, load_audio
+from talkface import Animator, Style, TalkfaceError, load_audio
 from talkface.viewer.clip import load_clip
 from talkface.viewer.server import ViewerServer
 
@@ -43,6 +43,19 @@ def test_phones_tts_and_streams_take_a_style_per_call(speech):
         assert smile(weights, table.names) > 0.3
     _, plain = animator.say("Hello there, Bob")
     assert smile(plain.weights, plain.names) < 0.1
+
+
+def test_a_style_that_is_no_style_is_refused_as_one_clear_error(speech):
+    """A string or a dict of options was taken, and failed as an AttributeError deep in the first frame."""
+    with pytest.raises(TalkfaceError, match="style must be a talkface"):
+        Animator(style="joy=1")  # type: ignore[arg-type]
+    animator = Animator()
+    for call in (lambda: animator.animate(speech, sample_rate=16000, style={"emotion": "joy"}),
+                 lambda: animator.animate(speech, "author of the danger trail", sample_rate=16000, style="joy"),
+                 lambda: animator.animate_phones([], 1.0, style="joy"),
+                 lambda: animator.stream(style="joy")):  # fmt: skip
+        with pytest.raises(TalkfaceError, match="style must be a talkface"):
+            call()
 
 
 def test_the_viewer_restyles_with_the_animator_it_was_given():

@@ -194,3 +194,21 @@ def test_a_source_that_is_neither_a_path_nor_an_array_is_refused_and_no_descript
         os.fstat(fd)  # still open
     finally:
         os.close(fd)
+
+
+def test_unsigned_integer_pcm_is_centred_on_its_midpoint_not_given_a_dc_offset():
+    """8-bit WAV PCM is unsigned, silence at 128: it was scaled as is, a DC offset of +0.5 under the voice."""
+    signed = (tone(rate=16000) * 127).astype(np.int8)
+    unsigned = (signed.astype(np.int16) + 128).astype(np.uint8)
+    np.testing.assert_array_equal(load_audio(unsigned, 16000), load_audio(signed, 16000))
+    wide = (signed.astype(np.int32) * 256 + 32768).astype(np.uint16)
+    assert abs(float(load_audio(wide, 16000).mean())) < 1e-3
+
+
+def test_a_bad_target_rate_or_an_array_of_no_channels_is_one_clear_error():
+    """A target rate of 0 was soxr's ValueError, of text a TypeError; [n, 0] was "contains NaN", with warnings."""
+    for rate, message in [(0, "target rate must be from 1"), ("fast", "target rate must be a whole number")]:
+        with pytest.raises(TalkfaceError, match=message):
+            load_audio(tone(rate=16000), 16000, target_rate=rate)
+    with pytest.raises(TalkfaceError, match="audio of 0 channels"):
+        load_audio(np.zeros((100, 0), np.float32), 16000)

@@ -589,3 +589,47 @@ def test_rhubarb_of_an_empty_animation(tmp_path):
     assert json.loads(out["rhubarb-json"])["mouthCues"] == []
     assert ET.fromstring(out["rhubarb-xml"].encode()).find("mouthCues") is not None
     assert out["rhubarb-dat"] == "MohoSwitch1\n1 X\n"
+
+
+@pytest.mark.parametrize("ext", [".csv", ".json", ".npz", ".glb"])
+def test_a_bytes_path_is_written_and_read_as_its_text(tmp_path, ext):
+    """A bytes path (as os.listdir(b".") gives; load_audio takes one) was a TypeError from Path."""
+    anim = random_anim(61)
+    path = os.fsencode(tmp_path / f"take{ext}")
+    export.write(anim, path, metadata={"engine": "tts"})
+    assert (tmp_path / f"take{ext}").is_file()
+    if ext != ".glb":
+        np.testing.assert_allclose(export.read(path).with_channels(anim.names).weights, anim.weights, atol=1e-6)
+    with pytest.raises(TalkfaceError, match="must be a str or os"):
+        export.read(None)  # type: ignore[arg-type]
+
+
+def test_json_with_a_byte_order_mark_reads(tmp_path):
+    """Windows tools write one; the CSV reader skipped it, the JSON reader refused the file."""
+    anim = random_anim()
+    path = tmp_path / "a.json"
+    path.write_text("\ufeff" + export.text(anim, "json"), encoding="utf-8")
+    np.testing.assert_allclose(export.read(path).weights, anim.weights, atol=1e-6)
+
+
+def test_metadata_of_numpy_values_is_written_and_other_values_refused_before_writing(tmp_path):
+    """np.float32 in metadata, or a set, was json's TypeError (the sidecar's half-made temporary removed)."""
+    export.write(random_anim(), tmp_path / "a.json", metadata={"score": np.float32(0.5), "spans": np.arange(2)})
+    assert json.loads((tmp_path / "a.json").read_text())["metadata"] == {"score": 0.5, "spans": [0, 1]}
+    with pytest.raises(TalkfaceError, match="metadata must be a mapping of JSON values"):
+        export.write(random_anim(), tmp_path / "b.csv", metadata={"words": {"a", "b"}})
+    assert not (tmp_path / "b.csv").exists() and no_temp_files(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda path: export.text(random_anim(), "rhubarb-dat", dat_fps="24"),  # (was a TypeError)
+        lambda path: export.text(random_anim(), 3),  # (was an AttributeError)
+        lambda path: export.read(path, fps="30"),  # (was a TypeError)
+    ],
+)
+def test_options_of_the_wrong_type_are_talkface_errors(tmp_path, call):
+    export.write(random_anim(), tmp_path / "a.csv")
+    with pytest.raises(TalkfaceError):
+        call(tmp_path / "a.csv")

@@ -114,6 +114,7 @@ def test_bad_chunks_are_refused_and_the_stream_goes_on(speech):
         (np.array([0.1, np.nan]), "NaN"),
         (np.zeros((2, 2, 2)), "1-D"),
         (np.array(["a"]), "numeric"),
+        ([[0.1, 0.2], [0.1]], "rows of one length"),  # (was numpy's ValueError)
     ]:
         with pytest.raises(TalkfaceError, match=message):
             session.push(bad)
@@ -127,6 +128,18 @@ def test_bad_chunks_are_refused_and_the_stream_goes_on(speech):
         Animator().stream(sample_rate=12.5)  # type: ignore[arg-type]
     with pytest.raises(TalkfaceError, match="neural"):
         Animator(engine="phonetic").stream()
+
+
+def test_settings_of_the_wrong_type_are_refused_and_the_stream_goes_on(speech):
+    """set_face(dict) was taken, and every push after it an AttributeError; set_emotion(list) was one at once."""
+    session = Animator().stream(sample_rate=16000.0)  # a whole number of Hz as a float, as load_audio takes it
+    session.push(speech[:1600], np.int64(16000))
+    for call, value in [(session.set_face, {"jaw_strength": 1.0}), (session.set_face, None),
+                        (session.set_emotion, ["joy"]), (session.set_emotion, 0.5)]:  # fmt: skip
+        with pytest.raises(TalkfaceError, match="must be"):
+            call(value)
+    session.push(speech[1600:3200], 16000.0)
+    assert session.flush().num_frames > 0
 
 
 def test_an_empty_stream_flushes_to_nothing():

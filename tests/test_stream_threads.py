@@ -5,14 +5,14 @@ import threading
 import numpy as np
 import pytest
 
-from talkface import Animator, TalkfaceError
+from talkface import Animator, FaceParams, TalkfaceError
 
 
 def test_a_second_thread_cannot_feed_a_stream_while_the_first_is_inside_it():
     stream = Animator().stream(fps=30)
     inside, release = threading.Event(), threading.Event()
     stream._post.set_face = lambda face: (inside.set(), release.wait(5))  # hold the first thread inside
-    first = threading.Thread(target=stream.set_face, args=(None,))
+    first = threading.Thread(target=stream.set_face, args=(FaceParams(),))
     first.start()
     assert inside.wait(5)
     try:

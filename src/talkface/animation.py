@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import numbers
@@ -38,17 +39,24 @@ class Animation:
     names: tuple[str, ...] = ARKIT_NAMES
 
     def __post_init__(self) -> None:
-        w = np.asarray(self.weights, dtype=np.float32)
-        names = tuple(self.names)
+        try:  # (None, a number, or a name that cannot be hashed was a TypeError)
+            names = tuple(self.names)
+            named = not isinstance(self.names, str) and _named(names)
+        except TypeError:
+            named = False
+        if not named:
+            raise TalkfaceError(f"animation channel names must be unique strings, got {shown(self.names)}")
+        try:
+            if np.iscomplexobj(self.weights):  # (numpy drops the imaginary part with a warning)
+                raise TalkfaceError("animation weights must be real numbers, not complex")
+            w = np.asarray(self.weights, dtype=np.float32)
+        except (TypeError, ValueError):  # text, rows of unequal length
+            raise TalkfaceError(f"animation weights must be numbers, [frames, {len(names)}]") from None
         if w.ndim != 2 or w.shape[1] != len(names):
             raise TalkfaceError(f"animation needs shape [frames, {len(names)}], got {list(np.shape(self.weights))}")
-        if not (self.fps > 0 and math.isfinite(self.fps)):
-            raise TalkfaceError(f"fps must be a positive number, got {self.fps}")
-        if not _unique(names):
-            raise TalkfaceError("animation channel names must be unique")
         object.__setattr__(self, "weights", w)
         object.__setattr__(self, "names", names)
-        object.__setattr__(self, "fps", float(self.fps))
+        object.__setattr__(self, "fps", _frame_rate(self.fps))
 
     @classmethod
     def zeros(cls, frames: int, fps: float, names: Sequence[str] = ARKIT_NAMES) -> Animation:
@@ -81,13 +89,19 @@ class Animation:
 
     def at(self, t: float) -> np.ndarray:
         """Channel values at time `t`, linearly interpolated between frames."""
-        return self.resample_to(np.array([t]))[0]
+        return self.resample_to([t])[0]
 
     def resample_to(self, times: np.ndarray) -> np.ndarray:
         """Channel values at arbitrary times (linear interpolation, clamped at the ends)."""
         if self.num_frames == 0:
             raise TalkfaceError("cannot sample an empty animation")
-        pos = np.clip(np.asarray(times, dtype=np.float64) * self.fps, 0, self.num_frames - 1)
+        try:
+            t = np.asarray(times, dtype=np.float64)
+        except (TypeError, ValueError):
+            t = None
+        if t is None or t.ndim != 1 or np.isnan(t).any():  # (NaN became a frame index of -2**63: IndexError)
+            raise TalkfaceError(f"times must be a 1-D array of seconds, not NaN, got {shown(times)}")
+        pos = np.clip(t * self.fps, 0, self.num_frames - 1)
         lo = np.floor(pos).astype(int)
         hi = np.minimum(lo + 1, self.num_frames - 1)
         frac = (pos - lo)[:, None].astype(np.float32)
@@ -95,8 +109,7 @@ class Animation:
 
     def resample(self, fps: float) -> Animation:
         """The same motion at another frame rate, covering the same duration."""
-        if not (fps > 0 and np.isfinite(fps)):
-            raise TalkfaceError(f"fps must be a positive number, got {fps}")
+        fps = _frame_rate(fps)
         if fps == self.fps:
             return self
         frames = max(1, round(self.duration * fps)) if self.num_frames else 0
@@ -106,9 +119,16 @@ class Animation:
 
     def slice(self, start: float, end: float | None = None) -> Animation:
         """Frames from `start` up to (not including) `end`, in seconds."""
-        a = max(0, round(start * self.fps))
-        b = self.num_frames if end is None else max(a, round(end * self.fps))
+        a = self._frame(start, "start")
+        b = self.num_frames if end is None else max(a, self._frame(end, "end"))
         return Animation(self.weights[a:b], self.fps, self.names)
+
+    def _frame(self, t: float, what: str) -> int:
+        """The frame at `t` seconds, within the animation (infinity is its end); TalkfaceError for NaN or
+        a non-number (round() raised ValueError, OverflowError or TypeError)."""
+        if isinstance(t, bool) or not isinstance(t, numbers.Real) or math.isnan(t):
+            raise TalkfaceError(f"{what} must be a time in seconds, got {shown(t)}")
+        return round(min(max(t * self.fps, 0.0), self.num_frames))
 
     @staticmethod
     def join(parts: Sequence[Animation]) -> Animation:
@@ -140,7 +160,20 @@ class Animation:
         return self
 
 
+def _frame_rate(fps: object) -> float:
+    """`fps` as a frame rate: a real number above 0 and finite (any rate a file may have); TalkfaceError
+    otherwise, for text or None too (they were a TypeError)."""
+    if type(fps) is float and 0.0 < fps < math.inf:  # (the common case: every frame a stream makes)
+        return fps
+    if isinstance(fps, numbers.Real) and not isinstance(fps, bool):
+        with contextlib.suppress(OverflowError):  # (an integer past any float)
+            if float(fps) > 0 and math.isfinite(fps):
+                return float(fps)
+    raise TalkfaceError(f"fps must be a positive number, got {shown(fps)}")
+
+
 @functools.lru_cache(maxsize=64)
-def _unique(names: tuple[str, ...]) -> bool:
-    """Whether no channel name repeats (cached: a stream makes many animations with the same names)."""
-    return len(set(names)) == len(names)
+def _named(names: tuple[str, ...]) -> bool:
+    """Whether every channel name is a string and none repeats (cached: a stream makes many animations
+    with the same names)."""
+    return all(isinstance(n, str) for n in names) and len(set(names)) == len(names)

@@ -94,7 +94,7 @@ class Animator:
         self.fps = checked_fps(fps)
         self.engine = engine
         self.model_path = model
-        self.style = style or Style()
+        self.style = _checked_style(style) or Style()
         self.strict_text = strict_text
         self.jobs = jobs
 
@@ -150,7 +150,7 @@ class Animator:
                  sample_rate: int = SAMPLE_RATE) -> Stream:  # fmt: skip
         from .stream import Stream
 
-        style = style or self.style
+        style = _checked_style(style) or self.style
         if emotion is not None:
             style = replace(style, emotion=emotion)
         if face is not None:
@@ -197,7 +197,7 @@ class Animator:
         `audio` and the `text` they came from, when given, steer head motion and automatic emotion;
         `style` (default: the animator's) sets emotion, liveliness and face."""
         fps = self.fps if fps is None else checked_fps(fps)
-        return (style or self.style).apply(animate_phones(phones, fps, duration), phones, audio, text)
+        return (_checked_style(style) or self.style).apply(animate_phones(phones, fps, duration), phones, audio, text)
 
     def animate(
         self,
@@ -230,6 +230,7 @@ class Animator:
     ) -> Clip:
         """Like `animate`, also returning the phones and the transcript's alignment (how many of
         its words fit the sound): the one per-clip path of `animate`, `batch` and the server."""
+        _checked_style(style)  # before any work (a transcript's alignment takes seconds)
         if text is None:
             return self._from_sound(audio, fps, sample_rate, style)
         pcm = load_audio(audio, sample_rate)
@@ -326,6 +327,15 @@ class Animator:
         duration = len(speech.audio) / speech.sample_rate
         pcm = load_audio(speech.audio, speech.sample_rate)
         return speech, self.animate_phones(speech.phones, duration, fps, audio=pcm, text=text, style=style)
+
+
+def _checked_style(style: object) -> Style | None:
+    """`style` (a `Style` or None); TalkfaceError for anything else, which failed as an AttributeError deep in
+    the first frame (a string or a dict of options: `Style.from_options` parses those)."""
+    if style is not None and not isinstance(style, Style):
+        raise TalkfaceError(f"style must be a talkface.Style or None, not {type(style).__name__} "
+                            f"(Style.from_options parses the command line's options)")  # fmt: skip
+    return style
 
 
 def _set_aside(alignment: Alignment) -> bool:

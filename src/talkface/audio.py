@@ -40,6 +40,7 @@ def load_audio(source: AudioSource, sample_rate: int | None = None, target_rate:
     An array needs its `sample_rate`; a multi-channel array is [samples, channels]. Raises
     `TalkfaceError` for unreadable, empty, silent, non-finite or overlong audio.
     """
+    target_rate = int(checked_number(target_rate, "target rate", 1, MAX_RATE, whole=True))  # (was soxr's ValueError)
     if not isinstance(source, np.ndarray):
         return _decoded(source, target_rate)
     if sample_rate is None:
@@ -119,7 +120,8 @@ def audio_blocks(path: str | os.PathLike, seconds: float = 60.0) -> tuple[int, I
 
 
 def to_mono(audio: np.ndarray, name: str = "audio") -> np.ndarray:
-    """Samples as mono float32: integers scaled to [-1, 1], channels ([samples, channels]) averaged.
+    """Samples as mono float32: integers scaled to [-1, 1] (unsigned ones, as 8-bit WAV holds, centred on
+    their midpoint first), channels ([samples, channels]) averaged.
 
     Raises `TalkfaceError` for non-numeric, badly shaped or non-finite audio.
     """
@@ -128,7 +130,14 @@ def to_mono(audio: np.ndarray, name: str = "audio") -> np.ndarray:
     if kind not in "fiu":
         raise TalkfaceError(f"{name}: audio must be numeric, got {audio.dtype}")
     if kind != "f":
-        audio = audio.astype(np.float32) / np.float32(np.iinfo(audio.dtype).max)
+        top = np.iinfo(audio.dtype).max
+        middle = (top + 1) // 2 if kind == "u" else 0  # unsigned PCM is centred on it: 128 was a DC offset of +0.5
+        audio = audio.astype(np.float32)  # (a copy: scaled in place)
+        if middle:
+            audio -= np.float32(middle)
+        audio /= np.float32(top - middle)
+    if audio.ndim == 2 and audio.shape[1] == 0:  # (its mean was NaN: "audio contains NaN", and numpy's warnings)
+        raise TalkfaceError(f"{name}: audio of 0 channels")
     if audio.ndim == 2 and (audio.shape[1] > MAX_CHANNELS or audio.shape[0] < audio.shape[1] > _FEW_CHANNELS):
         # read as a few frames of many channels: "silent", or wrong
         raise TalkfaceError(f"{name}: audio of {audio.shape[1]} channels: a multi-channel array is [samples, "

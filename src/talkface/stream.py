@@ -34,16 +34,16 @@ import functools
 import itertools
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import soxr
 
 from .animation import Animation
 from .articulation import Articulations
-from .audio import SAMPLE_RATE, to_mono
+from .audio import MAX_RATE, SAMPLE_RATE, to_mono
 from .engine import Engine
-from .errors import TalkfaceError
+from .errors import TalkfaceError, checked_number
 from .features import HOP, WIN, num_frames, windows
 from .post import FaceParams, Style
 from .post.driver import Post, process
@@ -129,12 +129,17 @@ class Stream:
         if isinstance(emotion, EmotionTrack):
             self._post.set_emotion(emotion)
             return
+        if not isinstance(emotion, str | Mapping | None):  # (a list or a number was an AttributeError)
+            raise TalkfaceError(f'emotion must be "name=weight,...", a mapping, an EmotionTrack or None, '
+                                f"not {type(emotion).__name__}")  # fmt: skip
         weights = parse_emotions(emotion) if isinstance(emotion, str) else check_emotions(emotion or {})
         self._post.set_emotion(weights)
 
     @_alone
     def set_face(self, face: FaceParams) -> None:
         """Change the face parameters from the next frame on."""
+        if not isinstance(face, FaceParams):  # (a dict was taken, and broke every later push with AttributeError)
+            raise TalkfaceError(f"face must be of type FaceParams, not {type(face).__name__}")
         self._post.set_face(face)
 
     @_alone
@@ -158,7 +163,10 @@ class Stream:
     def push(self, pcm: np.ndarray, sample_rate: int | None = None) -> Animation:
         """Add a chunk (any length; float in [-1, 1] or integer PCM, mono or [samples, channels])
         and return the frames that it made final (often none or one)."""
-        pcm = np.asarray(pcm)
+        try:
+            pcm = np.asarray(pcm)
+        except ValueError:  # a list of rows of unequal length
+            raise TalkfaceError("audio chunk: a list of samples or of [samples, channels] rows of one length") from None
         if pcm.ndim not in (1, 2):
             raise TalkfaceError("audio must be 1-D or [samples, channels]")
         step = max(1, PIECE * self.sample_rate // SAMPLE_RATE)
@@ -322,7 +330,5 @@ def _resample_all(engine: Engine, streams: list[Stream], outs: list[np.ndarray])
 
 
 def _rate(sample_rate: int) -> int:
-    whole = isinstance(sample_rate, int | np.integer) and not isinstance(sample_rate, bool)
-    if not whole or not 1000 <= sample_rate <= 384000:
-        raise TalkfaceError(f"sample rate must be a whole number of Hz from 1000 to 384000, got {sample_rate!r}")
-    return int(sample_rate)
+    """A stream's sample rate in Hz, taken as `load_audio` takes one (16000.0 and numpy's numbers too)."""
+    return int(checked_number(sample_rate, "sample rate", 1000, MAX_RATE, whole=True))

@@ -77,7 +77,7 @@ def format_for(path: str | os.PathLike, fmt: str | None = None) -> str:
     or if `fmt` is not what an extension talkface knows says (NPZ bytes in `face.usda`)."""
     ext = Path(path).suffix.lower()
     if fmt is not None:
-        if fmt.lower() not in FORMATS:
+        if not isinstance(fmt, str) or fmt.lower() not in FORMATS:  # (a number was an AttributeError)
             raise TalkfaceError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
         fmt = fmt.lower()
         if ext in EXTENSIONS and fmt != EXTENSIONS[ext] and SUFFIXES[fmt] != ext:
@@ -130,7 +130,7 @@ def text(
     (JSON values: how the animation was made) goes into talkface JSON (the other text formats keep
     it only in a file's sidecar, see `write`); `rig`: the weights on that rig's targets (JSON only).
     """
-    fmt = format_for("", fmt)
+    fmt, metadata = format_for("", fmt), _metadata(metadata)
     if rig is not None:
         check_rig(fmt)
         anim, metadata = rig.apply(anim), {**(metadata or {}), "rig": rig.name}
@@ -153,7 +153,7 @@ def _pieces(
 
 def write(
     anim: Animation,
-    path: str | os.PathLike,
+    path: str | bytes | os.PathLike,
     fmt: str | None = None,
     *,
     sound_file: str | None = None,
@@ -164,6 +164,7 @@ def write(
     """Write `anim` to `path` atomically and return the format used (`sound_file`, `dat_fps`: see
     `text`). `metadata` goes where the module says, a sidecar put in place with the file (neither if
     either fails); `rig`: the weights on that rig's targets (TalkfaceError for a format that takes none)."""
+    path, metadata = _path(path), _metadata(metadata)
     fmt = format_for(path, fmt)
     poses = None
     if rig is not None:
@@ -189,8 +190,9 @@ def write(
     return fmt
 
 
-def read(path: str | os.PathLike, fps: float | None = None) -> Animation:
+def read(path: str | bytes | os.PathLike, fps: float | None = None) -> Animation:
     """Load a CSV, JSON or NPZ animation by extension; `fps` overrides a CSV's timecode rate."""
+    path = _path(path)
     fmt = EXTENSIONS.get(Path(path).suffix.lower())
     if fmt not in ("csv", "json", "npz"):
         raise TalkfaceError(f"{path}: can only read .csv, .json and .npz animations")
@@ -203,6 +205,34 @@ def read(path: str | os.PathLike, fps: float | None = None) -> Animation:
     if not np.isfinite(anim.weights).all():  # (NaN would pass every later check and reach a client's JSON)
         raise TalkfaceError(f"{path}: has weights that are not finite numbers (NaN or infinity)")
     return anim
+
+
+def _metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """`metadata` as JSON values, checked before anything is written: numpy's numbers and arrays as Python's
+    (they were a TypeError from `json.dumps`, as was anything else JSON cannot hold: now a TalkfaceError)."""
+    if not metadata:
+        return None
+    try:
+        return json.loads(json.dumps(dict(metadata), default=_plain))
+    except (TypeError, ValueError) as e:
+        raise TalkfaceError(f"metadata must be a mapping of JSON values ({e})") from None
+
+
+def _plain(value: object) -> object:
+    """A numpy number or array as the Python value JSON writes (`json.dumps`'s `default`)."""
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+def _path(path: str | bytes | os.PathLike) -> str | os.PathLike:
+    """An animation file's path as `Path` takes it: a bytes path (as `os.listdir(b".")` gives, and `load_audio`
+    takes) as text; TalkfaceError for what is no path (None or a number were a TypeError)."""
+    if isinstance(path, bytes):
+        return os.fsdecode(path)
+    if not isinstance(path, str | os.PathLike):
+        raise TalkfaceError(f"an animation file's path must be a str or os.PathLike, not {type(path).__name__}")
+    return path
 
 
 def _sidecar_fps(path: str | os.PathLike) -> float | None:

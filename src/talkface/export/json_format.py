@@ -30,7 +30,7 @@ def json_text(anim: Animation, metadata: Mapping[str, Any] | None = None) -> str
 def read(path: str | os.PathLike) -> Animation:
     """Load a talkface JSON animation; TalkfaceError if it is not one."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # (a byte-order mark, as Windows tools write, was refused)
             data = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise TalkfaceError(f"{path}: not a readable JSON file ({e})") from None

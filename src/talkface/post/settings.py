@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -63,18 +64,23 @@ class FaceParams:
     def __post_init__(self) -> None:
         for name, (attr, lo, hi, _) in PARAMETERS.items():
             value = getattr(self, attr)
-            if not isinstance(value, int | float) or isinstance(value, bool) or not _finite(value):
+            if not _real(value):  # (numpy's float32 and int64 too, as a slider or an array gives them)
                 raise TalkfaceError(f"face parameter {name}: {shown(value)} is not a number")
             if not lo <= value <= hi:
                 raise TalkfaceError(f"face parameter {name} = {value:g} is out of range [{lo:g}, {hi:g}]")
+            object.__setattr__(self, attr, float(value))
         if self.clamp_min >= self.clamp_max:
             raise TalkfaceError(f"clampMin ({self.clamp_min:g}) must be below clampMax ({self.clamp_max:g})")
-        for what, table, lo, hi in (("multiplier", self.multipliers, 0.0, 10.0), ("offset", self.offsets, -1.0, 1.0)):
+        for what, attr, lo, hi in (("multiplier", "multipliers", 0.0, 10.0), ("offset", "offsets", -1.0, 1.0)):
+            table = getattr(self, attr)
+            if not isinstance(table, Mapping):  # (None or a list of pairs was an AttributeError)
+                raise TalkfaceError(f"{attr} must be a mapping of channel name to {what}, not {type(table).__name__}")
             for channel, value in table.items():
                 if channel not in INDEX and channel not in POSE_NAMES:
                     raise TalkfaceError(f"{what} for unknown channel {channel!r} (use ARKit names, e.g. jawOpen)")
-                if not isinstance(value, int | float) or not _finite(value) or not lo <= value <= hi:
+                if not _real(value) or not lo <= value <= hi:
                     raise TalkfaceError(f"{what} for {channel} = {shown(value)} is out of range [{lo:g}, {hi:g}]")
+            object.__setattr__(self, attr, {channel: float(value) for channel, value in table.items()})
 
     @classmethod
     def from_mapping(
@@ -128,10 +134,12 @@ class LifeConfig:
     head_strength: float = 1.0
 
     def __post_init__(self) -> None:
-        if not 2.0 <= (rate := _number(self.blink_rate, "blink rate")) <= 60.0:
-            raise TalkfaceError(f"blink rate {rate:g} per minute is out of range [2, 60]")
-        if not 0.0 <= (strength := _number(self.head_strength, "head strength")) <= 3.0:
-            raise TalkfaceError(f"head strength {strength:g} is out of range [0, 3]")
+        for part in ("blink", "gaze", "head", "breathing"):  # ("no" was taken as on: any text is true)
+            if not isinstance(getattr(self, part), bool | np.bool_):
+                raise TalkfaceError(f"life {part} must be True or False, not {shown(getattr(self, part))}")
+            object.__setattr__(self, part, bool(getattr(self, part)))
+        _check_range(self, "blink_rate", "blink rate", 2.0, 60.0)  # (text was checked, kept, and failed later)
+        _check_range(self, "head_strength", "head strength", 0.0, 3.0)
 
     @classmethod
     def off(cls) -> LifeConfig:
@@ -165,8 +173,10 @@ def parse_emotions(spec: str) -> dict[str, float]:
     return check_emotions(weights)
 
 
-def _finite(value: float) -> bool:
-    """Whether a number is finite; False for an int too large for a float."""
+def _real(value: object) -> bool:
+    """Whether `value` is a finite real number (numpy's too), not a bool; False for an int too large for a float."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool | np.bool_):
+        return False
     try:
         return math.isfinite(value)
     except OverflowError:
@@ -283,18 +293,27 @@ class EmotionSettings:
     transition: float = 0.3
 
     def __post_init__(self) -> None:
-        _check_range("emotion contrast", self.contrast, 0.3, 3.0)
-        _check_range("max emotions", self.max_emotions, 1, len(EMOTIONS))
+        _check_range(self, "contrast", "emotion contrast", 0.3, 3.0)
+        _check_range(self, "max_emotions", "max emotions", 1, len(EMOTIONS))
         if int(self.max_emotions) != self.max_emotions:
             raise TalkfaceError(f"max emotions must be a whole number, got {self.max_emotions}")
-        _check_range("preferred emotion strength", self.preferred_strength, 0.0, 1.0)
-        _check_range("emotion strength", self.strength, 0.0, 1.0)
-        _check_range("emotion transition time", self.transition, 0.0, 10.0)
-        if self.preferred is not None:
-            check_emotions(self.preferred)
+        object.__setattr__(self, "max_emotions", int(self.max_emotions))
+        _check_range(self, "preferred_strength", "preferred emotion strength", 0.0, 1.0)
+        _check_range(self, "strength", "emotion strength", 0.0, 1.0)
+        _check_range(self, "transition", "emotion transition time", 0.0, 10.0)
+        if isinstance(self.preferred, str):  # "joy=1", as --preferred-emotion takes it (was an AttributeError)
+            object.__setattr__(self, "preferred", parse_emotions(self.preferred))
+        elif isinstance(self.preferred, Mapping):
+            object.__setattr__(self, "preferred", check_emotions(self.preferred))
+        elif self.preferred is not None:
+            raise TalkfaceError(f'preferred emotion must be "name=weight,...", a mapping or None, '
+                                f"not {type(self.preferred).__name__}")  # fmt: skip
 
 
-def _check_range(what: str, value: float, lo: float, hi: float) -> None:
-    x = _number(value, what)
+def _check_range(settings: object, attr: str, what: str, lo: float, hi: float) -> None:
+    """TalkfaceError unless the frozen `settings`' `attr` is a number within [lo, hi]; kept as that float
+    (text such as "0.5" passed the check, was kept as text and failed in the first frame)."""
+    x = _number(getattr(settings, attr), what)
     if not lo <= x <= hi:
         raise TalkfaceError(f"{what} {x:g} is out of range [{lo:g}, {hi:g}]")
+    object.__setattr__(settings, attr, x)

@@ -43,7 +43,9 @@ class Style:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.emotion, str) and self.emotion != "auto":
+        if isinstance(self.emotion, str) and self.emotion.strip().lower() == "auto":  # as the command line takes it
+            object.__setattr__(self, "emotion", "auto")
+        elif isinstance(self.emotion, str):
             object.__setattr__(self, "emotion", parse_emotions(self.emotion))
         elif isinstance(self.emotion, Mapping):
             object.__setattr__(self, "emotion", check_emotions(self.emotion))
