@@ -359,6 +359,31 @@ def test_a_nul_in_a_cell_fails_its_line_only(library, tmp_path):
     assert results[1].status == "ok"
 
 
+@pytest.mark.parametrize("column", ["audio", "text_file", "emotion_track", "output"])
+@pytest.mark.parametrize("escape", ["\\ud800", "\\udcff"])
+def test_a_lone_surrogate_in_a_file_name_fails_its_line_only(library, tmp_path, column, escape):
+    """JSON may escape a lone surrogate, which no file name can hold: it was an internal error (exit 70) that
+    ended the whole run, the lines that were fine undone."""
+    manifest = library / "lines.jsonl"
+    manifest.write_text(f'{{"audio": "vo/a.wav", "{column}": "x{escape}.json"}}\n{{"audio": "vo/b.flac"}}\n')
+    results = list(run(manifest, tmp_path / "out", jobs=1))
+    assert results[0].status == "failed" and results[0].error.startswith(f"{column} holds a lone surrogate (U+")
+    assert results[1].status == "ok" and (tmp_path / "out" / "vo" / "b.csv").is_file()
+
+
+def test_a_file_name_the_locale_cannot_hold_fails_its_line_only(library, tmp_path, latin1_env):
+    """In a Latin-1 locale a UTF-8 manifest may name a file Python cannot (日): it was an internal error
+    (exit 70) that ended the whole run."""
+    manifest = library / "lines.csv"
+    manifest.write_text("audio,output\nvo/a.wav,日.csv\nvo/b.flac,b.csv\n", encoding="utf-8")
+    out = tmp_path / "out"
+    result = subprocess.run([*TALKFACE, "batch", str(manifest), "-o", str(out), "--jobs", "1"], env=latin1_env,
+                            capture_output=True, timeout=300)  # fmt: skip
+    assert result.returncode == 1 and b"internal error" not in result.stderr, result.stderr
+    assert b"line 2 (vo/a.wav): output holds '\\u65e5', which file names in this locale" in result.stderr
+    assert [r["status"] for r in _records(out)] == ["failed", "ok"] and (out / "b.csv").is_file()
+
+
 def test_a_whole_number_cell_is_not_rounded():
     """`"seed": 1.5` is refused rather than run as seed 1; 7, 7.0 and "7" are seed 7."""
     from talkface.errors import TalkfaceError, checked_number

@@ -168,6 +168,20 @@ def test_demo_runs_and_prints_its_outputs(tmp_path):
     assert aligned["engine"] == "text-aligned" and heard["engine"] == "neural"
 
 
+def test_utf8_text_in_an_ascii_locale_is_said_as_in_a_utf8_one(tmp_path):
+    """With LC_ALL=C and PYTHONUTF8=0 Python reads arguments as ASCII, keeping other bytes as surrogates:
+    `say "Ça va, José?"` was refused as "not UTF-8 text", which it is."""
+    ascii_env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0"}
+    probe = [sys.executable, "-c", "import sys; print(sys.getfilesystemencoding())"]
+    if subprocess.run(probe, env=ascii_env, capture_output=True, text=True, timeout=60).stdout.strip() != "ascii":
+        pytest.skip("the C locale is not ASCII here")
+    for name, env in (("utf8", None), ("ascii", ascii_env)):
+        say = [sys.executable, "-m", "talkface.cli", "say", "Ça va, José?", "-o", str(tmp_path / name)]
+        result = subprocess.run(say, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+    assert (tmp_path / "ascii" / "phonemes.tsv").read_text() == (tmp_path / "utf8" / "phonemes.tsv").read_text()
+
+
 def test_audio_named_in_another_encoding_is_animated(tmp_path, arctic_wav):
     """A file name that is not UTF-8 (Latin-1 "café.wav" on Linux) is read, and Rhubarb's XML, which
     records the sound file's name, is written with the byte it cannot show replaced."""
@@ -196,7 +210,7 @@ def test_demo_finds_an_output_folder_it_cannot_write_before_the_work(tmp_path, m
     ("args", "module", "extra"),
     [
         (["animate", "{wav}", "-o", "{tmp}/face.usda"], "pxr", "usd"),
-        (["animate", "{wav}", "-o", "{tmp}/face.anim", "--format", "usd"], "pxr", "usd"),
+        (["animate", "{wav}", "-o", "{tmp}/face.usdc", "--format", "usd"], "pxr", "usd"),
         (["render", "{wav}", "-o", "{tmp}/face.mp4"], "moderngl", "render"),
         (["batch", "{manifest}", "-o", "{tmp}/out", "--format", "usd", "--jobs", "1"], "pxr", "usd"),
         (["train", "--config", "{tmp}/run.yaml"], "yaml", "train"),  # torch alone is not the train extra

@@ -397,6 +397,15 @@ def test_format_for():
     assert export.format_for("talk.glb") == "glb" and export.format_for("talk.usda") == "usd"
 
 
+@pytest.mark.parametrize("name", ["face.out", "face"])
+def test_usd_named_without_a_usd_extension_is_refused_before_writing(tmp_path, name):
+    """USD picks a file's encoding by its extension, to save it and to open it: `--format usd -o face.out`
+    was an internal error from USD after the work; now one line before it, and nothing written."""
+    with pytest.raises(TalkfaceError, match=r"name it \.usda, \.usdc or \.usd"):
+        export.write(random_anim(), tmp_path / name, "usd")
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize(("path", "fmt"), [("a.txt", None), ("noext", None), ("a.csv", "fbx")])
 def test_format_for_unknown_lists_the_choices(path, fmt):
     with pytest.raises(TalkfaceError, match="rhubarb-dat"):
@@ -418,7 +427,7 @@ def test_write_refuses_non_finite_values(tmp_path):
 def test_unwritable_path_raises_and_leaves_nothing(tmp_path, fmt):
     (tmp_path / "file.txt").write_text("a file, not a folder")
     with pytest.raises(TalkfaceError, match="cannot write"):
-        export.write(random_anim(), tmp_path / "file.txt" / "out", fmt)
+        export.write(random_anim(), tmp_path / "file.txt" / f"out{export.SUFFIXES[fmt]}", fmt)
     assert no_temp_files(tmp_path) and (tmp_path / "file.txt").read_text() == "a file, not a folder"
 
 

@@ -435,6 +435,21 @@ def test_an_output_named_in_other_bytes_than_utf8_is_one_line_before_any_work(tm
     assert os.listdir(tmp_path) == []
 
 
+def test_a_usd_named_in_utf8_is_written_under_that_name_in_a_latin1_locale(tmp_path, arctic_wav, latin1_env):
+    """USD encodes a file's name as UTF-8 whatever the locale: in a Latin-1 one, where Python reads the UTF-8
+    name "café.usda" as "cafÃ©.usda", USD saved its temporary file as another name, and the output was
+    left empty (exit 0) beside that stray file. A name of Latin-1 bytes, which USD cannot save, is refused."""
+    usd = pytest.importorskip("pxr.Usd")
+    result = run("animate", str(arctic_wav), "-o", "café.usda", cwd=tmp_path, env=latin1_env)
+    assert result.returncode == 0, result.stderr
+    assert os.listdir(tmp_path) == ["café.usda"]
+    assert usd.Stage.Open(str(tmp_path / "café.usda")).GetPrimAtPath("/Head/Skel/Anim").IsValid()
+    latin1 = os.fsdecode(b"caf\xe9.usda")
+    result = run("animate", str(arctic_wav), "-o", latin1, cwd=tmp_path, env=latin1_env, errors="replace")
+    assert_one_line_error(result, 1, "the file name is not UTF-8, which USD writes names in")
+    assert os.listdir(tmp_path) == ["café.usda"]
+
+
 def test_say_never_writes_over_its_rig_or_emotion_track(tmp_path):
     """`say -o DIR` writes DIR/animation.json and DIR/phonemes.tsv: a rig or emotion track of those names
     there is an input, as `animate` already refuses to replace one."""

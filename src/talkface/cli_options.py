@@ -35,7 +35,8 @@ class Finite(click.FloatRange):
 
 class Utf8Text(click.ParamType):
     """Text given on the command line, refused when it is not UTF-8: Python keeps such bytes as lone
-    surrogates, which no later step (espeak-ng, a file) can write."""
+    surrogates, which no later step (espeak-ng, a file) can write. UTF-8 in an ASCII locale (LC_ALL=C
+    with PYTHONUTF8=0) reaches Python as surrogates too: read from its bytes, it is the text."""
 
     name = "text"
 
@@ -43,7 +44,11 @@ class Utf8Text(click.ParamType):
         try:
             value.encode("utf-8")
         except UnicodeEncodeError as e:
-            self.fail(f"not UTF-8 text (byte 0x{ord(value[e.start]) & 0xFF:02x} at character {e.start})", param, ctx)
+            try:
+                return os.fsencode(value).decode("utf-8")
+            except UnicodeDecodeError:
+                self.fail(f"not UTF-8 text (byte 0x{ord(value[e.start]) & 0xFF:02x} at character {e.start})", param,
+                          ctx)  # fmt: skip
         return value
 
 
@@ -94,12 +99,14 @@ def output_format(out: str, fmt: str | None) -> str:
     with option_values():
         if out != STDOUT:
             fmt = export.format_for(out, fmt)
-        elif (fmt := export.format_for(out, fmt or "csv")) not in export.TEXT_FORMATS:
+        elif (fmt := export.format_for("", fmt or "csv")) not in export.TEXT_FORMATS:
             raise TalkfaceError(f"-o - writes text to standard output; {fmt} is binary, write it to a file")
         elif sys.stdout is None:  # (started with it closed: found now, not after the work)
             raise TalkfaceError("-o - writes to standard output, which is closed")
     if fmt == "usd":
         export.usd.check_extra()  # a missing extra is found now, not after the speech is animated
+        if out != STDOUT:
+            export.usd.file_name(out)  # so is a name USD cannot save
     if out != STDOUT:
         for path in (out, export.sidecar_path(out, fmt)):
             if path is not None:

@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -210,8 +211,10 @@ def _line(number: int, values: dict[str, Any] | str, base: Path, fmt: str | None
         return Line(number, "", "", "", "", error=values)
     given = {k: v.strip() if isinstance(v, str) else v for k, v in values.items() if k in COLUMNS}
     given = {k: v for k, v in given.items() if v not in (None, "")}
-    if nul := next((k for k in ("audio", *_PATH_COLUMNS, "output") if "\x00" in str(given.get(k, ""))), None):
-        return Line(number, "", "", "", "", error=f"{nul} holds a NUL character, which no file name may")
+    for name in ("audio", *_PATH_COLUMNS, "output"):  # (the audio first: a later column's line can show it)
+        if isinstance(given.get(name), str) and (why := _no_file_name(given[name])):
+            source = given.get("audio") if name != "audio" and isinstance(given.get("audio"), str) else ""
+            return Line(number, source, "", "", "", error=f"{name} {why}")
     source = given.pop("audio", "")
     if not isinstance(source, str):
         return Line(number, "", "", "", "", error=f"audio must be a file path, not {source!r}")
@@ -236,6 +239,8 @@ def _line(number: int, values: dict[str, Any] | str, base: Path, fmt: str | None
                 where = where.relative_to(base)
             where = where if not where.is_absolute() and ".." not in where.parts else Path(where.name)
             output = where.with_suffix(export.SUFFIXES[line_fmt]).as_posix()
+        if line_fmt == "usd":
+            export.usd.file_name(output)  # a name USD cannot save, found before the work
         sidecar = export.sidecar_path(output, line_fmt)
         written = [output, *([sidecar.as_posix()] if sidecar is not None else [])]  # the sidecar is written too
         for name in written:
@@ -250,6 +255,24 @@ def _line(number: int, values: dict[str, Any] | str, base: Path, fmt: str | None
         if name in given:
             given[name] = str(base / given[name])
     return Line(number, source, str(base / source), output, line_fmt, given)
+
+
+def _no_file_name(name: str) -> str | None:
+    """Why the manifest's `name` can name no file here, or None. A lone surrogate (JSON's "\\ud800") is no
+    UTF-8, and a character the locale's file names cannot hold (日 in a Latin-1 locale) no name on disk:
+    either was an internal error that ended the whole run."""
+    if "\x00" in name:
+        return "holds a NUL character, which no file name may"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"holds a lone surrogate (U+{ord(name[e.start]):04X}), which is no UTF-8 and no file name"
+    try:
+        os.fsencode(name)
+    except UnicodeEncodeError as e:
+        return (f"holds {name[e.start]!r}, which file names in this locale ({sys.getfilesystemencoding()}) cannot; "
+                "run in a UTF-8 locale (LC_ALL=C.UTF-8)")  # fmt: skip
+    return None
 
 
 def _inside(output: str) -> str:

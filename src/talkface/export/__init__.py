@@ -74,7 +74,7 @@ SUFFIXES: dict[str, str] = {
 
 def format_for(path: str | os.PathLike, fmt: str | None = None) -> str:
     """The format to write `path` in: `fmt` when given, else by extension; TalkfaceError if neither fits,
-    or if `fmt` is not what an extension talkface knows says (NPZ bytes in `face.usda`)."""
+    or if `fmt` is not what an extension talkface knows says (NPZ bytes in `face.usda`, USD in `face.out`)."""
     ext = Path(path).suffix.lower()
     if fmt is not None:
         if not isinstance(fmt, str) or fmt.lower() not in FORMATS:  # (a number was an AttributeError)
@@ -83,6 +83,8 @@ def format_for(path: str | os.PathLike, fmt: str | None = None) -> str:
         if ext in EXTENSIONS and fmt != EXTENSIONS[ext] and SUFFIXES[fmt] != ext:
             raise TalkfaceError(f"{path}: a {ext} file is {EXTENSIONS[ext]}, not {fmt}; name it {SUFFIXES[fmt]} "
                                 f"or leave the format to the extension")  # fmt: skip
+        if fmt == "usd" and os.fspath(path) and ext not in usd.SUFFIXES:  # USD could neither save nor open it
+            raise TalkfaceError(f"{path}: USD tells a file's encoding by its extension; name it .usda, .usdc or .usd")
         return fmt
     if ext not in EXTENSIONS:
         known = ", ".join(EXTENSIONS)

@@ -36,12 +36,24 @@ from .provenance import generator
 
 #: What a user without the usd extra is told, before any work (`check_extra`) or at the import.
 NEEDS_EXTRA = "USD export needs the usd extra: pip install 'talkface[usd]'"
+#: The extensions USD saves (and opens) a layer by: it picks the encoding by the extension.
+SUFFIXES = (".usd", ".usda", ".usdc")
 
 
 def check_extra() -> None:
     """TalkfaceError unless the usd extra (pxr) is installed: checked before the work, not after it."""
     if missing_module("pxr"):
         raise TalkfaceError(NEEDS_EXTRA)
+
+
+def file_name(path: str | os.PathLike) -> str:
+    """`path` as USD must be given it: the text whose UTF-8 is the file's name. USD encodes a name as
+    UTF-8 whatever the locale: in a Latin-1 locale Python reads the UTF-8 name "é.usda" as "Ã©.usda",
+    which USD wrote as another file, leaving the output empty. TalkfaceError for a name not in UTF-8."""
+    try:
+        return os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise TalkfaceError(f"{path}: the file name is not UTF-8, which USD writes names in; name it so") from None
 
 
 def write(
@@ -69,7 +81,7 @@ def write(
             prim += "_"
         prims.append(prim)
     with atomic_path(path) as tmp:
-        stage = Usd.Stage.CreateNew(str(tmp))
+        stage = Usd.Stage.CreateNew(file_name(tmp))
         layer = stage.GetRootLayer()
         layer.documentation = f"Made by {generator()}"
         if metadata:
