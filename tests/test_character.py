@@ -380,6 +380,28 @@ def test_the_talkface_head_as_a_character(tmp_path, arctic_wav, reference) -> No
     assert np.allclose(w[:-1], reference.with_channels(ARKIT_NAMES).weights, atol=1e-5)
 
 
+@pytest.mark.parametrize("frames", [0, 1])
+def test_a_clip_of_no_frames_is_an_error_and_one_of_a_frame_a_valid_animation(tmp_path, frames) -> None:
+    """glTF has no empty clip (an accessor holds at least one value): no frames was reported as a malformed
+    model ("zero-size array"); a frame is held to the clip's end, its two keys rising, bounds exact."""
+    model, out = tmp_path / "model.glb", tmp_path / "out.glb"
+    build_glb(model, [["jawOpen", "eyeBlinkLeft"]])
+    anim = Animation(np.full((frames, 52), 0.25, np.float32), 29.97, ARKIT_NAMES)
+    if not frames:
+        with pytest.raises(TalkfaceError, match="no frames") as error:
+            character.write(character.plan(model), anim, out)
+        assert "malformed" not in str(error.value) and not out.exists()
+        return
+    character.write(character.plan(model), anim, out)
+    doc, blob = read_glb(out)
+    sampler = doc["animations"][-1]["samplers"][0]
+    times = accessor(doc, blob, sampler["input"])[:, 0]
+    assert np.allclose(times, [0, 1 / 29.97]) and (np.diff(times) > 0).all()
+    bounds = doc["accessors"][sampler["input"]]
+    assert (bounds["min"], bounds["max"]) == ([float(times[0])], [float(times[-1])])
+    assert doc["accessors"][sampler["output"]]["count"] == len(times) * 2
+
+
 THREE_JS = """async ([url, times]) => {
   const THREE = await import('/three.bundle.js');
   const gltf = await new THREE.GLTFLoader().loadAsync(url);

@@ -630,6 +630,16 @@ def test_metadata_of_numpy_values_is_written_and_other_values_refused_before_wri
     assert not (tmp_path / "b.csv").exists() and no_temp_files(tmp_path)
 
 
+@pytest.mark.parametrize("ext", [".glb", ".json", ".csv"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), np.float32("-inf")])
+def test_metadata_that_is_no_json_number_is_refused_before_writing(tmp_path, ext, value):
+    """NaN or infinity in metadata went out as the bare words NaN / Infinity: a glTF JSON chunk the Khronos
+    validator calls INVALID_JSON, a JSON file or CSV sidecar that JavaScript's JSON.parse rejects."""
+    with pytest.raises(TalkfaceError, match="metadata must be a mapping of JSON values"):
+        export.write(random_anim(), tmp_path / f"a{ext}", metadata={"gain": {"peak": value}})
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize(
     "call",
     [

@@ -305,7 +305,10 @@ def write(
     """Write a copy of the character with `anim` added as the animation ``talkface``, atomically.
 
     The clip lasts as long as the animation (the audio): the last frame is held to its end.
-    `metadata` (provenance) goes into the animation's ``extras``."""
+    `metadata` (provenance) goes into the animation's ``extras``. An animation of no frames is a TalkfaceError:
+    glTF has no empty clip (an accessor holds at least one value), and it was reported as the model's fault."""
+    if not anim.num_frames:
+        raise TalkfaceError(f"{out}: the animation has no frames: nothing to add to {character.path}")
     with _malformed(character.path):
         data = _with_animation(character, copy.deepcopy(character.doc), character.blob, anim, metadata)
     with atomic_path(out) as tmp:
@@ -316,10 +319,8 @@ def _with_animation(character: Plan, doc: dict, blob: bytes, anim: Animation, me
     """The GLB bytes of `doc` and `blob` with the animation added (see `write`)."""
     buffers = doc.setdefault("buffers", [])
     weights = mesh_weights(character, doc, anim)
-    times = anim.times.astype(np.float32)
-    if anim.num_frames:
-        times = np.append(times, np.float32(anim.duration))
-        weights = {m: np.vstack([w, w[-1:]]) for m, w in weights.items()}
+    times = np.append(anim.times, anim.duration).astype(np.float32)
+    weights = {m: np.vstack([w, w[-1:]]) for m, w in weights.items()}
     data = bytearray(blob)
     views, accessors = doc.setdefault("bufferViews", []), doc.setdefault("accessors", [])
 

@@ -211,11 +211,13 @@ def read(path: str | bytes | os.PathLike, fps: float | None = None) -> Animation
 
 def _metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """`metadata` as JSON values, checked before anything is written: numpy's numbers and arrays as Python's
-    (they were a TypeError from `json.dumps`, as was anything else JSON cannot hold: now a TalkfaceError)."""
+    (they were a TypeError from `json.dumps`, as was anything else JSON cannot hold: now a TalkfaceError).
+    NaN and infinity are refused too: JSON has no such number, and glTF, JSON and sidecars holding one were
+    files that the Khronos validator and JavaScript's JSON.parse reject."""
     if not metadata:
         return None
     try:
-        return json.loads(json.dumps(dict(metadata), default=_plain))
+        return json.loads(json.dumps(dict(metadata), default=_plain, allow_nan=False))
     except (TypeError, ValueError) as e:
         raise TalkfaceError(f"metadata must be a mapping of JSON values ({e})") from None
 
