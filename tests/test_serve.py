@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
@@ -580,6 +581,100 @@ def test_a_declared_body_over_the_limit_is_refused_before_it_is_sent():
         assert head.startswith(b"HTTP/1.1 413") and "0.5 MB limit" in json.loads(payload)["error"]
         assert time.monotonic() - started < 5
         assert health(url)[0] == 200
+
+
+def test_100_continue_comes_only_for_a_request_the_server_takes():
+    """A client that sends ``Expect: 100-continue`` was told to go on before the route looked at the
+    request (aiohttp's default), so a declared length over the limit or a bad query got its refusal
+    only after a 100 that has the client upload its body for nothing; now the refusal comes first, a
+    request taken gets its 100, and an unknown expectation gets its 417 as JSON, not plain text."""
+    wav = Path("tests/data/arctic_a0009.wav").read_bytes()
+    with running(ServerConfig(max_upload_mb=0.5)) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+
+        def exchange(head: bytes, body: bytes = b"") -> bytes:
+            """Send a request's head, its first answer back, then the body, and the rest until the server closes."""
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(head + b"Host: x\r\nConnection: close\r\n\r\n")
+                answer = sock.recv(4096)
+                sock.sendall(body)
+                with contextlib.suppress(ConnectionResetError):
+                    while chunk := sock.recv(65536):
+                        answer += chunk
+            return answer
+
+        expect = b"Expect: 100-continue\r\n"
+        too_large = exchange(b"POST /v1/animate HTTP/1.1\r\nContent-Length: 10000000\r\n" + expect)
+        bad_query = exchange(b"POST /v1/animate?format=nope HTTP/1.1\r\nContent-Length: 4\r\n" + expect)
+        taken = exchange(b"POST /v1/animate?format=csv HTTP/1.1\r\nContent-Length: %d\r\n" % len(wav) + expect, wav)
+        unknown = exchange(b"GET /healthz HTTP/1.1\r\nExpect: 200-ok\r\n")
+    assert too_large.startswith(b"HTTP/1.1 413") and bad_query.startswith(b"HTTP/1.1 400"), (too_large, bad_query)
+    assert taken.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200") and b"Timecode" in taken, taken[:300]
+    head, _, body = unknown.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 417") and b"application/json" in head and "200-ok" in json.loads(body)["error"]
+
+
+def test_a_client_that_does_not_read_a_large_answer_loses_its_connection(wav30, tmp_path):
+    """The animation of a minute at 240 fps is 8 MB of CSV: a client that sent the audio and then read
+    nothing held its connection and the answer for as long as it stayed connected (aiohttp's write
+    waits on the socket without end); now the connection is closed once the answer has made no progress
+    for the request timeout (the client gets what the kernel had taken, not the whole answer), and the
+    server goes on serving."""
+    minute = tmp_path / "minute.wav"
+    sf.write(minute, np.tile(load_audio(wav30), 2), 16000, subtype="PCM_16")
+    wav = minute.read_bytes()
+    head = b"POST /v1/animate?format=csv&fps=240 HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(wav)
+    with running(ServerConfig(request_timeout=1.0)) as (url, state):
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # (before connecting: the window stays small)
+            sock.settimeout(10)
+            sock.connect(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+            sock.sendall(head + wav)
+            deadline = time.monotonic() + 60  # (the file workers start, then the animation is made)
+            while "talkface_animations_total 1" not in state.metrics.text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(3.0)  # the answer stalls at once, and the server gives up after 1 s of that
+            received = b""
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := sock.recv(1 << 20):
+                    received += chunk
+        answer_head, _, body = received.partition(b"\r\n\r\n")
+        assert answer_head.startswith(b"HTTP/1.1 200"), received[:300]
+        length = int(re.search(rb"Content-Length: (\d+)", answer_head)[1])
+        assert length > 6_000_000 and len(body) < length, (length, len(body))
+        assert health(url)[0] == 200
+
+
+def test_a_multipart_form_upload_is_refused_with_what_to_send():
+    """A browser form or ``curl -F`` sends the WAV inside multipart/form-data: that read as a corrupt
+    audio file (422 "Format not recognised"); now it is a 415 that says to send the file as the body."""
+    wav = Path("tests/data/arctic_a0009.wav").read_bytes()
+    form = (b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\nContent-Type: audio/wav\r\n\r\n'
+            + wav + b"\r\n--b--\r\n")  # fmt: skip
+    with running() as (url, _):
+        status, body, kind = post(url, form, headers={"Content-Type": "multipart/form-data; boundary=b"})
+        assert post(url, wav, "format=csv", {"Content-Type": "audio/wav; charset=binary"})[0] == 200
+    assert status == 415 and kind.startswith("application/json"), (status, body)
+    assert "--data-binary" in json.loads(body)["error"]
+
+
+def test_animation_requests_refused_as_too_many_are_counted(monkeypatch):
+    """The 503 for too many animation requests waiting is a request refused before it started: it was
+    missing from ``talkface_rejected_total``, which counted only too many streams and a bad token."""
+    import talkface.serve.animate
+
+    async def slow_job(*_: object) -> bytes:  # (holds its place among the waiting requests)
+        await asyncio.sleep(2.0)
+        return b"done"
+
+    monkeypatch.setattr(talkface.serve.animate, "_file_job", slow_job)
+    wav = Path("tests/data/arctic_a0009.wav").read_bytes()
+    with running(ServerConfig(animate_jobs=1)) as (url, state):  # 4 may wait
+        with ThreadPoolExecutor(6) as pool:
+            statuses = sorted(status for status, _, _ in pool.map(lambda _: post(url, wav), range(6)))
+        text = state.metrics.text()
+    assert statuses == [200] * 4 + [503] * 2
+    assert 'talkface_rejected_total{reason="too_many_requests"} 2' in text
 
 
 def test_every_http_error_is_one_line_json():

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from ..errors import TalkfaceError
 from ..export import SUFFIXES, check_rig
-from .http import json_error, read_body
+from .http import json_error, read_body, send
 from .settings import stream_settings
 from .workers import FileJob, JobError, Worker, WorkerFailed, audio_error
 
@@ -26,9 +26,10 @@ log = logging.getLogger("talkface.serve")
 _MEDIA = {".csv": "text/csv", ".json": "application/json", ".tsv": "text/tab-separated-values",
           ".xml": "application/xml", ".dat": "text/plain", ".glb": "model/gltf-binary",
           ".usda": "text/plain"}  # fmt: skip
+_NOT_A_FORM = "send the audio file itself as the request body (curl --data-binary @speech.wav), not a multipart form"
 
 
-async def animate(server: Server, request: web.Request) -> web.Response:
+async def animate(server: Server, request: web.Request) -> web.StreamResponse:
     """An audio file in the body, the animation file back (see the OpenAPI spec); `create_app` binds the server."""
     server.authorise(request)
     try:
@@ -42,6 +43,8 @@ async def animate(server: Server, request: web.Request) -> web.Response:
             check_rig(fmt)
     except TalkfaceError as e:
         raise json_error(web.HTTPBadRequest, str(e)) from None
+    if request.content_type.startswith("multipart/"):  # a form upload (curl -F) would read as a corrupt audio file
+        raise json_error(web.HTTPUnsupportedMediaType, _NOT_A_FORM)
     try:
         async with asyncio.timeout(server.config.request_timeout):
             body = await read_body(request)
@@ -60,6 +63,7 @@ async def animate(server: Server, request: web.Request) -> web.Response:
     if server.stopping:
         raise json_error(web.HTTPServiceUnavailable, "the server is shutting down")
     if server.waiting_jobs >= 4 * server.config.animate_jobs:
+        server.metrics.count("talkface_rejected_total", reason="too_many_requests")
         raise json_error(web.HTTPServiceUnavailable, "too many animation requests waiting; try again")
     server.waiting_jobs += 1
     try:
@@ -75,7 +79,8 @@ async def animate(server: Server, request: web.Request) -> web.Response:
             raise json_error(web.HTTPInternalServerError, f"internal error: {answer.message}")
         raise json_error(web.HTTPUnprocessableEntity, answer.message)
     server.metrics.count("talkface_animations_total")
-    return web.Response(body=answer, content_type=_MEDIA.get(SUFFIXES[fmt], "application/octet-stream"))
+    kind = _MEDIA.get(SUFFIXES[fmt], "application/octet-stream")
+    return await send(request, answer, kind, server.config.request_timeout)
 
 
 async def _file_job(server: Server, job: FileJob, seconds: float) -> bytes | JobError:

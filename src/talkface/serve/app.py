@@ -21,7 +21,8 @@ A stuck worker is a dead worker: one that dies, or gives no answer within `worke
 for a tick (for a file: per minute of its audio, plus one), is killed and replaced; its streams are
 closed with 1011, the request it was working on gets a 503, and ``/healthz`` answers 503
 ``{"status": "degraded"}`` until the replacement is up. A client gets `request_timeout` seconds to
-send a request's headers, and again its body (408). Every HTTP error is one line of JSON,
+send a request's headers, and again its body (408); an animation's answer that makes no progress for
+as long closes its connection (`http.send`). Every HTTP error is one line of JSON,
 ``{"error": "..."}``.
 """
 
@@ -36,7 +37,7 @@ from aiohttp import web
 
 from ..errors import TalkfaceError
 from .animate import animate
-from .http import SERVER_KEY, JsonErrorRunner, json_errors
+from .http import SERVER_KEY, JsonErrorRunner, expect, json_errors
 from .server import Server
 from .settings import ServerConfig
 from .status import healthz, metrics, openapi
@@ -49,11 +50,11 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     server = Server(config)
     app = web.Application(client_max_size=int(config.max_upload_mb * 1024 * 1024), middlewares=[json_errors])
     app[SERVER_KEY] = server
-    app.router.add_post("/v1/animate", partial(animate, server))
-    app.router.add_get("/v1/stream", partial(stream, server))
-    app.router.add_get("/healthz", partial(healthz, server))
-    app.router.add_get("/metrics", partial(metrics, server))
-    app.router.add_get("/openapi.json", partial(openapi, server))
+    app.router.add_post("/v1/animate", partial(animate, server), expect_handler=expect)
+    app.router.add_get("/v1/stream", partial(stream, server), expect_handler=expect)
+    app.router.add_get("/healthz", partial(healthz, server), expect_handler=expect)
+    app.router.add_get("/metrics", partial(metrics, server), expect_handler=expect)
+    app.router.add_get("/openapi.json", partial(openapi, server), expect_handler=expect)
     app.on_startup.append(server.start)
     app.on_shutdown.append(server.shutdown)
     app.on_cleanup.append(server.cleanup)

@@ -1,17 +1,19 @@
 """HTTP plumbing of the server: every HTTP error as one line of JSON, ``{"error": "..."}``, whether a
 route refuses a request (`json_error`), aiohttp does (404, 405, 413: the `json_errors` middleware), or
 aiohttp's parser refuses it before any route sees it (`JsonErrorRunner`, which installs
-`_JsonErrorProtocol`); and a request body read that such a refusal ends (`read_body`).
+`_JsonErrorProtocol`); a request body read that such a refusal ends (`read_body`), and an answer
+sent to a client that may stop reading it (`send`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
-from aiohttp import web
+from aiohttp import HttpVersion11, hdrs, web
 from aiohttp.web_protocol import RequestPayloadError, _ErrInfo
 
 from .settings import ERROR_CHARS
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
 #: The app's key to the server's state (`create_app` sets it).
 SERVER_KEY: web.AppKey[Server] = web.AppKey("server")
 log = logging.getLogger("talkface.serve")
+_PIECE = 1 << 16  # bytes of an answer sent at a time (`send`)
 
 
 @web.middleware
@@ -60,15 +63,29 @@ def json_error(kind: type[web.HTTPException], message: str, headers: dict[str, s
     return kind(text=message, headers=headers)
 
 
+async def expect(request: web.Request) -> web.StreamResponse | None:
+    """Every route's handler of an ``Expect`` header (aiohttp's runs outside the middleware): an unknown
+    expectation gets its 417 as JSON; ``100 Continue`` is not sent here, before the route has checked the
+    request, but by `read_body` as it starts to read, so a client refused (401, 400, 413) is not told to
+    upload its body first."""
+    expectation = request.headers.get(hdrs.EXPECT, "")
+    if request.version == HttpVersion11 and expectation.lower() != "100-continue":
+        return web.json_response({"error": f"unknown Expect: {expectation[:ERROR_CHARS]}"}, status=417)
+    return None
+
+
 async def read_body(request: web.Request) -> bytes:
     """The request's body; a 400 if the parser refused it midway (`_JsonErrorProtocol.data_received`) or
     it does not decode as its Content-Encoding says.
 
     A declared length over the upload limit is refused at once (413), before a byte of the body is
     waited for: a client that announces more than it sends would otherwise hold the request until
-    its timeout."""
+    its timeout. A client that waits for ``100 Continue`` (`expect`) is told to go on here."""
     if request.content_length is not None and request.content_length > request.client_max_size:
         raise web.HTTPRequestEntityTooLarge(max_size=request.client_max_size, actual_size=request.content_length)
+    if request.version == HttpVersion11 and request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # (as aiohttp's: the answer has not begun)
     try:
         body = await request.read()
     except RequestPayloadError as e:  # a body its Content-Encoding does not decode (not gzip, cut short)
@@ -79,6 +96,27 @@ async def read_body(request: web.Request) -> bytes:
     if isinstance(refused := request.content.exception(), web.HTTPException):
         raise refused
     return body
+
+
+async def send(request: web.Request, body: bytes, content_type: str, seconds: float) -> web.StreamResponse:
+    """Answer `body`, 64 KB at a time with `seconds` for each: a client that stops reading a large answer
+    (the animation of minutes of audio is megabytes) loses its connection, where aiohttp's write waits on
+    its socket without end, holding the connection and the answer for as long as the client stays."""
+    response = web.StreamResponse(headers={hdrs.CONTENT_TYPE: content_type})
+    response.content_length = len(body)
+    await response.prepare(request)
+    try:
+        for start in range(0, len(body), _PIECE):
+            async with asyncio.timeout(seconds):
+                await response.write(body[start : start + _PIECE])
+    except TimeoutError:
+        what = f"{request.method} {request.path[:ERROR_CHARS]}"
+        log.info("%s: the client did not read its answer for %g s", what, seconds)
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+    await response.write_eof()
+    return response
 
 
 class _JsonErrorProtocol(web.RequestHandler):

@@ -90,6 +90,7 @@ def spec(secured: bool) -> dict[str, Any]:
                         "401": _error("missing or wrong bearer token"),
                         "408": _error("the body did not arrive within the request timeout"),
                         "413": _error("body over the upload limit"),
+                        "415": _error("a multipart form: send the audio file itself as the body"),
                         "422": _error("unreadable, empty, silent, non-finite or overlong audio"),
                         "500": _error("a bug (the message says which); the server goes on"),
                         "503": _error(
