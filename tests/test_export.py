@@ -187,6 +187,22 @@ def test_csv_from_the_app_with_dropped_frames_is_resampled(tmp_path):
     np.testing.assert_allclose(back["jawOpen"], np.arange(130) / 130, atol=1e-6)
 
 
+def test_csv_of_a_take_past_midnight_reads_and_a_repeated_timecode_names_its_line(tmp_path):
+    """The app stamps rows with the time of day, which starts again at 00:00:00: a take recorded across
+    midnight was refused ("timecodes do not increase"), without saying which row."""
+    codes = [f"23:59:59:{f:02d}.000" for f in range(30, 60)] + [f"00:00:00:{f:02d}.000" for f in range(30)]
+    rows = "".join(f"{code},61,{k / 60}\n" for k, code in enumerate(codes))
+    (tmp_path / "take.csv").write_text("Timecode,BlendShapeCount,JawOpen\n" + rows)
+    back = export.read(tmp_path / "take.csv")
+    assert back.fps == 60.0 and back.num_frames == 60
+    np.testing.assert_allclose(back["jawOpen"], np.arange(60) / 60, atol=1e-6)
+    codes.insert(40, codes[39])  # a repeated row: line 42 (the header is line 1)
+    rows = "".join(f"{code},61,0.5\n" for code in codes)
+    (tmp_path / "take.csv").write_text("Timecode,BlendShapeCount,JawOpen\n" + rows)
+    with pytest.raises(TalkfaceError, match="line 42: timecodes do not increase"):
+        export.read(tmp_path / "take.csv")
+
+
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [

@@ -14,7 +14,7 @@ from conftest import ARCTIC_TRANSCRIPT
 
 pytest.importorskip("torch")
 
-from talkface import Animator, TalkfaceError, load_audio
+from talkface import Animation, Animator, TalkfaceError, load_audio
 from talkface import model as runtime
 from talkface.phonemes import VISEMES
 from talkface.rig import ARKIT_NAMES
@@ -432,7 +432,7 @@ def test_trains_on_live_link_takes_and_vertex_caches(corpus, tmp_path):
     export.write(anim, takes / "take1.csv")
     shutil.copy(wav, takes / "take1.wav")
     head = Head.load()
-    frames = head.apply(anim.weights[:60])
+    frames = head.apply(anim.weights)  # (all of them: a cache as long as its audio)
     np.save(caches / "a.npy", frames)
     write_pc2(caches / "b.pc2", frames)
     for name in ("a.wav", "b.wav"):
@@ -452,6 +452,57 @@ def test_trains_on_live_link_takes_and_vertex_caches(corpus, tmp_path):
     model = train(TrainConfig.load(path), progress=False)
     seconds = json.loads(model.with_suffix(".json").read_text())["train_seconds_of_audio"]
     assert seconds > 20 + 3 * 3.0  # the corpus plus the take and the two caches
+
+
+def test_a_take_or_vertex_cache_not_as_long_as_its_audio_is_refused(tmp_path):
+    """A take cut short, another take's audio or a cache at another rate than vertex_cache_fps was trained on
+    targets cut or stretched against the speech, and nothing said so. A few frames apart (the app starts audio
+    and video at slightly different moments) are taken."""
+    from talkface import export
+    from talkface.head import Head
+    from talkface.train.dataset import live_link_takes, vertex_caches
+
+    wav = ROOT / "tests" / "data" / "arctic_a0009.wav"
+    anim = Animator(engine="phonetic").animate(wav, text=ARCTIC_TRANSCRIPT).with_channels(ARKIT_NAMES)  # 93 at 30 fps
+    shutil.copy(wav, tmp_path / "take.wav")
+    export.write(Animation(anim.weights[:-3], anim.fps, anim.names), tmp_path / "take.csv")  # 0.1 s short
+    assert live_link_takes(tmp_path)[0][1].num_frames == 90
+    export.write(Animation(anim.weights[:63], anim.fps, anim.names), tmp_path / "take.csv")  # 1 s short
+    with pytest.raises(TalkfaceError, match=r"take\.csv: 2\.10 s of animation .* take\.wav holds 3\.10 s of audio"):
+        live_link_takes(tmp_path)
+    for name in ("take.csv", "take.wav"):
+        (tmp_path / name).unlink()
+    head = Head.load()
+    np.save(tmp_path / "a.npy", head.apply(anim.weights))
+    shutil.copy(wav, tmp_path / "a.wav")
+    np.savez(tmp_path / "shapes.npz", neutral=head.vertices, shapes=head.targets, names=np.array(ARKIT_NAMES))
+    assert vertex_caches(tmp_path, tmp_path / "shapes.npz", 30.0)[0][1].duration == pytest.approx(3.1)
+    with pytest.raises(TalkfaceError, match=r"a\.npy: 1\.55 s of animation \(93 frames at 60 fps\).*vertex_cache_fps"):
+        vertex_caches(tmp_path, tmp_path / "shapes.npz", 60.0)
+
+
+def test_a_take_missing_a_shape_or_in_other_units_is_refused(tmp_path):
+    """A misspelt or absent shape column was read as 0, and a take scaled to 0..100 was clipped to 1: the model
+    learnt a jaw that never opens, or every shape at full weight. The app's own variants read."""
+    from talkface.export import livelink_csv
+    from talkface.train.dataset import live_link_takes
+
+    wav = ROOT / "tests" / "data" / "arctic_a0009.wav"
+    anim = Animator(engine="phonetic").animate(wav, text=ARCTIC_TRANSCRIPT).with_channels(ARKIT_NAMES)
+    shutil.copy(wav, tmp_path / "take.wav")
+    # "BlendshapeCount", camelCase names, no head and eye columns, weights a little past 0..1: read, clipped later
+    codes = livelink_csv.timecodes(0, anim.num_frames, anim.fps)
+    values = anim.weights * 1.2 - 0.03
+    rows = [",".join([code, "52", *(f"{v:.6f}" for v in w)]) for code, w in zip(codes, values, strict=True)]
+    (tmp_path / "take.csv").write_text("\n".join([",".join(["Timecode", "BlendshapeCount", *ARKIT_NAMES]), *rows]))
+    assert values.min() < 0 and values.max() > 1
+    np.testing.assert_allclose(live_link_takes(tmp_path)[0][1].with_channels(ARKIT_NAMES).weights, values, atol=1e-5)
+    (tmp_path / "take.csv").write_text(livelink_csv.csv_text(anim).replace("JawOpen", "JawOpne", 1))
+    with pytest.raises(TalkfaceError, match=r"take\.csv: no column for jawOpen"):
+        live_link_takes(tmp_path)
+    (tmp_path / "take.csv").write_text(livelink_csv.csv_text(Animation(anim.weights * 100, anim.fps, anim.names)))
+    with pytest.raises(TalkfaceError, match=r"take\.csv: shape weights from 0 to .*ARKit weights lie in 0\.\.1"):
+        live_link_takes(tmp_path)
 
 
 @pytest.mark.parametrize(

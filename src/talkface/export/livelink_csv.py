@@ -29,6 +29,8 @@ READ_NAMES: tuple[str, ...] = (*ARKIT_NAMES, *POSE_NAMES)
 _TIMECODE = re.compile(r"^(\d{1,6}):(\d\d):(\d\d)[:;](\d{1,6})(?:\.(\d+))?$")
 #: Relative distance from a whole number below which an inferred frame rate is snapped to it.
 _SNAP = 1e-4
+#: Seconds in a day, after which a time-of-day timecode starts again.
+_DAY = 24 * 3600
 
 
 def timecode_rate(fps: float) -> int:
@@ -160,12 +162,19 @@ def _from_timecodes(weights: np.ndarray, times: np.ndarray, path: str | os.PathL
     """An evenly sampled animation from rows stamped with (second, frame) timecodes."""
     seconds, frames = times[:, 0], times[:, 1]
     if len(seconds) < 2 or seconds.min() == seconds.max():
-        raise TalkfaceError(f"{path}: the timecodes span less than a second, so the frame rate is unknown; pass fps")
+        raise TalkfaceError(
+            f"{path}: the timecodes span less than a second, so the frame rate is unknown; pass fps "
+            f'(or write it beside the file, as {os.path.basename(path)}.json holding {{"fps": 60}})'
+        )
     rate = int(frames.max()) + 1  # the frame before a second's rollover is rate - 1
     t = seconds + frames / rate
+    # a take that runs past midnight: its time-of-day timecode starts again from 00:00:00
+    t += _DAY * np.cumsum(np.diff(t, prepend=t[0]) < -_DAY / 2)
     steps = np.diff(t)
     if (steps <= 0).any():
-        raise TalkfaceError(f"{path}: timecodes do not increase from row to row")
+        line = int(np.argmax(steps <= 0)) + 3  # (the header is line 1)
+        raise TalkfaceError(f"{path}: line {line}: timecodes do not increase from row to row (a repeated or "
+                            "earlier timecode)")  # fmt: skip
     fps = _snap((len(t) - 1) / (t[-1] - t[0]))
     grid = t[0] + np.arange(len(t)) / fps
     if np.abs(t - grid).max() <= 0.5 / fps:

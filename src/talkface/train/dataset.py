@@ -7,6 +7,7 @@ weight losses learn from them.
 
 from __future__ import annotations
 
+import csv
 import os
 import zipfile
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..animation import Animation
-from ..audio import load_audio
+from ..audio import SAMPLE_RATE, load_audio
 from ..errors import TalkfaceError
 from ..features import FRAME_RATE, HOP, N_MELS, SILENCE, log_mel
 from ..files import atomic_path, opened
@@ -29,6 +30,12 @@ if TYPE_CHECKING:
 
 NO_VISEME = -100  # ignored by the viseme loss
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+#: The most (seconds) a take's or vertex cache's animation and its audio may differ in length: the app starts
+#: audio and video a few frames apart; more is a take cut short, another take's audio or the wrong frame rate,
+#: whose targets would be cut or stretched against the speech.
+LENGTH_TOLERANCE = 0.2
+#: How far past ARKit's 0..1 a take's weights may go (they are clipped to it): beyond is a take in other units.
+WEIGHT_SLACK = 0.5
 
 
 @dataclass
@@ -112,14 +119,48 @@ def _audio_beside(path: Path) -> Path:
     raise TalkfaceError(f"{path}: no audio beside it ({', '.join(AUDIO_SUFFIXES)} with the same name)")
 
 
-def live_link_takes(folder: str | Path) -> list[tuple[np.ndarray, Animation]]:
-    """(audio, animation) of each Live Link Face take in `folder`: `NAME.csv` with `NAME.wav` beside it."""
+def _paired(source: Path, anim: Animation, hint: str = "") -> tuple[np.ndarray, Animation]:
+    """(audio, animation) of a take or vertex cache and the audio beside it; TalkfaceError naming both lengths
+    where they differ by more than `LENGTH_TOLERANCE` (within it, the animation is cut or its last frame held)."""
+    audio_path = _audio_beside(source)
+    audio = load_audio(audio_path)
+    seconds = audio.size / SAMPLE_RATE
+    if abs(anim.duration - seconds) > LENGTH_TOLERANCE:
+        raise TalkfaceError(
+            f"{source}: {anim.duration:.2f} s of animation ({anim.num_frames} frames at {anim.fps:g} fps), but "
+            f"{audio_path.name} holds {seconds:.2f} s of audio: more than {LENGTH_TOLERANCE:g} s apart, so the "
+            f"targets would not line up with the speech{hint}; trim both to the same span"
+        )
+    return audio, anim
+
+
+def _take(path: Path) -> Animation:
+    """The animation of one Live Link Face take; TalkfaceError where training would learn it wrong: an ARKit
+    shape without a column (read as 0) or weights far outside 0..1 (clipping would flatten them)."""
     from ..export import read
 
+    anim = read(path)
+    with opened(path, "Live Link Face CSV") as f:
+        header = next(csv.reader([f.readline(1 << 16).decode("utf-8-sig", "replace")]), [])
+    columns = {h.strip().lower() for h in header}
+    missing = [n for n in ARKIT_NAMES if n.lower() not in columns]
+    if missing:
+        raise TalkfaceError(f"{path}: no column for {', '.join(missing)}; a take needs all 52 ARKit shapes")
+    shapes = anim.with_channels(ARKIT_NAMES).weights
+    low, high = float(shapes.min()), float(shapes.max())
+    if low < -WEIGHT_SLACK or high > 1 + WEIGHT_SLACK:
+        raise TalkfaceError(f"{path}: shape weights from {low:.3g} to {high:.3g}; ARKit weights lie in 0..1 "
+                            "(a take scaled to 0..100?)")  # fmt: skip
+    return anim
+
+
+def live_link_takes(folder: str | Path) -> list[tuple[np.ndarray, Animation]]:
+    """(audio, animation) of each Live Link Face take in `folder`: `NAME.csv` with `NAME.wav` beside it,
+    checked by `_take` and `_paired`."""
     takes = sorted(Path(folder).glob("*.csv"))
     if not takes:
         raise TalkfaceError(f"{folder}: no Live Link Face CSV takes found")
-    return [(load_audio(_audio_beside(csv)), read(csv)) for csv in takes]
+    return [_paired(csv_path, _take(csv_path)) for csv_path in takes]
 
 
 def read_pc2(path: str | Path) -> np.ndarray:
@@ -177,7 +218,8 @@ def vertex_caches(folder: str | Path, blendshapes: str | Path, fps: float) -> li
         weights = solve(_vertex_frames(cache), neutral, shapes, pairs)
         full = np.zeros((weights.shape[0], len(ARKIT_NAMES)), np.float32)
         full[:, [INDEX[n] for n in names]] = weights
-        out.append((load_audio(_audio_beside(cache)), Animation(full, fps)))
+        hint = f" (is vertex_cache_fps, {fps:g}, its frame rate?)"
+        out.append(_paired(cache, Animation(full, fps), hint))
     return out
 
 
