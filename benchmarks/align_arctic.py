@@ -6,6 +6,7 @@ and timings: the first call includes building the pocketsphinx decoder, later ca
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,7 @@ def _timed(run: Callable[[], list[TimedPhone]]) -> tuple[list[TimedPhone], float
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args()  # --help; no options
     audio = load_audio(DATA / "arctic_a0009.wav")
     reference = read_htk_labels(DATA / "arctic_a0009_phone.lab")
     duration = len(audio) / 16000

@@ -9,6 +9,7 @@ that others share, the steadier measure of its own work) and its peak resident m
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 import sys
@@ -30,7 +31,10 @@ def long_wav(seconds: float, path: Path) -> None:
 
 
 def main() -> None:
-    lengths = [float(a) for a in sys.argv[1:]] or [60.0, 600.0]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("seconds", nargs="*", type=float, default=[60.0, 600.0],
+                        help="lengths of audio to animate (default: 60 600)")  # fmt: skip
+    lengths = parser.parse_args().seconds
     talkface = str(Path(sys.executable).with_name("talkface"))
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
     print("audio s  engine     wall s    RTF     CPU s   peak MB   (one core, whole process)")

@@ -7,6 +7,7 @@ in pauses), for phones from forced alignment (`--text`) and from phone recogniti
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ TRANSCRIPT = "He turned sharply, and faced Gregson across the table."
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args()  # --help; no options
     audio = load_audio(DATA / "arctic_a0009.wav")
     hand = read_htk_labels(DATA / "arctic_a0009_phone.lab")
     duration = len(audio) / SAMPLE_RATE

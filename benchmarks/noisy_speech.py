@@ -2,15 +2,15 @@
 
 Run: python benchmarks/noisy_speech.py [--set MANIFEST] [--kinds white,music] [--snr 10]
 
-Mixes noise into the validation clips of the real-speech set (`make real-speech`; never the test
-split) at the given SNR, relative to the speech's active level (the RMS over the reference's
-speech phones), and scores the model for files and the live model as `talkface evaluate` does
-(phone midpoints at 30 fps). Noise kinds, made here in numpy with a fixed seed: white, pink,
-"music" (sustained harmonic chords that change every two beats over a kick / snare / hi-hat
-pattern) and babble (four other validation clips summed). The issue's goal for noisy speech:
-closures >= 0.80, rest in pauses >= 0.90. "whisper" adds no noise: each clip is re-synthesized with
-noise in place of its voice (linear prediction, 32 ms frames), a stand-in for whispered speech, which
-the validation split lacks; --snr does not apply to it.
+Mixes noise into the validation clips of the real-speech set (`make real-speech`; never the test split)
+at the given SNR, relative to the speech's active level (the RMS over the reference's speech phones),
+and scores the model for files and the live model as `talkface evaluate` does (phone midpoints at 30
+fps: closed, open, rounded, rest, and lips shut at other speech sounds). Noise kinds, made here in
+numpy with a fixed seed: white, pink, "music" (sustained harmonic chords that change every two beats
+over a kick / snare / hi-hat pattern) and babble (four other validation clips summed). The issue's goal
+for noisy speech: closures >= 0.80, rest in pauses >= 0.90. "whisper" adds no noise: each clip is
+re-synthesized with noise in place of its voice (linear prediction, 32 ms frames), a stand-in for
+whispered speech, which the validation split lacks; --snr does not apply to it.
 """
 
 from __future__ import annotations
@@ -161,13 +161,13 @@ def main() -> None:
         parser.error(f"--kinds: choose from {', '.join(KINDS)}")
     clips = read_set(args.set, "validation")
     engines = {"files": Animator(FPS, model=args.model), "live": Animator(FPS, model=str(default_model_path()))}
-    print(f"{'noise':<8} {'engine':<6} closed  open    rounded rest")
+    print(f"{'noise':<8} {'engine':<6} closed  open    rounded rest    shut elsewhere")
     for kind in kinds:
         noisy = [dataclasses.replace(c, audio=a) for c, a in zip(clips, mixed(clips, kind, args.snr), strict=True)]
         for name, animator in engines.items():
             r = score_engine(lambda audio, a=animator: a.animate(audio, sample_rate=SAMPLE_RATE), noisy)
             cells = [r[k][0] for k in ("closed_on_bilabials", "open_on_open_vowels", "rounded_on_rounded",
-                                       "rest_in_pauses")]  # fmt: skip
+                                       "rest_in_pauses", "closed_elsewhere")]  # fmt: skip
             print(f"{kind:<8} {name:<6} " + " ".join(f"{c:6.1%}" for c in cells), flush=True)
     minutes = sum(c.audio.size for c in clips) / SAMPLE_RATE / 60
     print(f"validation split, {minutes:.1f} min, noise at {args.snr:g} dB SNR")

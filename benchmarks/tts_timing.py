@@ -1,6 +1,6 @@
 """How well each TTS engine's phone timings match its own audio at /p b m/: against pocketsphinx.
 
-Run: python benchmarks/tts_timing.py. Each voice speaks 30 sentences dense in bilabials; pocketsphinx
+Run: python benchmarks/tts_timing.py [VOICE ...]. Each voice speaks 30 sentences dense in bilabials; pocketsphinx
 force-aligns the transcript to that audio, and every bilabial the two phone sequences share is
 compared (sentences pocketsphinx cannot align are skipped and counted): offset of its start and
 end (engine minus aligner, ms) and the share of the engine's bilabial 10 ms frames that the
@@ -10,7 +10,7 @@ aligner also calls a bilabial. The aligner has its own biases
 
 from __future__ import annotations
 
-import sys
+import argparse
 from difflib import SequenceMatcher
 
 import numpy as np
@@ -91,11 +91,16 @@ def compare(engine: list[TimedPhone], aligned: list[TimedPhone]) -> tuple[list[f
 
 
 def main() -> None:
-    names = sys.argv[1:]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("voices", nargs="*", metavar="VOICE", help="only these, e.g. flite:kal (default: all)")
+    names = parser.parse_args().voices
+    found = voices()
+    if unknown := sorted(set(names) - set(found)):
+        parser.error(f"no voice {', '.join(unknown)}; choose from {', '.join(found)}")
     print("| voice | sentences aligned | bilabials | start offset median (ms) | end offset median (ms) "
           "| mean abs start/end (ms) | engine /p b m/ frames the aligner agrees with |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
-    for name, voice in voices().items():
+    for name, voice in found.items():
         if names and name not in names:
             continue
         starts, ends, agree, total, aligned = [], [], 0, 0, 0
