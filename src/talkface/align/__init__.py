@@ -92,10 +92,11 @@ def align_transcript(
     aligned to the audio at all. Time and memory grow linearly with the audio (a piece of it is aligned
     with no more words than could be said in it).
 
-    With `jobs` > 1, audio of more than `_PART` is cut at pauses into up to `jobs` parts, each aligned
-    in a process of its own with the words said in it (found by aligning a little of the audio after
-    each cut against the transcript around where it should be). Where the words said after a pause
-    do not fit there, the audio is not cut at that pause.
+    Audio of more than two `_PART`s is cut at pauses into parts of at least `_PART`, each aligned with
+    the words said in it (found by aligning a little of the audio after each cut against the transcript
+    around where it should be), in up to `jobs` processes. Where the words said after a pause do not
+    fit there, the audio is not cut at that pause. The cuts do not depend on `jobs`: any number of
+    processes gives the same alignment.
     """
     audio = load_audio(audio, sample_rate)
     words = _words(text, lang) if _english(lang) else _espeak_words(text, str(lang))
@@ -103,7 +104,7 @@ def align_transcript(
         raise TalkfaceError(f"transcript is empty or has nothing to pronounce: {shown(text)}")
     english = _english(lang)  # the loop of phones of a second pass is English's (`_second_pass`)
     match = MATCH_SCORE if english else MATCH_SCORE_ACROSS
-    cuts = _parts(audio, words, jobs, match)
+    cuts = _parts(audio, words, match)
     if not cuts:
         return _aligned(audio, words, match, strict, english)
-    return _aligned_in_parts(audio, words, cuts, match, strict, english)
+    return _aligned_in_parts(audio, words, cuts, match, strict, english, jobs)

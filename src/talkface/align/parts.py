@@ -25,19 +25,20 @@ _ANCHOR = 10 * FRAME_RATE  # frames after a cut aligned (to the next pause) to f
 _ANCHOR_WORDS = 8  # words in a row that must fit the sound after a cut, found in the transcript near there
 
 
-def _parts(audio: np.ndarray, words: Sequence[str], jobs: int, match: float) -> list[tuple[int, int]]:
-    """(frame, word) where long audio is cut into parts for `jobs` processes: one of the three longest
+def _parts(audio: np.ndarray, words: Sequence[str], match: float) -> list[tuple[int, int]]:
+    """(frame, word) where long audio is cut into parts of at least `_PART`: one of the three longest
     pauses within 30 s of each equal share of it, and the first word said after it (`_anchor`). Where
-    that word is not found for certain after any of them, the audio is not cut. No cuts for one process,
-    or for audio of at most two `_PART`s."""
-    if jobs < 2 or len(audio) <= 2 * _PART * SAMPLE_RATE:
+    that word is not found for certain after any of them, the audio is not cut. No cuts for audio of
+    at most two `_PART`s. The cuts depend on the audio and the words alone, not on how many processes
+    align the parts, so that the alignment is the same on any machine."""
+    if len(audio) <= 2 * _PART * SAMPLE_RATE:
         return []
     levels = _frame_levels(audio)
     n = len(levels)
     quiet = levels < _quiet_threshold(levels)
     pauses = _pauses(quiet)
     speech = np.cumsum(~quiet)
-    count = min(jobs, n // (_PART * FRAME_RATE))
+    count = n // (_PART * FRAME_RATE)
     dither = _DITHER * _loud_level(levels)
     middles = [m for m, _ in pauses]
     cuts: list[tuple[int, int]] = []
@@ -77,21 +78,21 @@ def _anchor(pcm: bytes, words: Sequence[str], guess: int, match: float) -> int |
     return min(found, key=lambda i: abs(i - guess)) if found else None  # words that recur: the nearest
 
 
-def _aligned_in_parts(
-    audio: np.ndarray, words: Sequence[str], cuts: Sequence[tuple[int, int]], match: float, strict: bool, loop: bool
-) -> Alignment:
-    """`_aligned` of the parts of `audio` between `cuts` ((frame, first word) each), in processes of
-    their own, joined. A part that cannot be aligned at all is unexplained (an error with `strict`)."""
+def _aligned_in_parts(audio: np.ndarray, words: Sequence[str], cuts: Sequence[tuple[int, int]], match: float,
+                      strict: bool, loop: bool, jobs: int) -> Alignment:  # fmt: skip
+    """`_aligned` of the parts of `audio` between `cuts` ((frame, first word) each), joined: in up to
+    `jobs` processes of their own, or in this one for one job. A part that cannot be aligned at all is
+    unexplained (an error with `strict`)."""
     bounds = [(0, 0), *cuts, (-(-len(audio) // _HOP), len(words))]  # the last part ends with the audio
-    with ProcessPoolExecutor(len(bounds) - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        parts = [
-            pool.submit(_aligned_part, _pcm(audio, a, b, 0.0), words[i:k], match, strict, loop)
-            for (a, i), (b, k) in itertools.pairwise(bounds)
-        ]
-        try:
-            results = [part.result() for part in parts]
-        except AlignmentError:  # with `strict`
-            raise AlignmentError(_FAILED, len(words)) from None
+    work = [(_pcm(audio, a, b, 0.0), words[i:k], match, strict, loop) for (a, i), (b, k) in itertools.pairwise(bounds)]
+    try:
+        if jobs < 2:
+            results = [_aligned_part(*part) for part in work]
+        else:
+            with ProcessPoolExecutor(min(jobs, len(work)), mp_context=multiprocessing.get_context("spawn")) as pool:
+                results = [part.result() for part in [pool.submit(_aligned_part, *part) for part in work]]
+    except AlignmentError:  # with `strict`
+        raise AlignmentError(_FAILED, len(words)) from None
     if all(part is None for part in results):
         raise AlignmentError(_FAILED, len(words))
     phones, spans, matched, at_first, run = [], [], 0, 0, 0  # (words matched, before the second pass, in a row)
@@ -113,7 +114,7 @@ def _aligned_in_parts(
 
 
 def _aligned_part(pcm: bytes, words: list[str], match: float, strict: bool, loop: bool) -> Alignment | None:
-    """`_aligned` in a worker process, for one part of long audio (16-bit PCM) and its words; None
+    """`_aligned` of one part of long audio (16-bit PCM) and its words, in a worker process or this one; None
     when they cannot be aligned at all (without `strict`)."""
     with _LOCK:
         _add_words(_aligner(), words)
