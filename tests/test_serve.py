@@ -832,6 +832,36 @@ def test_style_options_are_parsed_as_on_the_command_line():
             stream_settings({"style": bad}, 30.0)
 
 
+def test_settings_left_out_take_the_command_lines_defaults_with_or_without_a_style():
+    from talkface.post import Style
+    from talkface.serve.workers import style_of
+
+    # an unrelated style option (or none) must not switch the emotion between neutral and "auto"
+    for values in ({}, {"style": {}}, {"style": {"no-blink": True}}):
+        assert style_of(stream_settings(values, 30.0)).emotion == Style.from_options({}).emotion == "auto"
+    for emotion, parsed in (("auto", "auto"), (" AUTO ", "auto"), ("neutral", {}), ("", {})):  # as --emotion takes it
+        assert style_of(stream_settings({"emotion": emotion}, 30.0)).emotion == parsed
+
+
+def test_face_beside_a_style_keeps_its_multiply_and_offset():
+    from talkface.serve.workers import style_of
+
+    style = {"multiply": "jawOpen=0.5", "offset": "browInnerUp=0.1", "face": "blinkStrength=0.5"}
+    face = style_of(stream_settings({"style": style, "face": {"jawStrength": 1.2}}, 30.0)).face
+    assert face.multipliers == {"jawOpen": 0.5} and face.offsets == {"browInnerUp": 0.1}  # other options: kept
+    assert face.jaw_strength == 1.2 and face.blink_strength == 1.0  # the style's face parameters: replaced
+
+
+def test_a_face_message_keeps_the_starts_multiply(wav30):
+    audio = sf.read(wav30, dtype="float32")[0][: 3 * 16000]
+    start = {"type": "start", "format": "f32", "output": "binary", "style": {"multiply": "jawOpen=0"}}
+    with running(ServerConfig(workers=1)) as (url, _):
+        got = asyncio.run(stream_file(url, audio, "format=f32&output=binary",
+                                      [(0, start), (50, {"type": "face", "face": "jawStrength=1.5"})]))  # fmt: skip
+    assert got["close"] == 1000
+    assert np.abs(got["weights"][:, got["ready"]["names"].index("jawOpen")]).max() < 1e-6
+
+
 async def _one_long_chunk(url: str, pcm: np.ndarray, rate: int, want: int) -> tuple[int, float]:
     """Send `pcm` as one message and wait, without ending, for `want` frames: (frames, seconds it took)."""
     got, began = 0, time.monotonic()

@@ -33,7 +33,7 @@ def spec(secured: bool) -> dict[str, Any]:
         {"name": "fps", "in": "query", "schema": {"type": "number", "minimum": 1, "maximum": 240, "default": 30},
          "description": "frame rate of the animation"},
         {"name": "emotion", "in": "query", "schema": {"type": "string", "example": "joy=0.7,sadness=0.2"},
-         "description": f"emotion weights 0–1 by name: {', '.join(EMOTIONS)}"},
+         "description": f"'auto' (the default: from `text`), 'neutral', or weights 0–1 by name: {', '.join(EMOTIONS)}"},
         {"name": "face", "in": "query", "schema": {"type": "string", "example": "jawStrength=0.8,blinkStrength=0.5"},
          "description": f"face parameters: {', '.join(PARAMETERS)}"},
         {"name": "seed", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0},
@@ -41,7 +41,8 @@ def spec(secured: bool) -> dict[str, Any]:
         {"name": "style", "in": "query",
          "schema": {"type": "string", "example": '{"no-blink": true, "head-strength": 0.5}'},
          "description": "a JSON object of `talkface animate`'s style options by name without the dashes "
-                        "(emotion, face and seed given beside it take precedence)"},
+                        "(emotion, face and seed given beside it take precedence; face keeps its multiply and "
+                        "offset); options left out take the command line's defaults"},
     ]  # fmt: skip
     out: dict[str, Any] = {
         "openapi": "3.1.0",

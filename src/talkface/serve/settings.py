@@ -6,7 +6,7 @@ shared by the WebSocket (`websocket`), ``POST /v1/animate`` (`animate`) and the 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,7 @@ import numpy as np
 from ..animation import MAX_FPS
 from ..audio import SAMPLE_RATE
 from ..errors import TalkfaceError, checked_number
-from ..post import FaceParams, Style, parse_assignments, parse_emotions
+from ..post import FaceParams, Style, parse_assignments
 from ..retarget import BUILTIN, Rig, checked_mapping, load_rig
 
 #: A stream's sample formats (its ``format`` setting) as numpy dtypes.
@@ -55,13 +55,17 @@ def text_setting(value: object, what: str) -> str:
     return value
 
 
-def face_setting(value: object) -> FaceParams:
-    """The ``face`` setting: an object of face parameters, or a string of assignments ("jawStrength=0.8")."""
+def face_setting(value: object, under: FaceParams | None = None) -> FaceParams:
+    """The ``face`` setting: an object of face parameters, or a string of assignments ("jawStrength=0.8").
+    They replace the face parameters of `under` (the style in use), but its per-channel multipliers and
+    offsets stay: those are the ``multiply`` and ``offset`` style options, which ``face`` does not name."""
     if isinstance(value, str):
-        return FaceParams.from_mapping(parse_assignments(value, "face"))
-    if isinstance(value, dict):
-        return FaceParams.from_mapping(value)
-    raise TalkfaceError('face must be an object like {"jawStrength": 0.8} or a string like "jawStrength=0.8"')
+        given = parse_assignments(value, "face")
+    elif isinstance(value, dict):
+        given = value
+    else:
+        raise TalkfaceError('face must be an object like {"jawStrength": 0.8} or a string like "jawStrength=0.8"')
+    return FaceParams.from_mapping(given, *((under.multipliers, under.offsets) if under else ()))
 
 
 def stream_settings(values: dict[str, Any], fps: float, http: bool = False) -> dict[str, Any]:
@@ -71,19 +75,13 @@ def stream_settings(values: dict[str, Any], fps: float, http: bool = False) -> d
     unknown = sorted(set(values) - known - {"token"})
     if unknown:
         raise TalkfaceError(f"unknown setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
-    style = _style(values["style"]) if "style" in values else Style()
+    style = _style(values)
     out: dict[str, Any] = {"fps": fps, "emotion": style.emotion, "face": style.face, "seed": style.seed,
                            "sample_rate": SAMPLE_RATE, "format": "s16", "output": "json", "subject": None,
                            "emotion_settings": style.emotion_settings, "style": style, "rig": None}  # fmt: skip
-    for key, lo, hi, whole in (("fps", 1, MAX_FPS, False), ("seed", 0, 2**63 - 1, True),
-                               ("sample_rate", 1000, 384000, True)):  # fmt: skip
+    for key, lo, hi, whole in (("fps", 1, MAX_FPS, False), ("sample_rate", 1000, 384000, True)):
         if key in values:  # (a number, or its text in a query)
             out[key] = checked_number(values[key], key, lo, hi, whole)
-    if "emotion" in values:
-        spec_ = text_setting(values["emotion"], "emotion")
-        out["emotion"] = parse_emotions(spec_) if spec_ else None
-    if "face" in values:
-        out["face"] = face_setting(values["face"])
     for key, choices in (("format", SAMPLE_FORMATS), ("output", ("json", "binary"))):
         if key in values:
             if values[key] not in choices:
@@ -96,16 +94,26 @@ def stream_settings(values: dict[str, Any], fps: float, http: bool = False) -> d
     return out
 
 
-def _style(value: object) -> Style:
-    """`animate`'s style options by name (`Style.from_options`): an object, or its JSON in a query."""
-    if isinstance(value, str):
+def _style(values: dict[str, Any]) -> Style:
+    """The style of a stream's or request's settings: its ``style``, `animate`'s style options by name
+    (an object, or its JSON in a query), with ``emotion``, ``face`` and ``seed`` beside it in place of the
+    style's own; all parsed by `Style.from_options`, so what is left out takes the command line's
+    defaults whether or not a ``style`` was given (``emotion`` "auto" among them)."""
+    options = values.get("style", {})
+    if isinstance(options, str):
         try:
-            value = json.loads(value)
+            options = json.loads(options)
         except ValueError:
-            value = None
-    if not isinstance(value, dict):
+            options = None
+    if not isinstance(options, dict):
         raise TalkfaceError('style must be an object of style options, like {"no-blink": true, "head-strength": 0.5}')
-    return Style.from_options(value)
+    options = dict(options)
+    if "emotion" in values:
+        options["emotion"] = text_setting(values["emotion"], "emotion")
+    if "seed" in values:  # (a number, or its text in a query)
+        options["seed"] = int(checked_number(values["seed"], "seed", 0, 2**63 - 1, True))
+    style = Style.from_options(options)
+    return replace(style, face=face_setting(values["face"], style.face)) if "face" in values else style
 
 
 def _rig(value: object) -> Rig | None:

@@ -9,7 +9,8 @@ message a mapping {target: {term: weight}} as `talkface.retarget` reads a rig fi
 the rig's targets; Live Link stays ARKit). Then:
 
 - binary messages: PCM chunks of any length;
-- ``{"type": "emotion", "emotion": "joy=0.5"}``, ``{"type": "face", "face": {...}}``: change mid-stream;
+- ``{"type": "emotion", "emotion": "joy=0.5"}``, ``{"type": "face", "face": {...}}``: change mid-stream
+  (a face message keeps the start's ``multiply`` and ``offset`` style options);
 - ``{"type": "end"}``: flush; the last frames, then ``{"type": "end", "frames": N}`` and a normal close.
 
 The server answers ``{"type": "ready", "names": [...], "fps": F, "latency": s, ...}`` first, then
@@ -39,7 +40,7 @@ from aiohttp import WSMsgType, web
 
 from ..animation import Animation
 from ..errors import TalkfaceError
-from ..post import parse_emotions
+from ..post import FaceParams, parse_emotions
 from ..retarget import Rig
 from ..stream import Stream
 from .connections import Conn
@@ -63,6 +64,7 @@ class _WsConn(Conn):
         self.ws, self.transport = ws, transport
         self.binary = settings["output"] == "binary"
         self.rig: Rig | None = settings["rig"]  # frames go out on its targets; Live Link stays ARKit
+        self.face: FaceParams = settings["face"]  # the start's: a ``face`` message keeps its multipliers and offsets
 
     def encode(self, anim: Animation, first: int) -> str | bytes:
         anim = self.rig.apply(anim) if self.rig else anim
@@ -177,14 +179,14 @@ async def _control(server: Server, c: _WsConn, text: str, started: bool) -> bool
             settings = stream_settings({k: v for k, v in message.items() if k != "type"}, server.config.fps)
             probe = new_session(server.engine, settings)
             c.control(("start", settings))
-            c.binary, c.rig = settings["output"] == "binary", settings["rig"]
+            c.binary, c.rig, c.face = settings["output"] == "binary", settings["rig"], settings["face"]
             c.sample_rate, c.dtype = settings["sample_rate"], SAMPLE_FORMATS[settings["format"]]
             _ready(server, c, settings, probe)
             return False
         if kind == "emotion":
             c.control(("emotion", parse_emotions(text_setting(message.get("emotion", ""), "emotion"))))
         elif kind == "face":
-            c.control(("face", face_setting(message.get("face"))))
+            c.control(("face", face_setting(message.get("face"), c.face)))
         elif kind == "end":
             return True
         else:
