@@ -965,3 +965,34 @@ def test_a_client_dropped_for_not_reading_its_frames_loses_its_connection():
                 cut = True
         sock.close()
         assert cut and server.metrics.text().count('kind="slow_client"') == 1
+
+
+def test_a_client_gone_while_its_flush_is_awaited_gives_its_slot_back():
+    """The send loop found the client gone (ConnectionResetError) and only marked the stream closed: the
+    worker runs no flush for a closed stream, so `finish`, waiting for it, waited for ever and the stream
+    kept its slot (the fuzz tests caught it now and then). The loop now ends the stream, which wakes it."""
+    from talkface.serve.connections import Conn
+    from talkface.serve.server import Server
+
+    class Gone(Conn):
+        async def send(self, item: object) -> None:
+            raise ConnectionResetError
+
+        async def close(self, code: int, message: str) -> None:
+            pass
+
+    class Idle:  # a worker that never answers
+        wake = None
+
+    async def scenario() -> None:
+        server = Server(ServerConfig())
+        Idle.wake = asyncio.Event()
+        c = Gone(1, Idle(), stream_settings({}, 30.0))  # type: ignore[arg-type]
+        sender = asyncio.get_running_loop().create_task(server._send_loop(c))
+        c.outbox.append(("frames", 1))
+        c.wake_sender.set()
+        await asyncio.wait_for(server.finish(c), 5.0)  # (timed out before: TimeoutError)
+        await sender
+        assert c.closed and c.closing is not None
+
+    asyncio.run(scenario())

@@ -317,9 +317,9 @@ class Server:
                     item, frames = c.outbox.popleft()
                     try:
                         await c.send(item)
-                    except ConnectionResetError:  # the client went away
-                        c.closed = True
-                        return
+                    except ConnectionResetError:  # the client went away: end the stream, so that what waits on
+                        self.end(c, 1001, "")  # it wakes (a `finish` waiting for the flush the worker no longer
+                        return  # runs for a closed stream waited for ever, and the stream kept its slot)
                     c.queued_frames -= frames
 
     # --- access ---
