@@ -18,12 +18,18 @@ from .rig import ARKIT_NAMES, INDEX
 MAX_FPS = 240.0
 
 
-def checked_fps(fps: float) -> float:
-    """`fps` as a frame rate to animate at; TalkfaceError unless above 0 and at most `MAX_FPS` (a frame
-    rate of millions would fill memory)."""
-    if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not 0 < fps <= MAX_FPS:
-        raise TalkfaceError(f"fps must be a number above 0 and at most {MAX_FPS:g}, got {shown(fps)}")
-    return float(fps)
+def checked_fps(fps: object, most: float = MAX_FPS, what: str = "fps") -> float:
+    """`fps` as a frame rate: a real number above 0 and at most `most`; TalkfaceError otherwise, for text
+    or None too. `MAX_FPS` to animate at (a frame rate of millions would fill memory); `math.inf` for any
+    finite rate, as a file may have."""
+    if type(fps) is float and 0.0 < fps <= most and fps < math.inf:  # (the common case: every frame block)
+        return fps
+    if isinstance(fps, numbers.Real) and not isinstance(fps, bool):
+        with contextlib.suppress(OverflowError):  # (an integer past any float)
+            if 0 < float(fps) <= most and math.isfinite(fps):
+                return float(fps)
+    bound = "" if most == math.inf else f" and at most {most:g}"
+    raise TalkfaceError(f"{what} must be a number above 0{bound}, got {shown(fps)}")
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,7 @@ class Animation:
             raise TalkfaceError(f"animation needs shape [frames, {len(names)}], got {list(np.shape(self.weights))}")
         object.__setattr__(self, "weights", w)
         object.__setattr__(self, "names", names)
-        object.__setattr__(self, "fps", _frame_rate(self.fps))
+        object.__setattr__(self, "fps", checked_fps(self.fps, math.inf))
 
     @classmethod
     def zeros(cls, frames: int, fps: float, names: Sequence[str] = ARKIT_NAMES) -> Animation:
@@ -109,7 +115,7 @@ class Animation:
 
     def resample(self, fps: float) -> Animation:
         """The same motion at another frame rate, covering the same duration."""
-        fps = _frame_rate(fps)
+        fps = checked_fps(fps, math.inf)
         if fps == self.fps:
             return self
         frames = max(1, round(self.duration * fps)) if self.num_frames else 0
@@ -158,18 +164,6 @@ class Animation:
         if w.size and (w.min() < 0 or w.max() > 1):
             raise TalkfaceError("blendshape weights must lie in [0, 1]")
         return self
-
-
-def _frame_rate(fps: object) -> float:
-    """`fps` as a frame rate: a real number above 0 and finite (any rate a file may have); TalkfaceError
-    otherwise, for text or None too (they were a TypeError)."""
-    if type(fps) is float and 0.0 < fps < math.inf:  # (the common case: every frame a stream makes)
-        return fps
-    if isinstance(fps, numbers.Real) and not isinstance(fps, bool):
-        with contextlib.suppress(OverflowError):  # (an integer past any float)
-            if float(fps) > 0 and math.isfinite(fps):
-                return float(fps)
-    raise TalkfaceError(f"fps must be a positive number, got {shown(fps)}")
 
 
 @functools.lru_cache(maxsize=64)

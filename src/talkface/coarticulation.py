@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .animation import Animation
+from .animation import Animation, checked_fps
 from .audio import MAX_SECONDS
 from .errors import TalkfaceError
 from .phonemes import (
@@ -162,8 +162,7 @@ def enforce(weights: np.ndarray, phones: Sequence[TimedPhone], fps: float) -> No
 
 def animate_phones(phones: Sequence[TimedPhone], fps: float = 30.0, duration: float | None = None) -> Animation:
     """ARKit curves at `fps` for timed ARPAbet phones, covering `duration` seconds (default: the phones)."""
-    if not (fps > 0 and np.isfinite(fps)):
-        raise TalkfaceError(f"fps must be a positive number, got {fps}")
+    fps = checked_fps(fps, math.inf)
     _check_times(phones, duration)
     phones = merge_silences(phones)
     unknown = sorted({p.phone for p in phones} - TARGETS.keys())

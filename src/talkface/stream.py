@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import soxr
 
-from .animation import Animation
+from .animation import Animation, checked_fps
 from .articulation import Articulations
 from .audio import MAX_RATE, SAMPLE_RATE, to_mono
 from .engine import Engine
@@ -85,9 +85,7 @@ class Stream:
     final; `flush` at the end for the rest. Frames come in order, numbered from 0 at 1/fps."""
 
     def __init__(self, engine: Engine, fps: float, style: Style, sample_rate: int = SAMPLE_RATE) -> None:
-        if not (fps > 0 and math.isfinite(fps)):
-            raise TalkfaceError(f"fps must be a positive number, got {fps}")
-        self.engine, self.fps = engine, float(fps)
+        self.engine, self.fps = engine, checked_fps(fps, math.inf)
         self._busy = threading.RLock()  # (`push` calls `write`)
         self.sample_rate = _rate(sample_rate)
         self._resampler = self._make_resampler()

@@ -15,15 +15,15 @@ X  idle, relaxed and closed
 from __future__ import annotations
 
 import json
-import numbers
+import math
 import re
 from itertools import pairwise
 from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-from ..animation import Animation
-from ..errors import TalkfaceError, shown
+from ..animation import Animation, checked_fps
+from ..errors import TalkfaceError
 from ..metrics import CLOSED_BELOW, REST_BELOW, lip_aperture, rounding
 from ..rig import ARKIT_NAMES
 
@@ -158,9 +158,7 @@ def text(anim: Animation, fmt: str, *, sound_file: str = "", dat_fps: float | No
     default the animation's own frame rate (Rhubarb's ``--datFrameRate``; set the Moho project to it)."""
     dat_fps = anim.fps if dat_fps is None else dat_fps
     if fmt == "rhubarb-dat":
-        number = isinstance(dat_fps, numbers.Real) and not isinstance(dat_fps, bool)  # (text was a TypeError)
-        if not (number and dat_fps > 0 and np.isfinite(dat_fps)):
-            raise TalkfaceError(f"dat frame rate must be a positive number, got {shown(dat_fps)}")
+        dat_fps = checked_fps(dat_fps, math.inf, "dat frame rate")
         return dat_text(mouth_cues(anim, dat_fps), dat_fps)
     cues = mouth_cues(anim)
     if fmt == "rhubarb-tsv":
